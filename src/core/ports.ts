@@ -1,0 +1,54 @@
+/** Parsing of the port maps Docker sends with CreateEndpoint, Join and ProgramExternalConnectivity. */
+import { invalid } from '../errors.js'
+import { parseIp } from './addr.js'
+import type { PortMapping } from './records.js'
+
+const PROTOCOLS: Record<number, PortMapping['proto']> = { 6: 'tcp', 17: 'udp', 132: 'sctp' }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+function intField(obj: Record<string, unknown>, key: string, where: string, min: number, max: number, required = true): number {
+  const v = obj[key]
+  if (v === undefined && !required) return 0
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalid(`${where}: ${key} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+function protoOf(obj: Record<string, unknown>, where: string): PortMapping['proto'] {
+  const n = intField(obj, 'Proto', where, 0, 255)
+  const proto = PROTOCOLS[n]
+  if (!proto) throw invalid(`${where}: protocol number ${n} is not supported (tcp=6, udp=17, sctp=132)`)
+  return proto
+}
+
+function list(value: unknown, what: string): unknown[] {
+  if (value === undefined || value === null) return []
+  if (!Array.isArray(value)) throw invalid(`${what} must be a list`)
+  if (value.length > 4096) throw invalid(`${what} has ${value.length} entries; at most 4096 are accepted`)
+  return value
+}
+
+export function parsePortMap(value: unknown): PortMapping[] {
+  return list(value, 'the port map').map((raw, i) => {
+    const where = `port mapping #${i + 1}`
+    if (!isObject(raw)) throw invalid(`${where} is not an object`)
+    const proto = protoOf(raw, where)
+    const containerPort = intField(raw, 'Port', where, 1, 65535)
+    const hostPort = intField(raw, 'HostPort', where, 0, 65535, false)
+    const hostPortEnd = intField(raw, 'HostPortEnd', where, 0, 65535, false)
+    if (hostPortEnd !== 0 && hostPortEnd < hostPort) throw invalid(`${where}: host port range ${hostPort}-${hostPortEnd} is reversed`)
+    const hostIp = raw.HostIP ?? ''
+    if (typeof hostIp !== 'string' || (hostIp !== '' && !parseIp(hostIp))) throw invalid(`${where}: host IP ${JSON.stringify(hostIp)} is not an IP address`)
+    return { proto, containerPort, hostIp, hostPort, hostPortEnd: hostPortEnd || hostPort }
+  })
+}
+
+export function parseExposedPorts(value: unknown): Array<{ proto: PortMapping['proto']; port: number }> {
+  return list(value, 'the exposed port list').map((raw, i) => {
+    const where = `exposed port #${i + 1}`
+    if (!isObject(raw)) throw invalid(`${where} is not an object`)
+    return { proto: protoOf(raw, where), port: intField(raw, 'Port', where, 1, 65535) }
+  })
+}

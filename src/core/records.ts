@@ -1,0 +1,76 @@
+/** What tsnet persists. These are the source of truth; kernel objects are derived from them. */
+
+export interface SubnetRecord {
+  /** Canonical CIDR of the pool Docker gave the network. */
+  pool: string
+  /** Gateway as CIDR (address/pool length), absent when IPAM allocated none. */
+  gateway?: string
+  auxAddresses?: Record<string, string>
+}
+
+export interface NetworkRecord {
+  id: string
+  bridge: string
+  /** The bridge name came from -o com.docker.network.bridge.name. */
+  bridgeNamedByUser: boolean
+  mtu: number
+  internal: boolean
+  ipv6: boolean
+  ipv4Subnets: SubnetRecord[]
+  ipv6Subnets: SubnetRecord[]
+  /** Parsed network options (issue-3 features read these). */
+  enableIpMasquerade: boolean
+  enableIcc: boolean
+  /** The -o options exactly as given, for status output. */
+  genericOptions: Record<string, string>
+  createdAt: string
+}
+
+export interface PortMapping {
+  proto: 'tcp' | 'udp' | 'sctp'
+  containerPort: number
+  hostIp: string
+  hostPort: number
+  hostPortEnd: number
+}
+
+export interface EndpointRecord {
+  id: string
+  networkId: string
+  /** Host end of the veth pair, attached to the bridge. */
+  hostIf: string
+  /** Container end; Docker moves it into the sandbox and renames it. */
+  containerIf: string
+  mac: string
+  /** True when the MAC came from Docker (--mac-address); false when tsnet chose it. */
+  macFromDocker: boolean
+  mtu: number
+  address?: string
+  addressV6?: string
+  portMappings: PortMapping[]
+  exposedPorts: Array<{ proto: PortMapping['proto']; port: number }>
+  sandboxKey?: string
+  joined: boolean
+  createdAt: string
+}
+
+export interface PoolRecord {
+  id: string
+  addressSpace: string
+  pool: string
+  subPool?: string
+  v6: boolean
+  options: Record<string, string>
+  createdAt: string
+}
+
+export type LeaseKind = 'gateway' | 'aux' | 'endpoint'
+
+export interface LeaseRecord {
+  poolId: string
+  address: string
+  kind: LeaseKind
+  /** Container name when Docker sent one. */
+  owner?: string
+  createdAt: string
+}

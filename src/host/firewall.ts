@@ -1,0 +1,81 @@
+/**
+ * tsnet's filter rules. All of them live in the TSNET-FORWARD chain, jumped to from FORWARD, each
+ * rule tagged with the network it belongs to. Every change is one `iptables-restore --noflush`
+ * batch per family, so it applies whole or not at all. The chain and its jump exist only while
+ * some network needs them, so a host without tsnet networks carries no tsnet rules.
+ */
+import type { Logger } from 'pino'
+import { withContext } from '../errors.js'
+import { type Runner, runOk } from './exec.js'
+import { KeyedLock } from '../util/keyed-lock.js'
+
+export const FORWARD_CHAIN = 'TSNET-FORWARD'
+const FAMILIES = [
+  { save: 'iptables', restore: 'iptables-restore' },
+  { save: 'ip6tables', restore: 'ip6tables-restore' },
+] as const
+const WAIT = ['-w', '10']
+
+// Written the way `iptables -S` prints it (comments quoted), so listed rules compare equal.
+const intraBridgeRule = (bridge: string, tag: string) => `-i ${bridge} -o ${bridge} -m comment --comment "${tag}" -j ACCEPT`
+
+export class Firewall {
+  private readonly lock = new KeyedLock()
+  constructor(private readonly runner: Runner) {}
+
+  /** Current rules of our chain as `iptables -S` prints them, or undefined when the chain is absent. */
+  private async chainRules(tool: string): Promise<string[] | undefined> {
+    const r = await this.runner.run(tool, [...WAIT, '-S', FORWARD_CHAIN])
+    if (r.code !== 0) return undefined
+    return r.stdout.split('\n').filter((l) => l.startsWith(`-A ${FORWARD_CHAIN} `))
+  }
+
+  private async hasJump(tool: string): Promise<boolean> {
+    return (await this.runner.run(tool, [...WAIT, '-C', 'FORWARD', '-j', FORWARD_CHAIN])).code === 0
+  }
+
+  private async restore(tool: string, lines: string[]): Promise<void> {
+    if (lines.length === 0) return
+    await runOk(this.runner, tool, [...WAIT, '--noflush'], { input: ['*filter', ...lines, 'COMMIT', ''].join('\n') })
+  }
+
+  allowIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+    return this.lock.run('fw', async () => {
+      const rule = intraBridgeRule(bridge, tag)
+      for (const f of FAMILIES) {
+        try {
+          const rules = await this.chainRules(f.save)
+          const lines: string[] = []
+          if (!rules) lines.push(`-N ${FORWARD_CHAIN}`)
+          if (!(await this.hasJump(f.save))) lines.push(`-I FORWARD 1 -j ${FORWARD_CHAIN}`)
+          if (!rules?.includes(`-A ${FORWARD_CHAIN} ${rule}`)) lines.push(`-A ${FORWARD_CHAIN} ${rule}`)
+          await this.restore(f.restore, lines)
+          if (lines.length) log.info({ host: 'firewall.added', tool: f.save, rules: lines }, 'firewall rules added')
+        } catch (err) {
+          throw withContext(err, `allowing traffic inside bridge ${bridge} (${f.save})`)
+        }
+      }
+    })
+  }
+
+  revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+    return this.lock.run('fw', async () => {
+      const rule = `-A ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`
+      for (const f of FAMILIES) {
+        try {
+          const rules = await this.chainRules(f.save)
+          if (!rules) continue
+          const lines = rules.filter((r) => r === rule).map((r) => r.replace(/^-A /, '-D '))
+          if (rules.length === lines.length) {
+            if (await this.hasJump(f.save)) lines.push(`-D FORWARD -j ${FORWARD_CHAIN}`)
+            lines.push(`-X ${FORWARD_CHAIN}`)
+          }
+          await this.restore(f.restore, lines)
+          if (lines.length) log.info({ host: 'firewall.removed', tool: f.save, rules: lines }, 'firewall rules removed')
+        } catch (err) {
+          throw withContext(err, `removing the rules of bridge ${bridge} (${f.save})`)
+        }
+      }
+    })
+  }
+}

@@ -1,0 +1,126 @@
+/** Links and addresses through iproute2: JSON output for reads, `ip -batch` so one change is one process. */
+import type { Logger } from 'pino'
+import { conflict, withContext } from '../errors.js'
+import { type Runner, HostCommandError, runOk } from './exec.js'
+import type { BridgeSpec, LinkInfo, VethSpec } from './host.js'
+import { checkIfName } from '../core/names.js'
+
+interface IpLinkJson {
+  ifname: string
+  ifalias?: string
+  master?: string
+  mtu: number
+  address?: string
+  flags?: string[]
+  linkinfo?: { info_kind?: string }
+}
+
+export class Links {
+  constructor(private readonly runner: Runner) {}
+
+  async get(name: string): Promise<LinkInfo | undefined> {
+    checkIfName(name)
+    const r = await this.runner.run('ip', ['-j', '-d', 'link', 'show', 'dev', name])
+    if (r.code !== 0) {
+      if (/does not exist|Cannot find device/i.test(r.stderr)) return undefined
+      throw new HostCommandError(['ip', '-j', '-d', 'link', 'show', 'dev', name], r)
+    }
+    const [link] = JSON.parse(r.stdout) as IpLinkJson[]
+    if (!link) return undefined
+    return {
+      name: link.ifname,
+      ...(link.linkinfo?.info_kind ? { kind: link.linkinfo.info_kind } : {}),
+      ...(link.ifalias ? { alias: link.ifalias } : {}),
+      ...(link.master ? { master: link.master } : {}),
+      mtu: link.mtu,
+      ...(link.address ? { mac: link.address } : {}),
+      up: (link.flags ?? []).includes('UP'),
+    }
+  }
+
+  private batch(lines: string[]): Promise<string> {
+    return runOk(this.runner, 'ip', ['-batch', '-'], { input: lines.join('\n') + '\n' })
+  }
+
+  private async checkOwned(name: string, alias: string, kind: string): Promise<LinkInfo | undefined> {
+    const link = await this.get(name)
+    if (link && link.alias !== alias) {
+      throw conflict(`a link named ${name} already exists and is not tsnet's (${link.alias ? `it belongs to ${link.alias}` : 'it has no tsnet tag'})`)
+    }
+    if (link && link.kind !== kind) throw conflict(`link ${name} exists but is a ${link.kind ?? 'plain'} device, not a ${kind}`)
+    return link
+  }
+
+  async ensureBridge(spec: BridgeSpec, log: Logger): Promise<void> {
+    const existing = await this.checkOwned(spec.name, spec.alias, 'bridge')
+    const lines: string[] = []
+    if (!existing) {
+      lines.push(`link add name ${spec.name} mtu ${spec.mtu} address ${spec.mac} type bridge`)
+      lines.push(`link set dev ${spec.name} alias ${spec.alias}`)
+    } else if (existing.mtu !== spec.mtu) {
+      lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`)
+    }
+    for (const a of spec.addresses) lines.push(`addr replace ${a} dev ${spec.name}${a.includes(':') ? ' nodad' : ''}`)
+    lines.push(`link set dev ${spec.name} up`)
+    try {
+      await this.batch(lines)
+    } catch (err) {
+      if (!existing) await this.deleteQuietly(spec.name, log)
+      throw withContext(err, `setting up bridge ${spec.name}${existing ? '' : ' (rolled back: bridge removed)'}`)
+    }
+    log.info({ host: existing ? 'bridge.updated' : 'bridge.created', bridge: spec.name, mtu: spec.mtu, addresses: spec.addresses }, existing ? 'bridge brought to spec' : 'bridge created')
+  }
+
+  async ensureVeth(spec: VethSpec, log: Logger): Promise<void> {
+    const existing = await this.checkOwned(spec.hostName, spec.alias, 'veth')
+    const lines: string[] = []
+    if (!existing) {
+      lines.push(`link add name ${spec.hostName} mtu ${spec.mtu} type veth peer name ${spec.peerName} mtu ${spec.mtu} address ${spec.mac}`)
+      lines.push(`link set dev ${spec.hostName} alias ${spec.alias}`)
+    }
+    lines.push(`link set dev ${spec.hostName} master ${spec.bridge} up`)
+    try {
+      await this.batch(lines)
+    } catch (err) {
+      if (!existing) await this.deleteQuietly(spec.hostName, log)
+      throw withContext(err, `setting up veth ${spec.hostName}${existing ? '' : ' (rolled back: veth removed)'}`)
+    }
+    if (!existing) log.info({ host: 'veth.created', veth: spec.hostName, peer: spec.peerName, bridge: spec.bridge, mac: spec.mac, mtu: spec.mtu }, 'veth pair created')
+  }
+
+  async deleteOwned(name: string, alias: string, log: Logger): Promise<void> {
+    const link = await this.get(name)
+    if (!link) return
+    if (link.alias !== alias) {
+      log.warn({ link: name, alias: link.alias }, 'not deleting a link tsnet does not own')
+      return
+    }
+    const r = await this.runner.run('ip', ['link', 'del', 'dev', name])
+    if (r.code !== 0 && !/Cannot find device|does not exist/i.test(r.stderr)) throw new HostCommandError(['ip', 'link', 'del', 'dev', name], r)
+    log.info({ host: 'link.deleted', link: name }, 'link deleted')
+  }
+
+  private async deleteQuietly(name: string, log: Logger): Promise<void> {
+    const r = await this.runner.run('ip', ['link', 'del', 'dev', name])
+    if (r.code === 0) log.info({ host: 'link.deleted', link: name }, 'rolled back: link deleted')
+  }
+
+  async routedPrefixes(): Promise<string[]> {
+    const out: string[] = []
+    for (const family of ['-4', '-6']) {
+      const json = await runOk(this.runner, 'ip', ['-j', family, 'route', 'show', 'table', 'main'])
+      for (const r of JSON.parse(json || '[]') as Array<{ dst?: string }>) {
+        if (!r.dst || r.dst === 'default') continue
+        out.push(r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`)
+      }
+    }
+    return out
+  }
+
+  async defaultRouteMtu(): Promise<number | undefined> {
+    const json = await runOk(this.runner, 'ip', ['-j', '-4', 'route', 'show', 'default'])
+    const [route] = JSON.parse(json || '[]') as Array<{ dev?: string }>
+    if (!route?.dev) return undefined
+    return (await this.get(route.dev))?.mtu
+  }
+}

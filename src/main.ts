@@ -1,0 +1,71 @@
+/** Composition root: config → store → services → HTTP on the unix socket. */
+import { chmod, mkdir, unlink } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { dirname } from 'node:path'
+import { pino, type Logger } from 'pino'
+import type { Config } from './config.js'
+import { TsnetError } from './errors.js'
+import { LinuxHost } from './host/linux-host.js'
+import type { Host } from './host/host.js'
+import { buildApp } from './server/app.js'
+import { IpamService } from './services/ipam-service.js'
+import { NetworkService } from './services/network-service.js'
+import { FileStore } from './store/file-store.js'
+import type { Store } from './store/store.js'
+
+export function createLogger(level: string): Logger {
+  return pino({ level, base: { svc: 'tsnet' }, timestamp: pino.stdTimeFunctions.isoTime })
+}
+
+/** True when something answers on the socket: then it is not stale and must not be replaced. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path)
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => resolve(false))
+  })
+}
+
+async function prepareSocket(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 })
+  if (await socketAnswers(path)) throw new TsnetError('conflict', `another process is already serving ${path}; stop it first`)
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
+}
+
+export interface Services {
+  store: Store
+  network: NetworkService
+  ipam: IpamService
+}
+
+export async function openServices(config: Config, host: Host): Promise<Services> {
+  const store = await FileStore.open(config.stateDir)
+  const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {})
+  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
+  await network.load()
+  await ipam.load()
+  return { store, network, ipam }
+}
+
+/** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
+export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
+  const { network, ipam } = await openServices(config, new LinuxHost())
+  const app = buildApp({ logger, network, ipam })
+  await prepareSocket(config.socket)
+  await app.listen({ path: config.socket })
+  await chmod(config.socket, 0o660) // Docker runs as root; nobody else needs to reach the driver
+  const counts = network.snapshot()
+  logger.info({ socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping')
+      app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+  logger.info('tsnet stopped')
+}

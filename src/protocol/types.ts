@@ -1,0 +1,101 @@
+/** Docker's remote driver wire types, field for field as Docker sends them (PascalCase). */
+
+export interface IpamData {
+  AddressSpace?: string
+  Pool: string
+  Gateway?: string
+  AuxAddresses?: Record<string, string> | null
+}
+
+export interface CreateNetworkRequest {
+  NetworkID: string
+  Options?: Record<string, unknown> | null
+  IPv4Data?: IpamData[] | null
+  IPv6Data?: IpamData[] | null
+}
+
+export interface NetworkRef {
+  NetworkID: string
+}
+
+export interface EndpointRef {
+  NetworkID: string
+  EndpointID: string
+}
+
+export interface EndpointInterface {
+  Address?: string
+  AddressIPv6?: string
+  MacAddress?: string
+}
+
+export interface CreateEndpointRequest extends EndpointRef {
+  Interface?: EndpointInterface | null
+  Options?: Record<string, unknown> | null
+}
+
+export interface JoinRequest extends EndpointRef {
+  SandboxKey: string
+  Options?: Record<string, unknown> | null
+}
+
+export interface ConnectivityRequest extends EndpointRef {
+  Options?: Record<string, unknown> | null
+}
+
+export interface AllocateNetworkRequest {
+  NetworkID: string
+  Options?: Record<string, string> | null
+  IPv4Data?: IpamData[] | null
+  IPv6Data?: IpamData[] | null
+}
+
+export interface DiscoveryRequest {
+  DiscoveryType: number
+  DiscoveryData?: unknown
+}
+
+export interface JoinResponse {
+  InterfaceName: { SrcName: string; DstPrefix: string }
+  Gateway?: string
+  GatewayIPv6?: string
+  StaticRoutes?: Array<{ Destination: string; RouteType: number; NextHop?: string }>
+  DisableGatewayService?: boolean
+}
+
+export interface RequestPoolRequest {
+  AddressSpace: string
+  Pool?: string
+  SubPool?: string
+  Options?: Record<string, string> | null
+  V6?: boolean
+}
+
+export interface RequestAddressRequest {
+  PoolID: string
+  Address?: string
+  Options?: Record<string, string> | null
+}
+
+export interface ReleaseAddressRequest {
+  PoolID: string
+  Address: string
+}
+
+export interface ReleasePoolRequest {
+  PoolID: string
+}
+
+/** Option keys Docker puts in CreateNetwork/CreateEndpoint/Join. */
+export const OPT = {
+  generic: 'com.docker.network.generic',
+  enableIpv4: 'com.docker.network.enable_ipv4',
+  enableIpv6: 'com.docker.network.enable_ipv6',
+  internal: 'com.docker.network.internal',
+  portMap: 'com.docker.network.portmap',
+  exposedPorts: 'com.docker.network.endpoint.exposedports',
+  endpointMac: 'com.docker.network.endpoint.macaddress',
+  requestAddressType: 'RequestAddressType',
+  gatewayType: 'com.docker.network.gateway',
+  endpointName: 'com.docker.network.endpoint.name',
+} as const

@@ -1,0 +1,199 @@
+/** Docker's IpamDriver verbs on top of the pure allocator, the store and the host's routes. */
+import type { Logger } from 'pino'
+import { randomBytes } from 'node:crypto'
+import { type Ip, type Prefix, formatCidr, formatIp, formatPrefix, parseCidr, parseIp } from '../core/addr.js'
+import {
+  ADDRESS_SPACES, GLOBAL_SPACE, LOCAL_SPACE, type DefaultPool, checkExplicitPool, chooseDefaultPool, parsePoolRequest,
+  pickAddress, poolIdOf,
+} from '../core/ipam.js'
+import type { LeaseRecord, PoolRecord } from '../core/records.js'
+import { exhausted, invalid, notFound, withContext } from '../errors.js'
+import type { Host } from '../host/host.js'
+import type {
+  ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest,
+} from '../protocol/types.js'
+import { OPT } from '../protocol/types.js'
+import type { Store } from '../store/store.js'
+import { KeyedLock } from '../util/keyed-lock.js'
+
+interface PoolState {
+  record: PoolRecord
+  prefix: Prefix
+  range?: Prefix
+  leases: Map<bigint, LeaseRecord>
+}
+
+export interface IpamConfig {
+  defaultPools: DefaultPool[]
+}
+
+const leaseId = (poolId: string, address: string) => `${poolId}#${address}`
+
+export class IpamService {
+  private readonly pools = new Map<string, PoolState>()
+  private readonly lock = new KeyedLock()
+  private ula48!: Prefix
+
+  constructor(private readonly store: Store, private readonly host: Host, private readonly config: IpamConfig) {}
+
+  /** Rebuilds the in-memory view from the store, and fixes this host's IPv6 ULA prefix on first start. */
+  async load(): Promise<void> {
+    for (const { value } of await this.store.list<PoolRecord>('pools')) {
+      const pool = parseCidr(value.pool)
+      if (!pool) throw invalid(`stored pool ${value.id} has an unreadable subnet ${value.pool}`)
+      const range = value.subPool ? parseCidr(value.subPool)?.prefix : undefined
+      this.pools.set(value.id, { record: value, prefix: pool.prefix, ...(range ? { range } : {}), leases: new Map() })
+    }
+    for (const { id, value } of await this.store.list<LeaseRecord>('leases')) {
+      const ip = parseIp(value.address)
+      const pool = this.pools.get(value.poolId)
+      if (ip && pool) pool.leases.set(ip.value, value)
+      else await this.store.delete('leases', id) // its pool was released; the crash came before the leases went
+    }
+    const meta = (await this.store.list<{ ula48: string }>('meta')).find((m) => m.id === 'ipam')
+    const stored = meta ? parseCidr(meta.value.ula48) : undefined
+    if (stored) {
+      this.ula48 = stored.prefix
+    } else {
+      // RFC 4193: fd00::/8 plus 40 random bits, so two hosts' automatic IPv6 pools differ.
+      const b = randomBytes(5)
+      const text = `fd${b.toString('hex').slice(0, 2)}:${b.toString('hex').slice(2, 6)}:${b.toString('hex').slice(6, 10)}::/48`
+      this.ula48 = (parseCidr(text) as { prefix: Prefix }).prefix
+      await this.store.put('meta', 'ipam', { ula48: formatPrefix(this.ula48) })
+    }
+  }
+
+  defaultAddressSpaces() {
+    return { LocalDefaultAddressSpace: LOCAL_SPACE, GlobalDefaultAddressSpace: GLOBAL_SPACE }
+  }
+
+  capabilities() {
+    return { RequiresMACAddress: false, RequiresRequestReplay: false }
+  }
+
+  requestPool(req: RequestPoolRequest, log: Logger) {
+    return this.lock.run('ipam', async () => {
+      const space = req.AddressSpace
+      if (!(ADDRESS_SPACES as readonly string[]).includes(space)) {
+        throw invalid(`address space "${space}" is unknown; tsnet serves ${ADDRESS_SPACES.join(' and ')}`)
+      }
+      const v6 = req.V6 === true
+      const asked = parsePoolRequest(req.Pool ?? '', req.SubPool ?? '', v6)
+      const taken = [...this.pools.values()]
+        .filter((p) => p.record.addressSpace === space && p.prefix.family === (v6 ? 6 : 4))
+        .map((p) => ({ id: p.record.id, prefix: p.prefix }))
+      let prefix = asked.pool
+      if (prefix) {
+        checkExplicitPool(prefix, taken)
+      } else {
+        prefix = await this.chooseAutomatic(space, v6, taken.map((t) => t.prefix), asked.sizeOnly)
+      }
+      const id = poolIdOf(space, prefix, asked.subPool)
+      const record: PoolRecord = {
+        id,
+        addressSpace: space,
+        pool: formatPrefix(prefix),
+        ...(asked.subPool ? { subPool: formatPrefix(asked.subPool) } : {}),
+        v6,
+        options: req.Options ?? {},
+        createdAt: new Date().toISOString(),
+      }
+      await this.store.put('pools', id, record)
+      this.pools.set(id, { record, prefix, ...(asked.subPool ? { range: asked.subPool } : {}), leases: new Map() })
+      log.info({ ipam: 'pool.allocated', poolId: id }, 'address pool allocated')
+      return { PoolID: id, Pool: record.pool, Data: {} }
+    })
+  }
+
+  private async chooseAutomatic(space: string, v6: boolean, taken: Prefix[], bits?: number): Promise<Prefix> {
+    let routed: Prefix[] = []
+    if (space === LOCAL_SPACE) {
+      try {
+        routed = (await this.host.routedPrefixes()).flatMap((r) => {
+          const c = parseCidr(r)
+          return c ? [c.prefix] : []
+        })
+      } catch (err) {
+        throw withContext(err, 'reading the host routes to choose a free pool')
+      }
+    }
+    if (v6) {
+      if (bits !== undefined && bits < 48) throw invalid(`an automatic IPv6 pool can be at most a /48, not /${bits}`)
+      const chosen = chooseDefaultPool([{ base: this.ula48, size: 64 }], taken, routed, bits)
+      if (!chosen) throw exhausted(`no free IPv6 pool is left in ${formatPrefix(this.ula48)}`)
+      return chosen
+    }
+    const chosen = chooseDefaultPool(this.config.defaultPools, taken, routed, bits)
+    if (!chosen) {
+      const list = this.config.defaultPools.map((p) => `${formatPrefix(p.base)} in /${bits ?? p.size}`).join(', ')
+      throw exhausted(`no free address pool is left: every default pool (${list}) is in use or routed by the host; give --subnet explicitly`)
+    }
+    return chosen
+  }
+
+  releasePool(req: ReleasePoolRequest, log: Logger) {
+    return this.lock.run('ipam', async () => {
+      const pool = this.pools.get(req.PoolID)
+      if (!pool) return {}
+      // Pool first: a crash part-way leaves leases without a pool, which load() removes.
+      await this.store.delete('pools', req.PoolID)
+      this.pools.delete(req.PoolID)
+      for (const lease of pool.leases.values()) await this.store.delete('leases', leaseId(req.PoolID, lease.address))
+      log.info({ ipam: 'pool.released', poolId: req.PoolID, leases: pool.leases.size }, 'address pool released')
+      return {}
+    })
+  }
+
+  requestAddress(req: RequestAddressRequest, log: Logger) {
+    return this.lock.run('ipam', async () => {
+      const pool = this.pools.get(req.PoolID)
+      if (!pool) throw notFound(`address pool ${req.PoolID} is unknown to tsnet`)
+      let preferred: Ip | undefined
+      if (req.Address) {
+        preferred = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
+        if (!preferred) throw invalid(`requested address "${req.Address}" is not an IP address`)
+      }
+      const value = pickAddress({
+        pool: pool.prefix,
+        ...(pool.range ? { range: pool.range } : {}),
+        ...(preferred ? { preferred } : {}),
+        used: new Set(pool.leases.keys()),
+        poolId: req.PoolID,
+      })
+      const ip: Ip = { family: pool.prefix.family, value }
+      const address = formatIp(ip)
+      const options = req.Options ?? {}
+      const owner = options[OPT.endpointName]
+      const lease: LeaseRecord = {
+        poolId: req.PoolID,
+        address,
+        kind: options[OPT.requestAddressType] === OPT.gatewayType ? 'gateway' : 'endpoint',
+        ...(owner ? { owner } : {}),
+        createdAt: new Date().toISOString(),
+      }
+      await this.store.put('leases', leaseId(req.PoolID, address), lease)
+      pool.leases.set(value, lease)
+      log.info({ ipam: 'address.leased', poolId: req.PoolID, address, kind: lease.kind }, 'address leased')
+      return { Address: formatCidr(ip, pool.prefix.bits), Data: {} }
+    })
+  }
+
+  releaseAddress(req: ReleaseAddressRequest, log: Logger) {
+    return this.lock.run('ipam', async () => {
+      const pool = this.pools.get(req.PoolID)
+      const ip = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
+      if (!pool || !ip) return {}
+      const lease = pool.leases.get(ip.value)
+      if (!lease) return {}
+      await this.store.delete('leases', leaseId(req.PoolID, lease.address))
+      pool.leases.delete(ip.value)
+      log.info({ ipam: 'address.released', poolId: req.PoolID, address: lease.address }, 'address released')
+      return {}
+    })
+  }
+
+  /** For status output and tests. */
+  snapshot() {
+    return [...this.pools.values()].map((p) => ({ ...p.record, leases: [...p.leases.values()].map((l) => l.address) }))
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * Docker's NetworkDriver verbs. Each one: lock the network, plan purely (all validation), bring
+ * the host to the plan (undoing its own changes on failure), persist, answer.
+ */
+import type { Logger } from 'pino'
+import {
+  bridgeAddresses, checkSandboxKey, planEndpoint, planJoin, planNetwork, sameEndpoint, sameNetwork,
+} from '../core/network-plan.js'
+import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../core/names.js'
+import { parseExposedPorts, parsePortMap } from '../core/ports.js'
+import type { EndpointRecord, NetworkRecord } from '../core/records.js'
+import { conflict, notFound, withContext } from '../errors.js'
+import type { Host } from '../host/host.js'
+import {
+  OPT, type AllocateNetworkRequest, type ConnectivityRequest, type CreateEndpointRequest, type CreateNetworkRequest,
+  type EndpointRef, type JoinRequest, type NetworkRef,
+} from '../protocol/types.js'
+import type { Store } from '../store/store.js'
+import { KeyedLock } from '../util/keyed-lock.js'
+
+export interface NetworkConfig {
+  /** MTU for networks without -o com.docker.network.driver.mtu; undefined: the default route's, else 1500. */
+  defaultMtu?: number
+}
+
+const FALLBACK_MTU = 1500
+const short = (id: string) => id.slice(0, 12)
+
+export class NetworkService {
+  private readonly networks = new Map<string, NetworkRecord>()
+  private readonly endpoints = new Map<string, EndpointRecord>()
+  private readonly lock = new KeyedLock()
+
+  constructor(private readonly store: Store, private readonly host: Host, private readonly config: NetworkConfig) {}
+
+  async load(): Promise<void> {
+    for (const { value } of await this.store.list<NetworkRecord>('networks')) this.networks.set(value.id, value)
+    for (const { value } of await this.store.list<EndpointRecord>('endpoints')) this.endpoints.set(value.id, value)
+  }
+
+  capabilities() {
+    return { Scope: 'local', ConnectivityScope: 'local' }
+  }
+
+  private async defaultMtu(): Promise<number> {
+    if (this.config.defaultMtu !== undefined) return this.config.defaultMtu
+    try {
+      return (await this.host.defaultRouteMtu()) ?? FALLBACK_MTU
+    } catch {
+      return FALLBACK_MTU
+    }
+  }
+
+  private knownNetwork(id: string): NetworkRecord {
+    const n = this.networks.get(id)
+    if (!n) throw notFound(`network ${short(id)} is unknown to tsnet (was it created with another driver, or was tsnet's state directory lost?)`)
+    return n
+  }
+
+  private knownEndpoint(networkId: string, endpointId: string): EndpointRecord {
+    const e = this.endpoints.get(endpointId)
+    if (!e || e.networkId !== networkId) throw notFound(`endpoint ${short(endpointId)} of network ${short(networkId)} is unknown to tsnet`)
+    return e
+  }
+
+  createNetwork(req: CreateNetworkRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const planned = planNetwork(req, { mtu: await this.defaultMtu() }, new Date().toISOString())
+      const existing = this.networks.get(req.NetworkID)
+      if (existing && !sameNetwork(existing, planned)) {
+        throw conflict(`network ${short(req.NetworkID)} already exists in tsnet with different settings`)
+      }
+      const clash = [...this.networks.values()].find((n) => n.id !== planned.id && n.bridge === planned.bridge)
+      if (clash) throw conflict(`bridge name ${planned.bridge} is already used by network ${short(clash.id)}`)
+      const record = existing ?? planned
+      const alias = networkAlias(record.id)
+      try {
+        await this.host.ensureBridge({ name: record.bridge, alias, mtu: record.mtu, mac: macFromSeed(record.id), addresses: bridgeAddresses(record) }, log)
+        await this.host.allowIntraBridge(record.bridge, networkTag(record.id), log)
+        if (!existing) await this.store.put('networks', record.id, record)
+      } catch (err) {
+        if (!existing) await this.undoNetwork(record, log)
+        throw withContext(err, `creating network ${short(record.id)}${existing ? '' : ' (rolled back: nothing was left on the host)'}`)
+      }
+      this.networks.set(record.id, record)
+      return {}
+    })
+  }
+
+  /** Best-effort removal of what createNetwork may have made; used for rollback. */
+  private async undoNetwork(record: NetworkRecord, log: Logger): Promise<void> {
+    await this.host.revokeIntraBridge(record.bridge, networkTag(record.id), log).catch((e) => log.error({ err: e }, 'rollback: firewall rules not removed'))
+    await this.host.deleteOwnedLink(record.bridge, networkAlias(record.id), log).catch((e) => log.error({ err: e }, 'rollback: bridge not removed'))
+  }
+
+  deleteNetwork(req: NetworkRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.networks.get(req.NetworkID)
+      if (!n) return {}
+      try {
+        for (const e of [...this.endpoints.values()].filter((x) => x.networkId === n.id)) await this.removeEndpoint(e, log)
+        await this.host.revokeIntraBridge(n.bridge, networkTag(n.id), log)
+        await this.host.deleteOwnedLink(n.bridge, networkAlias(n.id), log)
+        await this.store.delete('networks', n.id)
+      } catch (err) {
+        throw withContext(err, `deleting network ${short(n.id)}`)
+      }
+      this.networks.delete(n.id)
+      log.info({ network: n.id, bridge: n.bridge }, 'network deleted')
+      return {}
+    })
+  }
+
+  createEndpoint(req: CreateEndpointRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.knownNetwork(req.NetworkID)
+      const plan = planEndpoint(req, n, new Date().toISOString())
+      const existing = this.endpoints.get(req.EndpointID)
+      if (existing && !sameEndpoint(existing, plan.record)) {
+        throw conflict(`endpoint ${short(req.EndpointID)} already exists in tsnet with different settings`)
+      }
+      const clash = [...this.endpoints.values()].find((e) => e.id !== plan.record.id && e.hostIf === plan.record.hostIf)
+      if (clash) throw conflict(`endpoint ${short(req.EndpointID)} would reuse interface ${clash.hostIf} of endpoint ${short(clash.id)}`)
+      const record = existing ?? plan.record
+      try {
+        await this.host.ensureVeth({
+          hostName: record.hostIf, peerName: record.containerIf, alias: endpointAlias(record.id), mtu: record.mtu, mac: record.mac, bridge: n.bridge,
+        }, log)
+        if (!existing) await this.store.put('endpoints', record.id, record)
+      } catch (err) {
+        if (!existing) await this.host.deleteOwnedLink(record.hostIf, endpointAlias(record.id), log).catch(() => undefined)
+        throw withContext(err, `creating endpoint ${short(record.id)}${existing ? '' : ' (rolled back: veth removed)'}`)
+      }
+      this.endpoints.set(record.id, record)
+      return plan.response
+    })
+  }
+
+  endpointOperInfo(req: EndpointRef) {
+    const e = this.endpoints.get(req.EndpointID)
+    if (!e) return { Value: {} }
+    return { Value: { hostInterface: e.hostIf, macAddress: e.mac, ...(e.address ? { address: e.address } : {}), ...(e.addressV6 ? { addressIPv6: e.addressV6 } : {}) } }
+  }
+
+  private async removeEndpoint(e: EndpointRecord, log: Logger): Promise<void> {
+    await this.host.deleteOwnedLink(e.hostIf, endpointAlias(e.id), log)
+    await this.store.delete('endpoints', e.id)
+    this.endpoints.delete(e.id)
+  }
+
+  deleteEndpoint(req: EndpointRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const e = this.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID) return {}
+      try {
+        await this.removeEndpoint(e, log)
+      } catch (err) {
+        throw withContext(err, `deleting endpoint ${short(e.id)}`)
+      }
+      return {}
+    })
+  }
+
+  join(req: JoinRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.knownNetwork(req.NetworkID)
+      const e = this.knownEndpoint(req.NetworkID, req.EndpointID)
+      const sandboxKey = checkSandboxKey(req.SandboxKey)
+      const options = req.Options ?? {}
+      parsePortMap(options[OPT.portMap])
+      parseExposedPorts(options[OPT.exposedPorts])
+      const response = planJoin(n, e)
+      if (!e.joined || e.sandboxKey !== sandboxKey) {
+        const updated = { ...e, joined: true, sandboxKey }
+        await this.store.put('endpoints', e.id, updated)
+        this.endpoints.set(e.id, updated)
+        log.info({ endpoint: e.id, sandboxKey, interface: e.containerIf }, 'endpoint joined')
+      }
+      return response
+    })
+  }
+
+  leave(req: EndpointRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const e = this.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
+      const { sandboxKey: _gone, ...rest } = e
+      const updated: EndpointRecord = { ...rest, joined: false }
+      await this.store.put('endpoints', e.id, updated)
+      this.endpoints.set(e.id, updated)
+      log.info({ endpoint: e.id }, 'endpoint left its sandbox')
+      return {}
+    })
+  }
+
+  /** Published ports arrive here for the container's gateway endpoint; validated now, programmed by the edge layer. */
+  programExternalConnectivity(req: ConnectivityRequest) {
+    const options = req.Options ?? {}
+    parsePortMap(options[OPT.portMap])
+    parseExposedPorts(options[OPT.exposedPorts])
+    return {}
+  }
+
+  revokeExternalConnectivity(_req: EndpointRef) {
+    return {}
+  }
+
+  /** Swarm managers call this for global-scope networks; workers' CreateNetwork receives these options back. */
+  allocateNetwork(req: AllocateNetworkRequest) {
+    return { Options: req.Options ?? {} }
+  }
+
+  /** For status output and tests. */
+  snapshot() {
+    return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()] }
+  }
+}

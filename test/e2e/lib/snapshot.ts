@@ -1,0 +1,121 @@
+// Host snapshots of an engine's netns (+ the tsnet store), to prove that an operation (a failed
+// request, a full teardown) left nothing behind.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { nsExec, nsExecOk, type Engine } from './engine.js';
+import { tsnetStateDir } from './tsnet.js';
+
+export interface HostSnapshot {
+  /** "name kind master", sorted; kind is linkinfo.info_kind or "-" (e.g. lo, a physical link) */
+  links: string[];
+  /** iptables-save, without '#' comment lines, chain counters zeroed */
+  iptables: string[];
+  ip6tables: string[];
+  /** files under the tsnet state dir (relative, sorted), store metadata excluded */
+  storeFiles: string[];
+}
+
+interface IpLink {
+  ifname: string;
+  master?: string;
+  link_type?: string;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string };
+}
+
+/** Top-level store files that are metadata, not records (schema/format version, lock). */
+export const STORE_META_RE = /^(meta|metadata|schema|version|format|store)(\.[a-z0-9]+)?$|^\.?lock$|\.lock$/i;
+
+export async function listLinks(e: Engine): Promise<string[]> {
+  const out = await nsExecOk(e, ['ip', '-j', '-d', 'link', 'show']);
+  const links = JSON.parse(out) as IpLink[];
+  return links.map((l) => `${l.ifname} ${l.linkinfo?.info_kind ?? '-'} ${l.master ?? '-'}`).sort();
+}
+
+export function normalizeIptablesSave(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]'));
+}
+
+async function saveRules(e: Engine, bin: 'iptables-save' | 'ip6tables-save'): Promise<string[]> {
+  const r = await nsExec(e, [bin]);
+  if (r.code !== 0) throw new Error(`${bin} in ${e.netns} failed: ${r.stderr}`);
+  return normalizeIptablesSave(r.stdout);
+}
+
+async function walk(dir: string, rel = ''): Promise<string[]> {
+  let ents;
+  try {
+    ents = await readdir(join(dir, rel), { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: string[] = [];
+  for (const d of ents) {
+    const p = rel ? `${rel}/${d.name}` : d.name;
+    if (d.isDirectory()) out.push(...(await walk(dir, p)));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** Files of the tsnet store (relative paths, sorted), top-level metadata files excluded. */
+export async function listStoreFiles(e: Engine, stateDir = tsnetStateDir(e)): Promise<string[]> {
+  const all = await walk(stateDir);
+  return all.filter((p) => p.includes('/') || !STORE_META_RE.test(p)).sort();
+}
+
+export async function snapshotHost(e: Engine): Promise<HostSnapshot> {
+  const [links, iptables, ip6tables, storeFiles] = await Promise.all([
+    listLinks(e),
+    saveRules(e, 'iptables-save'),
+    saveRules(e, 'ip6tables-save'),
+    listStoreFiles(e),
+  ]);
+  return { links, iptables, ip6tables, storeFiles };
+}
+
+/** Multiset difference: lines of a missing from b ("- ") and lines of b not in a ("+ "). */
+function diffLines(a: readonly string[], b: readonly string[]): string[] {
+  const count = new Map<string, number>();
+  for (const l of a) count.set(l, (count.get(l) ?? 0) + 1);
+  const added: string[] = [];
+  for (const l of b) {
+    const n = count.get(l) ?? 0;
+    if (n > 0) count.set(l, n - 1);
+    else added.push(`+ ${l}`);
+  }
+  const removed: string[] = [];
+  for (const l of a) {
+    const n = count.get(l) ?? 0;
+    if (n > 0) {
+      removed.push(`- ${l}`);
+      count.set(l, n - 1);
+    }
+  }
+  return [...removed, ...added];
+}
+
+export type SnapshotPart = keyof HostSnapshot;
+
+/**
+ * Human-readable differences between two snapshots ([] when equal), per part. For iptables the
+ * order of rules matters too: if the multisets are equal but the order differs, that is reported.
+ */
+export function diffSnapshots(
+  a: HostSnapshot,
+  b: HostSnapshot,
+  parts: readonly SnapshotPart[] = ['links', 'iptables', 'ip6tables', 'storeFiles'],
+): string[] {
+  const out: string[] = [];
+  for (const p of parts) {
+    const d = diffLines(a[p], b[p]);
+    if (d.length) out.push(`${p}:`, ...d.map((l) => `  ${l}`));
+    else if ((p === 'iptables' || p === 'ip6tables') && a[p].join('\n') !== b[p].join('\n')) {
+      out.push(`${p}: same rules in a different order`);
+    }
+  }
+  return out;
+}

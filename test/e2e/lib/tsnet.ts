@@ -1,0 +1,211 @@
+// Start/stop the tsnet plugin (the product under test) inside an engine's netns.
+import { spawn } from 'node:child_process';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { track } from './cleanup.js';
+import type { Engine } from './engine.js';
+import { alive, sleep, sysEnv, tail } from './proc.js';
+
+/** The repository root, found from this file (test/e2e/lib/tsnet.ts), not hard-coded. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const TSNET_CLI = join(REPO_ROOT, 'dist', 'cli.js');
+
+export interface TsnetOptions {
+  /** extra arguments after `serve ...` */
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+  logLevel?: string;
+  /** how long to wait for the socket to answer Plugin.Activate (default 20 s) */
+  readyTimeoutMs?: number;
+  /** socket file name in the engine's plugins dir (default tsnet.sock → driver name "tsnet") */
+  socketName?: string;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface TsnetHandle {
+  readonly pid: number;
+  readonly logPath: string;
+  readonly socketPath: string;
+  readonly stateDir: string;
+  /** resolves when the process has exited */
+  readonly exited: Promise<ExitInfo>;
+  readonly running: boolean;
+  /** SIGTERM, wait for exit, SIGKILL after 10 s. */
+  stop(): Promise<ExitInfo>;
+  /** SIGKILL, wait for exit. */
+  kill9(): Promise<ExitInfo>;
+  logTail(lines?: number): string;
+}
+
+export function tsnetStateDir(e: Engine): string {
+  return join(e.stateDir, 'tsnet-state');
+}
+
+export function tsnetLogPath(e: Engine): string {
+  return join(e.stateDir, 'tsnet.log');
+}
+
+interface HttpReply {
+  status: number;
+  body: string;
+}
+
+/** POST to a plugin socket the way Docker does: no Content-Type, body as given (Activate: empty). */
+export function pluginPost(socketPath: string, path: string, body = '', timeoutMs = 5_000): Promise<HttpReply> {
+  return new Promise((resolveP, reject) => {
+    const req = request(
+      {
+        socketPath,
+        path,
+        method: 'POST',
+        headers: {
+          Host: 'plugin.moby.localhost',
+          Accept: 'application/vnd.docker.plugins.v1.2+json',
+          'Content-Length': Buffer.byteLength(body),
+        },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolveP({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * Run `node dist/cli.js serve --socket <engine plugins dir>/tsnet.sock --state-dir
+ * /tmp/tse/NAME/tsnet-state --log-level debug` inside the engine's netns (nsenter --net, so it
+ * shares the host's mount ns; the plugins dir is what dockerd sees as /run/docker/plugins).
+ * stdout+stderr are appended to /tmp/tse/NAME/tsnet.log. Resolves once the socket answers
+ * POST /Plugin.Activate with 200 and an Implements list.
+ */
+export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<TsnetHandle> {
+  if (!existsSync(TSNET_CLI)) throw new Error(`${TSNET_CLI} not found: build first (npx tsc -p tsconfig.json)`);
+  const socketPath = join(e.pluginsDir, opts.socketName ?? 'tsnet.sock');
+  const stateDir = tsnetStateDir(e);
+  const logPath = tsnetLogPath(e);
+  mkdirSync(e.pluginsDir, { recursive: true });
+  const args = [
+    `--net=${e.netnsPath}`, '--',
+    process.execPath, TSNET_CLI, 'serve',
+    '--socket', socketPath,
+    '--state-dir', stateDir,
+    '--log-level', opts.logLevel ?? 'debug',
+    ...(opts.extraArgs ?? []),
+  ];
+  const fd = openSync(logPath, 'a');
+  writeSync(fd, `=== ${new Date().toISOString()} e2e: starting tsnet: nsenter ${args.join(' ')}\n`);
+  const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', fd, fd], env: sysEnv(opts.env) });
+  closeSync(fd);
+  const pid = child.pid;
+  if (!pid) throw new Error('could not spawn tsnet (nsenter)');
+  child.unref();
+  const untrack = track({ kind: 'pid', pid, what: `tsnet(${e.name})` });
+  let exitInfo: ExitInfo | undefined;
+  const exited = new Promise<ExitInfo>((res) => {
+    child.on('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      untrack();
+      res(exitInfo);
+    });
+    child.on('error', (err) => {
+      exitInfo = { code: -1, signal: null };
+      appendFileSync(logPath, `spawn error: ${err.message}\n`);
+      untrack();
+      res(exitInfo);
+    });
+  });
+  const logTail = (lines = 40) => {
+    try {
+      return tail(readFileSync(logPath, 'utf8'), lines);
+    } catch {
+      return '(no tsnet.log)';
+    }
+  };
+  const waitExit = async (ms: number) =>
+    Promise.race([exited, sleep(ms).then(() => undefined)]);
+  const handle: TsnetHandle = {
+    pid,
+    logPath,
+    socketPath,
+    stateDir,
+    exited,
+    get running() {
+      return exitInfo === undefined && alive(pid);
+    },
+    async stop() {
+      if (exitInfo) return exitInfo;
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      let r = await waitExit(10_000);
+      if (!r) {
+        process.stderr.write(`# tsnet pid ${pid} ignored SIGTERM for 10 s: SIGKILL\n`);
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        r = await exited;
+      }
+      e.attached.delete(handle);
+      return r;
+    },
+    async kill9() {
+      if (exitInfo) return exitInfo;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      const r = await exited;
+      e.attached.delete(handle);
+      return r;
+    },
+    logTail,
+  };
+  e.attached.add(handle);
+
+  const t0 = Date.now();
+  const timeout = opts.readyTimeoutMs ?? 20_000;
+  let last = 'socket not there yet';
+  for (;;) {
+    if (exitInfo) {
+      throw new Error(
+        `tsnet exited during start-up (${exitInfo.signal ?? exitInfo.code}); tail of ${logPath}:\n${logTail()}`,
+      );
+    }
+    if (existsSync(socketPath)) {
+      try {
+        const r = await pluginPost(socketPath, '/Plugin.Activate', '', 2_000);
+        if (r.status === 200) {
+          const j = JSON.parse(r.body) as { Implements?: unknown };
+          if (Array.isArray(j.Implements) && j.Implements.includes('NetworkDriver')) break;
+          last = `Activate answered ${r.body}`;
+        } else last = `Activate answered HTTP ${r.status}: ${r.body}`;
+      } catch (err) {
+        last = `Activate failed: ${(err as Error).message}`;
+      }
+    }
+    if (Date.now() - t0 > timeout) {
+      await handle.kill9();
+      throw new Error(`tsnet did not answer /Plugin.Activate within ${timeout} ms (${last}); tail of ${logPath}:\n${logTail()}`);
+    }
+    await sleep(100);
+  }
+  return handle;
+}
