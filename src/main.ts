@@ -54,8 +54,15 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
   const { network, ipam } = await openServices(config, new LinuxHost())
   const app = buildApp({ logger, network, ipam })
   await prepareSocket(config.socket)
-  await app.listen({ path: config.socket })
-  await chmod(config.socket, 0o660) // Docker runs as root; nobody else needs to reach the driver
+  // Docker runs as root; nobody else needs to reach the driver. The umask covers the moment
+  // between bind and chmod.
+  const previousUmask = process.umask(0o117)
+  try {
+    await app.listen({ path: config.socket })
+  } finally {
+    process.umask(previousUmask)
+  }
+  await chmod(config.socket, 0o660)
   const counts = network.snapshot()
   logger.info({ socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test of tsnet on a Debian 12 machine as root, installing what they need first:
+# Debian packages (docker.io, iproute2, iptables, etcd-server, busybox-static, ...), npm packages, the build.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root: the tests create namespaces, bridges and a private dockerd" >&2; exit 1; }
+command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
+  || { echo "tsnet's tests need Node.js 20 or newer" >&2; exit 1; }
+
+bash scripts/install-test-deps.sh
+npm ci --no-audit --no-fund --loglevel=error
+npm run -s build
+
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
+status=0
+run_suite() { # name, per-file timeout (s), dirs...
+  local name=$1 timeout=$2; shift 2
+  echo "=== $name"
+  local out; out=$(mktemp)
+  set +e
+  npx tap run --reporter=tap --timeout="$timeout" --jobs=1 "$@" 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" = 0 ] || status=1
+  # tap closes with "# { total: N, pass: N, fail: N, ... }"
+  grep -E '^# \{ total' "$out" | tail -1 >> "$summary" || echo "# { total: 0, pass: 0, fail: 1 }" >> "$summary"
+  rm -f "$out"
+}
+run_suite unit 60 test/unit
+run_suite contract 60 test/contract
+run_suite integration 120 test/integration
+run_suite e2e 900 test/e2e
+
+node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean)
+  let pass = 0, fail = 0, skip = 0
+  for (const l of lines) {
+    const num = (k) => Number((new RegExp(k + ": (\\d+)").exec(l) || [0, 0])[1])
+    pass += num("pass"); fail += num("fail"); skip += num("skip") + num("todo")
+  }
+  console.log(`tests: ${pass} passed, ${fail} failed, ${skip} skipped`)
+' "$summary"
+exit $status
