@@ -20,6 +20,13 @@ export function checkIfName(name: string, what = 'interface name'): string {
   return name
 }
 
+const TAG_RE = /^[A-Za-z0-9:_.-]{1,200}$/
+/** ifalias values and rule comments are written into ip/iptables batch input: plain characters only. */
+export function checkTag(tag: string, what = 'tag'): string {
+  if (!TAG_RE.test(tag)) throw invalid(`${what} "${tag}" must be 1 to 200 letters, digits, ':', '_', '.' or '-'`)
+  return tag
+}
+
 export const BRIDGE_PREFIX = 'tsbr-'
 export const HOST_VETH_PREFIX = 'tsv'
 export const CONTAINER_VETH_PREFIX = 'tsc'

@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { withContext } from '../errors.js'
 import { type Runner, runOk } from './exec.js'
 import { KeyedLock } from '../util/keyed-lock.js'
+import { checkIfName, checkTag } from '../core/names.js'
 
 export const FORWARD_CHAIN = 'TSNET-FORWARD'
 const FAMILIES = [
@@ -16,8 +17,14 @@ const FAMILIES = [
 ] as const
 const WAIT = ['-w', '10']
 
-// Written the way `iptables -S` prints it (comments quoted), so listed rules compare equal.
 const intraBridgeRule = (bridge: string, tag: string) => `-i ${bridge} -o ${bridge} -m comment --comment "${tag}" -j ACCEPT`
+/** `iptables -S` quotes a comment only when it holds special characters; compare without quotes. */
+const unquoted = (rule: string) => rule.replace(/"/g, '')
+
+function checkRuleInputs(bridge: string, tag: string): void {
+  checkIfName(bridge, 'bridge name')
+  checkTag(tag, 'rule comment')
+}
 
 export class Firewall {
   private readonly lock = new KeyedLock()
@@ -27,7 +34,7 @@ export class Firewall {
   private async chainRules(tool: string): Promise<string[] | undefined> {
     const r = await this.runner.run(tool, [...WAIT, '-S', FORWARD_CHAIN])
     if (r.code !== 0) return undefined
-    return r.stdout.split('\n').filter((l) => l.startsWith(`-A ${FORWARD_CHAIN} `))
+    return r.stdout.split('\n').filter((l) => l.startsWith(`-A ${FORWARD_CHAIN} `)).map(unquoted)
   }
 
   private async hasJump(tool: string): Promise<boolean> {
@@ -39,7 +46,8 @@ export class Firewall {
     await runOk(this.runner, tool, [...WAIT, '--noflush'], { input: ['*filter', ...lines, 'COMMIT', ''].join('\n') })
   }
 
-  allowIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+  async allowIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+    checkRuleInputs(bridge, tag)
     return this.lock.run('fw', async () => {
       const rule = intraBridgeRule(bridge, tag)
       for (const f of FAMILIES) {
@@ -48,7 +56,7 @@ export class Firewall {
           const lines: string[] = []
           if (!rules) lines.push(`-N ${FORWARD_CHAIN}`)
           if (!(await this.hasJump(f.save))) lines.push(`-I FORWARD 1 -j ${FORWARD_CHAIN}`)
-          if (!rules?.includes(`-A ${FORWARD_CHAIN} ${rule}`)) lines.push(`-A ${FORWARD_CHAIN} ${rule}`)
+          if (!rules?.includes(unquoted(`-A ${FORWARD_CHAIN} ${rule}`))) lines.push(`-A ${FORWARD_CHAIN} ${rule}`)
           await this.restore(f.restore, lines)
           if (lines.length) log.info({ host: 'firewall.added', tool: f.save, rules: lines }, 'firewall rules added')
         } catch (err) {
@@ -58,14 +66,15 @@ export class Firewall {
     })
   }
 
-  revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+  async revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+    checkRuleInputs(bridge, tag)
     return this.lock.run('fw', async () => {
-      const rule = `-A ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`
+      const rule = unquoted(`-A ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`)
       for (const f of FAMILIES) {
         try {
           const rules = await this.chainRules(f.save)
           if (!rules) continue
-          const lines = rules.filter((r) => r === rule).map((r) => r.replace(/^-A /, '-D '))
+          const lines = rules.filter((r) => r === rule).map(() => `-D ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`)
           if (rules.length === lines.length) {
             if (await this.hasJump(f.save)) lines.push(`-D FORWARD -j ${FORWARD_CHAIN}`)
             lines.push(`-X ${FORWARD_CHAIN}`)

@@ -1,9 +1,11 @@
 /** Links and addresses through iproute2: JSON output for reads, `ip -batch` so one change is one process. */
 import type { Logger } from 'pino'
-import { conflict, withContext } from '../errors.js'
+import { conflict, invalid, withContext } from '../errors.js'
+import { parseCidr } from '../core/addr.js'
+import { MTU_MAX, MTU_MIN } from '../core/network-plan.js'
 import { type Runner, HostCommandError, runOk } from './exec.js'
 import type { BridgeSpec, LinkInfo, VethSpec } from './host.js'
-import { checkIfName } from '../core/names.js'
+import { checkIfName, checkMac, checkTag } from '../core/names.js'
 
 interface IpLinkJson {
   ifname: string
@@ -13,6 +15,14 @@ interface IpLinkJson {
   address?: string
   flags?: string[]
   linkinfo?: { info_kind?: string }
+}
+
+function checkMtu(mtu: number): void {
+  if (!Number.isInteger(mtu) || mtu < MTU_MIN || mtu > MTU_MAX) throw invalid(`MTU ${mtu} is outside ${MTU_MIN}..${MTU_MAX}`)
+}
+
+function checkCidrText(text: string): void {
+  if (!parseCidr(text)) throw invalid(`address "${text}" is not a valid CIDR`)
 }
 
 export class Links {
@@ -52,6 +62,10 @@ export class Links {
   }
 
   async ensureBridge(spec: BridgeSpec, log: Logger): Promise<void> {
+    checkTag(spec.alias, 'link alias')
+    checkMac(spec.mac)
+    checkMtu(spec.mtu)
+    spec.addresses.forEach(checkCidrText)
     const existing = await this.checkOwned(spec.name, spec.alias, 'bridge')
     const lines: string[] = []
     if (!existing) {
@@ -72,6 +86,11 @@ export class Links {
   }
 
   async ensureVeth(spec: VethSpec, log: Logger): Promise<void> {
+    checkIfName(spec.peerName)
+    checkIfName(spec.bridge, 'bridge name')
+    checkTag(spec.alias, 'link alias')
+    checkMac(spec.mac)
+    checkMtu(spec.mtu)
     const existing = await this.checkOwned(spec.hostName, spec.alias, 'veth')
     const lines: string[] = []
     if (!existing) {
@@ -89,6 +108,7 @@ export class Links {
   }
 
   async deleteOwned(name: string, alias: string, log: Logger): Promise<void> {
+    checkTag(alias, 'link alias')
     const link = await this.get(name)
     if (!link) return
     if (link.alias !== alias) {
