@@ -14,12 +14,14 @@ npm run -s build
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 status=0
-run_suite() { # name, per-file timeout (s), dirs...
-  local name=$1 timeout=$2; shift 2
+shopt -s globstar nullglob
+run_suite() { # name, per-file timeout (s), parallel files, dir
+  local name=$1 timeout=$2 jobs=$3 dir=$4
   echo "=== $name"
-  local out; out=$(mktemp)
+  local files=("$dir"/**/*.test.ts) out
+  out=$(mktemp)
   set +e
-  npx tap run --reporter=tap --timeout="$timeout" --jobs=1 "$@" 2>&1 | tee "$out"
+  npx tap run --reporter=tap --timeout="$timeout" --jobs="$jobs" "${files[@]}" 2>&1 | tee "$out"
   local rc=${PIPESTATUS[0]}
   set -e
   [ "$rc" = 0 ] || status=1
@@ -27,10 +29,10 @@ run_suite() { # name, per-file timeout (s), dirs...
   grep -E '^# \{ total' "$out" | tail -1 >> "$summary" || echo "# { total: 0, pass: 0, fail: 1 }" >> "$summary"
   rm -f "$out"
 }
-run_suite unit 60 test/unit
-run_suite contract 60 test/contract
-run_suite integration 120 test/integration
-run_suite e2e 900 test/e2e
+run_suite unit 60 2 test/unit
+run_suite contract 60 2 test/contract
+run_suite integration 120 2 test/integration
+run_suite e2e 900 1 test/e2e
 
 node -e '
   const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean)
