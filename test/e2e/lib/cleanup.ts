@@ -6,7 +6,7 @@
 //     that watches our pid and sweeps what the manifest file still lists.
 // Nothing happens at import time: handlers and the reaper start with the first registration.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alive, runSync, sleepSync } from './proc.js';
@@ -67,14 +67,19 @@ function startReaper(): void {
 function stopReaper(): void {
   if (reaperPid && alive(reaperPid)) {
     try {
-      process.kill(reaperPid, 'SIGKILL');
+      process.kill(-reaperPid, 'SIGKILL'); // its process group: bash and its `sleep`
     } catch {
-      /* gone */
+      try {
+        process.kill(reaperPid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
   }
   reaperPid = undefined;
   try {
     rmSync(manifest, { force: true });
+    rmdirSync(REAPER_DIR); // only when empty (other test files may have theirs)
   } catch {
     /* ignore */
   }

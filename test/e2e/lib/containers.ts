@@ -4,9 +4,13 @@ import type { RunResult } from './proc.js';
 
 export const BB = 'bb:latest';
 
-/** `docker run -d --name NAME <runArgs...> bb sleep 3600`; returns the container id. */
+/**
+ * `docker run -d --init --name NAME <runArgs...> bb sleep 3600`; returns the container id.
+ * --init (docker-init = tini) makes the container stop at once on SIGTERM: `sleep` as PID 1 ignores
+ * it, and dockerd then waits 10 s per container on stop and on shutdown.
+ */
 export async function runSleeper(e: Engine, name: string, runArgs: readonly string[] = []): Promise<string> {
-  return e.dockerOk(['run', '-d', '--name', name, ...runArgs, BB, 'sleep', '3600']);
+  return e.dockerOk(['run', '-d', '--init', '--name', name, ...runArgs, BB, 'sleep', '3600']);
 }
 
 /** "10.0.0.2/24" of an interface inside a container ('' if it has none). */

@@ -213,22 +213,30 @@ export async function startEngine(name: string, dockerdArgs: readonly string[] =
 }
 
 /**
- * Stop everything of the engine (attached tsnet processes, dockerd, containerd, shims, anything
- * else in its netns), delete the netns, save *.log to /tmp/tse-logs/NAME/ and rm -rf the state dir.
+ * Stop everything of the engine and remove it: containers (docker rm -f, while dockerd and tsnet
+ * still answer, so the driver hears Leave/DeleteEndpoint), dockerd + containerd + shims, then the
+ * attached tsnet processes (reverse boot order), anything else in its netns; delete the netns, save
+ * *.log to /tmp/tse-logs/NAME/ and rm -rf the state dir. Idempotent.
  */
 export async function destroyEngine(e: Engine): Promise<void> {
   const errors: unknown[] = [];
+  const pluginsUp = [...e.attached].every((a) => (a as { running?: boolean }).running !== false);
+  if (e.running && pluginsUp) {
+    const ids = await e.docker(['ps', '-aq'], { timeoutMs: 10_000 });
+    const list = ids.stdout.split('\n').filter(Boolean);
+    if (list.length) await e.docker(['rm', '-f', ...list], { timeoutMs: 60_000 });
+  }
+  try {
+    await stopDockerd(e, { keepNetns: true });
+  } catch (err) {
+    errors.push(err);
+  }
   for (const a of [...e.attached]) {
     try {
       await a.stop();
     } catch (err) {
       errors.push(err);
     }
-  }
-  try {
-    await stopDockerd(e, { keepNetns: true });
-  } catch (err) {
-    errors.push(err);
   }
   await sweep(e.name);
   e.untrack?.();

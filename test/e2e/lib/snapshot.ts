@@ -23,7 +23,19 @@ interface IpLink {
 }
 
 /** Top-level store files that are metadata, not records (schema/format version, lock). */
-export const STORE_META_RE = /^(meta|metadata|schema|version|format|store)(\.[a-z0-9]+)?$|^\.?lock$|\.lock$/i;
+export const STORE_META_RE = /^(meta|metadata|schema|version|format)(\.[a-z0-9]+)?$|^\.?lock$|\.lock$/i;
+
+/**
+ * Store metadata, not records: a top-level file named like STORE_META_RE, or anything in a `meta`
+ * directory at most one level down (tsnet's file store keeps `store/meta/schema.json`).
+ */
+export function isStoreMeta(rel: string): boolean {
+  const parts = rel.split('/');
+  const base = parts[parts.length - 1]!;
+  if (parts.length === 1) return STORE_META_RE.test(base);
+  const metaAt = parts.indexOf('meta');
+  return metaAt >= 0 && metaAt <= 1 && metaAt < parts.length - 1;
+}
 
 export async function listLinks(e: Engine): Promise<string[]> {
   const out = await nsExecOk(e, ['ip', '-j', '-d', 'link', 'show']);
@@ -31,11 +43,33 @@ export async function listLinks(e: Engine): Promise<string[]> {
   return links.map((l) => `${l.ifname} ${l.linkinfo?.info_kind ?? '-'} ${l.master ?? '-'}`).sort();
 }
 
+/**
+ * iptables-save output without comments ('#' lines) and with zeroed chain counters. A table that
+ * holds nothing but its built-in chains with policy ACCEPT and no rules is dropped: it filters
+ * nothing, and with iptables-nft it is created by the first command that touches the table and
+ * cannot be removed with iptables again, so it is the same as an absent table.
+ */
 export function normalizeIptablesSave(text: string): string[] {
-  return text
+  const lines = text
     .split('\n')
     .filter((l) => l.trim() !== '' && !l.startsWith('#'))
     .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]'));
+  const out: string[] = [];
+  let table: string[] = [];
+  for (const l of lines) {
+    if (l.startsWith('*')) table = [l];
+    else if (table.length) {
+      table.push(l);
+      if (l === 'COMMIT') {
+        const body = table.slice(1, -1);
+        const inert = body.every((b) => /^:\S+ ACCEPT \[0:0\]$/.test(b));
+        if (!inert) out.push(...table);
+        table = [];
+      }
+    } else out.push(l);
+  }
+  out.push(...table); // an unterminated table (should not happen)
+  return out;
 }
 
 async function saveRules(e: Engine, bin: 'iptables-save' | 'ip6tables-save'): Promise<string[]> {
@@ -64,7 +98,7 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 /** Files of the tsnet store (relative paths, sorted), top-level metadata files excluded. */
 export async function listStoreFiles(e: Engine, stateDir = tsnetStateDir(e)): Promise<string[]> {
   const all = await walk(stateDir);
-  return all.filter((p) => p.includes('/') || !STORE_META_RE.test(p)).sort();
+  return all.filter((p) => !isStoreMeta(p)).sort();
 }
 
 export async function snapshotHost(e: Engine): Promise<HostSnapshot> {

@@ -10,7 +10,8 @@ import { alive, sleep, sysEnv, tail } from './proc.js';
 
 /** The repository root, found from this file (test/e2e/lib/tsnet.ts), not hard-coded. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const TSNET_CLI = join(REPO_ROOT, 'dist', 'cli.js');
+/** The built CLI; TSE_TSNET_CLI overrides it (e.g. to test another build). */
+export const TSNET_CLI = process.env.TSE_TSNET_CLI || join(REPO_ROOT, 'dist', 'cli.js');
 
 export interface TsnetOptions {
   /** extra arguments after `serve ...` */
@@ -64,7 +65,9 @@ export function pluginPost(socketPath: string, path: string, body = '', timeoutM
         socketPath,
         path,
         method: 'POST',
+        agent: false, // no pooled keep-alive socket: it would keep the test process alive
         headers: {
+          Connection: 'close',
           Host: 'plugin.moby.localhost',
           Accept: 'application/vnd.docker.plugins.v1.2+json',
           'Content-Length': Buffer.byteLength(body),
@@ -134,8 +137,15 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
       return '(no tsnet.log)';
     }
   };
-  const waitExit = async (ms: number) =>
-    Promise.race([exited, sleep(ms).then(() => undefined)]);
+  const waitExit = async (ms: number): Promise<ExitInfo | undefined> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), ms)));
+    try {
+      return await Promise.race([exited, timeout]);
+    } finally {
+      clearTimeout(timer); // a pending 10 s timer would keep the test process alive
+    }
+  };
   const handle: TsnetHandle = {
     pid,
     logPath,
