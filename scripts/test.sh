@@ -10,6 +10,8 @@ command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]'
 bash scripts/install-test-deps.sh
 npm ci --no-audit --no-fund --loglevel=error
 npm run -s build
+# tap runs the test files without type-checking them; check them (and src) here.
+for cfg in test/*/tsconfig.json; do npx tsc -p "$cfg"; done
 
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT

@@ -21,6 +21,9 @@ export interface DefaultPool {
 /** Docker's local defaults: 172.17–172.31 in /16s, then 192.168.0.0/16 in /20s. */
 export const DOCKER_DEFAULT_POOLS_TEXT = '172.17.0.0/16:16,172.18.0.0/16:16,172.19.0.0/16:16,172.20.0.0/14:16,172.24.0.0/14:16,172.28.0.0/14:16,192.168.0.0/16:20'
 
+/** Docker's global (swarm-scope) defaults: 10.0.0.0/8 in /24s. */
+export const DOCKER_GLOBAL_POOLS_TEXT = '10.0.0.0/8:24'
+
 /** Parses `CIDR:SIZE[,CIDR:SIZE…]`, the syntax of --default-pools / TSNET_DEFAULT_POOLS. */
 export function parseDefaultPools(text: string): DefaultPool[] {
   const entries = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
@@ -85,7 +88,7 @@ export function chooseUlaPool(ula48: Prefix, taken: Prefix[]): Prefix | undefine
 
 /** Addresses no lease may ever take: the network address, and the IPv4 broadcast. */
 export function isReserved(pool: Prefix, value: bigint): boolean {
-  if (pool.family === 4 && pool.bits >= 31) return false
+  if (pool.bits >= familyBits(pool.family) - 1) return false // point-to-point /31, /127 and single-address prefixes
   if (value === pool.network) return true
   return pool.family === 4 && value === lastAddress(pool)
 }
@@ -114,7 +117,8 @@ export function pickAddress(req: AddressRequest): bigint {
   for (let v = scope.network; v <= end; v++) {
     if (!used.has(v) && !isReserved(pool, v)) return v
   }
-  throw exhausted(`pool ${formatPrefix(scope)} has no free address left (${used.size} leased)`, { pool: poolId })
+  const where = range ? `IP range ${formatPrefix(range)} of pool ${formatPrefix(pool)}` : `pool ${formatPrefix(pool)}`
+  throw exhausted(`${where} has no free address left (${used.size} leased)`, { pool: poolId })
 }
 
 /** Validates RequestPool's Pool/SubPool pair; returns canonical prefixes. */

@@ -5,7 +5,7 @@
 import { invalid } from '../errors.js'
 import { type Family, type Prefix, formatIp, parseCidr, prefixContains } from './addr.js'
 import {
-  bridgeNameFor, checkIfName, checkMac, containerVethFor, hostVethFor, macFromIpv4, macFromSeed,
+  bridgeNameFor, checkId, checkIfName, checkMac, containerVethFor, hostVethFor, macFromIpv4, macFromSeed,
 } from './names.js'
 import { parseExposedPorts, parsePortMap } from './ports.js'
 import type { EndpointRecord, NetworkRecord, SubnetRecord } from './records.js'
@@ -37,7 +37,8 @@ export function parseBool(key: string, value: string): boolean {
 }
 
 export function parseMtu(value: string, what: string): number {
-  if (!/^\d{1,6}$/.test(value) || Number(value) < MTU_MIN || Number(value) > MTU_MAX) {
+  if (!/^\d+$/.test(value)) throw invalid(`${what}=${JSON.stringify(value)} is not a number: the MTU must be a whole number from ${MTU_MIN} to ${MTU_MAX}`)
+  if (Number(value) < MTU_MIN || Number(value) > MTU_MAX) {
     throw invalid(`${what}=${JSON.stringify(value)} is out of range: the MTU must be a whole number from ${MTU_MIN} to ${MTU_MAX}`)
   }
   return Number(value)
@@ -90,6 +91,7 @@ export interface NetworkDefaults {
 }
 
 export function planNetwork(req: CreateNetworkRequest, defaults: NetworkDefaults, now: string): NetworkRecord {
+  checkId('network ID', req.NetworkID)
   const options = req.Options ?? {}
   const generic = genericOptions(options)
   const userBridge = generic[OPTION.bridgeName]
@@ -156,6 +158,7 @@ export interface EndpointPlan {
 }
 
 export function planEndpoint(req: CreateEndpointRequest, network: NetworkRecord, now: string): EndpointPlan {
+  checkId('endpoint ID', req.EndpointID)
   const iface = req.Interface ?? {}
   const address = endpointAddress(iface.Address, 4, network)
   const addressV6 = endpointAddress(iface.AddressIPv6, 6, network)

@@ -2,7 +2,7 @@
  * The HTTP face of tsnet: every NetworkDriver and IpamDriver call on one fastify instance.
  * buildApp does not listen, so tests drive it with inject() and main binds it to the socket.
  */
-import Fastify, { type FastifyError, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { TsnetError } from '../errors.js'
 import * as schemas from '../protocol/schemas.js'
@@ -72,7 +72,7 @@ function methodOf(req: FastifyRequest): string {
 export function buildApp(d: AppDeps) {
   const app = Fastify({
     loggerInstance: d.logger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: d.bodyLimit ?? 1024 * 1024,
     // Docker sends exact types; coercing "1" into 1 would hide malformed requests.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },

@@ -3,7 +3,8 @@ import type { Logger } from 'pino'
 import { randomBytes } from 'node:crypto'
 import { type Ip, type Prefix, formatCidr, formatIp, formatPrefix, parseCidr, parseIp } from '../core/addr.js'
 import {
-  ADDRESS_SPACES, GLOBAL_SPACE, LOCAL_SPACE, type DefaultPool, checkExplicitPool, chooseDefaultPool, parsePoolRequest,
+  ADDRESS_SPACES, DOCKER_GLOBAL_POOLS_TEXT, GLOBAL_SPACE, LOCAL_SPACE, type DefaultPool, checkExplicitPool, chooseDefaultPool,
+  parseDefaultPools, parsePoolRequest,
   pickAddress, poolIdOf,
 } from '../core/ipam.js'
 import type { LeaseRecord, PoolRecord } from '../core/records.js'
@@ -24,7 +25,10 @@ interface PoolState {
 }
 
 export interface IpamConfig {
+  /** Candidates for automatic pools in the local address space. */
   defaultPools: DefaultPool[]
+  /** Candidates for automatic pools in the global address space (Docker: 10.0.0.0/8 in /24s). */
+  globalPools?: DefaultPool[]
 }
 
 const leaseId = (poolId: string, address: string) => `${poolId}#${address}`
@@ -123,9 +127,10 @@ export class IpamService {
       if (!chosen) throw exhausted(`no free IPv6 pool is left in ${formatPrefix(this.ula48)}`)
       return chosen
     }
-    const chosen = chooseDefaultPool(this.config.defaultPools, taken, routed, bits)
+    const candidates = space === GLOBAL_SPACE ? (this.config.globalPools ?? parseDefaultPools(DOCKER_GLOBAL_POOLS_TEXT)) : this.config.defaultPools
+    const chosen = chooseDefaultPool(candidates, taken, routed, bits)
     if (!chosen) {
-      const list = this.config.defaultPools.map((p) => `${formatPrefix(p.base)} in /${bits ?? p.size}`).join(', ')
+      const list = candidates.map((p) => `${formatPrefix(p.base)} in /${bits ?? p.size}`).join(', ')
       throw exhausted(`no free address pool is left: every default pool (${list}) is in use or routed by the host; give --subnet explicitly`)
     }
     return chosen

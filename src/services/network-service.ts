@@ -38,6 +38,28 @@ export class NetworkService {
     for (const { value } of await this.store.list<EndpointRecord>('endpoints')) this.endpoints.set(value.id, value)
   }
 
+  /**
+   * Brings the kernel back in line with the stored networks after a start: a reboot or a lost
+   * network namespace removes bridges and rules, and Docker never sends CreateNetwork again.
+   * Failures are logged per network and do not stop the others.
+   */
+  async restoreHost(log: Logger): Promise<void> {
+    const started = Date.now()
+    let failed = 0
+    for (const n of this.networks.values()) {
+      await this.lock.run(n.id, () => this.applyNetwork(n, log)).catch((err) => {
+        failed++
+        log.error({ err, network: n.id, bridge: n.bridge }, 'could not restore network on the host')
+      })
+    }
+    log.info({ networks: this.networks.size, failed, ms: Date.now() - started }, 'host restored from the store')
+  }
+
+  private async applyNetwork(n: NetworkRecord, log: Logger): Promise<void> {
+    await this.host.ensureBridge({ name: n.bridge, alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), addresses: bridgeAddresses(n) }, log)
+    await this.host.allowIntraBridge(n.bridge, networkTag(n.id), log)
+  }
+
   capabilities() {
     return { Scope: 'local', ConnectivityScope: 'local' }
   }
@@ -73,24 +95,30 @@ export class NetworkService {
       const clash = [...this.networks.values()].find((n) => n.id !== planned.id && n.bridge === planned.bridge)
       if (clash) throw conflict(`bridge name ${planned.bridge} is already used by network ${short(clash.id)}`)
       const record = existing ?? planned
-      const alias = networkAlias(record.id)
       try {
-        await this.host.ensureBridge({ name: record.bridge, alias, mtu: record.mtu, mac: macFromSeed(record.id), addresses: bridgeAddresses(record) }, log)
-        await this.host.allowIntraBridge(record.bridge, networkTag(record.id), log)
+        await this.applyNetwork(record, log)
         if (!existing) await this.store.put('networks', record.id, record)
       } catch (err) {
-        if (!existing) await this.undoNetwork(record, log)
-        throw withContext(err, `creating network ${short(record.id)}${existing ? '' : ' (rolled back: nothing was left on the host)'}`)
+        const outcome = existing ? '' : (await this.undoNetwork(record, log)) ? ' (rolled back: nothing was left on the host)' : ' (rollback incomplete: see the tsnet log)'
+        throw withContext(err, `creating network ${short(record.id)}${outcome}`)
       }
       this.networks.set(record.id, record)
       return {}
     })
   }
 
-  /** Best-effort removal of what createNetwork may have made; used for rollback. */
-  private async undoNetwork(record: NetworkRecord, log: Logger): Promise<void> {
-    await this.host.revokeIntraBridge(record.bridge, networkTag(record.id), log).catch((e) => log.error({ err: e }, 'rollback: firewall rules not removed'))
-    await this.host.deleteOwnedLink(record.bridge, networkAlias(record.id), log).catch((e) => log.error({ err: e }, 'rollback: bridge not removed'))
+  /** Removes what createNetwork may have made; true when everything went. */
+  private async undoNetwork(record: NetworkRecord, log: Logger): Promise<boolean> {
+    let clean = true
+    await this.host.revokeIntraBridge(record.bridge, networkTag(record.id), log).catch((e) => {
+      clean = false
+      log.error({ err: e, bridge: record.bridge }, 'rollback: firewall rules not removed')
+    })
+    await this.host.deleteOwnedLink(record.bridge, networkAlias(record.id), log).catch((e) => {
+      clean = false
+      log.error({ err: e, bridge: record.bridge }, 'rollback: bridge not removed')
+    })
+    return clean
   }
 
   deleteNetwork(req: NetworkRef, log: Logger) {
@@ -128,8 +156,17 @@ export class NetworkService {
         }, log)
         if (!existing) await this.store.put('endpoints', record.id, record)
       } catch (err) {
-        if (!existing) await this.host.deleteOwnedLink(record.hostIf, endpointAlias(record.id), log).catch(() => undefined)
-        throw withContext(err, `creating endpoint ${short(record.id)}${existing ? '' : ' (rolled back: veth removed)'}`)
+        let outcome = ''
+        if (!existing) {
+          outcome = await this.host.deleteOwnedLink(record.hostIf, endpointAlias(record.id), log).then(
+            () => ' (rolled back: veth removed)',
+            (e) => {
+              log.error({ err: e, veth: record.hostIf }, 'rollback: veth not removed')
+              return ' (rollback incomplete: see the tsnet log)'
+            },
+          )
+        }
+        throw withContext(err, `creating endpoint ${short(record.id)}${outcome}`)
       }
       this.endpoints.set(record.id, record)
       return plan.response

@@ -10,6 +10,9 @@ import { COLLECTIONS, STORE_SCHEMA, type Collection, type Store } from './store.
 
 const TMP_SUFFIX = '.tmp'
 const fileName = (id: string) => `${encodeURIComponent(id)}.json`
+let writeCounter = 0
+/** Each write gets its own temporary file, so two writes of one record never share one. */
+const tmpNameFor = (path: string) => `${path}.${process.pid}.${++writeCounter}${TMP_SUFFIX}`
 
 export class FileStore implements Store {
   private constructor(private readonly root: string) {}
@@ -60,13 +63,12 @@ export class FileStore implements Store {
         continue
       }
       if (!name.endsWith('.json')) continue
-      let value: T
       try {
-        value = JSON.parse(await readFile(path, 'utf8')) as T
+        const id = decodeURIComponent(name.slice(0, -'.json'.length))
+        out.push({ id, value: JSON.parse(await readFile(path, 'utf8')) as T })
       } catch (err) {
         throw new TsnetError('host', `store record ${path} cannot be read: ${errorMessage(err)}`, { cause: err })
       }
-      out.push({ id: decodeURIComponent(name.slice(0, -'.json'.length)), value })
     }
     return out
   }
@@ -74,7 +76,7 @@ export class FileStore implements Store {
   async put(collection: Collection, id: string, value: unknown): Promise<void> {
     const dir = join(this.root, collection)
     const path = join(dir, fileName(id))
-    const tmp = path + TMP_SUFFIX
+    const tmp = tmpNameFor(path)
     try {
       await writeFile(tmp, JSON.stringify(value), { mode: 0o600, flush: true })
       await rename(tmp, path)

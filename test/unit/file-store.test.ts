@@ -1,0 +1,192 @@
+// store/file-store: one JSON file per record, atomic writes, schema check; plus a cost measurement.
+import t from 'tap'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FileStore } from '../../src/store/file-store.js'
+import { STORE_SCHEMA } from '../../src/store/store.js'
+import { TsnetError } from '../../src/errors.js'
+import { tempDir } from './fixtures/util.js'
+
+const sortById = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+
+t.test('open creates the collections and the schema record', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  t.same((await readdir(join(dir, 'store'))).sort(), ['endpoints', 'leases', 'meta', 'networks', 'pools'])
+  t.same(JSON.parse(await readFile(join(dir, 'store', 'meta', 'schema.json'), 'utf8')), { version: STORE_SCHEMA })
+  t.same(await store.list('meta'), [{ id: 'schema', value: { version: 1 } }])
+  t.same(await store.list('networks'), [])
+  const again = await FileStore.open(dir)
+  t.same(await again.list('meta'), [{ id: 'schema', value: { version: 1 } }], 'opening again keeps the schema')
+})
+
+t.test('put / list / delete round trip', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  await store.put('networks', 'n1', { a: 1, nested: { b: [1, 2, 3] } })
+  await store.put('networks', 'n2', { a: 2 })
+  await store.put('endpoints', 'e1', { e: true })
+  t.same(sortById(await store.list('networks')), [{ id: 'n1', value: { a: 1, nested: { b: [1, 2, 3] } } }, { id: 'n2', value: { a: 2 } }])
+  t.same(await store.list('endpoints'), [{ id: 'e1', value: { e: true } }], 'collections are separate')
+  await store.put('networks', 'n1', { a: 'replaced' })
+  t.same(sortById(await store.list('networks')), [{ id: 'n1', value: { a: 'replaced' } }, { id: 'n2', value: { a: 2 } }], 'put replaces')
+  await store.delete('networks', 'n1')
+  t.same(await store.list('networks'), [{ id: 'n2', value: { a: 2 } }])
+  const reopened = await FileStore.open(dir)
+  t.same(await reopened.list('networks'), [{ id: 'n2', value: { a: 2 } }], 'what was written is there after reopening')
+  t.same(await reopened.list('endpoints'), [{ id: 'e1', value: { e: true } }])
+  const files = await readdir(join(dir, 'store', 'networks'))
+  t.same(files, ['n2.json'], 'no temporary files are left behind')
+})
+
+t.test('ids with /, :, # and other awkward characters survive', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const ids = [
+    'LocalDefault/172.18.0.0/16',
+    'LocalDefault/172.18.0.0/16/172.18.5.0/24#172.18.5.1',
+    'LocalDefault/fd12:3456:789a::/64#fd12:3456:789a::1',
+    '../../etc/passwd', '.', '..', 'a b%20c', '100%', 'ünï©ødé', 'x.tmp', 'x.json',
+  ]
+  for (const [i, id] of ids.entries()) await store.put('leases', id, { i })
+  const listed = await store.list<{ i: number }>('leases')
+  t.same(sortById(listed), sortById(ids.map((id, i) => ({ id, value: { i } }))), 'every id comes back exactly')
+  const files = await readdir(join(dir, 'store', 'leases'))
+  t.equal(files.length, ids.length, 'one file per record, all inside the collection directory')
+  t.ok(files.every((f) => !f.includes('/')), 'no file name holds a slash')
+  await store.delete('leases', '../../etc/passwd')
+  await store.delete('leases', 'LocalDefault/fd12:3456:789a::/64#fd12:3456:789a::1')
+  t.same(sortById(await store.list('leases')).map((r) => r.id), ids.filter((id) => id !== '../../etc/passwd' && !id.startsWith('LocalDefault/fd12')).sort())
+})
+
+t.test('deleting a missing record is fine', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  await t.resolves(store.delete('networks', 'never-existed'))
+  await store.put('networks', 'x', {})
+  await store.delete('networks', 'x')
+  await t.resolves(store.delete('networks', 'x'), 'twice')
+  t.same(await store.list('networks'), [])
+})
+
+t.test('a leftover *.tmp file is ignored and removed at list', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  await store.put('networks', 'n1', { v: 'old' })
+  const coll = join(dir, 'store', 'networks')
+  await writeFile(join(coll, 'n1.json.tmp'), '{"v":"half-writ') // a crash during a later write of n1
+  await writeFile(join(coll, 'n9.json.tmp'), '') // a crash during the first write of n9
+  t.same(await store.list('networks'), [{ id: 'n1', value: { v: 'old' } }], 'the old record is intact; the torn write is not a record')
+  t.same(await readdir(coll), ['n1.json'], 'the temporary files are gone')
+  await writeFile(join(coll, 'README'), 'not a record')
+  t.same(await store.list('networks'), [{ id: 'n1', value: { v: 'old' } }], 'files that are not .json are skipped')
+})
+
+t.test('a corrupt record makes list throw a TsnetError naming the file', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  await store.put('endpoints', 'good', { ok: true })
+  const bad = join(dir, 'store', 'endpoints', 'bad.json')
+  await writeFile(bad, '{"truncated": ')
+  await t.rejects(store.list('endpoints'), { name: 'TsnetError', kind: 'host', message: /cannot be read/ })
+  const err = await store.list('endpoints').then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof TsnetError, 'a TsnetError')
+  t.ok(err instanceof Error && err.message.includes(bad), `the message names ${bad}`)
+})
+
+t.test('a stray file whose name is not percent-encoded makes list fail like a corrupt record', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const stray = join(dir, 'store', 'networks', '100%.json')
+  await writeFile(stray, '{}')
+  const err = await store.list('networks').then(() => undefined, (e: unknown) => e)
+  t.ok(err !== undefined, 'list fails')
+  t.ok(err instanceof TsnetError, `a TsnetError (got ${String(err)})`)
+  t.ok(err instanceof Error && err.message.includes(stray), 'the message names the file')
+})
+
+t.test('concurrent puts of one id leave exactly one of the two values', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const value = (c: string) => ({ v: c.repeat(c === 'a' ? 300_000 : 100_000) }) // lengths differ, so an overlay of the two shows
+  let rejected = 0
+  let wrong = 0
+  for (let round = 0; round < 20; round++) {
+    const settled = await Promise.allSettled([store.put('networks', 'x', value('a')), store.put('networks', 'x', value('b'))])
+    rejected += settled.filter((r) => r.status === 'rejected').length
+    const listed = await store.list<{ v: string }>('networks').catch(() => undefined)
+    const v = listed?.[0]?.value.v
+    if (listed?.length !== 1 || (v !== value('a').v && v !== value('b').v)) wrong++
+  }
+  t.comment(`concurrent puts of one id, 20 rounds: ${rejected} puts rejected, ${wrong} rounds left a torn or unreadable record`)
+  t.equal(rejected, 0, 'every put resolves')
+  t.equal(wrong, 0, 'the record is always exactly one of the values written (never torn, never unreadable)')
+})
+
+t.test('open refuses a store of an unknown schema version', async (t) => {
+  const dir = await tempDir(t)
+  await FileStore.open(dir)
+  const schema = join(dir, 'store', 'meta', 'schema.json')
+  await writeFile(schema, JSON.stringify({ version: 99 }))
+  await t.rejects(FileStore.open(dir), { name: 'TsnetError', kind: 'host', message: /schema version 99, but this tsnet reads version 1/ })
+  await writeFile(schema, JSON.stringify({}))
+  await t.rejects(FileStore.open(dir), { name: 'TsnetError', message: /schema version undefined/ }, 'a schema record without a version')
+  await writeFile(schema, 'garbage{')
+  await t.rejects(FileStore.open(dir), { name: 'TsnetError', message: /schema file .*schema\.json is not valid JSON/ })
+  t.equal(await readFile(schema, 'utf8'), 'garbage{', 'open does not overwrite a schema it refused')
+})
+
+t.test('open reports a state directory it cannot create', async (t) => {
+  const dir = await tempDir(t)
+  const file = join(dir, 'plain-file')
+  await writeFile(file, 'x')
+  await t.rejects(FileStore.open(file), { name: 'TsnetError', kind: 'host', message: /cannot create the state directory/ })
+})
+
+t.test('measurement: put and delete cost at 10 vs 5,000 records', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const coll = join(dir, 'store', 'leases')
+  const ROUNDS = 150
+  const record = (i: number) => ({ poolId: 'LocalDefault/10.0.0.0/8', address: `10.0.${i >> 8}.${i & 255}`, kind: 'endpoint', createdAt: '2026-01-01T00:00:00.000Z' })
+  const filler = async (from: number, to: number) => {
+    // Written straight to disk (same file format the store uses) to keep the setup quick.
+    for (let i = from; i < to; i++) await writeFile(join(coll, `${encodeURIComponent(`filler#${i}`)}.json`), JSON.stringify(record(i)))
+  }
+  /** Mean ms of put and of delete, each op on a fresh id so the collection size stays what it was. */
+  const measure = async (tag: string) => {
+    for (let i = 0; i < 10; i++) { // warm-up
+      await store.put('leases', `${tag}-warm-${i}`, record(i))
+      await store.delete('leases', `${tag}-warm-${i}`)
+    }
+    let putMs = 0
+    let delMs = 0
+    for (let i = 0; i < ROUNDS; i++) {
+      const id = `${tag}-probe#${i}`
+      const t0 = performance.now()
+      await store.put('leases', id, record(i))
+      const t1 = performance.now()
+      await store.delete('leases', id)
+      const t2 = performance.now()
+      putMs += t1 - t0
+      delMs += t2 - t1
+    }
+    return { put: putMs / ROUNDS, del: delMs / ROUNDS }
+  }
+
+  await filler(0, 10)
+  t.equal((await store.list('leases')).length, 10, '10 records present')
+  const small = await measure('small')
+  await filler(10, 5000)
+  const l0 = performance.now()
+  t.equal((await store.list('leases')).length, 5000, '5,000 records present')
+  const listMs = performance.now() - l0
+  const large = await measure('large')
+  t.equal((await store.list('leases')).length, 5000, 'the measurement left the collection as it was')
+
+  t.comment(`store put: ${small.put.toFixed(2)} ms at 10 records, ${large.put.toFixed(2)} ms at 5000 (ratio ${(large.put / small.put).toFixed(2)})`)
+  t.comment(`store delete: ${small.del.toFixed(2)} ms at 10 records, ${large.del.toFixed(2)} ms at 5000 (ratio ${(large.del / small.del).toFixed(2)})`)
+  t.comment(`(each figure is the mean of ${ROUNDS} ops; one list() of the 5000 records took ${listMs.toFixed(0)} ms)`)
+  t.ok(large.put <= small.put * 5, `put at 5000 records within 5x of put at 10 (${large.put.toFixed(2)} vs ${small.put.toFixed(2)} ms)`)
+  t.ok(large.del <= small.del * 5, `delete at 5000 records within 5x of delete at 10 (${large.del.toFixed(2)} vs ${small.del.toFixed(2)} ms)`)
+})

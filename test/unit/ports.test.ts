@@ -1,0 +1,65 @@
+// core/ports: the port maps Docker sends with CreateEndpoint, Join and ProgramExternalConnectivity.
+import t from 'tap'
+import { parseExposedPorts, parsePortMap } from '../../src/core/ports.js'
+
+t.test('parsePortMap: good inputs', async (t) => {
+  t.same(parsePortMap(undefined), [])
+  t.same(parsePortMap(null), [], 'Go nil arrives as null')
+  t.same(parsePortMap([]), [])
+  t.same(parsePortMap([{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080 }]),
+    [{ proto: 'tcp', containerPort: 80, hostIp: '', hostPort: 8080, hostPortEnd: 8080 }], 'a recorded tcp mapping')
+  t.same(parsePortMap([{ Proto: 17, Port: 53 }]), [{ proto: 'udp', containerPort: 53, hostIp: '', hostPort: 0, hostPortEnd: 0 }],
+    'ephemeral host port; missing optional fields default')
+  t.same(parsePortMap([{ Proto: 132, Port: 9, HostIP: '::1', HostPort: 10, HostPortEnd: 20 }]),
+    [{ proto: 'sctp', containerPort: 9, hostIp: '::1', hostPort: 10, hostPortEnd: 20 }], 'sctp, IPv6 host IP, a host range')
+  t.same(parsePortMap([{ Proto: 6, Port: 80, HostIP: '127.0.0.1', HostPort: 8080 }])[0]?.hostPortEnd, 8080, 'no HostPortEnd: the range is one port')
+  t.same(parsePortMap([{ Proto: 6, Port: 80, HostIP: null, HostPort: 1 }])[0]?.hostIp, '', 'HostIP null is "unset"')
+  t.same(parsePortMap([{ Proto: 6, Port: 65535, HostPort: 65535, HostPortEnd: 65535 }])[0]?.containerPort, 65535, 'upper bounds')
+  t.equal(parsePortMap(Array.from({ length: 4096 }, () => ({ Proto: 6, Port: 1 }))).length, 4096, '4096 entries are accepted')
+})
+
+t.test('parsePortMap: bad inputs', async (t) => {
+  const bad = (value: unknown, message: RegExp, why: string) => t.throws(() => parsePortMap(value), { name: 'TsnetError', kind: 'invalid', message }, why)
+  bad({}, /the port map must be a list/, 'an object instead of a list')
+  bad('80:80', /must be a list/, 'a string')
+  bad(80, /must be a list/, 'a number')
+  bad([1], /port mapping #1 is not an object/, 'a number entry')
+  bad([null], /port mapping #1 is not an object/, 'a null entry')
+  bad([[]], /port mapping #1 is not an object/, 'an array entry')
+  bad([{ Proto: 6, Port: 80 }, 'x'], /port mapping #2 is not an object/, 'the message counts from 1')
+  bad([{ Proto: 1, Port: 80 }], /port mapping #1: protocol number 1 is not supported \(tcp=6, udp=17, sctp=132\)/, 'ICMP')
+  bad([{ Proto: 0, Port: 80 }], /protocol number 0 is not supported/, 'proto 0')
+  bad([{ Proto: 256, Port: 80 }], /Proto must be a whole number from 0 to 255, got 256/, 'proto out of range')
+  bad([{ Proto: 'tcp', Port: 80 }], /Proto must be a whole number.*got "tcp"/, 'proto as a name')
+  bad([{ Port: 80 }], /Proto must be a whole number/, 'proto missing')
+  bad([{ Proto: 6.5, Port: 80 }], /Proto must be a whole number/, 'fractional proto')
+  bad([{ Proto: 6 }], /Port must be a whole number from 1 to 65535, got undefined/, 'port missing')
+  bad([{ Proto: 6, Port: 0 }], /Port must be a whole number from 1 to 65535, got 0/, 'port 0')
+  bad([{ Proto: 6, Port: 65536 }], /Port must be a whole number from 1 to 65535/, 'port too big')
+  bad([{ Proto: 6, Port: 80.5 }], /Port must be a whole number/, 'fractional port')
+  bad([{ Proto: 6, Port: '80' }], /Port must be a whole number/, 'port as a string')
+  bad([{ Proto: 6, Port: 80, HostPort: -1 }], /HostPort must be a whole number from 0 to 65535, got -1/, 'negative host port')
+  bad([{ Proto: 6, Port: 80, HostPort: 70000 }], /HostPort must be a whole number/, 'host port too big')
+  bad([{ Proto: 6, Port: 80, HostPortEnd: 70000 }], /HostPortEnd must be a whole number/, 'host port end too big')
+  bad([{ Proto: 6, Port: 80, HostPort: 9000, HostPortEnd: 8000 }], /host port range 9000-8000 is reversed/, 'reversed range')
+  bad([{ Proto: 6, Port: 80, HostIP: '1.2.3' }], /host IP "1\.2\.3" is not an IP address/, 'bad host IP')
+  bad([{ Proto: 6, Port: 80, HostIP: '0.0.0.0/0' }], /host IP "0\.0\.0\.0\/0" is not an IP address/, 'a CIDR host IP')
+  bad([{ Proto: 6, Port: 80, HostIP: 'fe80::1%eth0' }], /host IP .* is not an IP address/, 'a zoned host IP')
+  bad([{ Proto: 6, Port: 80, HostIP: 5 }], /host IP 5 is not an IP address/, 'a numeric host IP')
+  bad(Array.from({ length: 4097 }, () => ({ Proto: 6, Port: 1 })), /the port map has 4097 entries; at most 4096 are accepted/, 'too many entries')
+})
+
+t.test('parseExposedPorts', async (t) => {
+  t.same(parseExposedPorts(null), [])
+  t.same(parseExposedPorts(undefined), [])
+  t.same(parseExposedPorts([{ Proto: 6, Port: 80 }, { Proto: 17, Port: 53 }, { Proto: 132, Port: 5000 }]),
+    [{ proto: 'tcp', port: 80 }, { proto: 'udp', port: 53 }, { proto: 'sctp', port: 5000 }])
+  const bad = (value: unknown, message: RegExp, why: string) => t.throws(() => parseExposedPorts(value), { name: 'TsnetError', kind: 'invalid', message }, why)
+  bad('x', /the exposed port list must be a list/, 'a string')
+  bad({ Proto: 6, Port: 80 }, /must be a list/, 'a bare object')
+  bad(['x'], /exposed port #1 is not an object/, 'a string entry')
+  bad([{ Proto: 6, Port: 80 }, null], /exposed port #2 is not an object/, 'a null entry')
+  bad([{ Proto: 6 }], /exposed port #1: Port must be a whole number from 1 to 65535, got undefined/, 'port missing')
+  bad([{ Proto: 47, Port: 80 }], /exposed port #1: protocol number 47 is not supported/, 'GRE')
+  bad([{ Proto: -1, Port: 80 }], /Proto must be a whole number from 0 to 255/, 'negative proto')
+})
