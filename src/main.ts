@@ -52,10 +52,10 @@ export async function openServices(config: Config, host: Host): Promise<Services
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
   const { network, ipam } = await openServices(config, new LinuxHost())
+  await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the restore.
   const ready = network.restoreHost(logger)
   const app = buildApp({ logger, network, ipam, ready })
-  await prepareSocket(config.socket)
   // Docker runs as root; nobody else needs to reach the driver. The umask covers the moment
   // between bind and chmod.
   const previousUmask = process.umask(0o117)
