@@ -10,6 +10,7 @@ import { COLLECTIONS, STORE_SCHEMA, type Collection, type Store } from './store.
 
 const TMP_SUFFIX = '.tmp'
 const fileName = (id: string) => `${encodeURIComponent(id)}.json`
+const LIST_CONCURRENCY = 32
 let writeCounter = 0
 /** Each write gets its own temporary file, so two writes of one record never share one. */
 const tmpNameFor = (path: string) => `${path}.${process.pid}.${++writeCounter}${TMP_SUFFIX}`
@@ -55,21 +56,27 @@ export class FileStore implements Store {
 
   async list<T>(collection: Collection): Promise<Array<{ id: string; value: T }>> {
     const dir = join(this.root, collection)
-    const out: Array<{ id: string; value: T }> = []
-    for (const name of await readdir(dir)) {
-      const path = join(dir, name)
-      if (name.endsWith(TMP_SUFFIX)) {
-        await unlink(path).catch(() => undefined) // a write that a crash interrupted; the old record (if any) is intact
-        continue
-      }
-      if (!name.endsWith('.json')) continue
-      try {
-        const id = decodeURIComponent(name.slice(0, -'.json'.length))
-        out.push({ id, value: JSON.parse(await readFile(path, 'utf8')) as T })
-      } catch (err) {
-        throw new TsnetError('host', `store record ${path} cannot be read: ${errorMessage(err)}`, { cause: err })
+    const names = await readdir(dir)
+    const records = names.filter((n) => n.endsWith('.json'))
+    // A write that a crash interrupted; the old record (if any) is intact.
+    await Promise.all(names.filter((n) => n.endsWith(TMP_SUFFIX)).map((n) => unlink(join(dir, n)).catch(() => undefined)))
+    const out: Array<{ id: string; value: T }> = new Array(records.length)
+    // Read in parallel, a bounded number at a time: thousands of records load in a fraction of a second.
+    let next = 0
+    const worker = async () => {
+      while (next < records.length) {
+        const i = next++
+        const name = records[i] as string
+        const path = join(dir, name)
+        try {
+          const id = decodeURIComponent(name.slice(0, -'.json'.length))
+          out[i] = { id, value: JSON.parse(await readFile(path, 'utf8')) as T }
+        } catch (err) {
+          throw new TsnetError('host', `store record ${path} cannot be read: ${errorMessage(err)}`, { cause: err })
+        }
       }
     }
+    await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, records.length) }, worker))
     return out
   }
 
