@@ -11,6 +11,10 @@ export interface Config {
   logLevel: string
   defaultPools: DefaultPool[]
   defaultMtu?: number
+  /** The Docker engine tsnet serves, for garbage collection against its view (never on the request path). */
+  dockerHost: string
+  /** Seconds between garbage collection passes; 0 turns collection off. */
+  gcIntervalSec: number
 }
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsnet.sock'
@@ -24,17 +28,27 @@ const SETTINGS = {
   logLevel: { flag: 'log-level', env: 'TSNET_LOG_LEVEL' },
   defaultPools: { flag: 'default-pools', env: 'TSNET_DEFAULT_POOLS' },
   defaultMtu: { flag: 'default-mtu', env: 'TSNET_DEFAULT_MTU' },
+  dockerHost: { flag: 'docker-host', env: 'DOCKER_HOST' },
+  gcInterval: { flag: 'gc-interval', env: 'TSNET_GC_INTERVAL' },
 } as const
+
+export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
+export const DEFAULT_GC_INTERVAL_SEC = 60
 
 export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
                    [--default-pools CIDR:SIZE,...] [--default-mtu N]
+                   [--docker-host unix:///PATH] [--gc-interval SECONDS]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
   --default-pools  pools for networks created without --subnet (env TSNET_DEFAULT_POOLS,
                    default Docker's: ${DOCKER_DEFAULT_POOLS_TEXT})
   --default-mtu    MTU of networks without -o com.docker.network.driver.mtu (env TSNET_DEFAULT_MTU,
-                   default: the MTU of the default-route interface, else 1500)`
+                   default: the MTU of the default-route interface, else 1500)
+  --docker-host    the Docker engine whose view garbage collection follows (env DOCKER_HOST,
+                   default ${DEFAULT_DOCKER_HOST}); only unix sockets
+  --gc-interval    seconds between garbage collection passes, 0 = off (env TSNET_GC_INTERVAL,
+                   default ${DEFAULT_GC_INTERVAL_SEC})`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -68,6 +82,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       throw settingError('defaultMtu', errorMessage(err))
     }
   }
+  const dockerHost = get('dockerHost') ?? DEFAULT_DOCKER_HOST
+  if (!/^unix:\/\/\/.+/.test(dockerHost)) throw settingError('dockerHost', `"${dockerHost}" is not of the form unix:///path/to/docker.sock`)
+  const gcText = get('gcInterval') ?? String(DEFAULT_GC_INTERVAL_SEC)
+  if (!/^\d{1,6}$/.test(gcText)) throw settingError('gcInterval', `"${gcText}" is not a whole number of seconds`)
   const socket = resolve(get('socket') ?? DEFAULT_SOCKET)
   if (Buffer.byteLength(socket) > 107) throw settingError('socket', `the path is ${Buffer.byteLength(socket)} bytes; unix sockets allow at most 107`)
   return Object.freeze({
@@ -76,5 +94,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     logLevel,
     defaultPools,
     ...(defaultMtu !== undefined ? { defaultMtu } : {}),
+    dockerHost,
+    gcIntervalSec: Number(gcText),
   })
 }

@@ -8,6 +8,8 @@ import { TsnetError } from './errors.js'
 import { LinuxHost } from './host/linux-host.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
+import { DockerodeView } from './docker/docker-view.js'
+import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
 import { NetworkService } from './services/network-service.js'
 import { FileStore } from './store/file-store.js'
@@ -51,7 +53,8 @@ export async function openServices(config: Config, host: Host): Promise<Services
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
-  const { network, ipam } = await openServices(config, new LinuxHost())
+  const services = await openServices(config, new LinuxHost())
+  const { network, ipam } = services
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the restore.
   const ready = network.restoreHost(logger)
@@ -65,12 +68,17 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
     process.umask(previousUmask)
   }
   await chmod(config.socket, 0o660)
+  const gc = new GcService(services.store, new DockerodeView(config.dockerHost), network, ipam,
+    { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
+  await gc.load()
+  if (config.gcIntervalSec > 0) void ready.then(() => gc.start())
   const counts = network.snapshot()
   logger.info({ socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping')
+      gc.stop()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))

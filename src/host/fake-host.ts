@@ -70,6 +70,17 @@ export class FakeHost implements Host {
     return this.links.get(name)
   }
 
+  async listOwnedLinks(): Promise<Array<{ name: string; alias: string }>> {
+    this.maybeFail('listOwnedLinks')
+    return [...this.links.values()].flatMap((l) => (l.alias?.startsWith('tsnet:') ? [{ name: l.name, alias: l.alias }] : []))
+  }
+
+  async pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, _log: Logger): Promise<void> {
+    this.maybeFail('pruneIntraBridge')
+    const wanted = new Set(keep.map((k) => `${k.tag} ${k.bridge}`))
+    for (const r of [...this.rules]) if (!wanted.has(r)) this.rules.delete(r)
+  }
+
   /** A comparable picture of everything the fake holds. */
   state(): string {
     return JSON.stringify({ links: [...this.links.entries()].sort(), rules: [...this.rules].sort() })

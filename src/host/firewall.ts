@@ -66,6 +66,29 @@ export class Firewall {
     })
   }
 
+  /** Drops rules of TSNET-FORWARD that no kept network explains; removes the chain when empty. */
+  async pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, log: Logger): Promise<void> {
+    keep.forEach((k) => checkRuleInputs(k.bridge, k.tag))
+    const wanted = new Set(keep.map((k) => unquoted(`-A ${FORWARD_CHAIN} ${intraBridgeRule(k.bridge, k.tag)}`)))
+    return this.lock.run('fw', async () => {
+      for (const f of FAMILIES) {
+        try {
+          const rules = await this.chainRules(f.save)
+          if (!rules) continue
+          const lines = rules.filter((r) => !wanted.has(r)).map((r) => r.replace(/^-A /, '-D ').replace(/--comment (\S+)/, '--comment "$1"'))
+          if (lines.length === rules.length) {
+            if (await this.hasJump(f.save)) lines.push(`-D FORWARD -j ${FORWARD_CHAIN}`)
+            lines.push(`-X ${FORWARD_CHAIN}`)
+          }
+          await this.restore(f.restore, lines)
+          if (lines.length) log.info({ host: 'firewall.pruned', tool: f.save, rules: lines }, 'firewall rules no network explains removed')
+        } catch (err) {
+          throw withContext(err, `pruning tsnet's firewall rules (${f.save})`)
+        }
+      }
+    })
+  }
+
   async revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
     checkRuleInputs(bridge, tag)
     return this.lock.run('fw', async () => {

@@ -46,4 +46,8 @@ export interface Host {
   /** MTU of the interface carrying the default route, if there is one. */
   defaultRouteMtu(): Promise<number | undefined>
   getLink(name: string): Promise<LinkInfo | undefined>
+  /** Every link whose ifalias marks it as tsnet's (`tsnet:…`). */
+  listOwnedLinks(): Promise<Array<{ name: string; alias: string }>>
+  /** Removes intra-bridge rules whose bridge/tag pair is not in `keep` (and the chain when none is left). */
+  pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, log: Logger): Promise<void>
 }

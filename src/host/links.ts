@@ -125,6 +125,12 @@ export class Links {
     if (r.code === 0) log.info({ host: 'link.deleted', link: name }, 'rolled back: link deleted')
   }
 
+  async listOwned(prefix: string): Promise<Array<{ name: string; alias: string }>> {
+    const json = await runOk(this.runner, 'ip', ['-j', 'link', 'show'])
+    return (JSON.parse(json || '[]') as IpLinkJson[]).flatMap((l) =>
+      l.ifalias?.startsWith(prefix) ? [{ name: l.ifname.split('@')[0] as string, alias: l.ifalias }] : [])
+  }
+
   async routedPrefixes(): Promise<string[]> {
     const out: string[] = []
     for (const family of ['-4', '-6']) {

@@ -22,4 +22,6 @@ export class LinuxHost implements Host {
   routedPrefixes() { return this.links.routedPrefixes() }
   defaultRouteMtu() { return this.links.defaultRouteMtu() }
   getLink(name: string): Promise<LinkInfo | undefined> { return this.links.get(name) }
+  listOwnedLinks() { return this.links.listOwned('tsnet:') }
+  pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, log: Logger) { return this.firewall.pruneIntraBridge(keep, log) }
 }

@@ -197,6 +197,11 @@ export class IpamService {
     })
   }
 
+  /** Pools with their leases, for garbage collection. */
+  poolsWithLeases(): Array<PoolRecord & { leases: LeaseRecord[] }> {
+    return [...this.pools.values()].map((p) => ({ ...p.record, leases: [...p.leases.values()] }))
+  }
+
   /** For status output and tests. */
   snapshot() {
     return [...this.pools.values()].map((p) => ({ ...p.record, leases: [...p.leases.values()].map((l) => l.address) }))

@@ -39,20 +39,32 @@ export class NetworkService {
   }
 
   /**
-   * Brings the kernel back in line with the stored networks after a start: a reboot or a lost
-   * network namespace removes bridges and rules, and Docker never sends CreateNetwork again.
-   * Failures are logged per network and do not stop the others.
+   * Boot reconcile: brings the kernel in line with the store. Stored networks get their bridge
+   * and rules back (a reboot or a lost namespace removes them, and Docker never sends
+   * CreateNetwork again); links and rules that carry tsnet's tag but that no record explains
+   * (a crash between a host change and its store write) are removed. Objects without tsnet's
+   * tag are never touched. Failures are logged per object and do not stop the others.
    */
   async restoreHost(log: Logger): Promise<void> {
     const started = Date.now()
     let failed = 0
-    for (const n of this.networks.values()) {
-      await this.lock.run(n.id, () => this.applyNetwork(n, log)).catch((err) => {
-        failed++
-        log.error({ err, network: n.id, bridge: n.bridge }, 'could not restore network on the host')
-      })
+    const note = (what: Record<string, unknown>) => (err: unknown) => {
+      failed++
+      log.error({ err, ...what }, 'boot reconcile: could not fix an object')
     }
-    log.info({ networks: this.networks.size, failed, ms: Date.now() - started }, 'host restored from the store')
+    const known = new Set([...this.networks.keys()].map(networkAlias).concat([...this.endpoints.keys()].map(endpointAlias)))
+    const owned = await this.host.listOwnedLinks().catch((err) => { note({ step: 'list links' })(err); return [] })
+    // Endpoints first: deleting a bridge takes its ports along, but an orphan veth may sit on a kept bridge.
+    const orphans = owned.filter((l) => !known.has(l.alias)).sort((a, b) => Number(a.alias.startsWith('tsnet:net:')) - Number(b.alias.startsWith('tsnet:net:')))
+    for (const l of orphans) {
+      await this.host.deleteOwnedLink(l.name, l.alias, log).catch(note({ link: l.name }))
+    }
+    const keep = [...this.networks.values()].map((n) => ({ bridge: n.bridge, tag: networkTag(n.id) }))
+    await this.host.pruneIntraBridge(keep, log).catch(note({ step: 'prune firewall' }))
+    for (const n of this.networks.values()) {
+      await this.lock.run(n.id, () => this.applyNetwork(n, log)).catch(note({ network: n.id, bridge: n.bridge }))
+    }
+    log.info({ networks: this.networks.size, endpoints: this.endpoints.size, orphanLinks: orphans.length, failed, ms: Date.now() - started }, 'boot reconcile done')
   }
 
   private async applyNetwork(n: NetworkRecord, log: Logger): Promise<void> {

@@ -110,7 +110,9 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
   ];
   const fd = openSync(logPath, 'a');
   writeSync(fd, `=== ${new Date().toISOString()} e2e: starting tsnet: nsenter ${args.join(' ')}\n`);
-  const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', fd, fd], env: sysEnv(opts.env) });
+  // Garbage collection must follow this engine and no other: point DOCKER_HOST at it explicitly.
+  const env = { DOCKER_HOST: e.host, TSNET_GC_INTERVAL: '2', ...opts.env };
+  const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', fd, fd], env: sysEnv(env) });
   closeSync(fd);
   const pid = child.pid;
   if (!pid) throw new Error('could not spawn tsnet (nsenter)');

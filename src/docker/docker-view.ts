@@ -1,0 +1,87 @@
+/**
+ * What tsnet reads from Docker: only for garbage collection, in the background, never on a
+ * request's path (Docker serves its API only after restarting containers, which need tsnet).
+ */
+import Docker from 'dockerode'
+
+export interface DockerIpamConfig {
+  subnet: string
+  ipRange?: string
+  gateway?: string
+  auxAddresses: string[]
+}
+
+export interface DockerEndpoint {
+  endpointId: string
+  ipv4?: string
+  ipv6?: string
+}
+
+export interface DockerNetwork {
+  id: string
+  scope: string
+  ipam: DockerIpamConfig[]
+  /** Present when the network was inspected (tsnet's own networks, and those holding tsnet pools). */
+  endpoints?: DockerEndpoint[]
+}
+
+export interface DockerSnapshot {
+  engineId: string
+  networks: DockerNetwork[]
+}
+
+export interface DockerView {
+  /** Reads Docker's networks, inspecting those for which `inspect(id, subnets)` says so. */
+  snapshot(inspect: (network: { id: string; subnets: string[] }) => boolean): Promise<DockerSnapshot>
+}
+
+interface RawIpamConfig {
+  Subnet?: string
+  IPRange?: string
+  Gateway?: string
+  AuxiliaryAddresses?: Record<string, string> | null
+}
+interface RawNetwork {
+  Id: string
+  Scope?: string
+  IPAM?: { Config?: RawIpamConfig[] | null }
+  Containers?: Record<string, { EndpointID?: string; IPv4Address?: string; IPv6Address?: string }> | null
+}
+
+const ipamOf = (n: RawNetwork): DockerIpamConfig[] =>
+  (n.IPAM?.Config ?? []).flatMap((c) => (c.Subnet ? [{
+    subnet: c.Subnet,
+    ...(c.IPRange ? { ipRange: c.IPRange } : {}),
+    ...(c.Gateway ? { gateway: c.Gateway } : {}),
+    auxAddresses: Object.values(c.AuxiliaryAddresses ?? {}),
+  }] : []))
+
+export class DockerodeView implements DockerView {
+  private readonly docker: Docker
+
+  /** `host` is unix:///path; each API call gives up after `timeoutMs`. */
+  constructor(host: string, timeoutMs = 5000) {
+    this.docker = new Docker({ socketPath: host.replace(/^unix:\/\//, ''), timeout: timeoutMs })
+  }
+
+  async snapshot(inspect: (network: { id: string; subnets: string[] }) => boolean): Promise<DockerSnapshot> {
+    const info = (await this.docker.info()) as { ID?: string }
+    if (!info.ID) throw new Error('Docker did not say its engine ID')
+    const list = (await this.docker.listNetworks()) as RawNetwork[]
+    const networks: DockerNetwork[] = []
+    for (const n of list) {
+      const ipam = ipamOf(n)
+      const net: DockerNetwork = { id: n.Id, scope: n.Scope ?? 'local', ipam }
+      if (inspect({ id: n.Id, subnets: ipam.map((c) => c.subnet) })) {
+        const full = (await this.docker.getNetwork(n.Id).inspect()) as RawNetwork
+        net.endpoints = Object.values(full.Containers ?? {}).flatMap((c) => (c.EndpointID ? [{
+          endpointId: c.EndpointID,
+          ...(c.IPv4Address ? { ipv4: c.IPv4Address } : {}),
+          ...(c.IPv6Address ? { ipv6: c.IPv6Address } : {}),
+        }] : []))
+      }
+      networks.push(net)
+    }
+    return { engineId: info.ID, networks }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Garbage collection against Docker's view: endpoints, networks, leases and pools whose
+ * DeleteEndpoint/DeleteNetwork/Release* never reached tsnet (it was down, or Docker gave up).
+ * Runs in the background only. It refuses to collect against an engine other than the one it
+ * recorded, and does nothing while Docker does not answer.
+ */
+import type { Logger } from 'pino'
+import { confirm, findUnexplained, needsInspection, staleKey, type Stale } from '../core/gc-plan.js'
+import type { DockerView } from '../docker/docker-view.js'
+import { errorMessage } from '../errors.js'
+import type { Store } from '../store/store.js'
+import type { IpamService } from './ipam-service.js'
+import type { NetworkService } from './network-service.js'
+
+export interface GcOptions {
+  intervalMs: number
+  /** A record must stay unexplained this long (across two passes) before it goes. */
+  minAgeMs: number
+}
+
+export type GcOutcome =
+  | { ran: false; reason: string }
+  | { ran: true; unexplained: number; collected: Stale[] }
+
+export class GcService {
+  private suspects = new Map<string, number>()
+  private engineId: string | undefined
+  private timer: NodeJS.Timeout | undefined
+  private running: Promise<GcOutcome> | undefined
+
+  constructor(
+    private readonly store: Store,
+    private readonly docker: DockerView,
+    private readonly network: NetworkService,
+    private readonly ipam: IpamService,
+    private readonly options: GcOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async load(): Promise<void> {
+    const meta = (await this.store.list<{ id: string }>('meta')).find((m) => m.id === 'engine')
+    this.engineId = meta?.value.id
+  }
+
+  /** One pass; concurrent callers share it. */
+  pass(): Promise<GcOutcome> {
+    this.running ??= this.runPass().finally(() => { this.running = undefined })
+    return this.running
+  }
+
+  private async runPass(): Promise<GcOutcome> {
+    const view = { ...this.network.snapshot(), pools: this.ipam.poolsWithLeases() }
+    let docker
+    try {
+      docker = await this.docker.snapshot(needsInspection(view))
+    } catch (err) {
+      this.log.debug({ gc: 'skipped', reason: errorMessage(err) }, 'garbage collection waits for Docker')
+      return { ran: false, reason: `Docker does not answer: ${errorMessage(err)}` }
+    }
+    if (this.engineId === undefined) {
+      await this.store.put('meta', 'engine', { id: docker.engineId })
+      this.engineId = docker.engineId
+      this.log.info({ engine: docker.engineId }, 'serving this Docker engine')
+    } else if (this.engineId !== docker.engineId) {
+      const reason = `the store belongs to Docker engine ${this.engineId}, but the engine at the Docker host is ${docker.engineId}`
+      this.log.error({ gc: 'refused', stored: this.engineId, seen: docker.engineId }, `garbage collection refused: ${reason}`)
+      return { ran: false, reason }
+    }
+    // The store may have moved on while Docker answered: judge against a fresh view of it.
+    const fresh = { ...this.network.snapshot(), pools: this.ipam.poolsWithLeases() }
+    const unexplained = findUnexplained(fresh, docker)
+    const { collect, suspects } = confirm(unexplained, this.suspects, Date.now(), this.options.minAgeMs)
+    this.suspects = suspects
+    const collected: Stale[] = []
+    for (const s of order(collect)) {
+      try {
+        await this.collect(s)
+        this.suspects.delete(staleKey(s))
+        collected.push(s)
+      } catch (err) {
+        this.log.error({ gc: 'failed', item: s, err }, 'garbage collection could not remove an item')
+      }
+    }
+    if (collected.length) this.log.info({ gc: 'collected', items: collected }, 'removed what Docker no longer knows')
+    return { ran: true, unexplained: unexplained.length, collected }
+  }
+
+  private async collect(s: Stale): Promise<void> {
+    const log = this.log.child({ gc: staleKey(s) })
+    switch (s.kind) {
+      case 'endpoint': await this.network.deleteEndpoint({ NetworkID: s.networkId, EndpointID: s.endpointId }, log); break
+      case 'network': await this.network.deleteNetwork({ NetworkID: s.networkId }, log); break
+      case 'lease': await this.ipam.releaseAddress({ PoolID: s.poolId, Address: s.address }, log); break
+      case 'pool': await this.ipam.releasePool({ PoolID: s.poolId }, log); break
+    }
+  }
+
+  /** First pass as soon as Docker answers, then every interval. */
+  start(): void {
+    const tick = async () => {
+      const outcome = await this.pass().catch((err) => ({ ran: false as const, reason: errorMessage(err) }))
+      // Until Docker has answered once, look again soon; then keep the configured pace.
+      const delay = outcome.ran ? this.options.intervalMs : Math.min(this.options.intervalMs, 2000)
+      this.timer = setTimeout(() => void tick(), delay)
+      this.timer.unref()
+    }
+    this.timer = setTimeout(() => void tick(), 0)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer)
+  }
+}
+
+/** Endpoints before networks, leases before pools: each removal finds its parent still there. */
+function order(items: Stale[]): Stale[] {
+  const rank = { endpoint: 0, network: 1, lease: 2, pool: 3 } as const
+  return [...items].sort((a, b) => rank[a.kind] - rank[b.kind])
+}
