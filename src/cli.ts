@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `tsnet serve|status|help`: the command operators run. */
 import { loadConfig, SERVE_USAGE } from './config.js'
-import { errorMessage } from './errors.js'
+import { TsnetError, errorMessage } from './errors.js'
 import { serve } from './main.js'
 import { statusCommand } from './status.js'
 
@@ -40,6 +40,9 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
     console.error(`tsnet: ${errorMessage(err)}`)
-    process.exit(1)
+    // Settings and an unusable store will not fix themselves: exit 78 (EX_CONFIG), which the
+    // systemd unit does not restart, instead of looping.
+    const code = err instanceof TsnetError ? (err.context.exitCode as number | undefined) ?? (err.kind === 'invalid' ? 78 : 1) : 1
+    process.exit(code)
   },
 )

@@ -42,8 +42,8 @@ export interface Services {
   ipam: IpamService
 }
 
-export async function openServices(config: Config, host: Host): Promise<Services> {
-  const store = await FileStore.open(config.stateDir)
+export async function openServices(config: Config, host: Host, log?: Logger): Promise<Services> {
+  const store = await FileStore.open(config.stateDir, log)
   const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {})
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
   await network.load()
@@ -53,7 +53,7 @@ export async function openServices(config: Config, host: Host): Promise<Services
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
-  const services = await openServices(config, new LinuxHost())
+  const services = await openServices(config, new LinuxHost(), logger)
   const { network, ipam } = services
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the restore.

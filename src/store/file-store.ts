@@ -3,10 +3,17 @@
  * file, fsynced and renamed over the old one, then the directory is fsynced. A write costs the
  * same at 10 or 10,000 records, and a crash leaves either the old or the new record, never half.
  */
-import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
 import { TsnetError, errorMessage } from '../errors.js'
+import { crashPoint } from './crash-points.js'
 import { COLLECTIONS, STORE_SCHEMA, type Collection, type Store } from './store.js'
+
+/** tsnet cannot use the store as it is: exit with EX_CONFIG, which the systemd unit does not restart. */
+export const EXIT_STORE_UNUSABLE = 78
+const unusable = (message: string, cause?: unknown) =>
+  new TsnetError('host', message, { ...(cause === undefined ? {} : { cause }), context: { exitCode: EXIT_STORE_UNUSABLE } })
 
 const TMP_SUFFIX = '.tmp'
 const fileName = (id: string) => `${encodeURIComponent(id)}.json`
@@ -16,17 +23,21 @@ let writeCounter = 0
 const tmpNameFor = (path: string) => `${path}.${process.pid}.${++writeCounter}${TMP_SUFFIX}`
 
 export class FileStore implements Store {
-  private constructor(private readonly root: string) {}
+  private constructor(private readonly root: string, private readonly log?: Logger) {}
 
-  /** Opens (creating if needed) the store under `stateDir`, refusing a schema it does not know. */
-  static async open(stateDir: string): Promise<FileStore> {
+  /**
+   * Opens (creating if needed) the store under `stateDir`, refusing a schema it does not know.
+   * With a logger, a record that cannot be read is moved to store/quarantine and reported
+   * instead of stopping tsnet; without one (tools, tests) it is an error.
+   */
+  static async open(stateDir: string, log?: Logger): Promise<FileStore> {
     const root = join(stateDir, 'store')
     try {
       for (const c of COLLECTIONS) await mkdir(join(root, c), { recursive: true, mode: 0o700 })
     } catch (err) {
-      throw new TsnetError('host', `cannot create the state directory ${root}: ${errorMessage(err)}`, { cause: err })
+      throw unusable(`cannot create the state directory ${root}: ${errorMessage(err)}`, err)
     }
-    const store = new FileStore(root)
+    const store = new FileStore(root, log)
     await store.checkSchema()
     return store
   }
@@ -37,7 +48,7 @@ export class FileStore implements Store {
     try {
       text = await readFile(path, 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new TsnetError('host', `cannot read ${path}: ${errorMessage(err)}`, { cause: err })
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(`cannot read ${path}: ${errorMessage(err)}`, err)
     }
     if (text === undefined) {
       await this.put('meta', 'schema', { version: STORE_SCHEMA })
@@ -47,10 +58,10 @@ export class FileStore implements Store {
     try {
       version = (JSON.parse(text) as { version?: unknown }).version
     } catch {
-      throw new TsnetError('host', `the store's schema file ${path} is not valid JSON; restore it from a backup or move the state directory away`)
+      throw unusable(`the store's schema file ${path} is not valid JSON; restore it from a backup or move the state directory away`)
     }
     if (version !== STORE_SCHEMA) {
-      throw new TsnetError('host', `the store at ${this.root} has schema version ${JSON.stringify(version)}, but this tsnet reads version ${STORE_SCHEMA}`)
+      throw unusable(`the store at ${this.root} has schema version ${JSON.stringify(version)}, but this tsnet reads version ${STORE_SCHEMA}`)
     }
   }
 
@@ -72,12 +83,23 @@ export class FileStore implements Store {
           const id = decodeURIComponent(name.slice(0, -'.json'.length))
           out[i] = { id, value: JSON.parse(await readFile(path, 'utf8')) as T }
         } catch (err) {
-          throw new TsnetError('host', `store record ${path} cannot be read: ${errorMessage(err)}`, { cause: err })
+          if (!this.log) throw new TsnetError('host', `store record ${path} cannot be read: ${errorMessage(err)}`, { cause: err })
+          await this.quarantine(collection, name, err)
         }
       }
     }
     await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, records.length) }, worker))
-    return out
+    return out.filter((r) => r !== undefined)
+  }
+
+  /** Moves an unreadable record aside, so one bad file neither stops tsnet nor is silently lost. */
+  private async quarantine(collection: Collection, name: string, why: unknown): Promise<void> {
+    const dir = join(this.root, 'quarantine')
+    const target = join(dir, `${collection}-${Date.now()}-${name}`)
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    await rename(join(this.root, collection, name), target)
+    this.log?.error({ store: 'quarantined', collection, file: name, movedTo: target, reason: errorMessage(why) },
+      'a store record could not be read and was moved aside; what it described will be rebuilt or collected')
   }
 
   async put(collection: Collection, id: string, value: unknown): Promise<void> {
@@ -85,9 +107,21 @@ export class FileStore implements Store {
     const path = join(dir, fileName(id))
     const tmp = tmpNameFor(path)
     try {
-      await writeFile(tmp, JSON.stringify(value), { mode: 0o600, flush: true })
+      const text = JSON.stringify(value)
+      const handle = await open(tmp, 'w', 0o600)
+      try {
+        await handle.writeFile(text.slice(0, text.length >> 1))
+        crashPoint('put:mid-write')
+        await handle.writeFile(text.slice(text.length >> 1))
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      crashPoint('put:before-rename')
       await rename(tmp, path)
+      crashPoint('put:after-rename')
       await this.syncDir(dir)
+      crashPoint('put:after-sync')
     } catch (err) {
       await unlink(tmp).catch(() => undefined)
       throw new TsnetError('host', `cannot save ${collection} record ${id}: ${errorMessage(err)}`, { cause: err })
@@ -98,6 +132,7 @@ export class FileStore implements Store {
     const dir = join(this.root, collection)
     try {
       await unlink(join(dir, fileName(id)))
+      crashPoint('delete:after-unlink')
       await this.syncDir(dir)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
