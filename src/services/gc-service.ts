@@ -58,6 +58,14 @@ export class GcService {
       return { ran: false, reason: `Docker does not answer: ${errorMessage(err)}` }
     }
     if (this.engineId === undefined) {
+      // A store that already holds networks is pinned only to an engine that knows one of them:
+      // a wrong socket must never make every network look deleted.
+      const known = new Set(docker.networks.map((n) => n.id))
+      if (view.networks.length > 0 && !view.networks.some((n) => known.has(n.id))) {
+        const reason = `the engine at the Docker host (${docker.engineId}) knows none of tsnet's ${view.networks.length} networks; is --docker-host right?`
+        this.log.error({ gc: 'refused', seen: docker.engineId }, `garbage collection refused: ${reason}`)
+        return { ran: false, reason }
+      }
       await this.store.put('meta', 'engine', { id: docker.engineId })
       this.engineId = docker.engineId
       this.log.info({ engine: docker.engineId }, 'serving this Docker engine')
