@@ -77,7 +77,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   const mtuText = get('defaultMtu')
   if (mtuText !== undefined) {
     try {
-      defaultMtu = parseMtu(mtuText, 'the MTU')
+      defaultMtu = parseMtu(mtuText, 'value')
     } catch (err) {
       throw settingError('defaultMtu', errorMessage(err))
     }

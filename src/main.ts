@@ -1,5 +1,5 @@
 /** Composition root: config → store → services → HTTP on the unix socket. */
-import { chmod, mkdir, unlink } from 'node:fs/promises'
+import { chmod, mkdir, readFile, unlink } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { dirname } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -8,7 +8,6 @@ import { TsnetError } from './errors.js'
 import { LinuxHost } from './host/linux-host.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
-import { DockerodeView } from './docker/docker-view.js'
 import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
 import { NetworkService } from './services/network-service.js'
@@ -17,6 +16,14 @@ import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
   return pino({ level, base: { svc: 'tsnet' }, timestamp: pino.stdTimeFunctions.isoTime })
+}
+
+/** The package version, and the build stamp plugin/build.sh leaves next to dist/ (if any). */
+async function buildInfo(): Promise<{ version: string; build?: string }> {
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  const stamp = await readFile(new URL('../BUILD', import.meta.url), 'utf8').catch(() => undefined)
+  const build = stamp?.split('\n').find((l) => l.startsWith('build '))?.slice('build '.length).trim()
+  return { version: pkg.version, ...(build ? { build } : {}) }
 }
 
 /** True when something answers on the socket: then it is not stale and must not be replaced. */
@@ -68,21 +75,29 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
     process.umask(previousUmask)
   }
   await chmod(config.socket, 0o660)
-  const gc = new GcService(services.store, new DockerodeView(config.dockerHost), network, ipam,
-    { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
-  await gc.load()
-  if (config.gcIntervalSec > 0) void ready.then(() => gc.start())
-  const counts = network.snapshot()
-  logger.info({ socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
-
-  await new Promise<void>((resolve) => {
+  // From here on a SIGTERM closes the socket cleanly, whatever is still starting.
+  let gc: GcService | undefined
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping')
-      gc.stop()
+      gc?.stop()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
   })
+  const counts = network.snapshot()
+  logger.info({ ...(await buildInfo()), socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
+
+  if (config.gcIntervalSec > 0) {
+    // dockerode is only for garbage collection: load it after the socket answers.
+    const { DockerodeView } = await import('./docker/docker-view.js')
+    gc = new GcService(services.store, new DockerodeView(config.dockerHost), network, ipam,
+      { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
+    await gc.load()
+    const started = gc
+    void ready.then(() => started.start())
+  }
+  await stopped
   logger.info('tsnet stopped')
 }
