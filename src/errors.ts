@@ -39,3 +39,23 @@ export function withContext(err: unknown, doing: string): TsnetError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
+
+const QUOTE_MAX = 64
+
+/** A request string shown as it is (no quotes), cut to a readable length. */
+export function clip(text: string): string {
+  return text.length > QUOTE_MAX ? `${text.slice(0, QUOTE_MAX)}…` : text
+}
+
+/**
+ * A request value as it may appear in an error message: JSON-quoted, cut to a readable length,
+ * and safe for values too deep or too large to stringify whole.
+ */
+export function quote(value: unknown): string {
+  let text: string
+  if (typeof value === 'string') text = value.length > QUOTE_MAX * 2 ? value.slice(0, QUOTE_MAX * 2) : value
+  else if (value === null || typeof value !== 'object') text = String(value)
+  else text = Array.isArray(value) ? `[list of ${value.length}]` : '{object}'
+  const shown = typeof value === 'string' ? JSON.stringify(text) : text
+  return shown.length > QUOTE_MAX ? `${shown.slice(0, QUOTE_MAX)}…` : shown
+}

@@ -6,7 +6,7 @@ import {
   type Family, type Ip, type Prefix, familyBits, formatIp, formatPrefix, lastAddress, nthSubnet,
   parseCidr, prefixContains, prefixesOverlap, prefixWithin, subnetCount,
 } from './addr.js'
-import { conflict, exhausted, invalid } from '../errors.js'
+import { clip, conflict, exhausted, invalid, quote } from '../errors.js'
 
 export const LOCAL_SPACE = 'LocalDefault'
 export const GLOBAL_SPACE = 'GlobalDefault'
@@ -32,7 +32,7 @@ export function parseDefaultPools(text: string): DefaultPool[] {
     const m = /^(.+):(\d{1,3})$/.exec(entry)
     const parsed = m ? parseCidr(m[1] ?? '') : undefined
     if (!m || !parsed || parsed.ip.family !== 4) {
-      throw invalid(`default pool "${entry}" is not of the form IPv4-CIDR:SIZE (for example 172.17.0.0/16:16)`)
+      throw invalid(`default pool ${quote(entry)} is not of the form IPv4-CIDR:SIZE (for example 172.17.0.0/16:16)`)
     }
     const size = Number(m[2])
     if (size < parsed.prefix.bits || size > 30) {
@@ -125,11 +125,11 @@ export function pickAddress(req: AddressRequest): bigint {
 export function parsePoolRequest(pool: string, subPool: string, v6: boolean): { pool?: Prefix; sizeOnly?: number; subPool?: Prefix } {
   const family: Family = v6 ? 6 : 4
   if (pool === '') {
-    if (subPool !== '') throw invalid(`an IP range (${subPool}) needs an explicit subnet`)
+    if (subPool !== '') throw invalid(`an IP range (${clip(subPool)}) needs an explicit subnet`)
     return {}
   }
   const parsed = parseCidr(pool)
-  if (!parsed) throw invalid(`subnet "${pool}" is not a valid CIDR`)
+  if (!parsed) throw invalid(`subnet ${quote(pool)} is not a valid CIDR`)
   if (parsed.ip.family !== family) throw invalid(`subnet ${pool} is IPv${parsed.ip.family}, but the request is for IPv${family}`)
   if (parsed.ip.value === 0n && parsed.prefix.bits > 0 && subPool === '') return { sizeOnly: parsed.prefix.bits }
   if (parsed.ip.value !== parsed.prefix.network) {
@@ -138,7 +138,7 @@ export function parsePoolRequest(pool: string, subPool: string, v6: boolean): { 
   if (parsed.prefix.bits === 0) throw invalid(`subnet ${pool} covers the whole address space`)
   if (subPool === '') return { pool: parsed.prefix }
   const sub = parseCidr(subPool)
-  if (!sub) throw invalid(`IP range "${subPool}" is not a valid CIDR`)
+  if (!sub) throw invalid(`IP range ${quote(subPool)} is not a valid CIDR`)
   if (sub.ip.value !== sub.prefix.network) throw invalid(`IP range ${subPool} has host bits set; did you mean ${formatPrefix(sub.prefix)}?`)
   if (!prefixWithin(sub.prefix, parsed.prefix)) throw invalid(`IP range ${subPool} is not inside subnet ${formatPrefix(parsed.prefix)}`)
   return { pool: parsed.prefix, subPool: sub.prefix }

@@ -1,12 +1,12 @@
 /** Deterministic kernel names and ownership tags, and validation of every name that reaches the kernel. */
 import { createHash } from 'node:crypto'
-import { invalid } from '../errors.js'
+import { invalid, quote } from '../errors.js'
 import type { Ip } from './addr.js'
 
 /** Docker IDs are 64 hex characters; Swarm's are 25 alphanumerics. Nothing else becomes a file or link name. */
 const ID_RE = /^[A-Za-z0-9]{1,64}$/
 export function checkId(what: string, id: unknown): string {
-  if (typeof id !== 'string' || !ID_RE.test(id)) throw invalid(`${what} ${JSON.stringify(id)} is not a valid ID (1 to 64 letters and digits)`)
+  if (typeof id !== 'string' || !ID_RE.test(id)) throw invalid(`${what} ${quote(id)} is not a valid ID (1 to 64 letters and digits)`)
   return id
 }
 
@@ -15,7 +15,7 @@ const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/
 /** The kernel refuses '/', whitespace, ':' and names longer than 15 bytes; '.' and '..' are reserved. */
 export function checkIfName(name: string, what = 'interface name'): string {
   if (!IFNAME_RE.test(name) || name === '.' || name === '..') {
-    throw invalid(`${what} "${name}" is not usable: it must be 1 to ${IFNAME_MAX} characters of letters, digits, '_', '-' or '.'`)
+    throw invalid(`${what} ${quote(name)} is not usable: it must be 1 to ${IFNAME_MAX} characters of letters, digits, '_', '-' or '.'`)
   }
   return name
 }
@@ -23,7 +23,7 @@ export function checkIfName(name: string, what = 'interface name'): string {
 const TAG_RE = /^[A-Za-z0-9:_.-]{1,200}$/
 /** ifalias values and rule comments are written into ip/iptables batch input: plain characters only. */
 export function checkTag(tag: string, what = 'tag'): string {
-  if (!TAG_RE.test(tag)) throw invalid(`${what} "${tag}" must be 1 to 200 letters, digits, ':', '_', '.' or '-'`)
+  if (!TAG_RE.test(tag)) throw invalid(`${what} ${quote(tag)} must be 1 to 200 letters, digits, ':', '_', '.' or '-'`)
   return tag
 }
 
@@ -45,7 +45,7 @@ export const networkTag = (networkId: string) => `tsnet:net:${networkId.slice(0,
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
 export function checkMac(mac: string): string {
   const lower = mac.toLowerCase()
-  if (!MAC_RE.test(lower)) throw invalid(`MAC address "${mac}" is not of the form xx:xx:xx:xx:xx:xx`)
+  if (!MAC_RE.test(lower)) throw invalid(`MAC address ${quote(mac)} is not of the form xx:xx:xx:xx:xx:xx`)
   const first = parseInt(lower.slice(0, 2), 16)
   if (first & 1) throw invalid(`MAC address ${mac} is a multicast address and cannot be given to an interface`)
   if (lower === '00:00:00:00:00:00') throw invalid('MAC address 00:00:00:00:00:00 cannot be given to an interface')

@@ -2,10 +2,10 @@
  * Pure planning for the network driver: requests → records → the responses Docker expects.
  * Every validation error is thrown here, before anything touches the host or the store.
  */
-import { invalid } from '../errors.js'
+import { clip, invalid, quote } from '../errors.js'
 import { type Family, type Prefix, formatIp, parseCidr, prefixContains } from './addr.js'
 import {
-  bridgeNameFor, checkId, checkIfName, checkMac, containerVethFor, hostVethFor, macFromIpv4, macFromSeed,
+  BRIDGE_PREFIX, CONTAINER_VETH_PREFIX, HOST_VETH_PREFIX, bridgeNameFor, checkId, checkIfName, checkMac, containerVethFor, hostVethFor, macFromIpv4, macFromSeed,
 } from './names.js'
 import { parseExposedPorts, parsePortMap } from './ports.js'
 import type { EndpointRecord, NetworkRecord, SubnetRecord } from './records.js'
@@ -33,13 +33,13 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function parseBool(key: string, value: string): boolean {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false
-  throw invalid(`option ${key}=${JSON.stringify(value)} must be true or false`)
+  throw invalid(`option ${key}=${quote(value)} must be true or false`)
 }
 
 export function parseMtu(value: string, what: string): number {
-  if (!/^\d+$/.test(value)) throw invalid(`${what}=${JSON.stringify(value)} is not a number: the MTU must be a whole number from ${MTU_MIN} to ${MTU_MAX}`)
+  if (!/^\d+$/.test(value)) throw invalid(`${what}=${quote(value)} is not a number: the MTU must be a whole number from ${MTU_MIN} to ${MTU_MAX}`)
   if (Number(value) < MTU_MIN || Number(value) > MTU_MAX) {
-    throw invalid(`${what}=${JSON.stringify(value)} is out of range: the MTU must be a whole number from ${MTU_MIN} to ${MTU_MAX}`)
+    throw invalid(`${what}=${quote(value)} is out of range: the MTU must be a whole number from ${MTU_MIN} to ${MTU_MAX}`)
   }
   return Number(value)
 }
@@ -50,9 +50,9 @@ function genericOptions(options: Record<string, unknown>): Record<string, string
   if (!isObject(raw)) throw invalid('network options (-o) must be a map of strings')
   const out: Record<string, string> = {}
   for (const [k, v] of Object.entries(raw)) {
-    if (typeof v !== 'string') throw invalid(`option ${k} must be a string, got ${JSON.stringify(v)}`)
+    if (typeof v !== 'string') throw invalid(`option ${clip(k)} must be a string, got ${quote(v)}`)
     if (!KNOWN_OPTIONS.has(k)) {
-      throw invalid(`unknown network option ${k}; tsnet understands ${[...Object.values(OPTION)].join(', ')}`)
+      throw invalid(`unknown network option ${clip(k)}; tsnet understands ${[...Object.values(OPTION)].join(', ')}`)
     }
     out[k] = v
   }
@@ -64,17 +64,17 @@ function boolOption(options: Record<string, unknown>, key: string): boolean {
   if (v === undefined || v === null) return false
   if (typeof v === 'boolean') return v
   if (typeof v === 'string') return parseBool(key, v)
-  throw invalid(`option ${key} must be true or false, got ${JSON.stringify(v)}`)
+  throw invalid(`option ${key} must be true or false, got ${quote(v)}`)
 }
 
 function parseSubnets(list: IpamData[] | null | undefined, family: Family): SubnetRecord[] {
   return (list ?? []).map((d) => {
     const pool = parseCidr(d.Pool)
-    if (!pool || pool.ip.family !== family) throw invalid(`IPv${family} pool "${d.Pool}" is not a valid IPv${family} CIDR`)
+    if (!pool || pool.ip.family !== family) throw invalid(`IPv${family} pool ${quote(d.Pool)} is not a valid IPv${family} CIDR`)
     const record: SubnetRecord = { pool: d.Pool }
     const inPool = (text: string, what: string) => {
       const c = parseCidr(text)
-      if (!c || !prefixContains(pool.prefix, c.ip)) throw invalid(`${what} "${text}" is not an address inside pool ${d.Pool}`)
+      if (!c || !prefixContains(pool.prefix, c.ip)) throw invalid(`${what} ${quote(text)} is not an address inside pool ${d.Pool}`)
       return text
     }
     if (d.Gateway !== undefined && d.Gateway !== '') record.gateway = inPool(d.Gateway, 'gateway')
@@ -86,6 +86,14 @@ function parseSubnets(list: IpamData[] | null | undefined, family: Family): Subn
   })
 }
 
+/** A user's bridge name must not collide with the names tsnet gives its own bridges and veths. */
+function checkUserBridgeName(name: string): string {
+  checkIfName(name, `bridge name (${OPTION.bridgeName})`)
+  const reserved = [BRIDGE_PREFIX, HOST_VETH_PREFIX, CONTAINER_VETH_PREFIX].find((p) => name.toLowerCase().startsWith(p))
+  if (reserved) throw invalid(`bridge name ${quote(name)} starts with ${reserved}, which tsnet reserves for the interfaces it names itself`)
+  return name
+}
+
 export interface NetworkDefaults {
   mtu: number
 }
@@ -95,11 +103,11 @@ export function planNetwork(req: CreateNetworkRequest, defaults: NetworkDefaults
   const options = req.Options ?? {}
   const generic = genericOptions(options)
   const userBridge = generic[OPTION.bridgeName]
-  const bridge = userBridge !== undefined ? checkIfName(userBridge, `bridge name (${OPTION.bridgeName})`) : bridgeNameFor(req.NetworkID)
+  const bridge = userBridge !== undefined ? checkUserBridgeName(userBridge) : bridgeNameFor(req.NetworkID)
   const mtu = generic[OPTION.mtu] !== undefined ? parseMtu(generic[OPTION.mtu] ?? '', OPTION.mtu) : defaults.mtu
   const prefix = generic[OPTION.ifacePrefix]
   if (prefix !== undefined && !IFACE_PREFIX_RE.test(prefix)) {
-    throw invalid(`${OPTION.ifacePrefix}=${JSON.stringify(prefix)} must be 1 to 10 lowercase letters and digits, starting with a letter`)
+    throw invalid(`${OPTION.ifacePrefix}=${quote(prefix)} must be 1 to 10 lowercase letters and digits, starting with a letter`)
   }
   const ipv4Subnets = parseSubnets(req.IPv4Data, 4)
   const ipv6Subnets = parseSubnets(req.IPv6Data, 6)
@@ -141,7 +149,7 @@ function poolsOf(subnets: SubnetRecord[]): Prefix[] {
 function endpointAddress(text: string | undefined, family: Family, network: NetworkRecord): string | undefined {
   if (text === undefined || text === '') return undefined
   const c = parseCidr(text)
-  if (!c || c.ip.family !== family) throw invalid(`endpoint IPv${family} address "${text}" is not a valid IPv${family} CIDR`)
+  if (!c || c.ip.family !== family) throw invalid(`endpoint IPv${family} address ${quote(text)} is not a valid IPv${family} CIDR`)
   const subnets = family === 4 ? network.ipv4Subnets : network.ipv6Subnets
   const pools = poolsOf(subnets)
   const unbounded = subnets.some((s) => parseCidr(s.pool)?.prefix.bits === 0)

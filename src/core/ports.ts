@@ -1,5 +1,5 @@
 /** Parsing of the port maps Docker sends with CreateEndpoint, Join and ProgramExternalConnectivity. */
-import { invalid } from '../errors.js'
+import { invalid, quote } from '../errors.js'
 import { parseIp } from './addr.js'
 import type { PortMapping } from './records.js'
 
@@ -11,7 +11,7 @@ function intField(obj: Record<string, unknown>, key: string, where: string, min:
   const v = obj[key]
   if (v === undefined && !required) return 0
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalid(`${where}: ${key} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`)
+    throw invalid(`${where}: ${key} must be a whole number from ${min} to ${max}, got ${quote(v)}`)
   }
   return v
 }
@@ -40,7 +40,7 @@ export function parsePortMap(value: unknown): PortMapping[] {
     const hostPortEnd = intField(raw, 'HostPortEnd', where, 0, 65535, false)
     if (hostPortEnd !== 0 && hostPortEnd < hostPort) throw invalid(`${where}: host port range ${hostPort}-${hostPortEnd} is reversed`)
     const hostIp = raw.HostIP ?? ''
-    if (typeof hostIp !== 'string' || (hostIp !== '' && !parseIp(hostIp))) throw invalid(`${where}: host IP ${JSON.stringify(hostIp)} is not an IP address`)
+    if (typeof hostIp !== 'string' || (hostIp !== '' && !parseIp(hostIp))) throw invalid(`${where}: host IP ${quote(hostIp)} is not an IP address`)
     return { proto, containerPort, hostIp, hostPort, hostPortEnd: hostPortEnd || hostPort }
   })
 }

@@ -35,6 +35,7 @@ export class FakeHost implements Host {
     const existing = this.links.get(spec.hostName)
     if (existing && existing.alias !== spec.alias) throw conflict(`a link named ${spec.hostName} already exists and is not tsnet's`)
     if (!this.links.has(spec.bridge)) throw new TsnetError('host', `bridge ${spec.bridge} does not exist`)
+    if (!existing && this.links.has(spec.peerName)) throw new TsnetError('host', `link ${spec.peerName} exists (RTNETLINK answers: File exists)`)
     this.links.set(spec.hostName, { name: spec.hostName, kind: 'veth', alias: spec.alias, mtu: spec.mtu, master: spec.bridge, up: true, addresses: [], peer: spec.peerName })
     this.links.set(spec.peerName, { name: spec.peerName, kind: 'veth', mtu: spec.mtu, mac: spec.mac, up: false, addresses: [], peer: spec.hostName })
   }

@@ -69,8 +69,11 @@ export class Links {
     const existing = await this.checkOwned(spec.name, spec.alias, 'bridge')
     const lines: string[] = []
     if (!existing) {
-      lines.push(`link add name ${spec.name} mtu ${spec.mtu} address ${spec.mac} type bridge`)
+      // The MTU is set after creation: only then does the kernel keep it when the last port goes
+      // (an MTU given to `link add` is auto-adjusted back to 1500).
+      lines.push(`link add name ${spec.name} address ${spec.mac} type bridge`)
       lines.push(`link set dev ${spec.name} alias ${spec.alias}`)
+      lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`)
     } else if (existing.mtu !== spec.mtu) {
       lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`)
     }
@@ -79,7 +82,7 @@ export class Links {
     try {
       await this.batch(lines)
     } catch (err) {
-      if (!existing) await this.deleteQuietly(spec.name, log)
+      if (!existing) await this.deleteQuietly(spec.name, spec.alias, log)
       throw withContext(err, `setting up bridge ${spec.name}${existing ? '' : ' (rolled back: bridge removed)'}`)
     }
     log.info({ host: existing ? 'bridge.updated' : 'bridge.created', bridge: spec.name, mtu: spec.mtu, addresses: spec.addresses }, existing ? 'bridge brought to spec' : 'bridge created')
@@ -101,7 +104,7 @@ export class Links {
     try {
       await this.batch(lines)
     } catch (err) {
-      if (!existing) await this.deleteQuietly(spec.hostName, log)
+      if (!existing) await this.deleteQuietly(spec.hostName, spec.alias, log)
       throw withContext(err, `setting up veth ${spec.hostName}${existing ? '' : ' (rolled back: veth removed)'}`)
     }
     if (!existing) log.info({ host: 'veth.created', veth: spec.hostName, peer: spec.peerName, bridge: spec.bridge, mac: spec.mac, mtu: spec.mtu }, 'veth pair created')
@@ -120,7 +123,10 @@ export class Links {
     log.info({ host: 'link.deleted', link: name }, 'link deleted')
   }
 
-  private async deleteQuietly(name: string, log: Logger): Promise<void> {
+  /** Rollback: deletes the link if it is ours or untagged (made by the failed call before its alias was set). */
+  private async deleteQuietly(name: string, alias: string, log: Logger): Promise<void> {
+    const link = await this.get(name).catch(() => undefined)
+    if (!link || (link.alias !== undefined && link.alias !== alias)) return
     const r = await this.runner.run('ip', ['link', 'del', 'dev', name])
     if (r.code === 0) log.info({ host: 'link.deleted', link: name }, 'rolled back: link deleted')
   }

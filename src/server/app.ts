@@ -26,6 +26,7 @@ interface Route {
 }
 
 export const IMPLEMENTS = ['NetworkDriver', 'IpamDriver']
+const ERR_MAX = 1000
 
 function routes(d: AppDeps): Record<string, Route> {
   const n = d.network
@@ -117,7 +118,8 @@ export function buildApp(d: AppDeps) {
       req.log.error({ call, err }, 'request failed')
     }
     // Docker accepts only 200 as success and reads {"Err"} from anything else, for both APIs.
-    void reply.code(500).send({ Err: message })
+    // A message never grows with the request: values are quoted short, and this caps the rest.
+    void reply.code(500).send({ Err: message.length > ERR_MAX ? `${message.slice(0, ERR_MAX)}…` : message })
   })
 
   app.setNotFoundHandler((req, reply) => {

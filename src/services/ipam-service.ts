@@ -8,7 +8,7 @@ import {
   pickAddress, poolIdOf,
 } from '../core/ipam.js'
 import type { LeaseRecord, PoolRecord } from '../core/records.js'
-import { exhausted, invalid, notFound, withContext } from '../errors.js'
+import { clip, exhausted, invalid, notFound, quote, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import type {
   ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest,
@@ -79,7 +79,7 @@ export class IpamService {
     return this.lock.run('ipam', async () => {
       const space = req.AddressSpace
       if (!(ADDRESS_SPACES as readonly string[]).includes(space)) {
-        throw invalid(`address space "${space}" is unknown; tsnet serves ${ADDRESS_SPACES.join(' and ')}`)
+        throw invalid(`address space ${quote(space)} is unknown; tsnet serves ${ADDRESS_SPACES.join(' and ')}`)
       }
       const v6 = req.V6 === true
       const asked = parsePoolRequest(req.Pool ?? '', req.SubPool ?? '', v6)
@@ -152,11 +152,11 @@ export class IpamService {
   requestAddress(req: RequestAddressRequest, log: Logger) {
     return this.lock.run('ipam', async () => {
       const pool = this.pools.get(req.PoolID)
-      if (!pool) throw notFound(`address pool ${req.PoolID} is unknown to tsnet`)
+      if (!pool) throw notFound(`address pool ${clip(req.PoolID)} is unknown to tsnet`)
       let preferred: Ip | undefined
       if (req.Address) {
         preferred = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
-        if (!preferred) throw invalid(`requested address "${req.Address}" is not an IP address`)
+        if (!preferred) throw invalid(`requested address ${quote(req.Address)} is not an IP address`)
       }
       const value = pickAddress({
         pool: pool.prefix,
@@ -187,7 +187,7 @@ export class IpamService {
     return this.lock.run('ipam', async () => {
       const pool = this.pools.get(req.PoolID)
       const ip = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
-      if (!pool || !ip) return {}
+      if (!pool || !ip || ip.family !== pool.prefix.family) return {}
       const lease = pool.leases.get(ip.value)
       if (!lease) return {}
       await this.store.delete('leases', leaseId(req.PoolID, lease.address))

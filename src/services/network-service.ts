@@ -30,6 +30,11 @@ export class NetworkService {
   private readonly networks = new Map<string, NetworkRecord>()
   private readonly endpoints = new Map<string, EndpointRecord>()
   private readonly lock = new KeyedLock()
+  /**
+   * Kernel names claimed by creates still in progress. Locks are per network, so two networks
+   * (or endpoints of two networks) whose names collide could otherwise race for one link.
+   */
+  private readonly claimed = new Map<string, string>()
 
   constructor(private readonly store: Store, private readonly host: Host, private readonly config: NetworkConfig) {}
 
@@ -85,6 +90,16 @@ export class NetworkService {
     }
   }
 
+  /** Claims a kernel name for `owner` until the returned function is called; refuses a name claimed by another. */
+  private claim(name: string, owner: string, busy: string): () => void {
+    const holder = this.claimed.get(name)
+    if (holder !== undefined && holder !== owner) throw conflict(busy)
+    this.claimed.set(name, owner)
+    return () => {
+      if (this.claimed.get(name) === owner) this.claimed.delete(name)
+    }
+  }
+
   private knownNetwork(id: string): NetworkRecord {
     const n = this.networks.get(id)
     if (!n) throw notFound(`network ${short(id)} is unknown to tsnet (was it created with another driver, or was tsnet's state directory lost?)`)
@@ -107,12 +122,15 @@ export class NetworkService {
       const clash = [...this.networks.values()].find((n) => n.id !== planned.id && n.bridge === planned.bridge)
       if (clash) throw conflict(`bridge name ${planned.bridge} is already used by network ${short(clash.id)}`)
       const record = existing ?? planned
+      const release = this.claim(record.bridge, record.id, `bridge name ${record.bridge} is being claimed by another network right now`)
       try {
         await this.applyNetwork(record, log)
         if (!existing) await this.store.put('networks', record.id, record)
       } catch (err) {
         const outcome = existing ? '' : (await this.undoNetwork(record, log)) ? ' (rolled back: nothing was left on the host)' : ' (rollback incomplete: see the tsnet log)'
         throw withContext(err, `creating network ${short(record.id)}${outcome}`)
+      } finally {
+        release()
       }
       this.networks.set(record.id, record)
       return {}
@@ -162,6 +180,7 @@ export class NetworkService {
       const clash = [...this.endpoints.values()].find((e) => e.id !== plan.record.id && e.hostIf === plan.record.hostIf)
       if (clash) throw conflict(`endpoint ${short(req.EndpointID)} would reuse interface ${clash.hostIf} of endpoint ${short(clash.id)}`)
       const record = existing ?? plan.record
+      const release = this.claim(record.hostIf, record.id, `interface ${record.hostIf} is being claimed by another endpoint right now`)
       try {
         await this.host.ensureVeth({
           hostName: record.hostIf, peerName: record.containerIf, alias: endpointAlias(record.id), mtu: record.mtu, mac: record.mac, bridge: n.bridge,
@@ -179,6 +198,8 @@ export class NetworkService {
           )
         }
         throw withContext(err, `creating endpoint ${short(record.id)}${outcome}`)
+      } finally {
+        release()
       }
       this.endpoints.set(record.id, record)
       return plan.response

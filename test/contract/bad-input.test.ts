@@ -119,7 +119,7 @@ const cases: Case[] = [
   { name: 'bridge name with a space', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.name': 'br 0' }), err: /bridge name.*"br 0"/ },
   { name: 'bridge name with "/"', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.name': 'br/0' }), err: /bridge name.*"br\/0"/ },
   { name: 'bridge name ".."', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.name': '..' }), err: /bridge name.*"\.\."/ },
-  { name: 'bridge name of another network', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.name': 'tsbr-1d1d1d1d1d' }), err: /tsbr-1d1d1d1d1d.*already used/ },
+  { name: 'bridge name of another network', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.name': 'tsbr-1d1d1d1d1d' }), err: /tsbr-1d1d1d1d1d.*(already used|reserves)/ },
   { name: 'MTU 0', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.driver.mtu': '0' }), err: /mtu="0".*68.*65535/ },
   { name: 'MTU 67', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.driver.mtu': '67' }), err: /mtu="67"/ },
   { name: 'MTU 65536', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.driver.mtu': '65536' }), err: /mtu="65536"/ },

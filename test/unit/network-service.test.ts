@@ -152,8 +152,29 @@ t.test('a user bridge name equal to another network\'s automatic name is refused
   await svc.createNetwork(netReq(), log)
   const before = host.state()
   await t.rejects(svc.createNetwork(netReq(NET2, { [OPTION.bridgeName]: bridgeNameFor(NET) }, '10.1.0.0/16', '10.1.0.1/16'), log),
-    { name: 'TsnetError', kind: 'conflict', message: new RegExp(`bridge name ${bridgeNameFor(NET)} is already used`) })
+    { name: 'TsnetError', kind: 'invalid', message: /starts with tsbr-, which tsnet reserves/ })
   t.equal(host.state(), before)
+})
+
+t.test('two networks asking for the same bridge name: the second is refused', async (t) => {
+  const { svc, host } = await setup(t)
+  await svc.createNetwork(netReq(NET, { [OPTION.bridgeName]: 'mybr0' }), log)
+  const before = host.state()
+  await t.rejects(svc.createNetwork(netReq(NET2, { [OPTION.bridgeName]: 'mybr0' }, '10.1.0.0/16', '10.1.0.1/16'), log),
+    { name: 'TsnetError', kind: 'conflict', message: /bridge name mybr0 is already used/ })
+  t.equal(host.state(), before)
+})
+
+t.test('two networks racing for one bridge name: one wins, the loser leaves the winner alone', async (t) => {
+  const { svc, host } = await setup(t)
+  const results = await Promise.allSettled([
+    svc.createNetwork(netReq(NET, { [OPTION.bridgeName]: 'racebr' }), log),
+    svc.createNetwork(netReq(NET2, { [OPTION.bridgeName]: 'racebr' }, '10.1.0.0/16', '10.1.0.1/16'), log),
+  ])
+  t.same(results.map((r) => r.status).sort(), ['fulfilled', 'rejected'])
+  const winner = results[0]?.status === 'fulfilled' ? NET : NET2
+  t.equal(host.links.get('racebr')?.alias, networkAlias(winner), 'the bridge is the winner\'s')
+  t.same(svc.snapshot().networks.map((n) => n.id), [winner])
 })
 
 t.test('a link of the same name that tsnet does not own is refused and left alone', async (t) => {
@@ -379,7 +400,7 @@ t.test('after a reload from the store, old endpoints are still served', async (t
   t.same(await again.join({ NetworkID: NET, EndpointID: EP, SandboxKey: SANDBOX }, log),
     { InterfaceName: { SrcName: containerVethFor(EP), DstPrefix: 'eth' }, Gateway: '172.18.0.1' })
   t.same(await again.createNetwork(netReq(), log), {}, 'an identical CreateNetwork still counts as the same network')
-  await t.rejects(again.createNetwork(netReq(NET2, { [OPTION.bridgeName]: bridgeNameFor(NET) }, '10.1.0.0/16', '10.1.0.1/16'), log), { name: 'TsnetError', kind: 'conflict' }, 'bridge names are still known')
+  await t.rejects(again.createNetwork(netReq(NET2, { [OPTION.bridgeName]: bridgeNameFor(NET) }, '10.1.0.0/16', '10.1.0.1/16'), log), { name: 'TsnetError', kind: 'invalid' }, 'tsnet\'s bridge names stay reserved')
   t.same(await again.leave({ NetworkID: NET, EndpointID: EP }, log), {})
   t.same(await again.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log), {})
   t.same(await again.deleteNetwork({ NetworkID: NET }, log), {})
