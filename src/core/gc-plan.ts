@@ -17,15 +17,16 @@ export interface TsnetView {
 export type Stale =
   | { kind: 'endpoint'; networkId: string; endpointId: string }
   | { kind: 'network'; networkId: string }
-  | { kind: 'lease'; poolId: string; address: string }
-  | { kind: 'pool'; poolId: string }
+  | { kind: 'lease'; poolId: string; address: string; createdAt: string }
+  | { kind: 'pool'; poolId: string; createdAt: string }
 
 export const staleKey = (s: Stale): string => {
   switch (s.kind) {
     case 'endpoint': return `endpoint:${s.endpointId}`
     case 'network': return `network:${s.networkId}`
-    case 'lease': return `lease:${s.poolId}#${s.address}`
-    case 'pool': return `pool:${s.poolId}`
+    // A record made again (same address or pool, new createdAt) is a new suspect.
+    case 'lease': return `lease:${s.poolId}#${s.address}@${s.createdAt}`
+    case 'pool': return `pool:${s.poolId}@${s.createdAt}`
   }
 }
 
@@ -67,7 +68,7 @@ export function findUnexplained(view: TsnetView, docker: DockerSnapshot): Stale[
     if (p.addressSpace === GLOBAL_SPACE) continue // swarm allocations: Docker's local view does not show them
     const users = docker.networks.filter((n) => n.ipam.some((c) => canonicalCidr(c.subnet) === p.pool && (canonicalCidr(c.ipRange) ?? undefined) === (p.subPool ?? undefined)))
     if (users.length === 0) {
-      out.push({ kind: 'pool', poolId: p.id })
+      out.push({ kind: 'pool', poolId: p.id, createdAt: p.createdAt })
       continue
     }
     if (users.some((u) => !u.endpoints)) continue // a user was not inspected: no verdict on its leases
@@ -89,7 +90,7 @@ export function findUnexplained(view: TsnetView, docker: DockerSnapshot): Stale[
     for (const l of p.leases) {
       // Docker's API does not show a gateway it did not get from the user: gateways go with their pool.
       if (l.kind === 'gateway') continue
-      if (!explained.has(bareIp(l.address) ?? l.address)) out.push({ kind: 'lease', poolId: p.id, address: l.address })
+      if (!explained.has(bareIp(l.address) ?? l.address)) out.push({ kind: 'lease', poolId: p.id, address: l.address, createdAt: l.createdAt })
     }
   }
   return out

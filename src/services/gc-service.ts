@@ -98,8 +98,8 @@ export class GcService {
     switch (s.kind) {
       case 'endpoint': await this.network.deleteEndpoint({ NetworkID: s.networkId, EndpointID: s.endpointId }, log); break
       case 'network': await this.network.deleteNetwork({ NetworkID: s.networkId }, log); break
-      case 'lease': await this.ipam.releaseAddress({ PoolID: s.poolId, Address: s.address }, log); break
-      case 'pool': await this.ipam.releasePool({ PoolID: s.poolId }, log); break
+      case 'lease': await this.ipam.releaseStaleAddress(s.poolId, s.address, s.createdAt, log); break
+      case 'pool': await this.ipam.releaseStalePool(s.poolId, s.createdAt, log); break
     }
   }
 

@@ -33,9 +33,19 @@ export interface IpamConfig {
 
 const leaseId = (poolId: string, address: string) => `${poolId}#${address}`
 
+/**
+ * How long an address garbage collection released stays out of automatic allocation. Docker
+ * retries a ReleaseAddress it could not deliver (tsnet was down) for up to about a minute, and
+ * that late retry names only pool and address: were the address handed out again meanwhile, it
+ * would free the new holder's lease.
+ */
+export const GC_COOLDOWN_MS = 90_000
+
 export class IpamService {
   private readonly pools = new Map<string, PoolState>()
   private readonly lock = new KeyedLock()
+  /** Per pool: addresses garbage collection released, and until when they stay unassigned. */
+  private readonly cooling = new Map<string, Map<bigint, number>>()
   private ula48!: Prefix
 
   constructor(private readonly store: Store, private readonly host: Host, private readonly config: IpamConfig) {}
@@ -138,15 +148,20 @@ export class IpamService {
 
   releasePool(req: ReleasePoolRequest, log: Logger) {
     return this.lock.run('ipam', async () => {
-      const pool = this.pools.get(req.PoolID)
-      if (!pool) return {}
-      // Pool first: a crash part-way leaves leases without a pool, which load() removes.
-      await this.store.delete('pools', req.PoolID)
-      this.pools.delete(req.PoolID)
-      for (const lease of pool.leases.values()) await this.store.delete('leases', leaseId(req.PoolID, lease.address))
-      log.info({ ipam: 'pool.released', poolId: req.PoolID, leases: pool.leases.size }, 'address pool released')
+      await this.dropPool(req.PoolID, log)
       return {}
     })
+  }
+
+  /** Removes a pool and its leases; the caller holds the lock. */
+  private async dropPool(poolId: string, log: Logger): Promise<void> {
+    const pool = this.pools.get(poolId)
+    if (!pool) return
+    // Pool first: a crash part-way leaves leases without a pool, which load() removes.
+    await this.store.delete('pools', poolId)
+    this.pools.delete(poolId)
+    for (const lease of pool.leases.values()) await this.store.delete('leases', leaseId(poolId, lease.address))
+    log.info({ ipam: 'pool.released', poolId, leases: pool.leases.size }, 'address pool released')
   }
 
   requestAddress(req: RequestAddressRequest, log: Logger) {
@@ -158,13 +173,22 @@ export class IpamService {
         preferred = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
         if (!preferred) throw invalid(`requested address ${quote(req.Address)} is not an IP address`)
       }
-      const value = pickAddress({
+      const request = {
         pool: pool.prefix,
         ...(pool.range ? { range: pool.range } : {}),
         ...(preferred ? { preferred } : {}),
         used: new Set(pool.leases.keys()),
         poolId: req.PoolID,
-      })
+      }
+      const cooling = this.coolingIn(req.PoolID)
+      let value: bigint
+      try {
+        // Prefer addresses that are not cooling down; use them only when nothing else is left.
+        value = preferred || cooling.length === 0 ? pickAddress(request) : pickAddress({ ...request, used: new Set([...request.used, ...cooling]) })
+      } catch (err) {
+        if (preferred || cooling.length === 0) throw err
+        value = pickAddress(request)
+      }
       const ip: Ip = { family: pool.prefix.family, value }
       const address = formatIp(ip)
       const options = req.Options ?? {}
@@ -180,6 +204,40 @@ export class IpamService {
       pool.leases.set(value, lease)
       log.info({ ipam: 'address.leased', poolId: req.PoolID, address, kind: lease.kind }, 'address leased')
       return { Address: formatCidr(ip, pool.prefix.bits), Data: {} }
+    })
+  }
+
+  private coolingIn(poolId: string): bigint[] {
+    const entries = this.cooling.get(poolId)
+    if (!entries) return []
+    const now = Date.now()
+    for (const [v, until] of entries) if (until <= now) entries.delete(v)
+    if (entries.size === 0) this.cooling.delete(poolId)
+    return [...entries.keys()]
+  }
+
+  /** Garbage collection: releases the lease only if it is still the one judged stale, then cools the address. */
+  releaseStaleAddress(poolId: string, address: string, createdAt: string, log: Logger) {
+    return this.lock.run('ipam', async () => {
+      const pool = this.pools.get(poolId)
+      const ip = parseIp(address)
+      const lease = pool && ip ? pool.leases.get(ip.value) : undefined
+      if (!pool || !ip || !lease || lease.createdAt !== createdAt) return
+      await this.store.delete('leases', leaseId(poolId, lease.address))
+      pool.leases.delete(ip.value)
+      const entries = this.cooling.get(poolId) ?? new Map<bigint, number>()
+      entries.set(ip.value, Date.now() + GC_COOLDOWN_MS)
+      this.cooling.set(poolId, entries)
+      log.info({ ipam: 'address.collected', poolId, address, coolingMs: GC_COOLDOWN_MS }, 'stale address released; it is not handed out again for a while')
+    })
+  }
+
+  /** Garbage collection: releases the pool only if it is still the one judged stale (checked under the lock). */
+  releaseStalePool(poolId: string, createdAt: string, log: Logger) {
+    return this.lock.run('ipam', async () => {
+      if (this.pools.get(poolId)?.record.createdAt !== createdAt) return
+      await this.dropPool(poolId, log)
+      this.cooling.delete(poolId)
     })
   }
 

@@ -1,0 +1,10 @@
+/**
+ * Product bugs this suite found and that are not fixed yet. A violation matching one is counted,
+ * shrunk to a minimal reproduction and reported under a `todo` assertion, instead of failing the run.
+ * Remove an entry once the bug is fixed: the suite then fails if it comes back.
+ */
+import type { KnownBug } from './engine.js'
+
+// Fixed in be13518 (bounded error messages, ReleaseAddress family, rollback ownership and name
+// claims, reserved name prefixes, bridge MTU after the last port): a regression now fails the suite.
+export const KNOWN_BUGS: KnownBug[] = []
