@@ -32,6 +32,7 @@ import {
   type HostSnapshot,
   type TsnetHandle,
 } from './lib/index.js';
+import { withDiagnostics } from './lib/scenario.js';
 
 // The whole file takes 1-3 minutes; tell tap (its default per-file timeout may be shorter).
 t.setTimeout(600_000);
@@ -44,18 +45,11 @@ let ts: TsnetHandle | undefined;
 
 /** A subtest that, when it fails, adds the tails of tsnet.log and dockerd.log to its output. */
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
-  return t.test(name, async (tt) => {
-    let threw = true;
-    try {
-      await fn(tt);
-      threw = false;
-    } finally {
-      if ((threw || !tt.passing()) && E) {
-        tt.comment(`--- tail of ${E.stateDir}/tsnet.log:\n${ts?.logTail(30) ?? '(tsnet not started)'}`);
-        tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(15)}`);
-      }
-    }
-  });
+  return t.test(name, (tt) => withDiagnostics(tt, fn, (tt) => {
+    if (!E) return;
+    tt.comment(`--- tail of ${E.stateDir}/tsnet.log:\n${ts?.logTail(30) ?? '(tsnet not started)'}`);
+    tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(15)}`);
+  }));
 }
 
 await t.test('setup: engine, bb image, base snapshot, tsnet', async (t) => {

@@ -10,6 +10,7 @@ import { containerIPv4, ip4InCidr, median, ping, pingOk, removeAllContainersAndN
 import { alive, run } from './lib/proc.js';
 import { startTsnet, tsnetStateDir, TSNET_CLI, type TsnetHandle } from './lib/tsnet.js';
 import { waitFor } from './lib/wait.js';
+import { withDiagnostics } from './lib/scenario.js';
 import {
   buildPlugin,
   legacyAlias,
@@ -38,22 +39,15 @@ let currentId = '';
 let blocked: string | undefined;
 
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
-  return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, async (tt) => {
-    let threw = true;
-    try {
-      await fn(tt);
-      threw = false;
-    } finally {
-      if ((threw || !tt.passing()) && E) {
-        if (currentId) {
-          const lines = pluginLines(E, currentId).slice(-15).map((l) => `[${l.level}] ${l.text}`);
-          tt.comment(`--- last lines of plugin ${currentId.slice(0, 12)}:\n${lines.join('\n')}`);
-        }
-        if (legacy) tt.comment(`--- tail of legacy tsnet log:\n${legacy.logTail(15)}`);
-        tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(15)}`);
-      }
+  return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, fn, (tt) => {
+    if (!E) return;
+    if (currentId) {
+      const lines = pluginLines(E, currentId).slice(-15).map((l) => `[${l.level}] ${l.text}`);
+      tt.comment(`--- last lines of plugin ${currentId.slice(0, 12)}:\n${lines.join('\n')}`);
     }
-  });
+    if (legacy) tt.comment(`--- tail of legacy tsnet log:\n${legacy.logTail(15)}`);
+    tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(15)}`);
+  }));
 }
 
 /** docker plugin set NAME KEY=VALUE...; the plugin must be disabled. */

@@ -62,6 +62,7 @@ import {
   tsnetStatus,
   type Explanation,
 } from './lib/resilience.js';
+import { withDiagnostics } from './lib/scenario.js';
 
 t.setTimeout(900_000);
 
@@ -85,18 +86,11 @@ const ONLY = process.env.TSE_RS_ONLY?.split(',').map((x) => x.trim()).filter(Boo
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
   const id = name.split(/[ .:]/)[0] ?? name;
   if (ONLY && id !== 'teardown' && !ONLY.includes(id)) return t.test(name, { skip: `not in TSE_RS_ONLY=${ONLY.join(',')}` }, async () => {});
-  return t.test(name, async (tt) => {
-    let threw = true;
-    try {
-      await fn(tt);
-      threw = false;
-    } finally {
-      if ((threw || !tt.passing()) && E) {
-        tt.comment(`--- tail of ${tsnetLogPath(E)}:\n${ts?.logTail(40) ?? alt?.logTail(40) ?? '(tsnet not started)'}`);
-        tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(20)}`);
-      }
-    }
-  });
+  return t.test(name, (tt) => withDiagnostics(tt, fn, (tt) => {
+    if (!E) return;
+    tt.comment(`--- tail of ${tsnetLogPath(E)}:\n${ts?.logTail(40) ?? alt?.logTail(40) ?? '(tsnet not started)'}`);
+    tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(20)}`);
+  }));
 }
 
 /**
