@@ -167,8 +167,8 @@ await t.test('setup: boot order (netns, tsnet, then dockerd), bb image, base sna
   const id = await E.dockerOk(['info', '-f', '{{.ID}}']);
   const pinned = await waitFor(async () => (await pinnedEngine(E!)) ?? '', { timeoutMs: 20_000, what: 'the engine ID in the store' }).catch(() => '');
   t.equal(pinned, id, `garbage collection pinned this engine (${id}) once dockerd answered`);
-  const lines = await logSince(tsnetLogPath(E));
-  t.ok(lines.some((l) => l.msg === 'garbage collection waits for Docker'), 'before dockerd answered, GC said it waits for Docker');
+  // Whether a GC pass fell before dockerd answered depends on timing; scenario 4 checks the
+  // "waits for Docker" behaviour deterministically against a socket that does not exist.
   base = await snapshotHost(E);
   t.same(base.storeFiles, [], 'no tsnet records yet');
   t.notOk([...base.iptables, ...base.ip6tables].some((l) => l.includes('TSNET')), 'no tsnet firewall chain without networks');
