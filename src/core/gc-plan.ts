@@ -3,7 +3,7 @@
  * A record is only collected once it has been unexplained in two passes at least `minAgeMs`
  * apart, so nothing Docker is still in the middle of creating is ever removed.
  */
-import { formatIp, parseCidr, parseIp } from './addr.js'
+import { formatIp, formatPrefix, parseCidr, parseIp } from './addr.js'
 import { GLOBAL_SPACE } from './ipam.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from './records.js'
 import type { DockerSnapshot } from '../docker/docker-view.js'
@@ -39,7 +39,7 @@ function bareIp(text: string | undefined): string | undefined {
 
 const canonicalCidr = (text: string | undefined) => {
   const c = text ? parseCidr(text) : undefined
-  return c ? `${formatIp({ family: c.prefix.family, value: c.prefix.network })}/${c.prefix.bits}` : undefined
+  return c ? formatPrefix(c.prefix) : undefined
 }
 
 /** Whether Docker must be inspected for a network: it is tsnet's, or it holds a tsnet pool's subnet. */

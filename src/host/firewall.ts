@@ -70,42 +70,35 @@ export class Firewall {
   async pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, log: Logger): Promise<void> {
     keep.forEach((k) => checkRuleInputs(k.bridge, k.tag))
     const wanted = new Set(keep.map((k) => unquoted(`-A ${FORWARD_CHAIN} ${intraBridgeRule(k.bridge, k.tag)}`)))
+    return this.removeRules((r) => !wanted.has(r), log, "pruning tsnet's firewall rules", 'firewall.pruned')
+  }
+
+  async revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
+    checkRuleInputs(bridge, tag)
+    const rule = unquoted(`-A ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`)
+    return this.removeRules((r) => r === rule, log, `removing the rules of bridge ${bridge}`, 'firewall.removed')
+  }
+
+  /**
+   * Deletes the chain's rules that `doomed` picks, in one batch per family; when none is left,
+   * the jump and the chain go too, so a host without tsnet networks carries no tsnet rules.
+   */
+  private removeRules(doomed: (listed: string) => boolean, log: Logger, doing: string, event: string): Promise<void> {
     return this.lock.run('fw', async () => {
       for (const f of FAMILIES) {
         try {
           const rules = await this.chainRules(f.save)
           if (!rules) continue
-          const lines = rules.filter((r) => !wanted.has(r)).map((r) => r.replace(/^-A /, '-D ').replace(/--comment (\S+)/, '--comment "$1"'))
+          // Listed rules have their quotes stripped; comments are quoted again for the delete.
+          const lines = rules.filter(doomed).map((r) => r.replace(/^-A /, '-D ').replace(/--comment (\S+)/, '--comment "$1"'))
           if (lines.length === rules.length) {
             if (await this.hasJump(f.save)) lines.push(`-D FORWARD -j ${FORWARD_CHAIN}`)
             lines.push(`-X ${FORWARD_CHAIN}`)
           }
           await this.restore(f.restore, lines)
-          if (lines.length) log.info({ host: 'firewall.pruned', tool: f.save, rules: lines }, 'firewall rules no network explains removed')
+          if (lines.length) log.info({ host: event, tool: f.save, rules: lines }, 'firewall rules removed')
         } catch (err) {
-          throw withContext(err, `pruning tsnet's firewall rules (${f.save})`)
-        }
-      }
-    })
-  }
-
-  async revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void> {
-    checkRuleInputs(bridge, tag)
-    return this.lock.run('fw', async () => {
-      const rule = unquoted(`-A ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`)
-      for (const f of FAMILIES) {
-        try {
-          const rules = await this.chainRules(f.save)
-          if (!rules) continue
-          const lines = rules.filter((r) => r === rule).map(() => `-D ${FORWARD_CHAIN} ${intraBridgeRule(bridge, tag)}`)
-          if (rules.length === lines.length) {
-            if (await this.hasJump(f.save)) lines.push(`-D FORWARD -j ${FORWARD_CHAIN}`)
-            lines.push(`-X ${FORWARD_CHAIN}`)
-          }
-          await this.restore(f.restore, lines)
-          if (lines.length) log.info({ host: 'firewall.removed', tool: f.save, rules: lines }, 'firewall rules removed')
-        } catch (err) {
-          throw withContext(err, `removing the rules of bridge ${bridge} (${f.save})`)
+          throw withContext(err, `${doing} (${f.save})`)
         }
       }
     })

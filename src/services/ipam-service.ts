@@ -48,7 +48,11 @@ export class IpamService {
   private readonly cooling = new Map<string, Map<bigint, number>>()
   private ula48!: Prefix
 
-  constructor(private readonly store: Store, private readonly host: Host, private readonly config: IpamConfig) {}
+  private readonly globalPools: DefaultPool[]
+
+  constructor(private readonly store: Store, private readonly host: Host, private readonly config: IpamConfig) {
+    this.globalPools = config.globalPools ?? parseDefaultPools(DOCKER_GLOBAL_POOLS_TEXT)
+  }
 
   /** Rebuilds the in-memory view from the store, and fixes this host's IPv6 ULA prefix on first start. */
   async load(): Promise<void> {
@@ -137,7 +141,7 @@ export class IpamService {
       if (!chosen) throw exhausted(`no free IPv6 pool is left in ${formatPrefix(this.ula48)}`)
       return chosen
     }
-    const candidates = space === GLOBAL_SPACE ? (this.config.globalPools ?? parseDefaultPools(DOCKER_GLOBAL_POOLS_TEXT)) : this.config.defaultPools
+    const candidates = space === GLOBAL_SPACE ? this.globalPools : this.config.defaultPools
     const chosen = chooseDefaultPool(candidates, taken, routed, bits)
     if (!chosen) {
       const list = candidates.map((p) => `${formatPrefix(p.base)} in /${bits ?? p.size}`).join(', ')
