@@ -7,6 +7,7 @@ import { type Family, type Prefix, formatIp, parseCidr, prefixContains } from '.
 import {
   BRIDGE_PREFIX, CONTAINER_VETH_PREFIX, HOST_VETH_PREFIX, bridgeNameFor, checkId, checkIfName, checkMac, containerVethFor, hostVethFor, macFromIpv4, macFromSeed,
 } from './names.js'
+import { POLICY_OPTION, canonicalPolicy } from './policy.js'
 import { parseExposedPorts, parsePortMap } from './ports.js'
 import type { EndpointRecord, NetworkRecord, SubnetRecord } from './records.js'
 import { OPT, type CreateEndpointRequest, type CreateNetworkRequest, type IpamData, type JoinResponse } from '../protocol/types.js'
@@ -17,6 +18,7 @@ export const OPTION = {
   masquerade: 'com.docker.network.bridge.enable_ip_masquerade',
   icc: 'com.docker.network.bridge.enable_icc',
   ifacePrefix: 'com.docker.network.container_iface_prefix',
+  allow: POLICY_OPTION,
 } as const
 
 /** Keys the daemon itself interprets when given with -o; they may be echoed in the generic map. */
@@ -109,6 +111,9 @@ export function planNetwork(req: CreateNetworkRequest, defaults: NetworkDefaults
   if (prefix !== undefined && !IFACE_PREFIX_RE.test(prefix)) {
     throw invalid(`${OPTION.ifacePrefix}=${quote(prefix)} must be 1 to 10 lowercase letters and digits, starting with a letter`)
   }
+  const internal = boolOption(options, OPT.internal)
+  const policy = generic[OPTION.allow] !== undefined ? canonicalPolicy(generic[OPTION.allow] ?? '') : ''
+  if (internal && policy !== '') throw invalid(`an internal network accepts no traffic from other networks, so it takes no ${OPTION.allow} policy`)
   const ipv4Subnets = parseSubnets(req.IPv4Data, 4)
   const ipv6Subnets = parseSubnets(req.IPv6Data, 6)
   const ipv6 = boolOption(options, OPT.enableIpv6) || ipv6Subnets.length > 0
@@ -118,13 +123,14 @@ export function planNetwork(req: CreateNetworkRequest, defaults: NetworkDefaults
     bridge,
     bridgeNamedByUser: userBridge !== undefined,
     mtu,
-    internal: boolOption(options, OPT.internal),
+    internal,
     ipv6,
     ipv4Subnets,
     ipv6Subnets,
     enableIpMasquerade: generic[OPTION.masquerade] === undefined ? true : parseBool(OPTION.masquerade, generic[OPTION.masquerade] ?? ''),
     enableIcc: generic[OPTION.icc] === undefined ? true : parseBool(OPTION.icc, generic[OPTION.icc] ?? ''),
     genericOptions: generic,
+    ...(policy !== '' ? { policy } : {}),
     createdAt: now,
   }
 }
@@ -134,9 +140,15 @@ export function bridgeAddresses(n: NetworkRecord): string[] {
   return [...n.ipv4Subnets, ...n.ipv6Subnets].flatMap((s) => (s.gateway ? [s.gateway] : []))
 }
 
+/** JSON with object keys sorted, so records built in different orders compare equal. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (isObject(v) ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => x.localeCompare(y))) : v))
+}
+
 /** True when the two records describe the same network (a retried CreateNetwork). */
 export function sameNetwork(a: NetworkRecord, b: NetworkRecord): boolean {
-  return JSON.stringify({ ...a, createdAt: '' }) === JSON.stringify({ ...b, createdAt: '' })
+  // The policy may have been changed since with `tsnet policy set`; the options it came from are compared.
+  return canonicalJson({ ...a, createdAt: '', policy: '' }) === canonicalJson({ ...b, createdAt: '', policy: '' })
 }
 
 function poolsOf(subnets: SubnetRecord[]): Prefix[] {

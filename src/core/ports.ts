@@ -1,6 +1,6 @@
 /** Parsing of the port maps Docker sends with CreateEndpoint, Join and ProgramExternalConnectivity. */
 import { invalid, quote } from '../errors.js'
-import { parseIp } from './addr.js'
+import { type Family, formatIp, parseCidr, parseIp } from './addr.js'
 import type { PortMapping } from './records.js'
 
 const PROTOCOLS: Record<number, PortMapping['proto']> = { 6: 'tcp', 17: 'udp', 132: 'sctp' }
@@ -50,5 +50,43 @@ export function parseExposedPorts(value: unknown): Array<{ proto: PortMapping['p
     const where = `exposed port #${i + 1}`
     if (!isObject(raw)) throw invalid(`${where} is not an object`)
     return { proto: protoOf(raw, where), port: intField(raw, 'Port', where, 1, 65535) }
+  })
+}
+
+/** One mapping to publish: the host port candidates and, per address family, where it binds and leads. */
+export interface PublishRequest {
+  mapping: PortMapping
+  targets: Array<{ family: Family; containerIp: string; bind: string }>
+  /** Host ports to try in order; undefined: one from the ephemeral range. */
+  candidates: number[] | undefined
+}
+
+const WILDCARD: Record<Family, string> = { 4: '0.0.0.0', 6: '::' }
+
+/**
+ * What publishing `mappings` for an endpoint means. An empty HostIP publishes on every host
+ * address of each family the container has; a given HostIP only on that one.
+ */
+export function planPublish(endpoint: { address?: string; addressV6?: string }, mappings: PortMapping[]): PublishRequest[] {
+  const ips: Partial<Record<Family, string>> = {}
+  for (const a of [endpoint.address, endpoint.addressV6]) {
+    const c = a ? parseCidr(a) : undefined
+    if (c) ips[c.ip.family] = formatIp(c.ip)
+  }
+  return mappings.map((m, i) => {
+    const where = `port mapping #${i + 1} (${m.proto}/${m.containerPort})`
+    let targets: PublishRequest['targets']
+    if (m.hostIp === '') {
+      targets = ([4, 6] as const).flatMap((f) => (ips[f] ? [{ family: f, containerIp: ips[f] as string, bind: WILDCARD[f] }] : []))
+      if (targets.length === 0) throw invalid(`${where}: the container has no address on this network to publish`)
+    } else {
+      const ip = parseIp(m.hostIp)
+      if (!ip) throw invalid(`${where}: host IP ${quote(m.hostIp)} is not an IP address`)
+      const target = ips[ip.family]
+      if (!target) throw invalid(`${where}: host IP ${m.hostIp} is IPv${ip.family}, but the container has no IPv${ip.family} address on this network`)
+      targets = [{ family: ip.family, containerIp: target, bind: formatIp(ip) }]
+    }
+    const candidates = m.hostPort === 0 ? undefined : Array.from({ length: m.hostPortEnd - m.hostPort + 1 }, (_, k) => m.hostPort + k)
+    return { mapping: m, targets, candidates }
   })
 }

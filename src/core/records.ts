@@ -23,7 +23,20 @@ export interface NetworkRecord {
   enableIcc: boolean
   /** The -o options exactly as given, for status output. */
   genericOptions: Record<string, string>
+  /** The tsnet.allow policy in canonical form ('' = none); `tsnet policy set` changes it later. */
+  policy?: string
   createdAt: string
+}
+
+/** A published port as programmed: the host port actually chosen, and where it leads. */
+export interface PublishedPort {
+  family: 4 | 6
+  proto: 'tcp' | 'udp' | 'sctp'
+  /** '' or 0.0.0.0 / :: for every host address, else the one address given with -p IP:... */
+  hostIp: string
+  hostPort: number
+  containerIp: string
+  containerPort: number
 }
 
 export interface PortMapping {
@@ -49,6 +62,8 @@ export interface EndpointRecord {
   addressV6?: string
   portMappings: PortMapping[]
   exposedPorts: Array<{ proto: PortMapping['proto']; port: number }>
+  /** Ports programmed by ProgramExternalConnectivity and not yet revoked. */
+  published?: PublishedPort[]
   sandboxKey?: string
   joined: boolean
   createdAt: string

@@ -4,6 +4,7 @@ import {
   MTU_MAX, MTU_MIN, OPTION, bridgeAddresses, checkSandboxKey, parseBool, parseMtu, planEndpoint, planJoin, planNetwork,
   sameEndpoint, sameNetwork,
 } from '../../src/core/network-plan.js'
+import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord } from '../../src/core/records.js'
 import { OPT, type CreateEndpointRequest, type CreateNetworkRequest } from '../../src/protocol/types.js'
 import { dockerId } from './fixtures/util.js'
@@ -295,4 +296,80 @@ t.test('checkSandboxKey', async (t) => {
   t.throws(() => checkSandboxKey(''), { name: 'TsnetError', kind: 'invalid', message: /SandboxKey must be a non-empty path/ })
   t.throws(() => checkSandboxKey('/a\0b'), { name: 'TsnetError', kind: 'invalid' })
   t.throws(() => checkSandboxKey('/' + 'a'.repeat(4096)), { name: 'TsnetError', kind: 'invalid' })
+})
+
+t.test('planNetwork: tsnet.allow is parsed and stored canonical', async (t) => {
+  t.equal(OPTION.allow, 'tsnet.allow')
+  const raw = ' ui,admin  tcp/80,tcp/443 ;10.99.1.2/16 udp/53;;ops icmp; '
+  const n = planNetwork(netReq({}, { [OPTION.allow]: raw }), defaults, NOW)
+  t.equal(n.policy, 'ui,admin tcp/80,tcp/443; 10.99.0.0/16 udp/53; ops icmp', 'record.policy holds the canonical text')
+  t.same(n.genericOptions, { [OPTION.allow]: raw }, 'the option itself is kept as given')
+  t.same(Object.keys(n).slice(-2), ['policy', 'createdAt'])
+  t.equal(planNetwork(netReq({}, { [OPTION.allow]: 'ui tcp/8080' }), defaults, NOW).policy, 'ui tcp/8080')
+  t.equal(planNetwork(netReq({}, { [OPTION.allow]: '10.0.0.1 tcp/1-1024' }), defaults, NOW).policy, '10.0.0.1/32 tcp/1-1024')
+  t.notOk('policy' in planNetwork(netReq(), defaults, NOW), 'no option: no policy field')
+  t.notOk('policy' in planNetwork(netReq({}, { [OPTION.allow]: '' }), defaults, NOW), 'the empty text is no policy')
+  t.notOk('policy' in planNetwork(netReq({}, { [OPTION.allow]: ' ; ' }), defaults, NOW), 'only separators: no policy')
+  const v6 = planNetwork(netReq({
+    Options: { [OPT.generic]: { [OPTION.allow]: '2001:DB8::1/48 tcp/443' }, [OPT.enableIpv6]: true },
+    IPv6Data: [{ Pool: 'fd00:1::/64', Gateway: 'fd00:1::1/64' }],
+  }), defaults, NOW)
+  t.equal(v6.policy, '2001:db8::/48 tcp/443', 'IPv6 sources on a dual-stack network')
+  // The network service parses record.policy again whenever it applies the network.
+  const addresses = Array.from({ length: 360 }, (_, i) => `10.0.${i >> 8}.${i & 255}`).join(',')
+  const long = planNetwork(netReq({}, { [OPTION.allow]: `${addresses} icmp` }), defaults, NOW)
+  let reparsed = true
+  try {
+    parsePolicy(long.policy ?? '')
+  } catch {
+    reparsed = false
+  }
+  t.ok(reparsed, `the stored policy (${long.policy?.length} characters, from ${addresses.length + 5}) parses again`,
+    { todo: 'product bug: the canonical form can outgrow the 4096 characters parsePolicy accepts' })
+})
+
+t.test('planNetwork: an invalid tsnet.allow is refused', async (t) => {
+  for (const [text, message] of [
+    ['ui http/80', /tsnet\.allow rule 1 \("ui http\/80"\): "http\/80" is not a port/],
+    ['ui', /a rule is SOURCES PORTS/],
+    ['ui tcp/0', /port 0 in "tcp\/0" is out of range/],
+    ['0.0.0.0/0 tcp/80', /would allow every address/],
+    ['-x tcp/80', /"-x" is neither a network name nor an address or CIDR/],
+  ] as const) {
+    t.throws(() => planNetwork(netReq({}, { [OPTION.allow]: text }), defaults, NOW), { name: 'TsnetError', kind: 'invalid', message }, `${JSON.stringify(text)} refused`)
+  }
+})
+
+t.test('planNetwork: an internal network takes no policy', async (t) => {
+  const internal = (allow: string) => netReq({ Options: { [OPT.generic]: { [OPTION.allow]: allow }, [OPT.internal]: true } })
+  t.throws(() => planNetwork(internal('ui tcp/80'), defaults, NOW),
+    { name: 'TsnetError', kind: 'invalid', message: /an internal network accepts no traffic from other networks, so it takes no tsnet\.allow policy/ })
+  t.throws(() => planNetwork(netReq({ Options: { [OPT.generic]: { [OPTION.allow]: 'ui tcp/80' }, [OPT.internal]: 'true' } }), defaults, NOW),
+    { name: 'TsnetError', kind: 'invalid', message: /internal network/ }, 'internal given as a string')
+  const empty = planNetwork(internal(''), defaults, NOW)
+  t.equal(empty.internal, true, 'an empty policy on an internal network is fine')
+  t.notOk('policy' in empty)
+  t.throws(() => planNetwork(internal('ui http/80'), defaults, NOW), { name: 'TsnetError', kind: 'invalid', message: /is not a port/ }, 'a bad policy is named first')
+})
+
+t.test('sameNetwork: the policy does not count, its option does', async (t) => {
+  const plain = planNetwork(netReq(), defaults, NOW)
+  t.ok(sameNetwork(plain, { ...plain, policy: 'ui tcp/80' }), 'a policy set later with `tsnet policy set`')
+  t.ok(sameNetwork({ ...plain, policy: 'ui tcp/80' }, plain), 'either side')
+  t.ok(sameNetwork({ ...plain, policy: 'ui tcp/80' }, { ...plain, policy: 'admin tcp/443' }), 'two different policies')
+  const withAllow = planNetwork(netReq({}, { [OPTION.allow]: 'ui tcp/80' }), defaults, NOW)
+  t.ok(sameNetwork(withAllow, planNetwork(netReq({}, { [OPTION.allow]: 'ui tcp/80' }), defaults, 'later')), 'a retried create with the same option')
+  t.ok(sameNetwork(withAllow, JSON.parse(JSON.stringify(withAllow)) as NetworkRecord), 'read back from JSON')
+  t.notOk(sameNetwork(withAllow, plain), 'a different tsnet.allow option is a different network')
+  t.notOk(sameNetwork(withAllow, planNetwork(netReq({}, { [OPTION.allow]: 'ui tcp/81' }), defaults, NOW)), 'a different option text')
+})
+
+t.test('sameNetwork: a policy changed after a create with tsnet.allow', async (t) => {
+  // What NetworkService.setPolicy stores: the record without its policy, then the new one appended.
+  const todo = 'product bug: sameNetwork compares JSON text, and the policy key moves behind createdAt when setPolicy rebuilds the record'
+  const created = planNetwork(netReq({}, { [OPTION.allow]: 'ui tcp/80' }), defaults, NOW)
+  const { policy, ...rest } = created
+  t.ok(sameNetwork(created, { ...rest, policy: 'admin tcp/443' }), 'policy set to another text', { todo })
+  t.ok(sameNetwork(created, rest), 'policy cleared', { todo })
+  t.ok(sameNetwork(created, { ...rest, policy: policy ?? '' }), 'policy set to the same text again', { todo })
 })

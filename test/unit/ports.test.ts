@@ -1,6 +1,7 @@
 // core/ports: the port maps Docker sends with CreateEndpoint, Join and ProgramExternalConnectivity.
 import t from 'tap'
-import { parseExposedPorts, parsePortMap } from '../../src/core/ports.js'
+import { parseExposedPorts, parsePortMap, planPublish } from '../../src/core/ports.js'
+import type { PortMapping } from '../../src/core/records.js'
 
 t.test('parsePortMap: good inputs', async (t) => {
   t.same(parsePortMap(undefined), [])
@@ -62,4 +63,51 @@ t.test('parseExposedPorts', async (t) => {
   bad([{ Proto: 6 }], /exposed port #1: Port must be a whole number from 1 to 65535, got undefined/, 'port missing')
   bad([{ Proto: 47, Port: 80 }], /exposed port #1: protocol number 47 is not supported/, 'GRE')
   bad([{ Proto: -1, Port: 80 }], /Proto must be a whole number from 0 to 255/, 'negative proto')
+})
+
+const map = (over: Partial<PortMapping> = {}): PortMapping => ({ proto: 'tcp', containerPort: 80, hostIp: '', hostPort: 8080, hostPortEnd: 8080, ...over })
+const DUAL = { address: '172.18.0.2/16', addressV6: 'fd00:1::2/64' }
+const V4 = { address: '172.18.0.2/16' }
+const V6 = { addressV6: 'fd00:1::2/64' }
+
+t.test('planPublish: targets per family', async (t) => {
+  t.same(planPublish(DUAL, []), [], 'nothing to publish')
+  t.same(planPublish(DUAL, [map()]), [{
+    mapping: map(),
+    targets: [{ family: 4, containerIp: '172.18.0.2', bind: '0.0.0.0' }, { family: 6, containerIp: 'fd00:1::2', bind: '::' }],
+    candidates: [8080],
+  }], 'empty HostIP: every host address of each family the container has')
+  t.same(planPublish(V4, [map()])[0]?.targets, [{ family: 4, containerIp: '172.18.0.2', bind: '0.0.0.0' }], 'IPv4-only container: IPv4 only')
+  t.same(planPublish(V6, [map()])[0]?.targets, [{ family: 6, containerIp: 'fd00:1::2', bind: '::' }], 'IPv6-only container: IPv6 only')
+  t.same(planPublish({ address: '', addressV6: 'fd00:1::2/64' }, [map()])[0]?.targets, [{ family: 6, containerIp: 'fd00:1::2', bind: '::' }], 'an empty address counts as none')
+  t.same(planPublish(DUAL, [map({ hostIp: '127.0.0.1' })])[0]?.targets, [{ family: 4, containerIp: '172.18.0.2', bind: '127.0.0.1' }], 'an IPv4 HostIP selects IPv4')
+  t.same(planPublish(DUAL, [map({ hostIp: '0.0.0.0' })])[0]?.targets, [{ family: 4, containerIp: '172.18.0.2', bind: '0.0.0.0' }], '0.0.0.0 is IPv4 only')
+  t.same(planPublish(DUAL, [map({ hostIp: '::1' })])[0]?.targets, [{ family: 6, containerIp: 'fd00:1::2', bind: '::1' }], 'an IPv6 HostIP selects IPv6')
+  t.same(planPublish(DUAL, [map({ hostIp: '::' })])[0]?.targets, [{ family: 6, containerIp: 'fd00:1::2', bind: '::' }], ':: is IPv6 only')
+  t.same(planPublish(DUAL, [map({ hostIp: '2001:DB8:0::5' })])[0]?.targets, [{ family: 6, containerIp: 'fd00:1::2', bind: '2001:db8::5' }], 'the bind address in canonical form')
+  t.same(planPublish({ address: '172.18.0.2/16', addressV6: 'FD00:1:0::2/64' }, [map()])[0]?.targets[1], { family: 6, containerIp: 'fd00:1::2', bind: '::' }, 'the container address in canonical form')
+  const two = planPublish(DUAL, [map(), map({ proto: 'udp', containerPort: 53, hostIp: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353 })])
+  t.equal(two.length, 2, 'one request per mapping, in order')
+  t.same(two[1]?.mapping, map({ proto: 'udp', containerPort: 53, hostIp: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353 }), 'the mapping is kept')
+})
+
+t.test('planPublish: host port candidates', async (t) => {
+  t.equal(planPublish(V4, [map({ hostPort: 0, hostPortEnd: 0 })])[0]?.candidates, undefined, 'HostPort 0: one from the ephemeral range')
+  t.same(planPublish(V4, [map({ hostPort: 8080, hostPortEnd: 8080 })])[0]?.candidates, [8080], 'one port')
+  t.same(planPublish(V4, [map({ hostPort: 8080, hostPortEnd: 8085 })])[0]?.candidates, [8080, 8081, 8082, 8083, 8084, 8085], 'a range: all of it, in order')
+  t.same(planPublish(V4, [map({ hostPort: 65534, hostPortEnd: 65535 })])[0]?.candidates, [65534, 65535], 'up to the top port')
+  const full = planPublish(V4, [map({ hostPort: 1, hostPortEnd: 65535 })])[0]?.candidates
+  t.equal(full?.length, 65535, 'the widest range')
+  t.same(planPublish(V4, parsePortMap([{ Proto: 6, Port: 80, HostPort: 9000, HostPortEnd: 9002 }]))[0]?.candidates, [9000, 9001, 9002], 'from a parsed port map')
+  t.equal(planPublish(V4, parsePortMap([{ Proto: 6, Port: 80 }]))[0]?.candidates, undefined, 'a parsed -p 80 (no host port)')
+})
+
+t.test('planPublish: refusals', async (t) => {
+  const bad = (ep: { address?: string; addressV6?: string }, m: PortMapping[], message: RegExp, why: string) =>
+    t.throws(() => planPublish(ep, m), { name: 'TsnetError', kind: 'invalid', message }, why)
+  bad(V4, [map({ hostIp: '::1' })], /port mapping #1 \(tcp\/80\): host IP ::1 is IPv6, but the container has no IPv6 address on this network/, 'IPv6 HostIP, IPv4-only container')
+  bad(V6, [map({ hostIp: '127.0.0.1' })], /host IP 127\.0\.0\.1 is IPv4, but the container has no IPv4 address on this network/, 'IPv4 HostIP, IPv6-only container')
+  bad({}, [map()], /port mapping #1 \(tcp\/80\): the container has no address on this network to publish/, 'no address at all')
+  bad({ address: 'junk' }, [map()], /the container has no address on this network to publish/, 'an unreadable address is no address')
+  bad(V4, [map(), map({ proto: 'udp', containerPort: 53, hostIp: 'nope' })], /port mapping #2 \(udp\/53\): host IP "nope" is not an IP address/, 'a bad HostIP (counted from 1)')
 })

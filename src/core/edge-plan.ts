@@ -1,0 +1,206 @@
+/**
+ * Pure rendering of the network edge: the fixed chains every host gets, the ipset entries each
+ * network and endpoint contributes, and the DNAT rule of each published port. The host layer
+ * only applies what this module says.
+ *
+ * Per-packet cost stays flat: a forwarded packet meets the same few rules whatever the number of
+ * networks, because per-network facts are hash lookups (ipsets) and device-group bits.
+ */
+import { type Family, formatIp, parseCidr } from './addr.js'
+import { networkTag } from './names.js'
+import type { PolicyRule } from './policy.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from './records.js'
+
+export const FAMILIES: readonly Family[] = [4, 6]
+
+/** Device group of tsnet bridges: a fixed marker in the high half, option flags in the low bits. */
+export const GROUP = { base: 0x74730000, mask: 0xffff0000, iccOff: 0x1, internal: 0x2 } as const
+const hex = (n: number) => `0x${n.toString(16)}`
+const TSNET_DEV = `${hex(GROUP.base)}/${hex(GROUP.mask)}`
+const ICC_OFF_DEV = `${hex(GROUP.iccOff)}/${hex(GROUP.iccOff)}`
+const INTERNAL_DEV = `${hex(GROUP.internal)}/${hex(GROUP.internal)}`
+
+export function deviceGroupOf(n: Pick<NetworkRecord, 'enableIcc' | 'internal'>): number {
+  return GROUP.base | (n.enableIcc ? 0 : GROUP.iccOff) | (n.internal ? GROUP.internal : 0)
+}
+
+export const CHAIN = {
+  forward: 'TSNET-FORWARD',
+  from: 'TSNET-FROM',
+  to: 'TSNET-TO',
+  dnat: 'TSNET-DNAT',
+  postrouting: 'TSNET-POSTROUTING',
+} as const
+/** Docker's chain for user rules; Docker keeps its jump first in FORWARD whenever it starts. */
+export const DOCKER_USER = 'DOCKER-USER'
+
+export type SetKind = 'src' | 'masq' | 'allow' | 'foreign'
+export const SET_TYPE: Record<SetKind, string> = {
+  src: 'hash:net,iface',
+  masq: 'hash:net',
+  allow: 'hash:ip,port,net',
+  foreign: 'hash:net',
+}
+export const SET_KINDS = Object.keys(SET_TYPE) as SetKind[]
+export const setName = (kind: SetKind, family: Family) => `tsnet-${kind}${family}`
+export const ALL_SETS = FAMILIES.flatMap((f) => SET_KINDS.map((k) => setName(k, f)))
+
+/** One ipset member, commented with who it belongs to (a network tag, or `tsnet:docker`). */
+export interface SetEntry {
+  set: string
+  entry: string
+  comment: string
+}
+export const FOREIGN_TAG = 'tsnet:docker'
+export const entryKey = (e: SetEntry) => `${e.set} ${e.entry}`
+
+/** Drop rules carry these comments so their counters show which part of the policy refused a packet. */
+export const DROP = {
+  icc: 'tsnet: icc disabled',
+  spoofed: 'tsnet: spoofed source',
+  internal: 'tsnet: internal network',
+  docker: 'tsnet: to a Docker network',
+  notAllowed: 'tsnet: not allowed',
+} as const
+
+const drop = (why: string) => `-m comment --comment "${why}" -j DROP`
+
+/** The fixed filter rules of one family (chain bodies; the chains are flushed and refilled whole). */
+export function filterRules(f: Family): Record<'forward' | 'from' | 'to', string[]> {
+  const set = (k: SetKind) => setName(k, f)
+  return {
+    forward: [
+      `-m devgroup --src-group ${TSNET_DEV} -j ${CHAIN.from}`,
+      `-m devgroup --dst-group ${TSNET_DEV} -j ${CHAIN.to}`,
+    ],
+    // Out of a tsnet bridge. Bridged frames stay inside one network (in == out).
+    from: [
+      `-m physdev --physdev-is-bridged -m devgroup --src-group ${ICC_OFF_DEV} ${drop(DROP.icc)}`,
+      `-m physdev --physdev-is-bridged -j ACCEPT`,
+      `-m set ! --match-set ${set('src')} src,src ${drop(DROP.spoofed)}`,
+      `-m devgroup --src-group ${INTERNAL_DEV} ${drop(DROP.internal)}`,
+      `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-m devgroup --dst-group ${TSNET_DEV} -j ${CHAIN.to}`,
+      `-m set --match-set ${set('foreign')} dst ${drop(DROP.docker)}`,
+      `-j ACCEPT`,
+    ],
+    // Into a tsnet bridge from anywhere else: replies, published ports, and what policies allow.
+    to: [
+      `-m devgroup --dst-group ${INTERNAL_DEV} ${drop(DROP.internal)}`,
+      `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-m conntrack --ctstate DNAT -j ACCEPT`,
+      `-m set --match-set ${set('allow')} dst,dst,src -j ACCEPT`,
+      drop(DROP.notAllowed),
+    ],
+  }
+}
+
+/** The fixed nat rules of one family: hairpin and localhost sources, then egress masquerade. */
+export function postroutingRules(f: Family): string[] {
+  return [
+    `-m conntrack --ctstate DNAT -m set --match-set ${setName('src', f)} src,dst -j MASQUERADE`,
+    ...(f === 4 ? [`-s 127.0.0.0/8 -m devgroup --dst-group ${TSNET_DEV} -j MASQUERADE`] : []),
+    `-m devgroup --dst-group ${TSNET_DEV} -j RETURN`,
+    `-m set --match-set ${setName('masq', f)} src -j MASQUERADE`,
+  ]
+}
+
+/** Jumps from built-in chains (and DOCKER-USER) to tsnet's, each wanted first in its chain. */
+export interface Jump {
+  table: 'filter' | 'nat'
+  chain: string
+  rule: string
+}
+export const JUMPS: readonly Jump[] = [
+  { table: 'filter', chain: 'FORWARD', rule: `-j ${CHAIN.forward}` },
+  { table: 'filter', chain: DOCKER_USER, rule: `-j ${CHAIN.forward}` },
+  { table: 'nat', chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
+  { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
+  { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAIN.postrouting}` },
+]
+
+const prefixOf = (cidr: string) => {
+  const c = parseCidr(cidr)
+  return c ? `${formatIp({ family: c.prefix.family, value: c.prefix.network })}/${c.prefix.bits}` : undefined
+}
+const familyOf = (cidr: string): Family | undefined => parseCidr(cidr)?.ip.family
+
+/** hash:net refuses /0; an unbounded pool is entered as its two halves. */
+function netMembers(cidr: string): string[] {
+  const p = prefixOf(cidr)
+  if (!p) return []
+  if (p === '0.0.0.0/0') return ['0.0.0.0/1', '128.0.0.0/1']
+  if (p === '::/0') return ['::/1', '8000::/1']
+  return [p]
+}
+
+/** What a network puts in the src (anti-spoofing, hairpin) and masq (egress NAT) sets. */
+export function networkEntries(n: NetworkRecord): SetEntry[] {
+  const comment = networkTag(n.id)
+  const out: SetEntry[] = []
+  for (const s of [...n.ipv4Subnets, ...n.ipv6Subnets]) {
+    const f = familyOf(s.pool)
+    if (!f) continue
+    for (const m of netMembers(s.pool)) {
+      out.push({ set: setName('src', f), entry: `${m},${n.bridge}`, comment })
+      if (n.enableIpMasquerade && !n.internal) out.push({ set: setName('masq', f), entry: m, comment })
+    }
+  }
+  return out
+}
+
+/** Resolves a network name to its subnets (from Docker's view); empty when Docker knows no such network. */
+export type NameResolver = (name: string) => string[]
+
+/** What a network's policy puts in the allow set: container address, protocol:port, source. */
+export function allowEntries(n: NetworkRecord, endpoints: EndpointRecord[], rules: PolicyRule[], resolve: NameResolver): SetEntry[] {
+  if (n.internal || rules.length === 0) return []
+  const comment = networkTag(n.id)
+  const out = new Map<string, SetEntry>()
+  for (const e of endpoints) {
+    for (const addr of [e.address, e.addressV6]) {
+      const c = addr ? parseCidr(addr) : undefined
+      if (!c) continue
+      const f = c.ip.family
+      const ip = formatIp(c.ip)
+      for (const rule of rules) {
+        const sources = rule.sources.flatMap((s) => (s.kind === 'cidr' ? [s.cidr] : resolve(s.name))).filter((s) => familyOf(s) === f).flatMap(netMembers)
+        for (const src of sources) {
+          for (const p of rule.ports) {
+            const ports = p.proto === 'icmp' ? [f === 4 ? 'icmp:echo-request' : 'icmpv6:echo-request'] : range(p.from, p.to).map((n) => `${p.proto}:${n}`)
+            for (const port of ports) {
+              const entry = `${ip},${port},${src}`
+              out.set(entry, { set: setName('allow', f), entry, comment })
+            }
+          }
+        }
+      }
+    }
+  }
+  return [...out.values()]
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+}
+
+/** Subnets of Docker's own bridge networks: tsnet's containers may not open connections to them. */
+export function foreignEntries(subnets: string[]): SetEntry[] {
+  const out = new Map<string, SetEntry>()
+  for (const s of subnets) {
+    const f = familyOf(s)
+    if (!f) continue
+    for (const m of netMembers(s)) out.set(`${f} ${m}`, { set: setName('foreign', f), entry: m, comment: FOREIGN_TAG })
+  }
+  return [...out.values()]
+}
+
+/** Comment on an endpoint's DNAT rules. */
+export const endpointTag = (endpointId: string) => `tsnet:ep:${endpointId.slice(0, 12)}`
+
+/** The DNAT rule (body, without `-A TSNET-DNAT`) of one published port. */
+export function dnatRule(endpointId: string, p: PublishedPort): string {
+  const dest = p.family === 4 ? `${p.containerIp}:${p.containerPort}` : `[${p.containerIp}]:${p.containerPort}`
+  const host = p.hostIp !== '' && p.hostIp !== '0.0.0.0' && p.hostIp !== '::' ? `-d ${p.hostIp}/${p.family === 4 ? 32 : 128} ` : ''
+  return `${host}-p ${p.proto} -m ${p.proto} --dport ${p.hostPort} -m comment --comment "${endpointTag(endpointId)}" -j DNAT --to-destination ${dest}`
+}

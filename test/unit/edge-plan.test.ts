@@ -1,0 +1,266 @@
+// core/edge-plan: the fixed chains, the ipset entries of networks and policies, and DNAT rules.
+import t from 'tap'
+import {
+  ALL_SETS, CHAIN, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, JUMPS, SET_KINDS, SET_TYPE, allowEntries, deviceGroupOf, dnatRule, endpointTag,
+  entryKey, filterRules, foreignEntries, networkEntries, postroutingRules, setName, type NameResolver, type SetEntry,
+} from '../../src/core/edge-plan.js'
+import { networkTag } from '../../src/core/names.js'
+import { parsePolicy } from '../../src/core/policy.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
+import { dockerId } from './fixtures/util.js'
+
+const NET = dockerId('aa11')
+const TAG = networkTag(NET)
+const NOW = '2026-01-01T00:00:00.000Z'
+
+function network(over: Partial<NetworkRecord> = {}): NetworkRecord {
+  return {
+    id: NET,
+    bridge: 'tsbr-aa11012345',
+    bridgeNamedByUser: false,
+    mtu: 1500,
+    internal: false,
+    ipv6: false,
+    ipv4Subnets: [{ pool: '172.18.0.0/16', gateway: '172.18.0.1/16' }],
+    ipv6Subnets: [],
+    enableIpMasquerade: true,
+    enableIcc: true,
+    genericOptions: {},
+    createdAt: NOW,
+    ...over,
+  }
+}
+const dual = (over: Partial<NetworkRecord> = {}) => network({ ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64' }], ...over })
+
+function endpoint(lead: string, address?: string, addressV6?: string): EndpointRecord {
+  const id = dockerId(lead)
+  return {
+    id,
+    networkId: NET,
+    hostIf: `tsv${id.slice(0, 12)}`,
+    containerIf: `tsc${id.slice(0, 12)}`,
+    mac: '02:42:ac:12:00:02',
+    macFromDocker: false,
+    mtu: 1500,
+    ...(address ? { address } : {}),
+    ...(addressV6 ? { addressV6 } : {}),
+    portMappings: [],
+    exposedPorts: [],
+    joined: true,
+    createdAt: NOW,
+  }
+}
+
+const allow4 = (entry: string): SetEntry => ({ set: 'tsnet-allow4', entry, comment: TAG })
+const allow6 = (entry: string): SetEntry => ({ set: 'tsnet-allow6', entry, comment: TAG })
+const resolver = (names: Record<string, string[]>): NameResolver => (name) => names[name] ?? []
+
+t.test('constants: sets, chains, jumps', async (t) => {
+  t.same(FAMILIES, [4, 6])
+  t.same(SET_KINDS, ['src', 'masq', 'allow', 'foreign'])
+  t.same(SET_TYPE, { src: 'hash:net,iface', masq: 'hash:net', allow: 'hash:ip,port,net', foreign: 'hash:net' })
+  t.equal(setName('allow', 6), 'tsnet-allow6')
+  t.same(ALL_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6'])
+  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING' })
+  t.equal(DOCKER_USER, 'DOCKER-USER')
+  t.same(JUMPS, [
+    { table: 'filter', chain: 'FORWARD', rule: '-j TSNET-FORWARD' },
+    { table: 'filter', chain: 'DOCKER-USER', rule: '-j TSNET-FORWARD' },
+    { table: 'nat', chain: 'PREROUTING', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
+    { table: 'nat', chain: 'OUTPUT', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
+    { table: 'nat', chain: 'POSTROUTING', rule: '-j TSNET-POSTROUTING' },
+  ], 'FORWARD and DOCKER-USER jump to TSNET-FORWARD; nat jumps for local destinations and POSTROUTING')
+  t.equal(entryKey({ set: 'tsnet-src4', entry: '10.0.0.0/8,br0', comment: 'x' }), 'tsnet-src4 10.0.0.0/8,br0', 'the key ignores the comment')
+  t.equal(FOREIGN_TAG, 'tsnet:docker')
+  t.same(Object.values(DROP), ['tsnet: icc disabled', 'tsnet: spoofed source', 'tsnet: internal network', 'tsnet: to a Docker network', 'tsnet: not allowed'], 'the documented drop comments')
+})
+
+t.test('deviceGroupOf', async (t) => {
+  t.equal(GROUP.base, 0x74730000)
+  t.equal(deviceGroupOf({ enableIcc: true, internal: false }), 0x74730000, 'plain network: the marker only')
+  t.equal(deviceGroupOf({ enableIcc: false, internal: false }), 0x74730001, 'ICC off sets 0x1')
+  t.equal(deviceGroupOf({ enableIcc: true, internal: true }), 0x74730002, 'internal sets 0x2')
+  t.equal(deviceGroupOf({ enableIcc: false, internal: true }), 0x74730003, 'both flags')
+  for (const g of [true, false].flatMap((icc) => [true, false].map((internal) => deviceGroupOf({ enableIcc: icc, internal })))) {
+    t.equal((g & GROUP.mask) >>> 0, GROUP.base, `0x${g.toString(16)} carries the tsnet marker under the mask`)
+  }
+  t.equal(deviceGroupOf(network()), 0x74730000, 'from a whole record')
+})
+
+t.test('filterRules: fixed, per family, referencing the family\'s sets', async (t) => {
+  t.equal(filterRules.length, 1, 'takes only the family: no per-network input, so the rule count is flat at any number of networks')
+  for (const f of FAMILIES) {
+    const other = f === 4 ? 6 : 4
+    const r = filterRules(f)
+    t.same(filterRules(f), r, `IPv${f}: deterministic`)
+    t.same(Object.keys(r), ['forward', 'from', 'to'])
+    t.same(r.forward, ['-m devgroup --src-group 0x74730000/0xffff0000 -j TSNET-FROM', '-m devgroup --dst-group 0x74730000/0xffff0000 -j TSNET-TO'])
+    t.same(r.from, [
+      '-m physdev --physdev-is-bridged -m devgroup --src-group 0x1/0x1 -m comment --comment "tsnet: icc disabled" -j DROP',
+      '-m physdev --physdev-is-bridged -j ACCEPT',
+      `-m set ! --match-set tsnet-src${f} src,src -m comment --comment "tsnet: spoofed source" -j DROP`,
+      '-m devgroup --src-group 0x2/0x2 -m comment --comment "tsnet: internal network" -j DROP',
+      '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-m devgroup --dst-group 0x74730000/0xffff0000 -j TSNET-TO',
+      `-m set --match-set tsnet-foreign${f} dst -m comment --comment "tsnet: to a Docker network" -j DROP`,
+      '-j ACCEPT',
+    ], `IPv${f}: the FROM chain`)
+    t.same(r.to, [
+      '-m devgroup --dst-group 0x2/0x2 -m comment --comment "tsnet: internal network" -j DROP',
+      '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-m conntrack --ctstate DNAT -j ACCEPT',
+      `-m set --match-set tsnet-allow${f} dst,dst,src -j ACCEPT`,
+      '-m comment --comment "tsnet: not allowed" -j DROP',
+    ], `IPv${f}: the TO chain ends in the not-allowed drop`)
+    const all = [...r.forward, ...r.from, ...r.to].join('\n')
+    t.notMatch(all, new RegExp(`tsnet-\\w+${other}\\b`), `IPv${f}: no IPv${other} set is referenced`)
+    for (const why of Object.values(DROP)) t.equal(all.split(`"${why}"`).length - 1, why === DROP.internal ? 2 : 1, `IPv${f}: "${why}" counted`)
+  }
+})
+
+t.test('postroutingRules', async (t) => {
+  t.equal(postroutingRules.length, 1, 'takes only the family')
+  t.same(postroutingRules(4), [
+    '-m conntrack --ctstate DNAT -m set --match-set tsnet-src4 src,dst -j MASQUERADE',
+    '-s 127.0.0.0/8 -m devgroup --dst-group 0x74730000/0xffff0000 -j MASQUERADE',
+    '-m devgroup --dst-group 0x74730000/0xffff0000 -j RETURN',
+    '-m set --match-set tsnet-masq4 src -j MASQUERADE',
+  ], 'IPv4: hairpin, localhost, no NAT towards tsnet bridges, egress')
+  t.same(postroutingRules(6), [
+    '-m conntrack --ctstate DNAT -m set --match-set tsnet-src6 src,dst -j MASQUERADE',
+    '-m devgroup --dst-group 0x74730000/0xffff0000 -j RETURN',
+    '-m set --match-set tsnet-masq6 src -j MASQUERADE',
+  ], 'IPv6: no localhost rule (::1 cannot be forwarded)')
+})
+
+t.test('networkEntries', async (t) => {
+  const br = 'tsbr-aa11012345'
+  t.same(networkEntries(network()), [
+    { set: 'tsnet-src4', entry: `172.18.0.0/16,${br}`, comment: TAG },
+    { set: 'tsnet-masq4', entry: '172.18.0.0/16', comment: TAG },
+  ], 'IPv4: src (subnet, bridge) and masq')
+  t.same(networkEntries(network({ ipv4Subnets: [], ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64' }] })), [
+    { set: 'tsnet-src6', entry: `fd00:1::/64,${br}`, comment: TAG },
+    { set: 'tsnet-masq6', entry: 'fd00:1::/64', comment: TAG },
+  ], 'IPv6 only')
+  t.same(networkEntries(dual()), [
+    { set: 'tsnet-src4', entry: `172.18.0.0/16,${br}`, comment: TAG },
+    { set: 'tsnet-masq4', entry: '172.18.0.0/16', comment: TAG },
+    { set: 'tsnet-src6', entry: `fd00:1::/64,${br}`, comment: TAG },
+    { set: 'tsnet-masq6', entry: 'fd00:1::/64', comment: TAG },
+  ], 'dual stack: each family in its own sets')
+  t.same(networkEntries(network({ ipv4Subnets: [{ pool: '172.18.0.0/16' }, { pool: '10.5.0.0/24' }] })).map(entryKey), [
+    `tsnet-src4 172.18.0.0/16,${br}`, 'tsnet-masq4 172.18.0.0/16', `tsnet-src4 10.5.0.0/24,${br}`, 'tsnet-masq4 10.5.0.0/24',
+  ], 'every subnet')
+  t.same(networkEntries(dual({ enableIpMasquerade: false })).map(entryKey), [`tsnet-src4 172.18.0.0/16,${br}`, `tsnet-src6 fd00:1::/64,${br}`],
+    'masquerade off: no masq entries')
+  t.same(networkEntries(dual({ internal: true })).map(entryKey), [`tsnet-src4 172.18.0.0/16,${br}`, `tsnet-src6 fd00:1::/64,${br}`],
+    'internal: no masq entry even with masquerade on')
+  t.same(networkEntries(network({ ipv4Subnets: [{ pool: '0.0.0.0/0' }] })), [
+    { set: 'tsnet-src4', entry: `0.0.0.0/1,${br}`, comment: TAG },
+    { set: 'tsnet-masq4', entry: '0.0.0.0/1', comment: TAG },
+    { set: 'tsnet-src4', entry: `128.0.0.0/1,${br}`, comment: TAG },
+    { set: 'tsnet-masq4', entry: '128.0.0.0/1', comment: TAG },
+  ], '0.0.0.0/0 (null IPAM) is entered as its two halves')
+  t.same(networkEntries(network({ ipv4Subnets: [], ipv6Subnets: [{ pool: '::/0' }], enableIpMasquerade: false })).map(entryKey),
+    [`tsnet-src6 ::/1,${br}`, `tsnet-src6 8000::/1,${br}`], '::/0 as its two halves')
+  t.same(networkEntries(network({ ipv4Subnets: [{ pool: '172.18.9.9/16' }] })).map((e) => e.entry), [`172.18.0.0/16,${br}`, '172.18.0.0/16'], 'a pool with host bits is canonicalized')
+  t.same(networkEntries(network({ ipv4Subnets: [{ pool: 'nonsense' }] })), [], 'an unreadable pool contributes nothing')
+  t.same(networkEntries(network({ ipv4Subnets: [] })), [], 'no subnets, no entries')
+  t.equal(networkEntries(network({ bridge: 'mybr0' }))[0]?.entry, '172.18.0.0/16,mybr0', 'the bridge the network really has')
+  t.equal(networkEntries(network({ id: dockerId('ff99') }))[0]?.comment, 'tsnet:net:ff9901234567', 'commented with the network tag')
+})
+
+t.test('allowEntries: endpoints × ports × resolved sources, per family', async (t) => {
+  const n = dual()
+  const e1 = endpoint('e1', '172.18.0.2/16', 'fd00:1::2/64')
+  const e2 = endpoint('e2', '172.18.0.3/16')
+  const e3 = endpoint('e3', undefined, 'fd00:1::4/64')
+  const rules = parsePolicy('ui tcp/80,udp/53; 10.99.0.0/16 icmp; 2001:db8::/48 tcp/443')
+  const resolve = resolver({ ui: ['10.1.0.0/16', 'fd00:9::/64'] })
+  t.same(allowEntries(n, [e1, e2, e3], rules, resolve), [
+    allow4('172.18.0.2,tcp:80,10.1.0.0/16'),
+    allow4('172.18.0.2,udp:53,10.1.0.0/16'),
+    allow4('172.18.0.2,icmp:echo-request,10.99.0.0/16'),
+    allow6('fd00:1::2,tcp:80,fd00:9::/64'),
+    allow6('fd00:1::2,udp:53,fd00:9::/64'),
+    allow6('fd00:1::2,tcp:443,2001:db8::/48'),
+    allow4('172.18.0.3,tcp:80,10.1.0.0/16'),
+    allow4('172.18.0.3,udp:53,10.1.0.0/16'),
+    allow4('172.18.0.3,icmp:echo-request,10.99.0.0/16'),
+    allow6('fd00:1::4,tcp:80,fd00:9::/64'),
+    allow6('fd00:1::4,udp:53,fd00:9::/64'),
+    allow6('fd00:1::4,tcp:443,2001:db8::/48'),
+  ], 'each endpoint address meets only the sources of its own family')
+
+  t.same(allowEntries(n, [e3], parsePolicy('10.0.0.0/8 tcp/80'), resolve), [], 'an IPv4 source gives nothing for an IPv6-only endpoint')
+  t.same(allowEntries(n, [e2], parsePolicy('fd00::/8 tcp/80'), resolve), [], 'an IPv6 source gives nothing for an IPv4-only endpoint')
+  t.same(allowEntries(n, [e1], parsePolicy('ops icmp'), resolver({ ops: ['10.7.0.0/24', 'fd00:7::/64'] })), [
+    allow4('172.18.0.2,icmp:echo-request,10.7.0.0/24'),
+    allow6('fd00:1::2,icmpv6:echo-request,fd00:7::/64'),
+  ], 'icmp: echo-request for IPv4, icmpv6:echo-request for IPv6')
+  t.same(allowEntries(n, [e1, e2], parsePolicy('ghost tcp/80'), resolve), [], 'a name that resolves to nothing allows nothing')
+  t.same(allowEntries(n, [e1], parsePolicy('ghost,ui tcp/80'), resolve).map((e) => e.entry), ['172.18.0.2,tcp:80,10.1.0.0/16', 'fd00:1::2,tcp:80,fd00:9::/64'],
+    'an unknown name next to a known one: only the known one counts')
+  t.same(allowEntries(dual({ internal: true }), [e1], rules, resolve), [], 'an internal network accepts nothing')
+  t.same(allowEntries(n, [e1], [], resolve), [], 'no policy, no entries')
+  t.same(allowEntries(n, [], rules, resolve), [], 'no endpoints, no entries')
+  t.same(allowEntries(n, [endpoint('e4')], rules, resolve), [], 'an endpoint without addresses')
+  t.same(allowEntries(n, [endpoint('e5', 'garbage')], rules, resolve), [], 'an unreadable endpoint address is skipped')
+})
+
+t.test('allowEntries: ranges, counts, canonical and unbounded sources, duplicates', async (t) => {
+  const n = dual()
+  const e1 = endpoint('e1', '172.18.0.2/16', 'FD00:1:0::2/64')
+  t.same(allowEntries(n, [e1], parsePolicy('10.0.0.1 tcp/8000-8002,sctp/9'), resolver({})).map((e) => e.entry), [
+    '172.18.0.2,tcp:8000,10.0.0.1/32', '172.18.0.2,tcp:8001,10.0.0.1/32', '172.18.0.2,tcp:8002,10.0.0.1/32', '172.18.0.2,sctp:9,10.0.0.1/32',
+  ], 'a range gives every port in order; a single address is a /32')
+  t.same(allowEntries(n, [e1], parsePolicy('2001:db8::1 udp/5'), resolver({})), [allow6('fd00:1::2,udp:5,2001:db8::1/128')], 'the endpoint address in canonical form')
+  const many = [1, 2, 3].map((i) => endpoint(`e${i}`, `172.18.0.${i + 10}/16`, `fd00:1::${i + 10}/64`))
+  const resolveMany = resolver({ a: ['10.1.0.0/16', '10.2.0.0/16', 'fd00:a::/64'], b: ['10.3.0.0/16'] })
+  const out = allowEntries(n, many, parsePolicy('a,b tcp/1-4,icmp'), resolveMany)
+  t.equal(out.filter((e) => e.set === 'tsnet-allow4').length, 3 * 3 * 5, 'IPv4: 3 endpoints × 3 sources × 5 ports')
+  t.equal(out.filter((e) => e.set === 'tsnet-allow6').length, 3 * 1 * 5, 'IPv6: 3 endpoints × 1 source × 5 ports')
+  t.ok(out.every((e) => e.comment === TAG), 'all commented with the network tag')
+
+  t.same(allowEntries(n, [e1], parsePolicy('ui,ui tcp/80,tcp/80; ui tcp/80; 10.1.2.3/16 tcp/80'), resolver({ ui: ['10.1.0.0/16', '10.1.0.0/16'] })),
+    [allow4('172.18.0.2,tcp:80,10.1.0.0/16')], 'duplicates from names, rules, ports and CIDRs collapse into one entry')
+  t.same(allowEntries(n, [e1], parsePolicy('ui tcp/80'), resolver({ ui: ['10.1.2.3/16'] })), [allow4('172.18.0.2,tcp:80,10.1.0.0/16')],
+    'a resolved subnet with host bits is canonicalized')
+  t.same(allowEntries(n, [e1], parsePolicy('any tcp/80'), resolver({ any: ['0.0.0.0/0', '::/0'] })).map((e) => e.entry), [
+    '172.18.0.2,tcp:80,0.0.0.0/1', '172.18.0.2,tcp:80,128.0.0.0/1', 'fd00:1::2,tcp:80,::/1', 'fd00:1::2,tcp:80,8000::/1',
+  ], 'a named network with an unbounded pool is entered as two halves (hash:net refuses /0)')
+  t.same(allowEntries(n, [e1], parsePolicy('odd tcp/80'), resolver({ odd: ['not-a-cidr', '10.0.0.1', ''] })), [], 'resolved junk is ignored')
+})
+
+t.test('foreignEntries', async (t) => {
+  const f4 = (entry: string): SetEntry => ({ set: 'tsnet-foreign4', entry, comment: FOREIGN_TAG })
+  const f6 = (entry: string): SetEntry => ({ set: 'tsnet-foreign6', entry, comment: FOREIGN_TAG })
+  t.same(foreignEntries([]), [])
+  t.same(foreignEntries(['172.17.0.0/16', 'fd00:dead::/64']), [f4('172.17.0.0/16'), f6('fd00:dead::/64')], 'each family in its own set, commented tsnet:docker')
+  t.same(foreignEntries(['172.17.0.0/16', '172.17.0.0/16', '172.17.5.5/16']), [f4('172.17.0.0/16')], 'duplicates (also after canonicalizing) collapse')
+  t.same(foreignEntries(['0.0.0.0/0', '::/0']), [f4('0.0.0.0/1'), f4('128.0.0.0/1'), f6('::/1'), f6('8000::/1')], '/0 as two halves')
+  t.same(foreignEntries(['junk', '10.0.0.1', '', '10.0.0.0/8']), [f4('10.0.0.0/8')], 'unreadable subnets are skipped')
+})
+
+t.test('dnatRule and endpointTag', async (t) => {
+  const EP = dockerId('bb22')
+  t.equal(endpointTag(EP), 'tsnet:ep:bb2201234567', 'first 12 characters of the endpoint ID')
+  t.equal(endpointTag('short'), 'tsnet:ep:short')
+  const p4 = (over: Partial<PublishedPort> = {}): PublishedPort => ({ family: 4, proto: 'tcp', hostIp: '', hostPort: 8080, containerIp: '172.18.0.2', containerPort: 80, ...over })
+  const p6 = (over: Partial<PublishedPort> = {}): PublishedPort => ({ family: 6, proto: 'tcp', hostIp: '', hostPort: 8080, containerIp: 'fd00:1::2', containerPort: 80, ...over })
+  const tail4 = '-m comment --comment "tsnet:ep:bb2201234567" -j DNAT --to-destination 172.18.0.2:80'
+  t.equal(dnatRule(EP, p4()), `-p tcp -m tcp --dport 8080 ${tail4}`, 'IPv4, every host address')
+  t.equal(dnatRule(EP, p4({ hostIp: '0.0.0.0' })), `-p tcp -m tcp --dport 8080 ${tail4}`, '0.0.0.0 means no -d')
+  t.equal(dnatRule(EP, p4({ hostIp: '127.0.0.1' })), `-d 127.0.0.1/32 -p tcp -m tcp --dport 8080 ${tail4}`, 'a HostIP gives -d addr/32')
+  t.equal(dnatRule(EP, p4({ hostIp: '192.0.2.10', proto: 'udp', hostPort: 5353, containerPort: 53 })),
+    '-d 192.0.2.10/32 -p udp -m udp --dport 5353 -m comment --comment "tsnet:ep:bb2201234567" -j DNAT --to-destination 172.18.0.2:53', 'udp')
+  t.equal(dnatRule(EP, p4({ proto: 'sctp', hostPort: 9, containerPort: 9 })),
+    '-p sctp -m sctp --dport 9 -m comment --comment "tsnet:ep:bb2201234567" -j DNAT --to-destination 172.18.0.2:9', 'sctp')
+  const tail6 = '-m comment --comment "tsnet:ep:bb2201234567" -j DNAT --to-destination [fd00:1::2]:80'
+  t.equal(dnatRule(EP, p6()), `-p tcp -m tcp --dport 8080 ${tail6}`, 'IPv6: the destination is bracketed')
+  t.equal(dnatRule(EP, p6({ hostIp: '::' })), `-p tcp -m tcp --dport 8080 ${tail6}`, ':: means no -d')
+  t.equal(dnatRule(EP, p6({ hostIp: '2001:db8::5' })), `-d 2001:db8::5/128 -p tcp -m tcp --dport 8080 ${tail6}`, 'an IPv6 HostIP gives -d addr/128')
+  t.equal(dnatRule(EP, p6({ hostIp: '::1' })), `-d ::1/128 -p tcp -m tcp --dport 8080 ${tail6}`)
+  t.equal(dnatRule(dockerId('cc33'), p4({ hostPort: 65535 })).includes('"tsnet:ep:cc3301234567"'), true, 'tagged with its own endpoint')
+})
