@@ -1,7 +1,11 @@
 /** An in-memory Host for unit and contract tests: records links and rules, can be told to fail. */
 import type { Logger } from 'pino'
+import type { Family } from '../core/addr.js'
+import { type SetEntry, entryKey } from '../core/edge-plan.js'
 import { conflict, TsnetError } from '../errors.js'
 import type { BridgeSpec, Host, LinkInfo, VethSpec } from './host.js'
+import type { Binding, Reservation } from './port-reservations.js'
+import type { SysctlOutcome } from './sysctl.js'
 
 export interface FakeLink extends LinkInfo {
   addresses: string[]
@@ -10,7 +14,16 @@ export interface FakeLink extends LinkInfo {
 
 export class FakeHost implements Host {
   readonly links = new Map<string, FakeLink>()
-  readonly rules = new Set<string>()
+  /** ipset entries by `set entry`. */
+  readonly sets = new Map<string, SetEntry>()
+  /** DNAT rules as `family rule`. */
+  readonly portRules = new Set<string>()
+  edge = false
+  readonly sysctls = new Map<string, string>()
+  /** Held host ports as `proto/port`; tests add entries to play other processes. */
+  readonly heldPorts = new Set<string>()
+  /** Device group of each bridge. */
+  readonly groups = new Map<string, number>()
   routes: string[] = []
   mtuOfDefaultRoute: number | undefined = 1500
   /** Names of operations that throw on their next call, e.g. 'ensureVeth'. */
@@ -28,6 +41,7 @@ export class FakeHost implements Host {
     if (existing && existing.alias !== spec.alias) throw conflict(`a link named ${spec.name} already exists and is not tsnet's`)
     const addresses = [...new Set([...(existing?.addresses ?? []), ...spec.addresses])]
     this.links.set(spec.name, { name: spec.name, kind: 'bridge', alias: spec.alias, mtu: spec.mtu, mac: spec.mac, up: true, addresses })
+    this.groups.set(spec.name, spec.group)
   }
 
   async ensureVeth(spec: VethSpec, _log: Logger): Promise<void> {
@@ -45,17 +59,8 @@ export class FakeHost implements Host {
     const link = this.links.get(name)
     if (!link || link.alias !== alias) return
     this.links.delete(name)
+    this.groups.delete(name)
     if (link.peer) this.links.delete(link.peer)
-  }
-
-  async allowIntraBridge(bridge: string, tag: string, _log: Logger): Promise<void> {
-    this.maybeFail('allowIntraBridge')
-    this.rules.add(`${tag} ${bridge}`)
-  }
-
-  async revokeIntraBridge(bridge: string, tag: string, _log: Logger): Promise<void> {
-    this.maybeFail('revokeIntraBridge')
-    this.rules.delete(`${tag} ${bridge}`)
   }
 
   async routedPrefixes(): Promise<string[]> {
@@ -76,14 +81,71 @@ export class FakeHost implements Host {
     return [...this.links.values()].flatMap((l) => (l.alias?.startsWith('tsnet:') ? [{ name: l.name, alias: l.alias }] : []))
   }
 
-  async pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, _log: Logger): Promise<void> {
-    this.maybeFail('pruneIntraBridge')
-    const wanted = new Set(keep.map((k) => `${k.tag} ${k.bridge}`))
-    for (const r of [...this.rules]) if (!wanted.has(r)) this.rules.delete(r)
+  async ensureEdge(_log: Logger): Promise<void> {
+    this.maybeFail('ensureEdge')
+    this.edge = true
+  }
+
+  async removeEdge(_log: Logger): Promise<void> {
+    this.maybeFail('removeEdge')
+    this.edge = false
+    this.sets.clear()
+    this.portRules.clear()
+  }
+
+  async syncSetEntries(owns: (comment: string) => boolean, desired: SetEntry[], _log: Logger, _what: string): Promise<void> {
+    this.maybeFail('syncSetEntries')
+    for (const [k, e] of [...this.sets]) if (owns(e.comment)) this.sets.delete(k)
+    for (const e of desired) this.sets.set(entryKey(e), e)
+  }
+
+  async addPortRules(rules: Array<{ family: Family; rule: string }>, _log: Logger): Promise<void> {
+    this.maybeFail('addPortRules')
+    for (const r of rules) this.portRules.add(`${r.family} ${r.rule}`)
+  }
+
+  async removePortRules(doomed: (tag: string) => boolean, _log: Logger, _what: string): Promise<void> {
+    this.maybeFail('removePortRules')
+    for (const r of [...this.portRules]) {
+      const tag = /--comment "?([^"\s]+)/.exec(r)?.[1]
+      if (tag !== undefined && doomed(tag)) this.portRules.delete(r)
+    }
+  }
+
+  /** Keys this fake kernel lacks (e.g. net/bridge/... without br_netfilter). */
+  readonly absentSysctls = new Set<string>()
+  readonly forwardPolicy: Record<4 | 6, 'ACCEPT' | 'DROP'> = { 4: 'ACCEPT', 6: 'ACCEPT' }
+
+  async setSysctl(key: string, value: string, _log: Logger): Promise<SysctlOutcome> {
+    this.maybeFail('setSysctl')
+    if (this.absentSysctls.has(key)) return 'absent'
+    const was = this.sysctls.get(key)
+    this.sysctls.set(key, value)
+    return was === value ? 'unchanged' : 'changed'
+  }
+
+  async dropForwardingByDefault(family: Family, _log: Logger): Promise<void> {
+    this.maybeFail('dropForwardingByDefault')
+    this.forwardPolicy[family] = 'DROP'
+  }
+
+  private nextEphemeral = 32768
+
+  async reservePort(proto: 'tcp' | 'udp' | 'sctp', _bindings: Binding[], candidates: number[] | undefined): Promise<Reservation> {
+    this.maybeFail('reservePort')
+    const tries = candidates ?? [this.nextEphemeral++]
+    const port = tries.find((p) => !this.heldPorts.has(`${proto}/${p}`))
+    if (port === undefined) throw conflict(`host port ${proto}/${tries[0]} is already in use on this host`)
+    const key = `${proto}/${port}`
+    this.heldPorts.add(key)
+    return { port, release: async () => { this.heldPorts.delete(key) } }
   }
 
   /** A comparable picture of everything the fake holds. */
   state(): string {
-    return JSON.stringify({ links: [...this.links.entries()].sort(), rules: [...this.rules].sort() })
+    return JSON.stringify({
+      links: [...this.links.entries()].sort(), sets: [...this.sets.keys()].sort(), portRules: [...this.portRules].sort(),
+      edge: this.edge, heldPorts: [...this.heldPorts].sort(), groups: [...this.groups.entries()].sort(),
+    })
   }
 }

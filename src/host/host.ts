@@ -1,5 +1,9 @@
 /** The host operations tsnet needs, behind an interface so the services can run on a fake in unit tests. */
 import type { Logger } from 'pino'
+import type { SetEntry } from '../core/edge-plan.js'
+import type { Family } from '../core/addr.js'
+import type { Binding, Reservation } from './port-reservations.js'
+import type { SysctlOutcome } from './sysctl.js'
 
 export interface BridgeSpec {
   name: string
@@ -9,6 +13,8 @@ export interface BridgeSpec {
   mac: string
   /** Gateway addresses as CIDR. */
   addresses: string[]
+  /** Device group: marks the bridge as tsnet's for the firewall, with its option flags. */
+  group: number
 }
 
 export interface VethSpec {
@@ -38,9 +44,6 @@ export interface Host {
   ensureVeth(spec: VethSpec, log: Logger): Promise<void>
   /** Deletes a link if it exists and carries `alias`; a missing link is fine. */
   deleteOwnedLink(name: string, alias: string, log: Logger): Promise<void>
-  /** Lets traffic between ports of one bridge through a FORWARD chain whose policy may be DROP. */
-  allowIntraBridge(bridge: string, tag: string, log: Logger): Promise<void>
-  revokeIntraBridge(bridge: string, tag: string, log: Logger): Promise<void>
   /** Prefixes the host already routes (except the default route): pools must avoid them. */
   routedPrefixes(): Promise<string[]>
   /** MTU of the interface carrying the default route, if there is one. */
@@ -48,6 +51,20 @@ export interface Host {
   getLink(name: string): Promise<LinkInfo | undefined>
   /** Every link whose ifalias marks it as tsnet's (`tsnet:…`). */
   listOwnedLinks(): Promise<Array<{ name: string; alias: string }>>
-  /** Removes intra-bridge rules whose bridge/tag pair is not in `keep` (and the chain when none is left). */
-  pruneIntraBridge(keep: Array<{ bridge: string; tag: string }>, log: Logger): Promise<void>
+  /** tsnet's chains, jumps and ipsets, created or brought back to spec. */
+  ensureEdge(log: Logger): Promise<void>
+  /** Removes them all (no tsnet network left). */
+  removeEdge(log: Logger): Promise<void>
+  /** Makes the ipset entries whose comment `owns` picks exactly `desired`. */
+  syncSetEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string): Promise<void>
+  /** Adds DNAT rules of published ports (idempotent). */
+  addPortRules(rules: Array<{ family: Family; rule: string }>, log: Logger): Promise<void>
+  /** Removes the DNAT rules whose comment `doomed` picks. */
+  removePortRules(doomed: (tag: string) => boolean, log: Logger, what: string): Promise<void>
+  /** Sets a kernel setting (slash form). */
+  setSysctl(key: string, value: string, log: Logger): Promise<SysctlOutcome>
+  /** Sets the FORWARD policy of a family to DROP (after tsnet itself turned forwarding on, as Docker does). */
+  dropForwardingByDefault(family: Family, log: Logger): Promise<void>
+  /** Holds a host port for a published mapping (see port-reservations.ts). */
+  reservePort(proto: 'tcp' | 'udp' | 'sctp', bindings: Binding[], candidates: number[] | undefined): Promise<Reservation>
 }

@@ -77,6 +77,8 @@ export class Links {
     } else if (existing.mtu !== spec.mtu) {
       lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`)
     }
+    if (!Number.isInteger(spec.group) || spec.group < 0 || spec.group > 0xffffffff) throw invalid(`device group ${spec.group} is not a 32-bit number`)
+    lines.push(`link set dev ${spec.name} group ${spec.group}`)
     for (const a of spec.addresses) lines.push(`addr replace ${a} dev ${spec.name}${a.includes(':') ? ' nodad' : ''}`)
     lines.push(`link set dev ${spec.name} up`)
     try {
