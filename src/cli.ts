@@ -3,13 +3,16 @@
 import { loadConfig, SERVE_USAGE } from './config.js'
 import { TsnetError, errorMessage } from './errors.js'
 import { serve } from './main.js'
+import { policyCommand } from './policy-command.js'
 import { statusCommand } from './status.js'
 
 const USAGE = `tsnet: Docker network and IPAM driver plugin
 
   tsnet serve [options]    serve the plugin API on a unix socket (see tsnet serve --help)
   tsnet status [--state-dir DIR] [--json]
-                           show the networks, endpoints and address pools tsnet keeps
+                           show the networks, endpoints, published ports and address pools tsnet keeps
+  tsnet policy show|set|clear [NETWORK] ['SOURCES PORTS; ...'] [--socket PATH]
+                           which other networks and addresses may reach a network (docs/network-edge.md)
   tsnet help               this text`
 
 async function main(argv: string[]): Promise<number> {
@@ -24,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
       return 0
     case 'status':
       return statusCommand(rest, process.env)
+    case 'policy':
+      return policyCommand(rest, process.env)
     case undefined:
     case 'help':
     case '--help':

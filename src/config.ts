@@ -1,6 +1,7 @@
 /** Flags and environment → one frozen, validated Config. A bad setting stops tsnet before it serves anything. */
 import { parseArgs } from 'node:util'
-import { resolve } from 'node:path'
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { DOCKER_DEFAULT_POOLS_TEXT, type DefaultPool, parseDefaultPools } from './core/ipam.js'
 import { parseMtu } from './core/network-plan.js'
 import { TsnetError, errorMessage } from './errors.js'
@@ -15,6 +16,8 @@ export interface Config {
   dockerHost: string
   /** Seconds between garbage collection passes; 0 turns collection off. */
   gcIntervalSec: number
+  /** Where the kernel settings are written: /proc/sys, or the host's mounted elsewhere (managed plugin). */
+  procSys: string
 }
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsnet.sock'
@@ -30,6 +33,7 @@ const SETTINGS = {
   defaultMtu: { flag: 'default-mtu', env: 'TSNET_DEFAULT_MTU' },
   dockerHost: { flag: 'docker-host', env: 'DOCKER_HOST' },
   gcInterval: { flag: 'gc-interval', env: 'TSNET_GC_INTERVAL' },
+  procSys: { flag: 'proc-sys', env: 'TSNET_PROC_SYS' },
 } as const
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
@@ -37,7 +41,7 @@ export const DEFAULT_GC_INTERVAL_SEC = 60
 
 export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
                    [--default-pools CIDR:SIZE,...] [--default-mtu N]
-                   [--docker-host unix:///PATH] [--gc-interval SECONDS]
+                   [--docker-host unix:///PATH] [--gc-interval SECONDS] [--proc-sys DIR]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
@@ -48,7 +52,9 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
   --docker-host    the Docker engine whose view garbage collection follows (env DOCKER_HOST,
                    default ${DEFAULT_DOCKER_HOST}); only unix sockets
   --gc-interval    seconds between garbage collection passes, 0 = off (env TSNET_GC_INTERVAL,
-                   default ${DEFAULT_GC_INTERVAL_SEC})`
+                   default ${DEFAULT_GC_INTERVAL_SEC})
+  --proc-sys       where kernel settings are written (env TSNET_PROC_SYS, default /proc/sys;
+                   a managed plugin gets the host's /proc/sys mounted at /host/proc/sys)`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -86,6 +92,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   if (!/^unix:\/\/\/.+/.test(dockerHost)) throw settingError('dockerHost', `"${dockerHost}" is not of the form unix:///path/to/docker.sock`)
   const gcText = get('gcInterval') ?? String(DEFAULT_GC_INTERVAL_SEC)
   if (!/^\d{1,6}$/.test(gcText)) throw settingError('gcInterval', `"${gcText}" is not a whole number of seconds`)
+  const procSys = resolve(get('procSys') ?? '/proc/sys')
+  if (!existsSync(join(procSys, 'net'))) throw settingError('procSys', `${procSys} has no net/ directory: it is not a /proc/sys`)
   const socket = resolve(get('socket') ?? DEFAULT_SOCKET)
   if (Buffer.byteLength(socket) > 107) throw settingError('socket', `the path is ${Buffer.byteLength(socket)} bytes; unix sockets allow at most 107`)
   return Object.freeze({
@@ -96,5 +104,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     ...(defaultMtu !== undefined ? { defaultMtu } : {}),
     dockerHost,
     gcIntervalSec: Number(gcText),
+    procSys,
   })
 }

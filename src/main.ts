@@ -6,6 +6,8 @@ import { pino, type Logger } from 'pino'
 import type { Config } from './config.js'
 import { TsnetError } from './errors.js'
 import { LinuxHost } from './host/linux-host.js'
+import { ProcSysctls } from './host/sysctl.js'
+import { DockerNames } from './services/docker-names.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
@@ -47,20 +49,28 @@ export interface Services {
   store: Store
   network: NetworkService
   ipam: IpamService
+  names: DockerNames
 }
 
-export async function openServices(config: Config, host: Host, log?: Logger): Promise<Services> {
+export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent')): Promise<Services> {
   const store = await FileStore.open(config.stateDir, log)
-  const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {})
+  // Docker's names as last seen, so policies that name networks hold from the first request.
+  const names = new DockerNames(store, log.child({ component: 'names' }))
+  await names.load()
+  const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, names)
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
   await network.load()
   await ipam.load()
-  return { store, network, ipam }
+  names.onChange(() => network.namesChanged(log))
+  return { store, network, ipam, names }
 }
+
+/** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
+const NAMES_REFRESH_MS = 30_000
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
-  const services = await openServices(config, new LinuxHost(), logger)
+  const services = await openServices(config, new LinuxHost({ sysctls: new ProcSysctls(config.procSys) }), logger)
   const { network, ipam } = services
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the restore.
@@ -81,6 +91,7 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping')
       gc?.stop()
+      services.names.stop()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
@@ -89,10 +100,12 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
   const counts = network.snapshot()
   logger.info({ ...(await buildInfo()), socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 
+  // dockerode is only for the background work: load it after the socket answers.
+  const { DockerodeView } = await import('./docker/docker-view.js')
+  const view = new DockerodeView(config.dockerHost)
+  void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
   if (config.gcIntervalSec > 0) {
-    // dockerode is only for garbage collection: load it after the socket answers.
-    const { DockerodeView } = await import('./docker/docker-view.js')
-    gc = new GcService(services.store, new DockerodeView(config.dockerHost), network, ipam,
+    gc = new GcService(services.store, view, network, ipam,
       { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
     await gc.load()
     const started = gc

@@ -30,9 +30,21 @@ export interface DockerSnapshot {
   networks: DockerNetwork[]
 }
 
+/** A network as `docker network ls` knows it: what policies name, and what isolation keeps apart. */
+export interface NamedNetwork {
+  id: string
+  name: string
+  driver: string
+  subnets: string[]
+}
+
 export interface DockerView {
   /** Reads Docker's networks, inspecting those for which `inspect(id, subnets)` says so. */
   snapshot(inspect: (network: { id: string; subnets: string[] }) => boolean): Promise<DockerSnapshot>
+  /** Names, drivers and subnets of every network. */
+  listNetworks(): Promise<NamedNetwork[]>
+  /** Calls `onEvent` for each network event until the stream ends; resolves when it does. */
+  watchNetworkEvents(onEvent: () => void): Promise<void>
 }
 
 interface RawIpamConfig {
@@ -43,6 +55,8 @@ interface RawIpamConfig {
 }
 interface RawNetwork {
   Id: string
+  Name?: string
+  Driver?: string
   Scope?: string
   IPAM?: { Config?: RawIpamConfig[] | null }
   Containers?: Record<string, { EndpointID?: string; IPv4Address?: string; IPv6Address?: string }> | null
@@ -58,10 +72,13 @@ const ipamOf = (n: RawNetwork): DockerIpamConfig[] =>
 
 export class DockerodeView implements DockerView {
   private readonly docker: Docker
+  private readonly streamer: Docker
 
   /** `host` is unix:///path; each API call gives up after `timeoutMs`. */
   constructor(host: string, timeoutMs = 5000) {
-    this.docker = new Docker({ socketPath: host.replace(/^unix:\/\//, ''), timeout: timeoutMs })
+    const socketPath = host.replace(/^unix:\/\//, '')
+    this.docker = new Docker({ socketPath, timeout: timeoutMs })
+    this.streamer = new Docker({ socketPath })
   }
 
   async snapshot(inspect: (network: { id: string; subnets: string[] }) => boolean): Promise<DockerSnapshot> {
@@ -83,5 +100,21 @@ export class DockerodeView implements DockerView {
       networks.push(net)
     }
     return { engineId: info.ID, networks }
+  }
+
+  async listNetworks(): Promise<NamedNetwork[]> {
+    const list = (await this.docker.listNetworks()) as RawNetwork[]
+    return list.map((n) => ({ id: n.Id, name: n.Name ?? '', driver: n.Driver ?? '', subnets: ipamOf(n).map((c) => c.subnet) }))
+  }
+
+  async watchNetworkEvents(onEvent: () => void): Promise<void> {
+    // No timeout here: the stream stays open for as long as Docker runs.
+    const stream = (await this.streamer.getEvents({ filters: { type: ['network'] } })) as NodeJS.ReadableStream
+    await new Promise<void>((resolve) => {
+      stream.on('data', () => onEvent())
+      stream.on('end', () => resolve())
+      stream.on('error', () => resolve())
+      stream.on('close', () => resolve())
+    })
   }
 }

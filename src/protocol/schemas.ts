@@ -95,3 +95,10 @@ export const releaseAddress = {
 } as const
 
 export const releasePool = { type: 'object', required: ['PoolID'], properties: { PoolID: str } } as const
+
+/** tsnet's own call (not Docker's): show a network's policy, or replace it when Allow is given. */
+export const policy = {
+  type: 'object',
+  properties: { Network: { type: 'string', minLength: 1, maxLength: 128 }, Allow: str },
+  additionalProperties: false,
+} as const

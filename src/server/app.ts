@@ -4,7 +4,7 @@
  */
 import Fastify, { LogController, type FastifyError, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { TsnetError } from '../errors.js'
+import { TsnetError, invalid } from '../errors.js'
 import * as schemas from '../protocol/schemas.js'
 import type { IpamService } from '../services/ipam-service.js'
 import type { NetworkService } from '../services/network-service.js'
@@ -43,8 +43,8 @@ function routes(d: AppDeps): Record<string, Route> {
     '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => n.deleteEndpoint(b, log) },
     '/NetworkDriver.Join': { schema: schemas.join, handler: (b, log) => n.join(b, log) },
     '/NetworkDriver.Leave': { schema: schemas.endpointRef, handler: (b, log) => n.leave(b, log) },
-    '/NetworkDriver.ProgramExternalConnectivity': { schema: schemas.connectivity, handler: (b) => n.programExternalConnectivity(b) },
-    '/NetworkDriver.RevokeExternalConnectivity': { schema: schemas.endpointRef, handler: (b) => n.revokeExternalConnectivity(b) },
+    '/NetworkDriver.ProgramExternalConnectivity': { schema: schemas.connectivity, handler: (b, log) => n.programExternalConnectivity(b, log) },
+    '/NetworkDriver.RevokeExternalConnectivity': { schema: schemas.endpointRef, handler: (b, log) => n.revokeExternalConnectivity(b, log) },
     '/NetworkDriver.DiscoverNew': { schema: schemas.discovery, handler: () => ({}) },
     '/NetworkDriver.DiscoverDelete': { schema: schemas.discovery, handler: () => ({}) },
     '/IpamDriver.GetCapabilities': { handler: () => i.capabilities() },
@@ -53,6 +53,15 @@ function routes(d: AppDeps): Record<string, Route> {
     '/IpamDriver.ReleasePool': { schema: schemas.releasePool, handler: (b, log) => i.releasePool(b, log) },
     '/IpamDriver.RequestAddress': { schema: schemas.requestAddress, handler: (b, log) => i.requestAddress(b, log) },
     '/IpamDriver.ReleaseAddress': { schema: schemas.releaseAddress, handler: (b, log) => i.releaseAddress(b, log) },
+    // tsnet's own command channel (`tsnet policy`): Docker never calls it.
+    '/Tsnet.Policy': {
+      schema: schemas.policy,
+      handler: async (b: { Network?: string; Allow?: string }, log) => {
+        if (b.Allow === undefined) return { Policies: n.policies(b.Network) }
+        if (b.Network === undefined) throw invalid('name the network whose policy to change')
+        return { Policies: [await n.setPolicy(b.Network, b.Allow, log)] }
+      },
+    },
   }
 }
 

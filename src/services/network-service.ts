@@ -6,11 +6,17 @@ import type { Logger } from 'pino'
 import {
   bridgeAddresses, checkSandboxKey, planEndpoint, planJoin, planNetwork, sameEndpoint, sameNetwork,
 } from '../core/network-plan.js'
+import {
+  FOREIGN_TAG, allowEntries, deviceGroupOf, dnatRule, endpointTag, foreignEntries, networkEntries,
+} from '../core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../core/names.js'
-import { parseExposedPorts, parsePortMap } from '../core/ports.js'
-import type { EndpointRecord, NetworkRecord } from '../core/records.js'
-import { conflict, notFound, withContext } from '../errors.js'
+import { canonicalPolicy, parsePolicy, policyNetworkNames } from '../core/policy.js'
+import { parseExposedPorts, parsePortMap, planPublish } from '../core/ports.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
+import { conflict, invalid, notFound, quote, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
+import type { Reservation } from '../host/port-reservations.js'
+import { bridgeKey } from '../host/sysctl.js'
 import {
   OPT, type AllocateNetworkRequest, type ConnectivityRequest, type CreateEndpointRequest, type CreateNetworkRequest,
   type EndpointRef, type JoinRequest, type NetworkRef,
@@ -23,7 +29,19 @@ export interface NetworkConfig {
   defaultMtu?: number
 }
 
+/** Docker's network names and subnets as last seen (services/docker-names.ts); none in unit tests. */
+export interface NetworkDirectory {
+  resolve(name: string): string[]
+  foreignSubnets(): string[]
+  lookup(ref: string): { id: string; name: string } | undefined
+  nameOf(id: string): string | undefined
+}
+
+const NO_DIRECTORY: NetworkDirectory = { resolve: () => [], foreignSubnets: () => [], lookup: () => undefined, nameOf: () => undefined }
+
 const FALLBACK_MTU = 1500
+/** Per network; the allow sets hold up to ALLOW_SET_SIZE entries across all networks. */
+const MAX_ALLOW_ENTRIES = 65_536
 const short = (id: string) => id.slice(0, 12)
 
 export class NetworkService {
@@ -35,8 +53,15 @@ export class NetworkService {
    * (or endpoints of two networks) whose names collide could otherwise race for one link.
    */
   private readonly claimed = new Map<string, string>()
+  /** Sockets holding published host ports, by endpoint. */
+  private readonly reservations = new Map<string, Reservation[]>()
 
-  constructor(private readonly store: Store, private readonly host: Host, private readonly config: NetworkConfig) {}
+  constructor(
+    private readonly store: Store,
+    private readonly host: Host,
+    private readonly config: NetworkConfig,
+    private readonly directory: NetworkDirectory = NO_DIRECTORY,
+  ) {}
 
   async load(): Promise<void> {
     for (const { value } of await this.store.list<NetworkRecord>('networks')) this.networks.set(value.id, value)
@@ -64,17 +89,98 @@ export class NetworkService {
     for (const l of orphans) {
       await this.host.deleteOwnedLink(l.name, l.alias, log).catch(note({ link: l.name }))
     }
-    const keep = [...this.networks.values()].map((n) => ({ bridge: n.bridge, tag: networkTag(n.id) }))
-    await this.host.pruneIntraBridge(keep, log).catch(note({ step: 'prune firewall' }))
+    if (this.networks.size === 0) {
+      await this.host.removeEdge(log).catch(note({ step: 'remove firewall' }))
+    } else {
+      await this.host.ensureEdge(log).catch(note({ step: 'firewall chains' }))
+      const tags = new Set([...this.networks.keys()].map(networkTag))
+      await this.host.syncSetEntries((c) => c !== FOREIGN_TAG && !tags.has(c), [], log, 'entries of no known network').catch(note({ step: 'prune ipsets' }))
+      const published = new Set([...this.endpoints.values()].filter((e) => e.published?.length).map((e) => endpointTag(e.id)))
+      await this.host.removePortRules((tag) => !published.has(tag), log, 'endpoints without published ports').catch(note({ step: 'prune DNAT rules' }))
+      await this.syncForeign(log).catch(note({ step: "Docker's networks" }))
+    }
     for (const n of this.networks.values()) {
       await this.lock.run(n.id, () => this.applyNetwork(n, log)).catch(note({ network: n.id, bridge: n.bridge }))
+    }
+    for (const e of this.endpoints.values()) {
+      if (!e.published?.length) continue
+      await this.lock.run(e.networkId, () => this.restorePorts(e, log)).catch(note({ endpoint: e.id, step: 'published ports' }))
     }
     log.info({ networks: this.networks.size, endpoints: this.endpoints.size, orphanLinks: orphans.length, failed, ms: Date.now() - started }, 'boot reconcile done')
   }
 
+  /** Holds the stored host ports again and puts their DNAT rules back (after a restart or reboot). */
+  private async restorePorts(e: EndpointRecord, log: Logger): Promise<void> {
+    const held: Reservation[] = this.reservations.get(e.id) ?? []
+    if (held.length === 0) {
+      const groups = new Map<string, PublishedPort[]>()
+      for (const p of e.published ?? []) {
+        const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
+        groups.set(key, [...(groups.get(key) ?? []), p])
+      }
+      for (const ports of groups.values()) {
+        const first = ports[0] as PublishedPort
+        const bindings = ports.map((p) => ({ family: p.family, address: p.hostIp || (p.family === 4 ? '0.0.0.0' : '::') }))
+        held.push(await this.host.reservePort(first.proto, bindings, [first.hostPort]))
+      }
+      this.reservations.set(e.id, held)
+    }
+    await this.host.addPortRules((e.published ?? []).map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
+  }
+
+  /** Kernel settings a network needs. ICC off relies on frames inside a bridge meeting iptables. */
+  private async applySysctls(n: NetworkRecord, log: Logger): Promise<void> {
+    if (!n.internal) {
+      if ((await this.host.setSysctl('net/ipv4/ip_forward', '1', log)) === 'changed') await this.host.dropForwardingByDefault(4, log)
+      if (n.ipv6 && (await this.host.setSysctl('net/ipv6/conf/all/forwarding', '1', log)) === 'changed') await this.host.dropForwardingByDefault(6, log)
+    }
+    await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), '1', log)
+    const v4 = await this.host.setSysctl('net/bridge/bridge-nf-call-iptables', '1', log)
+    const v6 = await this.host.setSysctl('net/bridge/bridge-nf-call-ip6tables', '1', log)
+    if (!n.enableIcc && (v4 === 'absent' || v6 === 'absent')) {
+      throw invalid('enable_icc=false needs the br_netfilter kernel module, which is not loaded (modprobe br_netfilter; Docker loads it when it starts)')
+    }
+  }
+
+  /** The ipset entries of one network: its subnets, and what its policy lets in. */
+  private networkSetEntries(n: NetworkRecord, extraEndpoint?: EndpointRecord, without?: string) {
+    const rules = n.policy ? parsePolicy(n.policy) : []
+    const eps = [...this.endpoints.values()].filter((e) => e.networkId === n.id && e.id !== without && e.id !== extraEndpoint?.id)
+    if (extraEndpoint) eps.push(extraEndpoint)
+    const allowed = allowEntries(n, eps, rules, (name) => this.directory.resolve(name))
+    if (allowed.length > MAX_ALLOW_ENTRIES) {
+      throw invalid(`the policy of network ${short(n.id)} expands to ${allowed.length} firewall entries (containers x ports x sources); at most ${MAX_ALLOW_ENTRIES} are allowed: use fewer or narrower port ranges`)
+    }
+    return [...networkEntries(n), ...allowed]
+  }
+
+  private syncNetworkEntries(n: NetworkRecord, log: Logger, entries = this.networkSetEntries(n)): Promise<void> {
+    const tag = networkTag(n.id)
+    return this.host.syncSetEntries((c) => c === tag, entries, log, `network ${short(n.id)}`)
+  }
+
+  private syncForeign(log: Logger): Promise<void> {
+    return this.host.syncSetEntries((c) => c === FOREIGN_TAG, foreignEntries(this.directory.foreignSubnets()), log, "Docker's bridge networks")
+  }
+
+  /** After Docker's names changed: policies that name networks, and the set of Docker's own subnets. */
+  async namesChanged(log: Logger): Promise<void> {
+    if (this.networks.size === 0) return
+    await this.syncForeign(log)
+    for (const n of this.networks.values()) {
+      if (!n.policy || policyNetworkNames(parsePolicy(n.policy)).length === 0) continue
+      await this.lock.run(n.id, () => this.syncNetworkEntries(n, log))
+    }
+  }
+
   private async applyNetwork(n: NetworkRecord, log: Logger): Promise<void> {
-    await this.host.ensureBridge({ name: n.bridge, alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), addresses: bridgeAddresses(n) }, log)
-    await this.host.allowIntraBridge(n.bridge, networkTag(n.id), log)
+    await this.host.ensureBridge({
+      name: n.bridge, alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), addresses: bridgeAddresses(n), group: deviceGroupOf(n),
+    }, log)
+    // After the bridge: route_localnet is a setting of the bridge itself.
+    await this.applySysctls(n, log)
+    await this.host.ensureEdge(log)
+    await this.syncNetworkEntries(n, log)
   }
 
   capabilities() {
@@ -140,14 +246,20 @@ export class NetworkService {
   /** Removes what createNetwork may have made; true when everything went. */
   private async undoNetwork(record: NetworkRecord, log: Logger): Promise<boolean> {
     let clean = true
-    await this.host.revokeIntraBridge(record.bridge, networkTag(record.id), log).catch((e) => {
+    await this.syncNetworkEntries(record, log, []).catch((e) => {
       clean = false
-      log.error({ err: e, bridge: record.bridge }, 'rollback: firewall rules not removed')
+      log.error({ err: e, bridge: record.bridge }, 'rollback: ipset entries not removed')
     })
     await this.host.deleteOwnedLink(record.bridge, networkAlias(record.id), log).catch((e) => {
       clean = false
       log.error({ err: e, bridge: record.bridge }, 'rollback: bridge not removed')
     })
+    if (this.networks.size === 0) {
+      await this.host.removeEdge(log).catch((e) => {
+        clean = false
+        log.error({ err: e }, "rollback: tsnet's chains not removed")
+      })
+    }
     return clean
   }
 
@@ -156,14 +268,15 @@ export class NetworkService {
       const n = this.networks.get(req.NetworkID)
       if (!n) return {}
       try {
-        for (const e of [...this.endpoints.values()].filter((x) => x.networkId === n.id)) await this.removeEndpoint(e, log)
-        await this.host.revokeIntraBridge(n.bridge, networkTag(n.id), log)
+        for (const e of [...this.endpoints.values()].filter((x) => x.networkId === n.id)) await this.removeEndpoint(e, n, log, false)
+        await this.syncNetworkEntries(n, log, [])
         await this.host.deleteOwnedLink(n.bridge, networkAlias(n.id), log)
         await this.store.delete('networks', n.id)
+        this.networks.delete(n.id)
+        if (this.networks.size === 0) await this.host.removeEdge(log)
       } catch (err) {
         throw withContext(err, `deleting network ${short(n.id)}`)
       }
-      this.networks.delete(n.id)
       log.info({ network: n.id, bridge: n.bridge }, 'network deleted')
       return {}
     })
@@ -185,11 +298,13 @@ export class NetworkService {
         await this.host.ensureVeth({
           hostName: record.hostIf, peerName: record.containerIf, alias: endpointAlias(record.id), mtu: record.mtu, mac: record.mac, bridge: n.bridge,
         }, log)
+        if (n.policy) await this.syncNetworkEntries(n, log, this.networkSetEntries(n, record))
         if (!existing) await this.store.put('endpoints', record.id, record)
       } catch (err) {
         let outcome = ''
         if (!existing) {
-          outcome = await this.host.deleteOwnedLink(record.hostIf, endpointAlias(record.id), log).then(
+          const undoEntries = n.policy ? this.syncNetworkEntries(n, log, this.networkSetEntries(n, undefined, record.id)) : Promise.resolve()
+          outcome = await undoEntries.then(() => this.host.deleteOwnedLink(record.hostIf, endpointAlias(record.id), log)).then(
             () => ' (rolled back: veth removed)',
             (e) => {
               log.error({ err: e, veth: record.hostIf }, 'rollback: veth not removed')
@@ -212,7 +327,9 @@ export class NetworkService {
     return { Value: { hostInterface: e.hostIf, macAddress: e.mac, ...(e.address ? { address: e.address } : {}), ...(e.addressV6 ? { addressIPv6: e.addressV6 } : {}) } }
   }
 
-  private async removeEndpoint(e: EndpointRecord, log: Logger): Promise<void> {
+  private async removeEndpoint(e: EndpointRecord, n: NetworkRecord | undefined, log: Logger, syncEntries = true): Promise<void> {
+    await this.unpublish(e, log)
+    if (n?.policy && syncEntries) await this.syncNetworkEntries(n, log, this.networkSetEntries(n, undefined, e.id))
     await this.host.deleteOwnedLink(e.hostIf, endpointAlias(e.id), log)
     await this.store.delete('endpoints', e.id)
     this.endpoints.delete(e.id)
@@ -223,7 +340,7 @@ export class NetworkService {
       const e = this.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID) return {}
       try {
-        await this.removeEndpoint(e, log)
+        await this.removeEndpoint(e, this.networks.get(e.networkId), log)
       } catch (err) {
         throw withContext(err, `deleting endpoint ${short(e.id)}`)
       }
@@ -263,16 +380,152 @@ export class NetworkService {
     })
   }
 
-  /** Published ports arrive here for the container's gateway endpoint; validated now, programmed by the edge layer. */
-  programExternalConnectivity(req: ConnectivityRequest) {
-    const options = req.Options ?? {}
-    parsePortMap(options[OPT.portMap])
-    parseExposedPorts(options[OPT.exposedPorts])
-    return {}
+  /**
+   * Publishes the container's ports (Docker calls this for its gateway endpoint only): a host
+   * port held by a socket of tsnet's and one DNAT rule per mapping and address family. All or
+   * nothing: a port that cannot be had undoes the others.
+   */
+  programExternalConnectivity(req: ConnectivityRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.knownNetwork(req.NetworkID)
+      const e = this.knownEndpoint(req.NetworkID, req.EndpointID)
+      const options = req.Options ?? {}
+      const mappings = parsePortMap(options[OPT.portMap])
+      parseExposedPorts(options[OPT.exposedPorts])
+      if (n.internal) {
+        if (mappings.some((m) => m.hostPort !== 0 || m.hostIp !== '')) throw invalid(`network ${short(n.id)} is internal: it publishes no ports`)
+        return {}
+      }
+      const requests = planPublish(e, mappings)
+      if (e.published && this.reservations.has(e.id) && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
+        await this.host.addPortRules(e.published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
+        return {}
+      }
+      if (e.published?.length) await this.unpublish(e, log)
+      const current = this.endpoints.get(e.id) ?? e
+      const held: Reservation[] = []
+      const published: PublishedPort[] = []
+      try {
+        for (const r of requests) {
+          const candidates = r.candidates?.filter((port) => !this.publishedElsewhere(e.id, r.mapping.proto, port, r.targets.map((t) => t.bind)))
+          if (candidates && candidates.length === 0) {
+            const other = this.publishedElsewhere(e.id, r.mapping.proto, r.candidates?.[0] ?? 0, r.targets.map((t) => t.bind))
+            throw conflict(`host port ${r.mapping.proto}/${r.candidates?.join(',').replace(/,.*,/, '-')} is already published by ${other}`)
+          }
+          const reservation = await this.host.reservePort(r.mapping.proto, r.targets.map((t) => ({ family: t.family, address: t.bind })), candidates)
+          held.push(reservation)
+          for (const t of r.targets) {
+            published.push({ family: t.family, proto: r.mapping.proto, hostIp: r.mapping.hostIp, hostPort: reservation.port, containerIp: t.containerIp, containerPort: r.mapping.containerPort })
+          }
+        }
+        await this.host.addPortRules(published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
+        const updated: EndpointRecord = { ...current, portMappings: mappings, published }
+        await this.store.put('endpoints', e.id, updated)
+        this.endpoints.set(e.id, updated)
+        this.reservations.set(e.id, held)
+      } catch (err) {
+        let outcome = ' (rolled back: nothing was published)'
+        await Promise.all(held.map((h) => h.release()))
+        await this.host.removePortRules((tag) => tag === endpointTag(e.id), log, `endpoint ${short(e.id)}`).catch((undoErr) => {
+          log.error({ err: undoErr, endpoint: e.id }, 'rollback: DNAT rules not removed')
+          outcome = ' (rollback incomplete: see the tsnet log)'
+        })
+        throw withContext(err, `publishing ports of endpoint ${short(e.id)}${outcome}`)
+      }
+      for (const p of published) {
+        log.info({ endpoint: e.id, network: n.id, proto: p.proto, hostIp: p.hostIp || (p.family === 4 ? '0.0.0.0' : '::'), hostPort: p.hostPort, to: `${p.containerIp}:${p.containerPort}` }, 'port published')
+      }
+      return {}
+    })
   }
 
-  revokeExternalConnectivity(_req: EndpointRef) {
-    return {}
+  /** Names the endpoint that already publishes `proto/port` on one of `binds`, if another does. */
+  private publishedElsewhere(endpointId: string, proto: string, port: number, binds: string[]): string | undefined {
+    const wild = (a: string) => a === '' || a === '0.0.0.0' || a === '::'
+    for (const other of this.endpoints.values()) {
+      if (other.id === endpointId) continue
+      const hit = other.published?.find((p) => p.proto === proto && p.hostPort === port && binds.some((b) => wild(b) || wild(p.hostIp) || b === p.hostIp))
+      if (hit) return `endpoint ${short(other.id)} of network ${short(other.networkId)}`
+    }
+    return undefined
+  }
+
+  /** Removes exactly what programExternalConnectivity added for the endpoint. */
+  private async unpublish(e: EndpointRecord, log: Logger): Promise<void> {
+    const held = this.reservations.get(e.id) ?? []
+    if (!e.published?.length && held.length === 0) return
+    await this.host.removePortRules((tag) => tag === endpointTag(e.id), log, `endpoint ${short(e.id)}`)
+    await Promise.all(held.map((h) => h.release()))
+    this.reservations.delete(e.id)
+    const current = this.endpoints.get(e.id) ?? e
+    if (current.published?.length && this.endpoints.has(e.id)) {
+      const { published: gone, ...rest } = current
+      await this.store.put('endpoints', e.id, rest)
+      this.endpoints.set(e.id, rest)
+      for (const p of gone) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
+    }
+  }
+
+  revokeExternalConnectivity(req: EndpointRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const e = this.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID) return {}
+      try {
+        await this.unpublish(e, log)
+      } catch (err) {
+        throw withContext(err, `unpublishing ports of endpoint ${short(e.id)}`)
+      }
+      return {}
+    })
+  }
+
+  /** `tsnet policy set`: replaces a network's policy (the empty text removes it) and applies it at once. */
+  setPolicy(ref: string, text: string, log: Logger) {
+    const n = this.findNetwork(ref)
+    const policy = canonicalPolicy(text)
+    if (n.internal && policy !== '') throw invalid(`network ${this.label(n)} is internal: it accepts no traffic from other networks, so it takes no policy`)
+    return this.lock.run(n.id, async () => {
+      const current = this.knownNetwork(n.id)
+      const { policy: _old, ...rest } = current
+      const updated: NetworkRecord = policy === '' ? rest : { ...rest, policy }
+      try {
+        await this.syncNetworkEntries(updated, log, this.networkSetEntries(updated))
+        await this.store.put('networks', n.id, updated)
+      } catch (err) {
+        await this.syncNetworkEntries(current, log).catch((undoErr) => log.error({ err: undoErr }, 'rollback: old policy not restored'))
+        throw withContext(err, `changing the policy of network ${this.label(n)}`)
+      }
+      this.networks.set(n.id, updated)
+      log.info({ network: n.id, policy }, 'network policy changed')
+      return this.policyOf(updated)
+    })
+  }
+
+  /** Policies of one network or all, with the names they resolve to right now. */
+  policies(ref?: string) {
+    const list = ref ? [this.findNetwork(ref)] : [...this.networks.values()]
+    return list.map((n) => this.policyOf(n))
+  }
+
+  private policyOf(n: NetworkRecord) {
+    const rules = n.policy ? parsePolicy(n.policy) : []
+    const resolved = Object.fromEntries(policyNetworkNames(rules).map((name) => [name, this.directory.resolve(name)]))
+    return { network: n.id, name: this.directory.nameOf(n.id) ?? '', internal: n.internal, allow: n.policy ?? '', resolved }
+  }
+
+  private label(n: NetworkRecord): string {
+    return this.directory.nameOf(n.id) ?? short(n.id)
+  }
+
+  /** A tsnet network by Docker name, full ID, or unique ID prefix. */
+  private findNetwork(ref: string): NetworkRecord {
+    if (typeof ref !== 'string' || ref === '' || ref.length > 128) throw invalid('name a network by its Docker name or ID')
+    const byName = this.directory.lookup(ref)
+    if (byName && this.networks.has(byName.id)) return this.networks.get(byName.id) as NetworkRecord
+    const byId = [...this.networks.values()].filter((n) => n.id.startsWith(ref))
+    if (byId.length === 1) return byId[0] as NetworkRecord
+    if (byId.length > 1) throw invalid(`${quote(ref)} matches ${byId.length} tsnet networks; give more of the ID`)
+    throw notFound(`no tsnet network is called ${quote(ref)} (names come from Docker's API in the background: is Docker reachable, and is the network a tsnet one?)`)
   }
 
   /** Swarm managers call this for global-scope networks; workers' CreateNetwork receives these options back. */
