@@ -3,6 +3,7 @@
 # with no registry and no `docker build`:
 #   /usr/local/bin/node            the local Node runtime (`command -v node`, or $NODE), + its libraries
 #   ip                             Debian's iproute2 binary (+ /etc/iproute2, /usr/share/iproute2)
+#   ipset                          Debian's, with libipset
 #   iptables, ip6tables, *-restore, *-save
 #                                  symlinks to Debian's xtables-nft-multi (+ its dlopen'ed xtables/ modules)
 #   every shared library ldd names for the above, and the dynamic loader
@@ -91,6 +92,13 @@ for d in /etc/iproute2 /usr/share/iproute2 /usr/lib/iproute2; do
   [ -d "$d" ] && { mkdir -p "$rootfs$(dirname "$d")"; cp -a "$d" "$rootfs$d"; }
 done
 
+# --- ipset: the per-network facts the firewall looks up (links libipset)
+ipset_bin=$(readlink -f "$(command -v ipset || true)")
+[ -x "$ipset_bin" ] || die "ipset not found: install Debian's ipset"
+put "$ipset_bin"
+[ "$ipset_bin" = /usr/sbin/ipset ] || ln -sf "$ipset_bin" "$rootfs/usr/sbin/ipset"
+add_libs "$ipset_bin"
+
 # --- iptables (nf_tables backend): one multi-call binary, dispatching on the name it was called by
 put "$xt"
 xtdir=$(dirname "$xt")
@@ -141,7 +149,7 @@ find "$app/node_modules" -path '*/build/Release/obj.target' -type d -prune -exec
 while IFS= read -r -d '' so; do add_libs "$so"; done < <(find "$app/node_modules" -name '*.node' -type f -print0)
 
 # --- mount points and the rest of a minimal tree
-mkdir -p "$rootfs/run/docker/plugins" "$rootfs/var/lib/tsnet" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/tmp"
+mkdir -p "$rootfs/run/docker/plugins" "$rootfs/var/lib/tsnet" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/tmp" "$rootfs/host/proc/sys/net"
 chmod 1777 "$rootfs/tmp"
 ln -s ../run "$rootfs/var/run"
 : > "$rootfs/run/docker.sock" # mount point of the docker-socket mount (/var/run/docker.sock)
@@ -154,6 +162,7 @@ printf 'root:x:0:\n' > "$rootfs/etc/group"
 if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
   inside() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot "$rootfs" "$@"; }
   inside ip -V >/dev/null 2>&1 || die "ip does not run inside the rootfs"
+  inside ipset --version >/dev/null 2>&1 || die "ipset does not run inside the rootfs"
   for n in iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save; do
     inside "$n" --version >/dev/null || die "$n does not run inside the rootfs"
   done
