@@ -28,6 +28,19 @@ import {
 t.setTimeout(600_000);
 
 const P = 'tsnet:latest';
+/** A container command serving TEXT over http on port 80 (busybox httpd). */
+const HTTPD = (text: string) => `mkdir -p /w && echo ${text} > /w/index.html && exec httpd -f -p 80 -h /w`;
+
+/** stdout of a command in the engine netns ('' when it fails). */
+async function nsExecOut(e: Engine, argv: string[]): Promise<string> {
+  const r = await run('nsenter', [`--net=${e.netnsPath}`, '--', ...argv], { timeoutMs: 15_000 });
+  return r.code === 0 ? r.stdout : '';
+}
+
+/** GET http://ADDR/ from the engine netns (the host); the body trimmed, '' when nothing answers. */
+async function httpGet(e: Engine, addr: string): Promise<string> {
+  return (await nsExecOut(e, ['busybox', 'wget', '-q', '-O', '-', `http://${addr}/`])).trim();
+}
 const TS = ['-d', P, '--ipam-driver', P];
 const NET = 'mnet';
 const SUBNET = '10.80.0.0/24';
@@ -62,10 +75,11 @@ async function enable(e: Engine, name = P): Promise<{ code: number; ms: number; 
 }
 
 /** The endpoint records tsnet keeps, read from the store with `tsnet status --json`. */
-async function storeEndpoints(stateDir: string): Promise<Array<{ id: string; address?: string; portMappings: Array<Record<string, unknown>> }>> {
+type StoredEndpoint = { id: string; address?: string; portMappings: Array<Record<string, unknown>>; published?: Array<{ proto: string; hostPort: number; containerPort: number }> };
+async function storeEndpoints(stateDir: string): Promise<StoredEndpoint[]> {
   const r = await run(process.execPath, [TSNET_CLI, 'status', '--state-dir', stateDir, '--json']);
   if (r.code !== 0) throw new Error(`tsnet status failed: ${r.stderr}`);
-  return (JSON.parse(r.stdout) as { endpoints: Array<{ id: string; address?: string; portMappings: Array<Record<string, unknown>> }> }).endpoints;
+  return (JSON.parse(r.stdout) as { endpoints: StoredEndpoint[] }).endpoints;
 }
 
 async function endpointId(e: Engine, container: string, net: string): Promise<string> {
@@ -168,16 +182,26 @@ if (!E) {
     await e.dockerOk(['network', 'rm', 'dbr']);
   });
 
-  await scenario('published port -p 8080:80: the container starts and tsnet stored the mapping', async (t) => {
-    // Port publishing (NAT) is the network-edge work, not built yet: reachability is not tested here.
-    await runSleeper(e, 'p1', ['--network', NET, '-p', '8080:80']);
+  await scenario('published port -p 8080:80: reachable through the host, refused when taken, gone after rm', async (t) => {
+    await e.dockerOk(['run', '-d', '--name', 'p1', '--network', NET, '-p', '8080:80', BB, 'sh', '-c', HTTPD('hello-p1')]);
     t.equal(await e.dockerOk(['inspect', '-f', '{{.State.Running}}', 'p1']), 'true', 'p1 runs');
     const ep = await endpointId(e, 'p1', NET);
     const rec = (await storeEndpoints(mstate)).find((x) => x.id === ep);
-    t.ok(rec, `tsnet keeps p1's endpoint ${ep.slice(0, 12)}`);
-    const mapped = (rec?.portMappings ?? []).some((p) => p.proto === 'tcp' && p.containerPort === 80 && p.hostPort === 8080);
-    t.ok(mapped, `the mapping tcp 8080->80 is in the endpoint record: ${JSON.stringify(rec?.portMappings)}`);
+    const pub = (rec?.published ?? []).find((p) => p.proto === 'tcp' && p.containerPort === 80);
+    t.equal(pub?.hostPort, 8080, `tsnet stored the published port: ${JSON.stringify(rec?.published)}`);
+    // The engine netns is "the host": its loopback and its docker0 address are host addresses.
+    const viaLo = await waitFor(async () => (await httpGet(e, '127.0.0.1:8080')) === 'hello-p1', { timeoutMs: 10_000, what: 'p1 on 127.0.0.1:8080' }).catch(() => false);
+    t.ok(viaLo, 'p1 answers on 127.0.0.1:8080 (DNAT in OUTPUT, route_localnet set through the mounted /proc/sys)');
+    const hostAddr = (await nsExecOut(e, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'docker0'])).match(/inet (\d+\.\d+\.\d+\.\d+)/)?.[1];
+    t.equal(await httpGet(e, `${hostAddr}:8080`), 'hello-p1', `p1 answers on the host address ${hostAddr}:8080`);
+    t.equal(await httpGet(e, '127.0.0.1:8081'), '', 'control: nothing answers on an unpublished port');
+    const taken = await e.docker(['run', '-d', '--name', 'p2', '--network', NET, '-p', '8080:80', BB, 'sleep', '60']);
+    t.not(taken.code, 0, 'a second container cannot publish host port 8080');
+    t.match(taken.stderr, /8080/, `the error names the port: ${taken.stderr.trim().split('\n').pop()}`);
+    await e.docker(['rm', '-f', 'p2']);
     await e.dockerOk(['rm', '-f', 'p1']);
+    t.notMatch(await nsExecOut(e, ['iptables-save', '-t', 'nat']), /--dport 8080/, 'the DNAT rule is gone after docker rm');
+    t.equal(await httpGet(e, '127.0.0.1:8080'), '', 'and 8080 no longer answers');
   });
 
   await scenario('docker plugin disable -f + enable: the existing network works for new containers', async (t) => {

@@ -22,6 +22,7 @@ import {
   ensureBusyboxImage,
   listLinks,
   median,
+  nsExec,
   nsExecOk,
   pingOk,
   pluginPost,
@@ -79,6 +80,12 @@ let ts: TsnetHandle | undefined;
 let alt: TsnetHandle | undefined;
 
 const ms = (from: number) => Date.now() - from;
+
+/** GET http://ADDR/ from the engine netns (the host): the body trimmed, '' when nothing answers. */
+async function httpGet(e: Engine, addr: string): Promise<string> {
+  const r = await nsExec(e, ['busybox', 'wget', '-q', '-O', '-', `http://${addr}/`], { timeoutMs: 10_000 });
+  return r.code === 0 ? r.stdout.trim() : '';
+}
 
 /** TSE_RS_ONLY=1b,7 runs only those scenarios (plus setup and teardown), for working on one of them. */
 const ONLY = process.env.TSE_RS_ONLY?.split(',').map((x) => x.trim()).filter(Boolean);
@@ -663,7 +670,10 @@ if (!E || !base || !ts) {
     await e.dockerOk(['network', 'create', ...TS, '--subnet', '10.70.0.0/24', 'boot']);
     await runSleeper(e, 'ra1', ['--network', 'boot', '--restart', 'always']);
     await runSleeper(e, 'ra2', ['--network', 'boot', '--restart', 'always']);
+    await e.dockerOk(['run', '-d', '--name', 'rp', '--network', 'boot', '--restart', 'always', '-p', '8085:80', BB, 'sh', '-c', 'mkdir -p /w && echo hello-rp > /w/index.html && exec httpd -f -p 80 -h /w']);
     t.ok(await pingOk(e, 'ra1', 'ra2'), 'before: ra1 reaches ra2');
+    const published = () => waitFor(async () => (await httpGet(e, '127.0.0.1:8085')) === 'hello-rp', { timeoutMs: 30_000, intervalMs: 300, what: 'rp on 127.0.0.1:8085' }).then(() => true, () => false);
+    t.ok(await published(), 'before: the published port 8085 of rp answers on the host');
     const bootId = await e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'boot']);
     // shutdown in reverse boot order, then the namespace goes with everything in it
     const t0 = Date.now();
@@ -691,6 +701,7 @@ if (!E || !base || !ts) {
     }, { timeoutMs: 60_000, intervalMs: 300, what: 'ra1 and ra2 back and reaching each other' }).catch(() => false);
     const rebootMs = ms(t0);
     t.ok(back, `after the reboot the --restart always containers are back and reach each other (tsnet ready ${tsReady} ms, boot reconcile ${boot?.ms} ms, dockerd ${dockerdMs} ms, ${ms(t2)} ms from dockerd start to connectivity)`);
+    t.ok(await published(), 'after the reboot the published port 8085 of rp answers again');
     const conv = await converge(e, 30_000);
     t.ok(conv.ok, `store and kernel match Docker's view after the reboot${conv.ok ? '' : `: ${short([...(conv.last?.extra ?? []), ...(conv.last?.missing ?? [])])}`}`);
     // dockerd restart while tsnet keeps running
@@ -704,6 +715,7 @@ if (!E || !base || !ts) {
     }, { timeoutMs: 60_000, intervalMs: 300, what: 'ra1 and ra2 back after the dockerd restart' }).catch(() => false);
     t.ok(back2, `after a dockerd restart (tsnet running) they are back and connected (${ms(t4)} ms from dockerd start, ${ms(t3)} ms in all)`);
     t.ok(ts!.running, 'tsnet kept running');
+    t.ok(await published(), 'after the dockerd restart the published port 8085 of rp answers again');
     const conv2 = await converge(e, 30_000);
     t.ok(conv2.ok, "store and kernel match Docker's view after the dockerd restart");
     Object.assign(figures, {

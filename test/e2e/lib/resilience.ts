@@ -8,6 +8,8 @@ import type { Engine } from './engine.js';
 import { nsExecOk } from './engine.js';
 import { run } from './proc.js';
 import type { HostSnapshot } from './snapshot.js';
+import { CHAIN, DOCKER_USER, FOREIGN_TAG, JUMPS, dnatRule, filterRules, networkEntries, postroutingRules } from '../../../src/core/edge-plan.js';
+import type { NetworkRecord, PublishedPort } from '../../../src/core/records.js';
 import { tsnetStateDir, TSNET_CLI } from './tsnet.js';
 
 // ---------- bounded parallelism ----------
@@ -28,7 +30,7 @@ export async function mapLimit<T, R>(limit: number, items: readonly T[], fn: (x:
 
 // ---------- tsnet's store ----------
 
-export interface StoreNetwork {
+export interface StoreNetwork extends Partial<Omit<NetworkRecord, 'id' | 'bridge'>> {
   id: string;
   bridge: string;
 }
@@ -38,6 +40,7 @@ export interface StoreEndpoint {
   hostIf: string;
   address?: string;
   joined: boolean;
+  published?: PublishedPort[];
 }
 export interface StorePool {
   id: string;
@@ -226,21 +229,40 @@ export function explain(base: HostSnapshot, now: HostSnapshot, store: StoreView,
   }
   extra.push(...minus(now.links, wantLinks).map((l) => `link ${l}`));
   missing.push(...minus(wantLinks, now.links).map((l) => `link ${l}`));
-  // firewall
-  const wantRules: string[] = [];
-  if (docker.length) wantRules.push(':TSNET-FORWARD - [0:0]', '-A FORWARD -j TSNET-FORWARD');
-  for (const n of docker) wantRules.push(`-A TSNET-FORWARD -i ${n.bridge} -o ${n.bridge} -m comment --comment tsnet:net:${n.id.slice(0, 12)} -j ACCEPT`);
+  // firewall: tsnet's fixed chains and jumps while a network exists, one DNAT rule per published port
+  const dockerIds = new Set(docker.map((n) => n.id));
+  const dockerEps = new Set(docker.flatMap((n) => n.endpoints.map((x) => x.endpointId)));
   for (const fam of ['iptables', 'ip6tables'] as const) {
+    const f = fam === 'iptables' ? 4 : 6;
     const b = base[fam].map(unquote);
     const c = now[fam].map(unquote);
     const added = minus(c, b);
     const removed = minus(b, c);
-    // a table that only exists because of tsnet's chain adds its '*filter'/COMMIT/built-in chain lines
-    const want = [...wantRules];
-    extra.push(...minus(added, want).filter((l) => !/^(\*filter|COMMIT|:(INPUT|FORWARD|OUTPUT) ACCEPT \[0:0\])$/.test(l)).map((l) => `${fam} + ${l}`));
-    missing.push(...minus(want, added).map((l) => `${fam} ${l}`));
+    const want: string[] = [];
+    if (docker.length) {
+      const rules = filterRules(f);
+      want.push(...[CHAIN.forward, CHAIN.from, CHAIN.to, CHAIN.dnat, CHAIN.postrouting].map((ch) => `:${ch} - [0:0]`));
+      if (!b.includes(`:${DOCKER_USER} - [0:0]`)) want.push(`:${DOCKER_USER} - [0:0]`);
+      want.push(...JUMPS.map((j) => `-A ${j.chain} ${j.rule}`));
+      want.push(...rules.forward.map((r) => `-A ${CHAIN.forward} ${r}`), ...rules.from.map((r) => `-A ${CHAIN.from} ${r}`), ...rules.to.map((r) => `-A ${CHAIN.to} ${r}`));
+      want.push(...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`));
+      for (const x of store.endpoints) {
+        if (!dockerEps.has(x.id)) continue;
+        for (const p of x.published ?? []) if (p.family === f) want.push(`-A ${CHAIN.dnat} ${dnatRule(x.id, p)}`);
+      }
+    }
+    const wantU = want.map(unquote);
+    // a table that only exists because of tsnet's chains adds its header/COMMIT/built-in chain lines
+    extra.push(...minus(added, wantU).filter((l) => !/^(\*filter|\*nat|COMMIT|:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ACCEPT \[0:0\])$/.test(l)).map((l) => `${fam} + ${l}`));
+    missing.push(...minus(wantU, added).map((l) => `${fam} ${l}`));
     extra.push(...removed.map((l) => `${fam} - ${l} (a base rule is gone)`));
   }
+  // ipsets: each of Docker's tsnet networks contributes its subnets (entries of Docker's own networks aside)
+  const wantSets = store.networks.filter((n) => dockerIds.has(n.id)).flatMap((n) => networkEntries(n as NetworkRecord))
+    .map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`);
+  const haveSets = minus(now.ipsets, base.ipsets).filter((l) => l.startsWith('add ') && !l.includes(`"${FOREIGN_TAG}"`));
+  extra.push(...minus(haveSets, wantSets).map((l) => `ipset ${l}`));
+  missing.push(...minus(wantSets, haveSets).map((l) => `ipset ${l}`));
   // store
   const dn = new Set(docker.map((n) => n.id));
   const sn = new Set(store.networks.map((n) => n.id));

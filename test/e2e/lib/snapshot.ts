@@ -11,6 +11,8 @@ export interface HostSnapshot {
   /** iptables-save, without '#' comment lines, chain counters zeroed */
   iptables: string[];
   ip6tables: string[];
+  /** ipset save, without hash seeds, sorted (members come out in hash order) */
+  ipsets: string[];
   /** files under the tsnet state dir (relative, sorted), store metadata excluded */
   storeFiles: string[];
 }
@@ -101,14 +103,22 @@ export async function listStoreFiles(e: Engine, stateDir = tsnetStateDir(e)): Pr
   return all.filter((p) => !isStoreMeta(p)).sort();
 }
 
+/** Every ipset of the netns (not only tsnet's), seeds stripped, sorted. */
+export async function saveIpsets(e: Engine): Promise<string[]> {
+  const r = await nsExec(e, ['ipset', 'save']);
+  if (r.code !== 0) throw new Error(`ipset save in ${e.netns} failed: ${r.stderr}`);
+  return r.stdout.split('\n').filter((l) => l.trim() !== '').map((l) => l.replace(/ initval 0x[0-9a-f]+/, '')).sort();
+}
+
 export async function snapshotHost(e: Engine): Promise<HostSnapshot> {
-  const [links, iptables, ip6tables, storeFiles] = await Promise.all([
+  const [links, iptables, ip6tables, ipsets, storeFiles] = await Promise.all([
     listLinks(e),
     saveRules(e, 'iptables-save'),
     saveRules(e, 'ip6tables-save'),
+    saveIpsets(e),
     listStoreFiles(e),
   ]);
-  return { links, iptables, ip6tables, storeFiles };
+  return { links, iptables, ip6tables, ipsets, storeFiles };
 }
 
 /** Multiset difference: lines of a missing from b ("- ") and lines of b not in a ("+ "). */
@@ -141,7 +151,7 @@ export type SnapshotPart = keyof HostSnapshot;
 export function diffSnapshots(
   a: HostSnapshot,
   b: HostSnapshot,
-  parts: readonly SnapshotPart[] = ['links', 'iptables', 'ip6tables', 'storeFiles'],
+  parts: readonly SnapshotPart[] = ['links', 'iptables', 'ip6tables', 'ipsets', 'storeFiles'],
 ): string[] {
   const out: string[] = [];
   for (const p of parts) {
