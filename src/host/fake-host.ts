@@ -44,6 +44,12 @@ export class FakeHost implements Host {
     this.groups.set(spec.name, spec.group)
   }
 
+  async ensureBridges(specs: BridgeSpec[], log: Logger): Promise<Map<string, unknown>> {
+    const failed = new Map<string, unknown>()
+    for (const spec of specs) await this.ensureBridge(spec, log).catch((err: unknown) => failed.set(spec.name, err))
+    return failed
+  }
+
   async ensureVeth(spec: VethSpec, _log: Logger): Promise<void> {
     this.maybeFail('ensureVeth')
     const existing = this.links.get(spec.hostName)

@@ -40,6 +40,8 @@ export interface LinkInfo {
 export interface Host {
   /** Creates the bridge or brings an existing one of ours to spec. Refuses a link tsnet does not own. */
   ensureBridge(spec: BridgeSpec, log: Logger): Promise<void>
+  /** Many bridges at once (boot reconcile); returns the errors of those that could not be brought to spec, by name. */
+  ensureBridges(specs: BridgeSpec[], log: Logger): Promise<Map<string, unknown>>
   /** Creates the veth pair or checks an existing one of ours. */
   ensureVeth(spec: VethSpec, log: Logger): Promise<void>
   /** Deletes a link if it exists and carries `alias`; a missing link is fine. */

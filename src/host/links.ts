@@ -61,12 +61,8 @@ export class Links {
     return link
   }
 
-  async ensureBridge(spec: BridgeSpec, log: Logger): Promise<void> {
-    checkTag(spec.alias, 'link alias')
-    checkMac(spec.mac)
-    checkMtu(spec.mtu)
-    spec.addresses.forEach(checkCidrText)
-    const existing = await this.checkOwned(spec.name, spec.alias, 'bridge')
+  /** The `ip -batch` lines that bring one bridge to spec, given what the kernel has under its name. */
+  private bridgeLines(spec: BridgeSpec, existing: LinkInfo | undefined): string[] {
     const lines: string[] = []
     if (!existing) {
       // The MTU is set after creation: only then does the kernel keep it when the last port goes
@@ -77,12 +73,26 @@ export class Links {
     } else if (existing.mtu !== spec.mtu) {
       lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`)
     }
-    if (!Number.isInteger(spec.group) || spec.group < 0 || spec.group > 0xffffffff) throw invalid(`device group ${spec.group} is not a 32-bit number`)
     lines.push(`link set dev ${spec.name} group ${spec.group}`)
     for (const a of spec.addresses) lines.push(`addr replace ${a} dev ${spec.name}${a.includes(':') ? ' nodad' : ''}`)
     lines.push(`link set dev ${spec.name} up`)
+    return lines
+  }
+
+  private checkBridgeSpec(spec: BridgeSpec): void {
+    checkIfName(spec.name, 'bridge name')
+    checkTag(spec.alias, 'link alias')
+    checkMac(spec.mac)
+    checkMtu(spec.mtu)
+    spec.addresses.forEach(checkCidrText)
+    if (!Number.isInteger(spec.group) || spec.group < 0 || spec.group > 0xffffffff) throw invalid(`device group ${spec.group} is not a 32-bit number`)
+  }
+
+  async ensureBridge(spec: BridgeSpec, log: Logger): Promise<void> {
+    this.checkBridgeSpec(spec)
+    const existing = await this.checkOwned(spec.name, spec.alias, 'bridge')
     try {
-      await this.batch(lines)
+      await this.batch(this.bridgeLines(spec, existing))
     } catch (err) {
       if (!existing) await this.deleteQuietly(spec.name, spec.alias, log)
       throw withContext(err, `setting up bridge ${spec.name}${existing ? '' : ' (rolled back: bridge removed)'}`)
@@ -90,26 +100,69 @@ export class Links {
     log.info({ host: existing ? 'bridge.updated' : 'bridge.created', bridge: spec.name, mtu: spec.mtu, addresses: spec.addresses }, existing ? 'bridge brought to spec' : 'bridge created')
   }
 
+  /**
+   * Many bridges with one read of the link table and one `ip -batch` (the boot reconcile of
+   * thousands of networks). If the batch fails, each bridge is retried alone so one bad bridge
+   * does not hold back the others; the errors come back per bridge.
+   */
+  async ensureBridges(specs: BridgeSpec[], log: Logger): Promise<Map<string, unknown>> {
+    const failed = new Map<string, unknown>()
+    const json = await runOk(this.runner, 'ip', ['-j', '-d', 'link', 'show'])
+    const links = new Map((JSON.parse(json || '[]') as IpLinkJson[]).map((l) => [l.ifname.split('@')[0] as string, l]))
+    const lines: string[] = []
+    const todo: BridgeSpec[] = []
+    for (const spec of specs) {
+      try {
+        this.checkBridgeSpec(spec)
+        const l = links.get(spec.name)
+        if (l && l.ifalias !== spec.alias) throw conflict(`a link named ${spec.name} already exists and is not tsnet's (${l.ifalias ? `it belongs to ${l.ifalias}` : 'it has no tsnet tag'})`)
+        if (l && l.linkinfo?.info_kind !== 'bridge') throw conflict(`link ${spec.name} exists but is a ${l.linkinfo?.info_kind ?? 'plain'} device, not a bridge`)
+        lines.push(...this.bridgeLines(spec, l ? { name: spec.name, mtu: l.mtu, up: true } : undefined))
+        todo.push(spec)
+      } catch (err) {
+        failed.set(spec.name, err)
+      }
+    }
+    if (lines.length === 0) return failed
+    try {
+      await this.batch(lines)
+      log.info({ host: 'bridges.ensured', bridges: todo.length, created: todo.filter((s) => !links.has(s.name)).map((s) => s.name) }, 'bridges brought to spec')
+    } catch {
+      for (const spec of todo) await this.ensureBridge(spec, log).catch((err: unknown) => failed.set(spec.name, err))
+    }
+    return failed
+  }
+
   async ensureVeth(spec: VethSpec, log: Logger): Promise<void> {
+    checkIfName(spec.hostName)
     checkIfName(spec.peerName)
     checkIfName(spec.bridge, 'bridge name')
     checkTag(spec.alias, 'link alias')
     checkMac(spec.mac)
     checkMtu(spec.mtu)
+    const attach = `link set dev ${spec.hostName} master ${spec.bridge} up`
+    // The usual case first, in one process: the pair does not exist yet.
+    const created = await this.batch([
+      `link add name ${spec.hostName} mtu ${spec.mtu} type veth peer name ${spec.peerName} mtu ${spec.mtu} address ${spec.mac}`,
+      `link set dev ${spec.hostName} alias ${spec.alias}`,
+      attach,
+    ]).then(() => true, async (err: unknown) => {
+      if (err instanceof HostCommandError && /File exists/i.test(err.result.stderr)) return false
+      await this.deleteQuietly(spec.hostName, spec.alias, log)
+      throw withContext(err, `setting up veth ${spec.hostName} (rolled back: veth removed)`)
+    })
+    if (created) {
+      log.info({ host: 'veth.created', veth: spec.hostName, peer: spec.peerName, bridge: spec.bridge, mac: spec.mac, mtu: spec.mtu }, 'veth pair created')
+      return
+    }
+    // A name is taken: a retried call (our veth) is brought to spec; anything else is refused.
     const existing = await this.checkOwned(spec.hostName, spec.alias, 'veth')
-    const lines: string[] = []
-    if (!existing) {
-      lines.push(`link add name ${spec.hostName} mtu ${spec.mtu} type veth peer name ${spec.peerName} mtu ${spec.mtu} address ${spec.mac}`)
-      lines.push(`link set dev ${spec.hostName} alias ${spec.alias}`)
-    }
-    lines.push(`link set dev ${spec.hostName} master ${spec.bridge} up`)
+    if (!existing) throw conflict(`cannot create veth ${spec.hostName}/${spec.peerName}: a link with one of these names already exists`)
     try {
-      await this.batch(lines)
+      await this.batch([attach])
     } catch (err) {
-      if (!existing) await this.deleteQuietly(spec.hostName, spec.alias, log)
-      throw withContext(err, `setting up veth ${spec.hostName}${existing ? '' : ' (rolled back: veth removed)'}`)
+      throw withContext(err, `setting up veth ${spec.hostName}`)
     }
-    if (!existing) log.info({ host: 'veth.created', veth: spec.hostName, peer: spec.peerName, bridge: spec.bridge, mac: spec.mac, mtu: spec.mtu }, 'veth pair created')
   }
 
   async deleteOwned(name: string, alias: string, log: Logger): Promise<void> {

@@ -30,6 +30,7 @@ export class LinuxHost implements Host {
   }
 
   ensureBridge(spec: BridgeSpec, log: Logger) { return this.links.ensureBridge(spec, log) }
+  ensureBridges(specs: BridgeSpec[], log: Logger) { return this.links.ensureBridges(specs, log) }
   ensureVeth(spec: VethSpec, log: Logger) { return this.links.ensureVeth(spec, log) }
   deleteOwnedLink(name: string, alias: string, log: Logger) { return this.links.deleteOwned(name, alias, log) }
   routedPrefixes() { return this.links.routedPrefixes() }

@@ -53,6 +53,8 @@ export class NetworkService {
    * (or endpoints of two networks) whose names collide could otherwise race for one link.
    */
   private readonly claimed = new Map<string, string>()
+  /** tsnet's chains and sets are known to be in place (set by ensureEdge, cleared by removeEdge). */
+  private edgeReady = false
   /** Sockets holding published host ports, by endpoint. */
   private readonly reservations = new Map<string, Reservation[]>()
 
@@ -90,54 +92,89 @@ export class NetworkService {
       await this.host.deleteOwnedLink(l.name, l.alias, log).catch(note({ link: l.name }))
     }
     if (this.networks.size === 0) {
-      await this.host.removeEdge(log).catch(note({ step: 'remove firewall' }))
+      await this.removeEdge(log).catch(note({ step: 'remove firewall' }))
     } else {
-      await this.host.ensureEdge(log).catch(note({ step: 'firewall chains' }))
-      const tags = new Set([...this.networks.keys()].map(networkTag))
-      await this.host.syncSetEntries((c) => c !== FOREIGN_TAG && !tags.has(c), [], log, 'entries of no known network').catch(note({ step: 'prune ipsets' }))
-      const published = new Set([...this.endpoints.values()].filter((e) => e.published?.length).map((e) => endpointTag(e.id)))
-      await this.host.removePortRules((tag) => !published.has(tag), log, 'endpoints without published ports').catch(note({ step: 'prune DNAT rules' }))
+      // Batched: a handful of host commands whatever the number of networks (a managed plugin
+      // has seconds to answer, and requests wait for this).
+      const nets = [...this.networks.values()]
+      await this.ensureEdge(log, true).catch(note({ step: 'firewall chains' }))
+      const failedBridges = await this.host.ensureBridges(nets.map((n) => this.bridgeSpec(n)), log).catch((err) => {
+        note({ step: 'bridges' })(err)
+        return new Map(nets.map((n) => [n.bridge, err]))
+      })
+      for (const [bridge, err] of failedBridges) note({ bridge })(err)
+      const ready = nets.filter((n) => !failedBridges.has(n.bridge))
+      await this.applyHostSysctls(ready, log).catch(note({ step: 'kernel settings' }))
+      for (const n of ready) await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), '1', log).catch(note({ network: n.id, step: 'route_localnet' }))
+      const entries = ready.flatMap((n) => {
+        try {
+          return this.networkSetEntries(n)
+        } catch (err) {
+          note({ network: n.id, step: 'policy' })(err)
+          return []
+        }
+      })
+      await this.host.syncSetEntries((c) => c !== FOREIGN_TAG, entries, log, 'every network').catch(note({ step: 'ipsets' }))
       await this.syncForeign(log).catch(note({ step: "Docker's networks" }))
-    }
-    for (const n of this.networks.values()) {
-      await this.lock.run(n.id, () => this.applyNetwork(n, log)).catch(note({ network: n.id, bridge: n.bridge }))
-    }
-    for (const e of this.endpoints.values()) {
-      if (!e.published?.length) continue
-      await this.lock.run(e.networkId, () => this.restorePorts(e, log)).catch(note({ endpoint: e.id, step: 'published ports' }))
+      const published = [...this.endpoints.values()].filter((e) => e.published?.length)
+      const tags = new Set(published.map((e) => endpointTag(e.id)))
+      await this.host.removePortRules((tag) => !tags.has(tag), log, 'endpoints without published ports').catch(note({ step: 'prune DNAT rules' }))
+      const rules: Array<{ family: 4 | 6; rule: string }> = []
+      for (const e of published) {
+        await this.reservePublished(e).then(() => rules.push(...e.published!.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) }))), note({ endpoint: e.id, step: 'published ports' }))
+      }
+      await this.host.addPortRules(rules, log).catch(note({ step: 'DNAT rules' }))
     }
     log.info({ networks: this.networks.size, endpoints: this.endpoints.size, orphanLinks: orphans.length, failed, ms: Date.now() - started }, 'boot reconcile done')
   }
 
-  /** Holds the stored host ports again and puts their DNAT rules back (after a restart or reboot). */
-  private async restorePorts(e: EndpointRecord, log: Logger): Promise<void> {
-    const held: Reservation[] = this.reservations.get(e.id) ?? []
-    if (held.length === 0) {
-      const groups = new Map<string, PublishedPort[]>()
-      for (const p of e.published ?? []) {
-        const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
-        groups.set(key, [...(groups.get(key) ?? []), p])
-      }
+  /** The chains and sets once per process (and at every boot reconcile): they do not go away by themselves. */
+  private async ensureEdge(log: Logger, force = false): Promise<void> {
+    if (this.edgeReady && !force) return
+    await this.host.ensureEdge(log)
+    this.edgeReady = true
+  }
+
+  private async removeEdge(log: Logger): Promise<void> {
+    this.edgeReady = false
+    await this.host.removeEdge(log)
+  }
+
+  /** Holds the stored host ports of an endpoint again (after a restart or reboot). */
+  private async reservePublished(e: EndpointRecord): Promise<void> {
+    if (this.reservations.has(e.id)) return
+    const held: Reservation[] = []
+    const groups = new Map<string, PublishedPort[]>()
+    for (const p of e.published ?? []) {
+      const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
+      groups.set(key, [...(groups.get(key) ?? []), p])
+    }
+    try {
       for (const ports of groups.values()) {
         const first = ports[0] as PublishedPort
         const bindings = ports.map((p) => ({ family: p.family, address: p.hostIp || (p.family === 4 ? '0.0.0.0' : '::') }))
         held.push(await this.host.reservePort(first.proto, bindings, [first.hostPort]))
       }
-      this.reservations.set(e.id, held)
+    } catch (err) {
+      await Promise.all(held.map((h) => h.release()))
+      throw err
     }
-    await this.host.addPortRules((e.published ?? []).map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
+    this.reservations.set(e.id, held)
   }
 
-  /** Kernel settings a network needs. ICC off relies on frames inside a bridge meeting iptables. */
-  private async applySysctls(n: NetworkRecord, log: Logger): Promise<void> {
-    if (!n.internal) {
-      if ((await this.host.setSysctl('net/ipv4/ip_forward', '1', log)) === 'changed') await this.host.dropForwardingByDefault(4, log)
-      if (n.ipv6 && (await this.host.setSysctl('net/ipv6/conf/all/forwarding', '1', log)) === 'changed') await this.host.dropForwardingByDefault(6, log)
-    }
-    await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), '1', log)
+  private bridgeSpec(n: NetworkRecord) {
+    return { name: n.bridge, alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), addresses: bridgeAddresses(n), group: deviceGroupOf(n) }
+  }
+
+  /** Host-wide settings the networks need; forwarding turned on by tsnet closes FORWARD by default, as Docker does. */
+  private async applyHostSysctls(nets: NetworkRecord[], log: Logger): Promise<void> {
+    const routed = nets.filter((n) => !n.internal)
+    if (routed.length && (await this.host.setSysctl('net/ipv4/ip_forward', '1', log)) === 'changed') await this.host.dropForwardingByDefault(4, log)
+    if (routed.some((n) => n.ipv6) && (await this.host.setSysctl('net/ipv6/conf/all/forwarding', '1', log)) === 'changed') await this.host.dropForwardingByDefault(6, log)
     const v4 = await this.host.setSysctl('net/bridge/bridge-nf-call-iptables', '1', log)
     const v6 = await this.host.setSysctl('net/bridge/bridge-nf-call-ip6tables', '1', log)
-    if (!n.enableIcc && (v4 === 'absent' || v6 === 'absent')) {
+    // ICC off relies on frames inside a bridge meeting iptables.
+    if (nets.some((n) => !n.enableIcc) && (v4 === 'absent' || v6 === 'absent')) {
       throw invalid('enable_icc=false needs the br_netfilter kernel module, which is not loaded (modprobe br_netfilter; Docker loads it when it starts)')
     }
   }
@@ -174,12 +211,11 @@ export class NetworkService {
   }
 
   private async applyNetwork(n: NetworkRecord, log: Logger): Promise<void> {
-    await this.host.ensureBridge({
-      name: n.bridge, alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), addresses: bridgeAddresses(n), group: deviceGroupOf(n),
-    }, log)
+    await this.host.ensureBridge(this.bridgeSpec(n), log)
     // After the bridge: route_localnet is a setting of the bridge itself.
-    await this.applySysctls(n, log)
-    await this.host.ensureEdge(log)
+    await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), '1', log)
+    await this.applyHostSysctls([n], log)
+    await this.ensureEdge(log)
     await this.syncNetworkEntries(n, log)
   }
 
@@ -255,7 +291,7 @@ export class NetworkService {
       log.error({ err: e, bridge: record.bridge }, 'rollback: bridge not removed')
     })
     if (this.networks.size === 0) {
-      await this.host.removeEdge(log).catch((e) => {
+      await this.removeEdge(log).catch((e) => {
         clean = false
         log.error({ err: e }, "rollback: tsnet's chains not removed")
       })
@@ -273,7 +309,7 @@ export class NetworkService {
         await this.host.deleteOwnedLink(n.bridge, networkAlias(n.id), log)
         await this.store.delete('networks', n.id)
         this.networks.delete(n.id)
-        if (this.networks.size === 0) await this.host.removeEdge(log)
+        if (this.networks.size === 0) await this.removeEdge(log)
       } catch (err) {
         throw withContext(err, `deleting network ${short(n.id)}`)
       }
@@ -405,6 +441,7 @@ export class NetworkService {
       const current = this.endpoints.get(e.id) ?? e
       const held: Reservation[] = []
       const published: PublishedPort[] = []
+      // A repeated Program after a restart finds the ports already held by reservePublished.
       try {
         for (const r of requests) {
           const candidates = r.candidates?.filter((port) => !this.publishedElsewhere(e.id, r.mapping.proto, port, r.targets.map((t) => t.bind)))
