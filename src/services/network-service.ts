@@ -432,6 +432,8 @@ export class NetworkService {
         if (mappings.some((m) => m.hostPort !== 0 || m.hostIp !== '')) throw invalid(`network ${short(n.id)} is internal: it publishes no ports`)
         return {}
       }
+      // Most containers publish nothing: nothing to hold, program or write.
+      if (mappings.length === 0 && !e.published?.length && !this.reservations.has(e.id)) return {}
       const requests = planPublish(e, mappings)
       if (e.published && this.reservations.has(e.id) && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
         await this.host.addPortRules(e.published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)

@@ -113,7 +113,7 @@ export class FileStore implements Store {
         await handle.writeFile(text.slice(0, text.length >> 1))
         crashPoint('put:mid-write')
         await handle.writeFile(text.slice(text.length >> 1))
-        await handle.sync()
+        await handle.datasync() // data and size are what the rename needs; the directory sync covers the name
       } finally {
         await handle.close()
       }
