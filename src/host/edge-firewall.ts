@@ -179,13 +179,22 @@ export class EdgeFirewall {
    * Makes the entries whose comment `owns` picks exactly `desired`, in one batch. The mirror
    * changes only after the kernel accepted the batch.
    */
-  syncEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string): Promise<void> {
+  syncEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string, others: SetEntry[] = []): Promise<void> {
     desired.forEach(checkEntry)
+    others.forEach(checkEntry)
     return this.lock.run('fw', async () => {
       const mirror = await this.loadMirror()
       const want = new Map(desired.map((e) => [entryKey(e), e]))
-      const del = [...mirror.values()].filter((e) => owns(e.comment) && want.get(entryKey(e))?.comment !== e.comment)
+      const heirs = new Map(others.map((e) => [entryKey(e), e]))
+      const del: SetEntry[] = []
       const add = [...want.values()].filter((e) => mirror.get(entryKey(e))?.comment !== e.comment)
+      for (const e of mirror.values()) {
+        if (!owns(e.comment) || want.get(entryKey(e))?.comment === e.comment) continue
+        if (want.has(entryKey(e))) continue // re-added above with its new comment
+        const heir = heirs.get(entryKey(e))
+        if (heir) add.push(heir) // `add -exist` updates the comment: the member changes hands
+        else del.push(e)
+      }
       if (del.length === 0 && add.length === 0) return
       const lines = [...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
       try {

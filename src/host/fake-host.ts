@@ -99,9 +99,15 @@ export class FakeHost implements Host {
     this.portRules.clear()
   }
 
-  async syncSetEntries(owns: (comment: string) => boolean, desired: SetEntry[], _log: Logger, _what: string): Promise<void> {
+  async syncSetEntries(owns: (comment: string) => boolean, desired: SetEntry[], _log: Logger, _what: string, others: SetEntry[] = []): Promise<void> {
     this.maybeFail('syncSetEntries')
-    for (const [k, e] of [...this.sets]) if (owns(e.comment)) this.sets.delete(k)
+    const heirs = new Map(others.map((e) => [entryKey(e), e]))
+    for (const [k, e] of [...this.sets]) {
+      if (!owns(e.comment)) continue
+      const heir = heirs.get(k)
+      if (heir) this.sets.set(k, heir)
+      else this.sets.delete(k)
+    }
     for (const e of desired) this.sets.set(entryKey(e), e)
   }
 

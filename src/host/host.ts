@@ -57,8 +57,11 @@ export interface Host {
   ensureEdge(log: Logger): Promise<void>
   /** Removes them all (no tsnet network left). */
   removeEdge(log: Logger): Promise<void>
-  /** Makes the ipset entries whose comment `owns` picks exactly `desired`. */
-  syncSetEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string): Promise<void>
+  /**
+   * Makes the ipset entries whose comment `owns` picks exactly `desired`. An owned member that is
+   * no longer desired but appears in `others` (another owner needs it) is handed over, not deleted.
+   */
+  syncSetEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string, others?: SetEntry[]): Promise<void>
   /** Adds DNAT rules of published ports (idempotent). */
   addPortRules(rules: Array<{ family: Family; rule: string }>, log: Logger): Promise<void>
   /** Removes the DNAT rules whose comment `doomed` picks. */

@@ -39,7 +39,7 @@ export class LinuxHost implements Host {
   listOwnedLinks() { return this.links.listOwned('tsnet:') }
   ensureEdge(log: Logger) { return this.firewall.ensureBase(log) }
   removeEdge(log: Logger) { return this.firewall.removeBase(log) }
-  syncSetEntries(owns: (c: string) => boolean, desired: SetEntry[], log: Logger, what: string) { return this.firewall.syncEntries(owns, desired, log, what) }
+  syncSetEntries(owns: (c: string) => boolean, desired: SetEntry[], log: Logger, what: string, others?: SetEntry[]) { return this.firewall.syncEntries(owns, desired, log, what, others) }
   addPortRules(rules: Array<{ family: Family; rule: string }>, log: Logger) { return this.firewall.addPortRules(rules, log) }
   removePortRules(doomed: (tag: string) => boolean, log: Logger, what: string) { return this.firewall.removePortRules(doomed, log, what) }
   setSysctl(key: string, value: string, log: Logger) { return this.sysctls.set(key, value, log) }

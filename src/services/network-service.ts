@@ -53,6 +53,8 @@ export class NetworkService {
    * (or endpoints of two networks) whose names collide could otherwise race for one link.
    */
   private readonly claimed = new Map<string, string>()
+  /** Networks whose CreateNetwork is between its first host change and its registration. */
+  private readonly creating = new Set<string>()
   /** tsnet's chains and sets are known to be in place (set by ensureEdge, cleared by removeEdge). */
   private edgeReady = false
   /** Sockets holding published host ports, by endpoint. */
@@ -168,15 +170,16 @@ export class NetworkService {
 
   /** Host-wide settings the networks need; forwarding turned on by tsnet closes FORWARD by default, as Docker does. */
   private async applyHostSysctls(nets: NetworkRecord[], log: Logger): Promise<void> {
-    const routed = nets.filter((n) => !n.internal)
-    if (routed.length && (await this.host.setSysctl('net/ipv4/ip_forward', '1', log)) === 'changed') await this.host.dropForwardingByDefault(4, log)
-    if (routed.some((n) => n.ipv6) && (await this.host.setSysctl('net/ipv6/conf/all/forwarding', '1', log)) === 'changed') await this.host.dropForwardingByDefault(6, log)
+    // First what may refuse the request, so a refusal leaves forwarding as it was.
     const v4 = await this.host.setSysctl('net/bridge/bridge-nf-call-iptables', '1', log)
     const v6 = await this.host.setSysctl('net/bridge/bridge-nf-call-ip6tables', '1', log)
     // ICC off relies on frames inside a bridge meeting iptables.
     if (nets.some((n) => !n.enableIcc) && (v4 === 'absent' || v6 === 'absent')) {
       throw invalid('enable_icc=false needs the br_netfilter kernel module, which is not loaded (modprobe br_netfilter; Docker loads it when it starts)')
     }
+    const routed = nets.filter((n) => !n.internal)
+    if (routed.length && (await this.host.setSysctl('net/ipv4/ip_forward', '1', log)) === 'changed') await this.host.dropForwardingByDefault(4, log)
+    if (routed.some((n) => n.ipv6) && (await this.host.setSysctl('net/ipv6/conf/all/forwarding', '1', log)) === 'changed') await this.host.dropForwardingByDefault(6, log)
   }
 
   /** The ipset entries of one network: its subnets, and what its policy lets in. */
@@ -193,7 +196,13 @@ export class NetworkService {
 
   private syncNetworkEntries(n: NetworkRecord, log: Logger, entries = this.networkSetEntries(n)): Promise<void> {
     const tag = networkTag(n.id)
-    return this.host.syncSetEntries((c) => c === tag, entries, log, `network ${short(n.id)}`)
+    // Networks may share a subnet (another IPAM driver): a member one of them still needs is
+    // handed over to it rather than deleted.
+    const pools = new Set([...n.ipv4Subnets, ...n.ipv6Subnets].map((x) => x.pool))
+    const others = [...this.networks.values()]
+      .filter((m) => m.id !== n.id && [...m.ipv4Subnets, ...m.ipv6Subnets].some((x) => pools.has(x.pool)))
+      .flatMap((m) => networkEntries(m))
+    return this.host.syncSetEntries((c) => c === tag, entries, log, `network ${short(n.id)}`, others)
   }
 
   private syncForeign(log: Logger): Promise<void> {
@@ -265,6 +274,7 @@ export class NetworkService {
       if (clash) throw conflict(`bridge name ${planned.bridge} is already used by network ${short(clash.id)}`)
       const record = existing ?? planned
       const release = this.claim(record.bridge, record.id, `bridge name ${record.bridge} is being claimed by another network right now`)
+      this.creating.add(record.id)
       try {
         await this.applyNetwork(record, log)
         if (!existing) await this.store.put('networks', record.id, record)
@@ -273,10 +283,16 @@ export class NetworkService {
         throw withContext(err, `creating network ${short(record.id)}${outcome}`)
       } finally {
         release()
+        this.creating.delete(record.id)
       }
       this.networks.set(record.id, record)
       return {}
     })
+  }
+
+  /** No network registered and none being created (but `self`): the chains and sets can go. */
+  private noNetworkLeft(self?: string): boolean {
+    return this.networks.size === 0 && [...this.creating].every((id) => id === self)
   }
 
   /** Removes what createNetwork may have made; true when everything went. */
@@ -290,7 +306,7 @@ export class NetworkService {
       clean = false
       log.error({ err: e, bridge: record.bridge }, 'rollback: bridge not removed')
     })
-    if (this.networks.size === 0) {
+    if (this.noNetworkLeft(record.id)) {
       await this.removeEdge(log).catch((e) => {
         clean = false
         log.error({ err: e }, "rollback: tsnet's chains not removed")
@@ -309,7 +325,7 @@ export class NetworkService {
         await this.host.deleteOwnedLink(n.bridge, networkAlias(n.id), log)
         await this.store.delete('networks', n.id)
         this.networks.delete(n.id)
-        if (this.networks.size === 0) await this.removeEdge(log)
+        if (this.noNetworkLeft()) await this.removeEdge(log)
       } catch (err) {
         throw withContext(err, `deleting network ${short(n.id)}`)
       }
@@ -449,7 +465,8 @@ export class NetworkService {
           const candidates = r.candidates?.filter((port) => !this.publishedElsewhere(e.id, r.mapping.proto, port, r.targets.map((t) => t.bind)))
           if (candidates && candidates.length === 0) {
             const other = this.publishedElsewhere(e.id, r.mapping.proto, r.candidates?.[0] ?? 0, r.targets.map((t) => t.bind))
-            throw conflict(`host port ${r.mapping.proto}/${r.candidates?.join(',').replace(/,.*,/, '-')} is already published by ${other}`)
+            const [first, last] = [r.candidates?.[0], r.candidates?.[r.candidates.length - 1]]
+            throw conflict(`host port ${r.mapping.proto}/${first === last ? first : `${first}-${last}`} is already published by ${other}`)
           }
           const reservation = await this.host.reservePort(r.mapping.proto, r.targets.map((t) => ({ family: t.family, address: t.bind })), candidates)
           held.push(reservation)

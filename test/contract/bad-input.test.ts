@@ -8,7 +8,7 @@ import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { DOCKER_DEFAULT_POOLS_TEXT, parseDefaultPools } from '../../src/core/ipam.js'
 import type { Runner } from '../../src/host/exec.js'
-import { LinuxHost } from '../../src/host/linux-host.js'
+import { linuxHostVia } from '../../src/host/linux-host.js'
 import { buildApp } from '../../src/server/app.js'
 import { IpamService } from '../../src/services/ipam-service.js'
 import { NetworkService } from '../../src/services/network-service.js'
@@ -41,6 +41,16 @@ const endpoint = (over: Record<string, Json> = {}, iface: Record<string, string>
 })
 const withPortmap = (pm: Record<string, Json>): Json =>
   endpoint({ Options: { 'com.docker.network.portmap': [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080, ...pm }], 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] } })
+/** ProgramExternalConnectivity for the baseline's joined endpoint E with one port mapping (-p 8080:80 unless changed). */
+const program = (pm: Record<string, Json>, over: Record<string, Json> = {}): Json => ({
+  NetworkID: N,
+  EndpointID: E,
+  Options: { 'com.docker.network.portmap': [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080, ...pm }], 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] },
+  ...over,
+})
+const programOptions = (options: Record<string, Json>): Json => ({ NetworkID: N, EndpointID: E, Options: options })
+const withPolicy = (allow: string, options: Record<string, Json> = {}): Json =>
+  network({ Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': { 'tsnet.allow': allow }, ...options } })
 const pool = (over: Record<string, Json> = {}): Json => ({ AddressSpace: 'LocalDefault', Pool: '10.21.0.0/24', SubPool: '', Options: null, V6: false, ...over })
 
 /** A driver holding a network with a joined endpoint, a /24 pool with its gateway leased, and a /30 pool. */
@@ -144,6 +154,42 @@ const cases: Case[] = [
   { name: 'portmap HostPort 70000', method: 'NetworkDriver.CreateEndpoint', body: withPortmap({ HostPort: 70000, HostPortEnd: 70000 }), err: /HostPort .*70000/ },
   { name: 'portmap not a list', method: 'NetworkDriver.CreateEndpoint', body: endpoint({ Options: { 'com.docker.network.portmap': { Proto: 6 } } }), err: /port map must be a list/ },
   { name: 'the same EndpointID with another address', method: 'NetworkDriver.CreateEndpoint', body: endpoint({ EndpointID: E }, { Address: '10.9.0.9/24' }), err: /endpoint 2e2e2e2e2e2e already exists.*different/ },
+  { name: 'CreateNetwork tsnet.allow with one word', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui'), err: /tsnet\.allow rule 1 \("ui"\): a rule is SOURCES PORTS/ },
+  { name: 'CreateNetwork tsnet.allow with three words', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui tcp/80 udp/53'), err: /tsnet\.allow rule 1 .*a rule is SOURCES PORTS/ },
+  { name: 'CreateNetwork tsnet.allow, the second rule broken', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui tcp/80; db'), err: /tsnet\.allow rule 2 \("db"\)/ },
+  { name: 'CreateNetwork tsnet.allow with an unknown protocol', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui gre/47'), err: /"gre\/47" is not a port/ },
+  { name: 'CreateNetwork tsnet.allow with a port without protocol', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui 8080'), err: /"8080" is not a port/ },
+  { name: 'CreateNetwork tsnet.allow with a reversed range', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui tcp/9000-8000'), err: /port range "tcp\/9000-8000" is reversed/ },
+  { name: 'CreateNetwork tsnet.allow with port 0', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui tcp/0'), err: /port 0 in "tcp\/0" is out of range/ },
+  { name: 'CreateNetwork tsnet.allow with port 70000', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui udp/70000'), err: /port 70000 in "udp\/70000" is out of range/ },
+  { name: 'CreateNetwork tsnet.allow with a range over 1024 ports', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui tcp/1000-3000'), err: /spans 2001 ports; at most 1024/ },
+  { name: 'CreateNetwork tsnet.allow with an invalid CIDR', method: 'NetworkDriver.CreateNetwork', body: withPolicy('10.0.0.0/33 tcp/80'), err: /"10\.0\.0\.0\/33" is not a valid CIDR/ },
+  { name: 'CreateNetwork tsnet.allow from everywhere (/0)', method: 'NetworkDriver.CreateNetwork', body: withPolicy('0.0.0.0/0 tcp/80'), err: /"0\.0\.0\.0\/0" would allow every address/ },
+  { name: 'CreateNetwork tsnet.allow with a source that is no name', method: 'NetworkDriver.CreateNetwork', body: withPolicy('-ui tcp/80'), err: /"-ui" is neither a network name nor an address/ },
+  { name: 'CreateNetwork tsnet.allow on an internal network', method: 'NetworkDriver.CreateNetwork', body: withPolicy('ui tcp/80', { 'com.docker.network.internal': true }), err: /internal network accepts no traffic.*tsnet\.allow/ },
+  // ---- ProgramExternalConnectivity ----
+  { name: 'Program for an unknown network', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}, { NetworkID: N2 }), err: /network 4a4a4a4a4a4a is unknown/ },
+  { name: 'Program for an unknown endpoint', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}, { EndpointID: E2 }), err: /endpoint 3f3f3f3f3f3f of network 1d1d1d1d1d1d is unknown/ },
+  { name: 'Program with Options a list', method: 'NetworkDriver.ProgramExternalConnectivity', body: { NetworkID: N, EndpointID: E, Options: [] }, err: /Options/ },
+  { name: 'Program with the port map not a list', method: 'NetworkDriver.ProgramExternalConnectivity', body: programOptions({ 'com.docker.network.portmap': { Proto: 6, Port: 80 } }), err: /port map must be a list/ },
+  { name: 'Program with a port mapping that is not an object', method: 'NetworkDriver.ProgramExternalConnectivity', body: programOptions({ 'com.docker.network.portmap': [8080] }), err: /port mapping #1 is not an object/ },
+  { name: 'Program with the second mapping broken', method: 'NetworkDriver.ProgramExternalConnectivity', body: programOptions({ 'com.docker.network.portmap': [{ Proto: 6, Port: 80, HostPort: 8080 }, { Proto: 6, Port: 0 }] }), err: /port mapping #2: Port must be a whole number from 1 to 65535/ },
+  { name: 'Program with Proto 99', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ Proto: 99 }), err: /port mapping #1: protocol number 99 is not supported/ },
+  { name: 'Program with Proto 1 (icmp)', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ Proto: 1 }), err: /protocol number 1 is not supported/ },
+  { name: 'Program with Proto "tcp"', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ Proto: 'tcp' }), err: /port mapping #1: Proto must be a whole number/ },
+  { name: 'Program without Port', method: 'NetworkDriver.ProgramExternalConnectivity', body: programOptions({ 'com.docker.network.portmap': [{ Proto: 6, HostPort: 8080 }] }), err: /port mapping #1: Port must be a whole number/ },
+  { name: 'Program with Port 70000', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ Port: 70000 }), err: /port mapping #1: Port .*70000/ },
+  { name: 'Program with Port 1.5', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ Port: 1.5 }), err: /port mapping #1: Port .*1\.5/ },
+  { name: 'Program with HostPort 70000', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostPort: 70000, HostPortEnd: 70000 }), err: /port mapping #1: HostPort .*70000/ },
+  { name: 'Program with HostPort -1', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostPort: -1, HostPortEnd: 0 }), err: /port mapping #1: HostPort .*-1/ },
+  { name: 'Program with HostPortEnd 65536', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostPortEnd: 65536 }), err: /port mapping #1: HostPortEnd .*65536/ },
+  { name: 'Program with a reversed host port range', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostPort: 9000, HostPortEnd: 8000 }), err: /port mapping #1: host port range 9000-8000 is reversed/ },
+  { name: 'Program with HostIP "not-an-ip"', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostIP: 'not-an-ip' }), err: /port mapping #1: host IP "not-an-ip" is not an IP address/ },
+  { name: 'Program with HostIP 256.1.1.1', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostIP: '256.1.1.1' }), err: /host IP "256\.1\.1\.1" is not an IP address/ },
+  { name: 'Program with HostIP a CIDR', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostIP: '127.0.0.1/8' }), err: /host IP "127\.0\.0\.1\/8" is not an IP address/ },
+  { name: 'Program with HostIP a number', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostIP: 127 }), err: /port mapping #1: host IP 127 is not an IP address/ },
+  { name: 'Program with an IPv6 HostIP for a container without IPv6', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostIP: '::1' }), err: /host IP ::1 is IPv6, but the container has no IPv6 address/ },
+  { name: 'Program with exposed port Proto 99', method: 'NetworkDriver.ProgramExternalConnectivity', body: programOptions({ 'com.docker.network.portmap': [], 'com.docker.network.endpoint.exposedports': [{ Proto: 99, Port: 80 }] }), err: /exposed port #1: protocol number 99/ },
   // ---- Join ----
   { name: 'Join for an unknown endpoint', method: 'NetworkDriver.Join', body: { NetworkID: N, EndpointID: E2, SandboxKey: '/var/run/docker/netns/0123456789ab', Options: {} }, err: /endpoint 3f3f3f3f3f3f .*unknown/ },
   { name: 'Join for an unknown network', method: 'NetworkDriver.Join', body: { NetworkID: N2, EndpointID: E, SandboxKey: '/var/run/docker/netns/0123456789ab', Options: {} }, err: /network 4a4a4a4a4a4a is unknown/ },
@@ -202,14 +248,44 @@ t.test('a foreign link with the bridge name: refused, and the foreign link is le
 })
 
 t.test('a host failure is an {Err} and is rolled back', async (t) => {
-  for (const op of ['ensureBridge', 'allowIntraBridge'] as const) {
+  for (const op of ['setSysctl', 'ensureBridge', 'syncSetEntries'] as const) {
     const d = await baseline(t)
     d.host.failNext.add(op)
     await expectRefused(t, d, { name: `CreateNetwork with ${op} failing`, method: 'NetworkDriver.CreateNetwork', body: network(), err: new RegExp(`creating network 4a4a4a4a4a4a.*injected failure in ${op}`) })
   }
+  for (const op of ['ensureEdge', 'syncSetEntries'] as const) {
+    const first = await Driver.start(t) // tsnet's chains come with the first network
+    first.host.failNext.add(op)
+    await expectRefused(t, first, { name: `the first CreateNetwork with ${op} failing`, method: 'NetworkDriver.CreateNetwork', body: network(), err: new RegExp(`creating network 4a4a4a4a4a4a \\(rolled back: nothing was left on the host\\).*injected failure in ${op}`) })
+  }
   const d = await baseline(t)
   d.host.failNext.add('ensureVeth')
   await expectRefused(t, d, { name: 'CreateEndpoint with ensureVeth failing', method: 'NetworkDriver.CreateEndpoint', body: endpoint(), err: /creating endpoint 3f3f3f3f3f3f.*injected failure in ensureVeth/ })
+  for (const op of ['reservePort', 'addPortRules'] as const) {
+    const d = await baseline(t)
+    d.host.failNext.add(op)
+    await expectRefused(t, d, { name: `Program with ${op} failing`, method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}), err: new RegExp(`publishing ports of endpoint 2e2e2e2e2e2e \\(rolled back: nothing was published\\).*injected failure in ${op}`) })
+  }
+})
+
+t.test('a host port already taken: refused naming it, nothing is published', async (t) => {
+  await t.test('by another process', async (t) => {
+    const d = await baseline(t)
+    d.host.heldPorts.add('tcp/8080')
+    await expectRefused(t, d, { name: 'Program -p 8080:80', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}), err: /host port tcp\/8080 is already in use/ })
+  })
+  await t.test('by another endpoint', async (t) => {
+    const d = await baseline(t)
+    const other = { ...(endpoint() as object), EndpointID: E2, Interface: { Address: '10.9.0.3/24', AddressIPv6: '', MacAddress: '' } }
+    t.equal((await d.send('NetworkDriver.CreateEndpoint', other)).status, 200)
+    t.equal((await d.send('NetworkDriver.ProgramExternalConnectivity', program({}, { EndpointID: E2 }))).status, 200, 'the other endpoint publishes 8080')
+    await expectRefused(t, d, { name: 'Program -p 8080:80 again', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}), err: /host port tcp\/8080 is already published by endpoint 3f3f3f3f3f3f/ })
+  })
+  await t.test('a range whose every port is taken', async (t) => {
+    const d = await baseline(t)
+    for (const p of [8080, 8081, 8082]) d.host.heldPorts.add(`tcp/${p}`)
+    await expectRefused(t, d, { name: 'Program -p 8080-8082:80', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostPortEnd: 8082 }), err: /host port tcp\/8080.* is already in use/ })
+  })
 })
 
 t.test('deletes and releases of unknown objects answer 200 {} and change nothing', async (t) => {
@@ -278,7 +354,7 @@ t.test('on a real host (LinuxHost, commands recorded and not run)', async (t) =>
   const dir = await mkdtemp(join(tmpdir(), 'tsnet-contract-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const store = await FileStore.open(dir)
-  const host = new LinuxHost(runner)
+  const host = linuxHostVia(runner)
   const networkService = new NetworkService(store, host, {})
   const ipamService = new IpamService(store, host, { defaultPools: parseDefaultPools(DOCKER_DEFAULT_POOLS_TEXT) })
   await networkService.load()

@@ -4,11 +4,11 @@
 import t, { type Test } from 'tap'
 import { cloneBody, loadScenario, loadScenarios, type Json, type RecordedCall } from '../fixtures/wire/loader.js'
 import { Driver, ipOf, macForIpv4 } from './fixtures/driver.js'
-import { BRIDGE_OPTION, MTU_OPTION, Replayer } from './fixtures/replay.js'
+import { BRIDGE_OPTION, MTU_OPTION, Replayer, assertNoEdge } from './fixtures/replay.js'
 
 async function assertHostEmpty(t: Test, d: Driver, what: string) {
   t.same([...d.host.links.keys()], [], `${what}: no links are left on the host`)
-  t.same([...d.host.rules], [], `${what}: no firewall rules are left`)
+  assertNoEdge(t, d, what)
   t.same(Object.keys(await d.records('networks')), [], `${what}: no network is left in the store`)
   t.same(Object.keys(await d.records('endpoints')), [], `${what}: no endpoint is left in the store`)
 }

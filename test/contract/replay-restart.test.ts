@@ -6,7 +6,7 @@ import t from 'tap'
 import { cloneBody, loadScenario, type RecordedCall } from '../fixtures/wire/loader.js'
 import { FakeHost } from '../../src/host/fake-host.js'
 import { Driver } from './fixtures/driver.js'
-import { Replayer } from './fixtures/replay.js'
+import { Replayer, assertNoEdge } from './fixtures/replay.js'
 
 const NET = '0fd15d6c35e7589ba47a5b80d5488615d7e2676c7de22e93eb50eb6f4d6a1435'
 const veths = (d: Driver) => [...d.host.links.values()].filter((l) => l.kind === 'veth').length
@@ -54,7 +54,7 @@ t.test('40 → plugin killed → 42 restarted → 43 dockerd restart → 44 dock
 
   await r.replay(loadScenario('restart/45-cleanup'))
   t.same([...d.host.links.keys()], [], '45: DeleteNetwork removed the bridge and every veth, leaked ones included')
-  t.same([...d.host.rules], [], '45: no firewall rules are left')
+  assertNoEdge(t, d, '45')
   t.same(await d.records('networks'), {}, '45: no network is left in the store')
   t.same(await d.records('endpoints'), {}, '45: no endpoint is left in the store')
 })
@@ -113,4 +113,21 @@ t.test('43 after a host reboot: the store survives, the kernel state does not, D
     if (c.method === 'NetworkDriver.Join') t.equal(a.json?.Gateway, '10.66.0.1', `${c.source}: the gateway`)
   }
   t.ok(rebooted.link('tsbr-0fd15d6c35') ?? [...rebooted.host.links.values()].some((l) => l.kind === 'bridge'), 'the network\'s bridge exists again')
+})
+
+t.test('a published port survives a tsnet restart: held again, its rule kept, and revocable', async (t) => {
+  const d = await Driver.start(t)
+  const r = new Replayer(t, d)
+  const calls = loadScenario('legacy/10-run-publish-p8080')
+  const upToProgram = calls.slice(0, calls.findIndex((c) => c.method === 'NetworkDriver.ProgramExternalConnectivity') + 1)
+  await r.replay(upToProgram)
+  t.same([...d.host.heldPorts], ['tcp/8080'], 'precondition: 8080 is published')
+  const before = await d.state()
+  await d.restart()
+  t.same(await d.state(), before, 'after the restart the same port is held and the same DNAT rule is in place')
+  await r.replay(calls.slice(upToProgram.length))
+  t.same([...d.host.heldPorts], [], 'Revoke and DeleteEndpoint after the restart release the port')
+  t.same([...d.host.portRules], [], 'and remove the rule')
+  await r.replay([{ method: 'NetworkDriver.DeleteNetwork', body: { NetworkID: (calls[0]?.body as any).NetworkID }, recorded: {}, source: 'cleanup' }])
+  assertNoEdge(t, d, 'after cleanup')
 })

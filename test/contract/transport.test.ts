@@ -3,7 +3,7 @@
 import { request } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
-import { loadScenario, wireText } from '../fixtures/wire/loader.js'
+import { type Json, loadScenario, wireText } from '../fixtures/wire/loader.js'
 import { DOCKER_HEADERS, Driver } from './fixtures/driver.js'
 
 const NET = {
@@ -93,11 +93,22 @@ t.test('an unknown route answers non-200 with {Err} naming it', async (t) => {
 
 t.test('ProgramExternalConnectivity/RevokeExternalConnectivity are implemented (200, not 404)', async (t) => {
   const d = await Driver.start(t)
-  for (const m of ['NetworkDriver.ProgramExternalConnectivity', 'NetworkDriver.RevokeExternalConnectivity']) {
-    const a = await d.send(m, { NetworkID: 'a'.repeat(64), EndpointID: 'b'.repeat(64), Options: {} })
-    t.equal(a.status, 200, m)
-    t.same(a.json, {}, m)
+  const net = 'a'.repeat(64)
+  const ep = 'b'.repeat(64)
+  const ok = async (m: string, body: Json) => {
+    const a = await d.send(m, body)
+    t.equal(a.status, 200, `${m}: 200 (${a.text.slice(0, 160)})`)
+    return a
   }
+  await ok('NetworkDriver.CreateNetwork', { NetworkID: net, Options: {}, IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.44.0.0/24', Gateway: '10.44.0.1/24' }], IPv6Data: [] })
+  await ok('NetworkDriver.CreateEndpoint', { NetworkID: net, EndpointID: ep, Interface: { Address: '10.44.0.2/24', AddressIPv6: '', MacAddress: '' }, Options: {} })
+  for (const m of ['NetworkDriver.ProgramExternalConnectivity', 'NetworkDriver.RevokeExternalConnectivity']) {
+    t.same((await ok(m, { NetworkID: net, EndpointID: ep, Options: {} })).json, {}, `${m}: {}`)
+  }
+  const unknown = await d.send('NetworkDriver.ProgramExternalConnectivity', { NetworkID: 'c'.repeat(64), EndpointID: ep, Options: {} })
+  t.same(Object.keys(unknown.json ?? {}), ['Err'], 'Program for a network tsnet does not know: {Err}, not a missing route')
+  t.match(unknown.json?.Err, /network cccccccccccc is unknown/, 'naming the network')
+  t.same((await ok('NetworkDriver.RevokeExternalConnectivity', { NetworkID: 'c'.repeat(64), EndpointID: ep, Options: {} })).json, {}, 'Revoke for an unknown network: {} (nothing to undo)')
 })
 
 function post(socketPath: string, path: string, body: string): Promise<{ status: number; text: string; headers: Record<string, unknown> }> {

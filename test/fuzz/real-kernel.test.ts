@@ -1,11 +1,11 @@
 // Hostile input against the real host layer: a few hundred generated requests (seeded; FUZZ_SEED
 // overrides) through the app over LinuxHost, whose every command runs inside a network namespace
 // this test creates (tsfz-<pid>, entered with nsenter). Same properties as in-process, with the
-// kernel as the host: after a refused request, links, addresses, routes and iptables/ip6tables
-// rules of the namespace are unchanged (see lib/kernel-sut.ts for exactly what is compared); after
+// kernel as the host: after a refused request, links, addresses, routes, iptables/ip6tables
+// rules and ipsets of the namespace are unchanged (see lib/kernel-sut.ts for exactly what is compared); after
 // every request the kernel holds exactly what the store's records imply, and what tsnet does not
 // own is untouched. Each sequence ends by deleting everything through the API: the namespace must
-// be back to its baseline, with no tsnet link and no TSNET rule. Requires root.
+// be back to its baseline, with no tsnet link, no TSNET rule and no tsnet ipset. Requires root.
 import { execFileSync } from 'node:child_process'
 import t from 'tap'
 import { fuzz, seedFromEnv } from './lib/engine.js'
@@ -20,7 +20,7 @@ const MIN_REQUESTS = 300
 
 function canRun(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces, iptables)'
-  for (const tool of ['ip', 'nsenter', 'iptables-save', 'ip6tables-save', 'iptables-restore']) {
+  for (const tool of ['ip', 'nsenter', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'ipset']) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
     } catch {

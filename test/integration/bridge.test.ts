@@ -2,9 +2,10 @@
 // idempotence, MTU updates, refusal of links tsnet does not own, and rollback on failure.
 import t from 'tap'
 import { TsnetError } from '../../src/errors.js'
+import { GROUP } from '../../src/core/edge-plan.js'
 import { macFromSeed, networkAlias } from '../../src/core/names.js'
 import type { BridgeSpec } from '../../src/host/host.js'
-import { addPlainDevice, addrs, createNetns, globalCidrs, hostIn, link, log, nsState, rejection } from './lib/netns.js'
+import { addPlainDevice, addrs, createNetns, deviceGroup, globalCidrs, hostIn, link, log, nsState, rejection } from './lib/netns.js'
 
 const NET_ID = 'a1'.repeat(32)
 const spec = (over: Partial<BridgeSpec> = {}): BridgeSpec => ({
@@ -13,6 +14,7 @@ const spec = (over: Partial<BridgeSpec> = {}): BridgeSpec => ({
   mtu: 1400,
   mac: macFromSeed(NET_ID),
   addresses: ['10.77.0.1/24', 'fd77::1/64'],
+  group: GROUP.base,
   ...over,
 })
 
@@ -29,6 +31,7 @@ t.test('ensureBridge creates the bridge to spec and is idempotent', async (t) =>
   t.equal(br?.mtu, 1400, 'MTU')
   t.equal(br?.address, s.mac, 'MAC')
   t.ok(br?.flags.includes('UP'), 'administratively up')
+  t.equal(deviceGroup(br), GROUP.base, 'tsnet\'s device group')
   t.same(await globalCidrs(ns, s.name), ['10.77.0.1/24', 'fd77::1/64'], 'IPv4 and IPv6 gateway addresses')
   const v6 = (await addrs(ns, s.name)).find((a) => a.local === 'fd77::1')
   t.notOk(v6?.tentative, 'IPv6 gateway is not tentative (nodad)')
@@ -48,6 +51,12 @@ t.test('ensureBridge creates the bridge to spec and is idempotent', async (t) =>
   t.equal(br2?.ifalias, s.alias, 'alias kept')
   t.equal(br2?.address, s.mac, 'MAC kept')
   t.same(await globalCidrs(ns, s.name), ['10.77.0.1/24', 'fd77::1/64'], 'addresses kept, not duplicated')
+
+  await host.ensureBridge({ ...s, mtu: 1300, group: GROUP.base | GROUP.iccOff | GROUP.internal }, log)
+  t.equal(deviceGroup(await link(ns, s.name)), GROUP.base | GROUP.iccOff | GROUP.internal, 'a changed device group is applied to an existing bridge')
+  await ns.ok('ip', ['link', 'set', 'dev', s.name, 'group', 'default'])
+  await host.ensureBridge({ ...s, mtu: 1300 }, log)
+  t.equal(deviceGroup(await link(ns, s.name)), GROUP.base, 'a bridge of ours that lost its group gets it back')
 
   // a bridge of ours that was brought down is brought up again
   await ns.ok('ip', ['link', 'set', 'dev', s.name, 'down'])

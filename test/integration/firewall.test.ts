@@ -1,16 +1,35 @@
-// allowIntraBridge / revokeIntraBridge against real iptables (nf_tables backend) and ip6tables in a
-// private namespace: one rule per bridge and family, one jump at the top of FORWARD, and nothing
-// left once the last bridge is revoked.
-import t from 'tap'
+// host/edge-firewall.ts against real iptables (nf_tables backend), ip6tables and ipset in a private
+// namespace: tsnet's chains and jumps (first in FORWARD, DOCKER-USER, PREROUTING, OUTPUT and
+// POSTROUTING, also after something else put itself first), ipset entries owned by their comment,
+// DNAT rules tagged by endpoint, and nothing of tsnet's left after removeBase, while rules, chains
+// and sets that are not tsnet's stay exactly as they were.
+import t, { type Test } from 'tap'
+import type { Family } from '../../src/core/addr.js'
+import {
+  ALL_SETS, CHAIN, DOCKER_USER, JUMPS, SET_TYPE, type SetEntry, allowEntries, dnatRule, endpointTag, filterRules, networkEntries, postroutingRules,
+} from '../../src/core/edge-plan.js'
 import { networkTag } from '../../src/core/names.js'
-import { FORWARD_CHAIN } from '../../src/host/firewall.js'
-import { chainRules, createNetns, hostIn, log, savedRules, type Netns } from './lib/netns.js'
+import { parsePolicy } from '../../src/core/policy.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
+import { EdgeFirewall } from '../../src/host/edge-firewall.js'
+import { TsnetError } from '../../src/errors.js'
+import { chainRules, createNetns, hostIn, log, rejection, savedRules, type Netns } from './lib/netns.js'
 
 const TOOLS = ['iptables', 'ip6tables'] as const
-const TAG1 = networkTag('f1'.repeat(32))
-const TAG2 = networkTag('f2'.repeat(32))
+type Tool = (typeof TOOLS)[number]
+const familyOf = (tool: Tool): Family => (tool === 'iptables' ? 4 : 6)
 
-/** Some rules of "the rest of the host", so the snapshot has a filter table and FORWARD content. */
+const NET_A = 'fa'.repeat(32)
+const NET_B = 'fb'.repeat(32)
+const EP1 = 'e1'.repeat(32)
+const EP2 = 'e2'.repeat(32)
+
+function firewallIn(ns: Netns) {
+  const { runner } = hostIn(ns)
+  return { fw: new EdgeFirewall(runner), runner }
+}
+
+/** Some rules, a chain and a set of "the rest of the host", so there is something not to touch. */
 async function populate(ns: Netns): Promise<void> {
   for (const tool of TOOLS) {
     await ns.ok(tool, ['-w', '10', '-P', 'FORWARD', 'DROP'])
@@ -19,110 +38,300 @@ async function populate(ns: Netns): Promise<void> {
     await ns.ok(tool, ['-w', '10', '-A', 'FORWARD', '-i', 'eth9', '-o', 'eth9', '-j', 'ACCEPT'])
     await ns.ok(tool, ['-w', '10', '-A', 'OTHER-FORWARD', '-i', 'eth8', '-m', 'comment', '--comment', 'not tsnet', '-j', 'ACCEPT'])
     await ns.ok(tool, ['-w', '10', '-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-N', 'OTHER-NAT'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '9999', '-j', 'OTHER-NAT'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth9', '-j', 'MASQUERADE'])
+  }
+  await ns.ok('ipset', ['create', 'other-set', 'hash:net', 'comment'])
+  await ns.ok('ipset', ['add', 'other-set', '192.0.2.0/24', 'comment', 'not tsnet'])
+}
+
+/** Everything a test may compare: both rule dumps and the full `ipset save`. */
+async function snapshot(ns: Netns) {
+  return { iptables: await savedRules(ns, 'iptables'), ip6tables: await savedRules(ns, 'ip6tables'), ipset: await ns.ok('ipset', ['save']) }
+}
+
+async function rulesOf(ns: Netns, tool: Tool, chain: string, table = 'filter'): Promise<string[] | undefined> {
+  if (table === 'filter') return chainRules(ns, tool, chain)
+  const r = await ns.run(tool, ['-w', '10', '-t', table, '-S', chain])
+  if (r.code !== 0) return undefined
+  return r.stdout.split('\n').filter((l) => l.startsWith('-A '))
+}
+
+/** `add` lines of `ipset save` for tsnet's sets, as `set entry comment`, sorted. */
+async function tsnetMembers(ns: Netns): Promise<string[]> {
+  return (await ns.ok('ipset', ['save']))
+    .split('\n')
+    .filter((l) => l.startsWith('add tsnet-'))
+    .map((l) => l.replace(/^add /, ''))
+    .sort()
+}
+
+async function tsnetSets(ns: Netns): Promise<string[]> {
+  return (await ns.ok('ipset', ['list', '-n'])).split('\n').filter((s) => s.startsWith('tsnet-')).sort()
+}
+
+/** Checks every chain body and jump of tsnet's against edge-plan, in both families. */
+async function assertBase(t: Test, ns: Netns, what: string): Promise<void> {
+  for (const tool of TOOLS) {
+    const f = familyOf(tool)
+    const plan = filterRules(f)
+    t.same(await rulesOf(ns, tool, CHAIN.forward), plan.forward.map((r) => `-A ${CHAIN.forward} ${r}`), `${what}: ${tool} ${CHAIN.forward} is edge-plan's`)
+    t.same(await rulesOf(ns, tool, CHAIN.from), plan.from.map((r) => `-A ${CHAIN.from} ${r}`), `${what}: ${tool} ${CHAIN.from} is edge-plan's`)
+    t.same(await rulesOf(ns, tool, CHAIN.to), plan.to.map((r) => `-A ${CHAIN.to} ${r}`), `${what}: ${tool} ${CHAIN.to} is edge-plan's`)
+    t.same(await rulesOf(ns, tool, CHAIN.postrouting, 'nat'), postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`), `${what}: ${tool} ${CHAIN.postrouting} is edge-plan's`)
+    t.ok(await rulesOf(ns, tool, CHAIN.dnat, 'nat'), `${what}: ${tool} ${CHAIN.dnat} exists`)
+    for (const j of JUMPS) {
+      const rules = (await rulesOf(ns, tool, j.chain, j.table)) ?? []
+      const jump = `-A ${j.chain} ${j.rule}`
+      t.equal(rules[0], jump, `${what}: ${tool} ${j.table}/${j.chain} starts with tsnet's jump`)
+      t.equal(rules.filter((r) => r === jump).length, 1, `${what}: ${tool} ${j.table}/${j.chain} has it once`)
+    }
+  }
+  t.same(await tsnetSets(ns), [...ALL_SETS].sort(), `${what}: all of tsnet's ipsets exist`)
+  for (const s of ALL_SETS) {
+    const header = (await ns.ok('ipset', ['list', '-t', s])).split('\n')
+    const kind = s.replace(/^tsnet-/, '').replace(/[46]$/, '') as keyof typeof SET_TYPE
+    t.ok(header.includes(`Type: ${SET_TYPE[kind]}`), `${what}: ${s} is ${SET_TYPE[kind]}`)
+    t.match(header.find((l) => l.startsWith('Header:')), new RegExp(`family ${s.endsWith('6') ? 'inet6' : 'inet'} .*comment`), `${what}: ${s} has its family and comments`)
   }
 }
 
-const ruleFor = (bridge: string, tag: string) => `-A ${FORWARD_CHAIN} -i ${bridge} -o ${bridge} -m comment --comment "${tag}" -j ACCEPT`
-
-async function forward(ns: Netns, tool: (typeof TOOLS)[number]): Promise<string[]> {
-  return (await chainRules(ns, tool, 'FORWARD')) ?? []
-}
-
-t.test('allow / revoke on a host that has its own rules', async (t) => {
+t.test('ensureBase on a host with its own rules: chains, jumps first, sets; idempotent', async (t) => {
   const ns = await createNetns(t)
-  const { host } = hostIn(ns)
+  const { fw } = firewallIn(ns)
   await populate(ns)
-  const snap = { iptables: await savedRules(ns, 'iptables'), ip6tables: await savedRules(ns, 'ip6tables') }
-  t.notMatch(snap.iptables, /TSNET/, 'no tsnet rules to begin with')
+  const before = await snapshot(ns)
+  t.notMatch(before.iptables, /TSNET|DOCKER-USER/, 'nothing of tsnet\'s to begin with')
 
-  await host.allowIntraBridge('tsbr-fw1', TAG1, log)
-  await host.allowIntraBridge('tsbr-fw1', TAG1, log)
+  await fw.ensureBase(log)
+  await assertBase(t, ns, 'first ensureBase')
   for (const tool of TOOLS) {
-    t.same(await chainRules(ns, tool, FORWARD_CHAIN), [ruleFor('tsbr-fw1', TAG1)], `${tool}: allow twice → exactly one rule`)
-    const fwd = await forward(ns, tool)
-    t.equal(fwd[0], `-A FORWARD -j ${FORWARD_CHAIN}`, `${tool}: the jump is the first FORWARD rule`)
-    t.equal(fwd.filter((l) => l.includes(FORWARD_CHAIN)).length, 1, `${tool}: exactly one jump`)
-    t.same(fwd.slice(1), ['-A FORWARD -j OTHER-FORWARD', '-A FORWARD -i eth9 -o eth9 -j ACCEPT'], `${tool}: other FORWARD rules kept, in order`)
-    t.match(await ns.ok(tool, ['-w', '10', '-S', 'FORWARD']), /^-P FORWARD DROP$/m, `${tool}: FORWARD policy untouched`)
+    t.same(await rulesOf(ns, tool, 'FORWARD'), ['-A FORWARD -j TSNET-FORWARD', '-A FORWARD -j OTHER-FORWARD', '-A FORWARD -i eth9 -o eth9 -j ACCEPT'], `${tool}: FORWARD keeps its rules after the jump`)
+    t.same(await rulesOf(ns, tool, DOCKER_USER), [`-A ${DOCKER_USER} -j TSNET-FORWARD`], `${tool}: DOCKER-USER was created for tsnet's jump`)
+    t.same(await rulesOf(ns, tool, 'OTHER-FORWARD'), ['-A OTHER-FORWARD -i eth8 -m comment --comment "not tsnet" -j ACCEPT'], `${tool}: another chain is untouched`)
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), ['-A PREROUTING -m addrtype --dst-type LOCAL -j TSNET-DNAT', '-A PREROUTING -p tcp -m tcp --dport 9999 -j OTHER-NAT'], `${tool}: nat PREROUTING keeps its rule after the jump`)
+    t.match(await savedRules(ns, tool), /^:FORWARD DROP/m, `${tool}: the FORWARD policy is left as it was`)
   }
+  t.match(await ns.ok('ipset', ['save', 'other-set']), /add other-set 192\.0\.2\.0\/24 comment "not tsnet"/, 'a set of someone else is untouched')
 
-  await host.allowIntraBridge('tsbr-fw2', TAG2, log)
-  for (const tool of TOOLS) {
-    t.same(await chainRules(ns, tool, FORWARD_CHAIN), [ruleFor('tsbr-fw1', TAG1), ruleFor('tsbr-fw2', TAG2)], `${tool}: two bridges → two rules`)
-    t.equal((await forward(ns, tool)).filter((l) => l.includes(FORWARD_CHAIN)).length, 1, `${tool}: still one jump`)
-  }
+  const once = await snapshot(ns)
+  await fw.ensureBase(log)
+  await fw.ensureBase(log)
+  t.same(await snapshot(ns), once, 'ensureBase again changes nothing')
 
-  await host.revokeIntraBridge('tsbr-fw1', TAG1, log)
-  for (const tool of TOOLS) {
-    t.same(await chainRules(ns, tool, FORWARD_CHAIN), [ruleFor('tsbr-fw2', TAG2)], `${tool}: revoking the first leaves only the other`)
-    t.equal((await forward(ns, tool))[0], `-A FORWARD -j ${FORWARD_CHAIN}`, `${tool}: jump still there`)
-  }
-
-  // revoking something that has no rule (or another tag for the same bridge) changes nothing
-  const mid = { iptables: await savedRules(ns, 'iptables'), ip6tables: await savedRules(ns, 'ip6tables') }
-  await host.revokeIntraBridge('tsbr-fw1', TAG1, log)
-  await host.revokeIntraBridge('tsbr-fw2', TAG1, log)
-  t.same({ iptables: await savedRules(ns, 'iptables'), ip6tables: await savedRules(ns, 'ip6tables') }, mid, 'revoking what is not there changes nothing')
-
-  await host.revokeIntraBridge('tsbr-fw2', TAG2, log)
-  for (const tool of TOOLS) {
-    t.equal(await chainRules(ns, tool, FORWARD_CHAIN), undefined, `${tool}: chain gone after the last revoke`)
-    t.notOk((await forward(ns, tool)).some((l) => l.includes(FORWARD_CHAIN)), `${tool}: jump gone`)
-  }
-  t.equal(await savedRules(ns, 'iptables'), snap.iptables, 'iptables-save identical to the snapshot before the first allow')
-  t.equal(await savedRules(ns, 'ip6tables'), snap.ip6tables, 'ip6tables-save identical to the snapshot before the first allow')
-
-  await host.revokeIntraBridge('tsbr-fw2', TAG2, log)
-  t.equal(await savedRules(ns, 'iptables'), snap.iptables, 'a further revoke with no chain is a no-op')
+  const fresh = firewallIn(ns).fw // a restarted tsnet
+  await fresh.ensureBase(log)
+  t.same(await snapshot(ns), once, 'nor does it after a restart')
 })
 
-t.test('allow / revoke on a namespace with no filter table at all', async (t) => {
+t.test('ensureBase puts tsnet\'s jumps first again, once, after something else inserted itself first', async (t) => {
   const ns = await createNetns(t)
-  const { host } = hostIn(ns)
-  t.equal(await savedRules(ns, 'iptables'), '', 'iptables-save prints nothing in a fresh namespace')
-
-  await host.allowIntraBridge('tsbr-fw3', TAG1, log)
+  const { fw } = firewallIn(ns)
+  await fw.ensureBase(log)
   for (const tool of TOOLS) {
-    t.same(await chainRules(ns, tool, FORWARD_CHAIN), [ruleFor('tsbr-fw3', TAG1)], `${tool}: one rule`)
-    t.same(await forward(ns, tool), [`-A FORWARD -j ${FORWARD_CHAIN}`], `${tool}: the jump is the only FORWARD rule`)
+    // What Docker does when it starts after tsnet.
+    await ns.ok(tool, ['-w', '10', '-I', 'FORWARD', '1', '-j', DOCKER_USER])
+    await ns.ok(tool, ['-w', '10', '-I', DOCKER_USER, '1', '-j', 'RETURN'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-N', 'DOCKER'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-I', 'PREROUTING', '1', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DOCKER'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-I', 'POSTROUTING', '1', '-s', tool === 'iptables' ? '172.17.0.0/16' : 'fd00:17::/64', '-j', 'MASQUERADE'])
+    // And a second copy of tsnet's jump further down (e.g. a restored old dump).
+    await ns.ok(tool, ['-w', '10', '-A', 'FORWARD', '-j', CHAIN.forward])
+    t.equal((await rulesOf(ns, tool, 'FORWARD'))?.[0], `-A FORWARD -j ${DOCKER_USER}`, `${tool}: precondition: Docker's jump is first`)
   }
-  await host.revokeIntraBridge('tsbr-fw3', TAG1, log)
+  await fw.ensureBase(log)
+  await assertBase(t, ns, 'after Docker inserted itself')
   for (const tool of TOOLS) {
-    const saved = await savedRules(ns, tool)
-    t.notMatch(saved, /TSNET/, `${tool}: no tsnet chain or rule left`)
-    // iptables-restore created the filter table with its built-in chains, and they stay (empty,
-    // policy ACCEPT): that is not a tsnet rule, but the dump is not byte-identical to the empty one.
-    t.same(saved.split('\n').filter((l) => l.startsWith('-')), [], `${tool}: no rules at all`)
-    t.notOk(/^:(?!INPUT|FORWARD|OUTPUT)/m.test(saved), `${tool}: only built-in chains`)
-    t.notOk(/^:\S+ DROP/m.test(saved), `${tool}: policies ACCEPT`)
+    t.same(await rulesOf(ns, tool, 'FORWARD'), [`-A FORWARD -j ${CHAIN.forward}`, `-A FORWARD -j ${DOCKER_USER}`], `${tool}: FORWARD: tsnet's jump first, exactly once, Docker's kept`)
+    t.same(await rulesOf(ns, tool, DOCKER_USER), [`-A ${DOCKER_USER} -j ${CHAIN.forward}`, `-A ${DOCKER_USER} -j RETURN`], `${tool}: DOCKER-USER: tsnet's jump first, Docker's rule kept`)
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), [`-A PREROUTING -m addrtype --dst-type LOCAL -j ${CHAIN.dnat}`, '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER'], `${tool}: nat PREROUTING: tsnet's jump first`)
+    t.equal((await rulesOf(ns, tool, 'POSTROUTING', 'nat'))?.[0], `-A POSTROUTING -j ${CHAIN.postrouting}`, `${tool}: nat POSTROUTING: tsnet's jump first`)
+    t.equal((await rulesOf(ns, tool, 'POSTROUTING', 'nat'))?.length, 2, `${tool}: nat POSTROUTING: Docker's rule kept`)
+  }
+  const once = await snapshot(ns)
+  await fw.ensureBase(log)
+  t.same(await snapshot(ns), once, 'and a further ensureBase changes nothing')
+})
+
+t.test('ensureBase brings tsnet\'s chains back to spec', async (t) => {
+  const ns = await createNetns(t)
+  const { fw } = firewallIn(ns)
+  await fw.ensureBase(log)
+  const good = await snapshot(ns)
+  for (const tool of TOOLS) {
+    await ns.ok(tool, ['-w', '10', '-A', CHAIN.from, '-s', tool === 'iptables' ? '10.0.0.0/8' : 'fd00::/8', '-j', 'ACCEPT'])
+    await ns.ok(tool, ['-w', '10', '-D', CHAIN.to, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT'])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-F', CHAIN.postrouting])
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-D', 'OUTPUT', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', CHAIN.dnat])
+  }
+  await fw.ensureBase(log)
+  t.same(await snapshot(ns), good, 'an extra rule, a missing rule, a flushed chain and a lost jump are repaired')
+})
+
+// ------------------------------------------------------------------ ipset entries
+
+const record = (id: string, bridge: string, v4: string, v6?: string): NetworkRecord => ({
+  id, bridge, bridgeNamedByUser: false, mtu: 1500, internal: false, ipv6: v6 !== undefined,
+  ipv4Subnets: [{ pool: v4 }], ipv6Subnets: v6 ? [{ pool: v6 }] : [],
+  enableIpMasquerade: true, enableIcc: true, genericOptions: {}, createdAt: '',
+})
+const endpointOn = (n: NetworkRecord, id: string, address: string, addressV6?: string): EndpointRecord => ({
+  id, networkId: n.id, hostIf: 'x', containerIf: 'y', mac: '02:00:00:00:00:01', macFromDocker: false, mtu: 1500,
+  address, ...(addressV6 ? { addressV6 } : {}), portMappings: [], exposedPorts: [], joined: false, createdAt: '',
+})
+const resolve = (name: string) => (name === 'ui' ? ['10.50.0.0/24', 'fd00:50::/64'] : [])
+/** How `ipset save` prints an entry (full-length prefixes as bare addresses, ICMPv6 by its protocol name). */
+const printed = (e: SetEntry) => `${e.set} ${e.entry.replace(/\/(32|128)$/, '').replace('icmpv6:', 'ipv6-icmp:')} comment "${e.comment}"`
+
+t.test('syncEntries adds and removes exactly the entries it owns', async (t) => {
+  const ns = await createNetns(t)
+  const { fw, runner } = firewallIn(ns)
+  await fw.ensureBase(log)
+  const a = record(NET_A, 'tsbr-a', '10.1.0.0/24', 'fd00:1::/64')
+  const b = record(NET_B, 'tsbr-b', '10.2.0.0/24')
+  const aEp = endpointOn(a, EP1, '10.1.0.2/24', 'fd00:1::2/64')
+  const aAllow = allowEntries(a, [aEp], parsePolicy('ui tcp/80; 192.0.2.7 udp/53,icmp; 2001:db8::7 icmp'), resolve)
+  const aAll = [...networkEntries(a), ...aAllow]
+  const bAll = networkEntries(b)
+  const ownsA = (c: string) => c === networkTag(NET_A)
+  const ownsB = (c: string) => c === networkTag(NET_B)
+  await ns.ok('ipset', ['add', 'tsnet-src4', '192.0.2.0/24,eth0', 'comment', 'someone else'])
+  const foreign = 'tsnet-src4 192.0.2.0/24,eth0 comment "someone else"'
+
+  await fw.syncEntries(ownsA, aAll, log, 'network a')
+  await fw.syncEntries(ownsB, bAll, log, 'network b')
+  t.same(await tsnetMembers(ns), [...aAll, ...bAll].map(printed).concat(foreign).sort(), 'both networks\' entries, and the foreign one')
+  t.ok(aAllow.some((e) => e.entry === '10.1.0.2,icmp:echo-request,192.0.2.7/32') && aAllow.some((e) => e.set === 'tsnet-allow6'), 'precondition: /32 sources and IPv6 ICMP are covered')
+
+  runner.calls.length = 0
+  await fw.syncEntries(ownsA, aAll, log, 'network a')
+  t.same(runner.calls, [], 'an unchanged sync runs no command')
+
+  const restarted = firewallIn(ns)
+  await restarted.fw.syncEntries(ownsA, aAll, log, 'network a')
+  t.notOk(restarted.runner.calls.some((c) => c[0] === 'ipset' && c[1] === 'restore'), 'after a restart, the kernel\'s entries are recognised as the desired ones (no write)')
+
+  const aLess = aAll.filter((e) => !e.set.startsWith('tsnet-allow'))
+  await restarted.fw.syncEntries(ownsA, aLess, log, 'network a')
+  t.same(await tsnetMembers(ns), [...aLess, ...bAll].map(printed).concat(foreign).sort(), 'a\'s allow entries went; b\'s and the foreign one stay')
+
+  await fw.syncEntries(ownsA, [], log, 'network a') // the first instance: its view must not be stale
+  t.same(await tsnetMembers(ns), [...bAll].map(printed).concat(foreign).sort(), 'a\'s entries are all gone')
+
+  await fw.syncEntries(ownsA, [{ set: 'tsnet-masq4', entry: '10.2.0.0/24', comment: networkTag(NET_A) }], log, 'network a')
+  t.ok((await tsnetMembers(ns)).includes(`tsnet-masq4 10.2.0.0/24 comment "${networkTag(NET_A)}"`), 'an entry taken over by another owner carries the new comment')
+  t.equal((await tsnetMembers(ns)).filter((l) => l.startsWith('tsnet-masq4 10.2.0.0/24 ')).length, 1, 'once')
+})
+
+t.test('concurrent syncs of several networks all land', async (t) => {
+  const ns = await createNetns(t)
+  const { fw } = firewallIn(ns)
+  const nets = [1, 2, 3, 4, 5].map((i) => record(`c${i}`.repeat(32), `tsbr-c${i}`, `10.3${i}.0.0/24`))
+  await Promise.all([fw.ensureBase(log), ...nets.map((n) => fw.syncEntries((c) => c === networkTag(n.id), networkEntries(n), log, n.bridge))])
+  t.same(await tsnetMembers(ns), nets.flatMap(networkEntries).map(printed).sort())
+})
+
+t.test('entries and rules with characters tsnet never writes are refused before any command', async (t) => {
+  const ns = await createNetns(t)
+  const { fw, runner } = firewallIn(ns)
+  const bad: Array<[string, () => Promise<unknown>]> = [
+    ['a newline in an entry', async () => fw.syncEntries(() => false, [{ set: 'tsnet-masq4', entry: '10.0.0.0/8\nflush', comment: 'tsnet:x' }], log, 'x')],
+    ['a set that is not tsnet\'s', async () => fw.syncEntries(() => false, [{ set: 'other-set', entry: '10.0.0.0/8', comment: 'tsnet:x' }], log, 'x')],
+    ['a quote in a comment', async () => fw.syncEntries(() => false, [{ set: 'tsnet-masq4', entry: '10.0.0.0/8', comment: 'x" -j ACCEPT' }], log, 'x')],
+    ['a newline in a DNAT rule', async () => fw.addPortRules([{ family: 4, rule: '-p tcp --dport 1 -j DNAT --to-destination 10.0.0.2:1\n-A FORWARD -j ACCEPT' }], log)],
+  ]
+  for (const [what, call] of bad) {
+    runner.calls.length = 0
+    const err = await rejection(call())
+    t.ok(err instanceof TsnetError && err.kind === 'invalid', `${what}: refused as invalid (${String(err)})`)
+    t.same(runner.calls, [], `${what}: no command ran`)
   }
 })
 
-t.test('concurrent allows of several bridges serialise into one chain and one jump', async (t) => {
+// ------------------------------------------------------------------ DNAT rules
+
+const published = (hostPort: number, containerIp: string, more: Partial<PublishedPort> = {}): PublishedPort =>
+  ({ family: 4, proto: 'tcp', hostIp: '', hostPort, containerIp, containerPort: 80, ...more })
+
+t.test('addPortRules is idempotent; removePortRules removes only the rules its predicate picks', async (t) => {
   const ns = await createNetns(t)
-  const { host } = hostIn(ns)
-  const bridges = ['tsbr-c1', 'tsbr-c2', 'tsbr-c3', 'tsbr-c4']
-  await Promise.all(bridges.map((b) => host.allowIntraBridge(b, networkTag(b), log)))
-  for (const tool of TOOLS) {
-    t.same(
-      [...((await chainRules(ns, tool, FORWARD_CHAIN)) ?? [])].sort(),
-      bridges.map((b) => ruleFor(b, networkTag(b))).sort(),
-      `${tool}: one rule per bridge`,
-    )
-    t.same(await forward(ns, tool), [`-A FORWARD -j ${FORWARD_CHAIN}`], `${tool}: one jump`)
-  }
-  await Promise.all(bridges.map((b) => host.revokeIntraBridge(b, networkTag(b), log)))
-  for (const tool of TOOLS) t.equal(await chainRules(ns, tool, FORWARD_CHAIN), undefined, `${tool}: all gone`)
+  const { fw } = firewallIn(ns)
+  await fw.ensureBase(log)
+  const ep1 = [
+    { family: 4 as const, rule: dnatRule(EP1, published(8080, '10.1.0.2')) },
+    { family: 4 as const, rule: dnatRule(EP1, published(8443, '10.1.0.2', { hostIp: '127.0.0.1', containerPort: 443 })) },
+    { family: 6 as const, rule: dnatRule(EP1, published(8080, 'fd00:1::2', { family: 6 })) },
+  ]
+  const ep2 = [{ family: 4 as const, rule: dnatRule(EP2, published(5353, '10.1.0.3', { proto: 'udp', containerPort: 53 })) }]
+  for (const tool of TOOLS) await ns.ok(tool, ['-w', '10', '-t', 'nat', '-A', CHAIN.dnat, '-p', 'tcp', '--dport', '1', '-j', 'RETURN']) // no comment: not an endpoint's
+
+  await fw.addPortRules([...ep1, ...ep2], log)
+  await fw.addPortRules(ep1, log)
+  await fw.addPortRules([...ep2, ...ep1], log)
+  const dnat = async (tool: Tool) => (await rulesOf(ns, tool, CHAIN.dnat, 'nat')) ?? []
+  const want = (f: Family, rules: Array<{ family: Family; rule: string }>) => rules.filter((r) => r.family === f).map((r) => `-A ${CHAIN.dnat} ${r.rule}`)
+  const other = `-A ${CHAIN.dnat} -p tcp -m tcp --dport 1 -j RETURN`
+  t.same(await dnat('iptables'), [other, ...want(4, ep1), ...want(4, ep2)], 'iptables: each rule once, in TSNET-DNAT')
+  t.same(await dnat('ip6tables'), [other, ...want(6, ep1)], 'ip6tables: the IPv6 rule once')
+  t.match((await dnat('iptables'))[1], /^-A TSNET-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "?tsnet:ep:e1e1e1e1e1e1"? -j DNAT --to-destination 10\.1\.0\.2:80$/, 'the rule as the kernel shows it')
+
+  await fw.removePortRules((tag) => tag === endpointTag(EP1), log, 'endpoint 1')
+  t.same(await dnat('iptables'), [other, ...want(4, ep2)], 'iptables: only EP2\'s and the untagged rule are left')
+  t.same(await dnat('ip6tables'), [other], 'ip6tables: only the untagged rule is left')
+  await fw.removePortRules((tag) => tag === endpointTag(EP1), log, 'endpoint 1')
+  t.same(await dnat('iptables'), [other, ...want(4, ep2)], 'removing again is a no-op')
+  await fw.removePortRules(() => true, log, 'every endpoint')
+  t.same(await dnat('iptables'), [other], 'a predicate picking every tag leaves a rule without one')
 })
 
-t.test('a tag that iptables prints without quotes', async (t) => {
-  // networkTag() always contains ':' so iptables -S quotes it; a tag of plain word characters is
-  // printed bare (--comment plain), and must still be recognised as ours.
+// ------------------------------------------------------------------ removeBase
+
+t.test('removeBase leaves nothing of tsnet\'s and everything else as it was', async (t) => {
   const ns = await createNetns(t)
-  const { host } = hostIn(ns)
-  await host.allowIntraBridge('tsbr-q1', 'plain', log)
-  await host.allowIntraBridge('tsbr-q1', 'plain', log)
-  t.equal((await chainRules(ns, 'iptables', FORWARD_CHAIN))?.length, 1, 'allow twice → one rule')
-  await host.revokeIntraBridge('tsbr-q1', 'plain', log)
-  t.equal(await chainRules(ns, 'iptables', FORWARD_CHAIN), undefined, 'revoke → no chain left')
+  const { fw } = firewallIn(ns)
+  await populate(ns)
+  const before = await snapshot(ns)
+  await fw.ensureBase(log)
+  await fw.syncEntries((c) => c === networkTag(NET_A), networkEntries(record(NET_A, 'tsbr-a', '10.1.0.0/24', 'fd00:1::/64')), log, 'a')
+  await fw.addPortRules([{ family: 4, rule: dnatRule(EP1, published(8080, '10.1.0.2')) }, { family: 6, rule: dnatRule(EP1, published(8080, 'fd00:1::2', { family: 6 })) }], log)
+
+  await fw.removeBase(log)
+  const after = await snapshot(ns)
+  for (const tool of TOOLS) {
+    t.notMatch(after[tool], /TSNET|DOCKER-USER/, `${tool}: no chain, jump or rule of tsnet's (DOCKER-USER was tsnet's, empty and unused)`)
+  }
+  t.same(await tsnetSets(ns), [], 'no tsnet ipset')
+  t.same(after, before, 'rules, chains, policies and sets that are not tsnet\'s are exactly as before')
+
+  await fw.removeBase(log)
+  t.same(await snapshot(ns), before, 'removeBase with nothing to remove is a no-op')
+
+  await fw.ensureBase(log)
+  await assertBase(t, ns, 'ensureBase after removeBase')
+  await fw.syncEntries((c) => c === networkTag(NET_B), networkEntries(record(NET_B, 'tsbr-b', '10.2.0.0/24')), log, 'b')
+  t.same(await tsnetMembers(ns), networkEntries(record(NET_B, 'tsbr-b', '10.2.0.0/24')).map(printed).sort(), 'entries can be added again (no stale view of the destroyed sets)')
+})
+
+t.test('removeBase keeps a DOCKER-USER chain that Docker uses', async (t) => {
+  const ns = await createNetns(t)
+  const { fw } = firewallIn(ns)
+  await populate(ns)
+  for (const tool of TOOLS) {
+    await ns.ok(tool, ['-w', '10', '-N', DOCKER_USER])
+    await ns.ok(tool, ['-w', '10', '-A', DOCKER_USER, '-j', 'RETURN'])
+    await ns.ok(tool, ['-w', '10', '-I', 'FORWARD', '1', '-j', DOCKER_USER])
+  }
+  const before = await snapshot(ns)
+  await fw.ensureBase(log)
+  for (const tool of TOOLS) t.same(await rulesOf(ns, tool, DOCKER_USER), [`-A ${DOCKER_USER} -j ${CHAIN.forward}`, `-A ${DOCKER_USER} -j RETURN`], `${tool}: tsnet's jump first in Docker's chain`)
+  await fw.removeBase(log)
+  t.same(await snapshot(ns), before, 'Docker\'s chain, its rule and its jump are exactly as before')
+
+  // DOCKER-USER empty but still jumped to from FORWARD: it stays too.
+  for (const tool of TOOLS) await ns.ok(tool, ['-w', '10', '-D', DOCKER_USER, '-j', 'RETURN'])
+  const emptyButUsed = await snapshot(ns)
+  await fw.ensureBase(log)
+  await fw.removeBase(log)
+  t.same(await snapshot(ns), emptyButUsed, 'an empty DOCKER-USER that FORWARD jumps to stays')
 })

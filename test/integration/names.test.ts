@@ -2,6 +2,7 @@
 // a recording runner proves no command was started and the namespace is unchanged.
 import t from 'tap'
 import { TsnetError } from '../../src/errors.js'
+import { GROUP, endpointTag } from '../../src/core/edge-plan.js'
 import { macFromSeed, networkAlias, endpointAlias, networkTag } from '../../src/core/names.js'
 import { createNetns, hostIn, log, nsState, rejection } from './lib/netns.js'
 
@@ -16,7 +17,7 @@ t.test('getLink, ensureBridge and deleteOwnedLink refuse bad names before runnin
   for (const name of BAD) {
     const ops: Array<[string, () => Promise<unknown>]> = [
       ['getLink', () => host.getLink(name)],
-      ['ensureBridge', () => host.ensureBridge({ name, alias: networkAlias('ab'.repeat(32)), mtu: 1500, mac: macFromSeed('x'), addresses: ['10.66.0.1/24'] }, log)],
+      ['ensureBridge', () => host.ensureBridge({ name, alias: networkAlias('ab'.repeat(32)), mtu: 1500, mac: macFromSeed('x'), addresses: ['10.66.0.1/24'], group: GROUP.base }, log)],
       ['deleteOwnedLink', () => host.deleteOwnedLink(name, networkAlias('ab'.repeat(32)), log)],
     ]
     for (const [op, call] of ops) {
@@ -47,8 +48,6 @@ t.test('the other names that reach commands are checked too', async (t) => {
       ['ensureVeth hostName', () => host.ensureVeth({ ...good, hostName: name }, log)],
       ['ensureVeth peerName', () => host.ensureVeth({ ...good, peerName: name }, log)],
       ['ensureVeth bridge', () => host.ensureVeth({ ...good, bridge: name }, log)],
-      ['allowIntraBridge', () => host.allowIntraBridge(name, networkTag('n1'.repeat(32)), log)],
-      ['revokeIntraBridge', () => host.revokeIntraBridge(name, networkTag('n1'.repeat(32)), log)],
     ]
     for (const [what, call] of cases) {
       runner.calls.length = 0
@@ -59,6 +58,34 @@ t.test('the other names that reach commands are checked too', async (t) => {
       t.same(ran, [], `${what} ${show(name)}: no command ran`)
     }
   }
+  // The edge writes set members, comments and rule bodies into `ipset restore` and
+  // `iptables-restore` input: a character that could end a line, a word or a quote is refused.
+  for (const bad of ['nl\n-A FORWARD -j ACCEPT', 'cr\rx', 'tab\there', 'semi;colon', 'dollar$(x)', "quote'x", 'back`x`']) {
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ['syncSetEntries entry', async () => host.syncSetEntries(() => false, [{ set: 'tsnet-src4', entry: `10.66.0.0/24,${bad}`, comment: networkTag('n1'.repeat(32)) }], log, 'n1')],
+      ['syncSetEntries comment', async () => host.syncSetEntries(() => false, [{ set: 'tsnet-masq4', entry: '10.66.0.0/24', comment: `tsnet:${bad}` }], log, 'n1')],
+      ['addPortRules', async () => host.addPortRules([{ family: 4, rule: `-p tcp -m tcp --dport 80 -m comment --comment "${endpointTag('e1'.repeat(32))}" -j DNAT --to-destination 10.66.0.2:80 ${bad}` }], log)],
+    ]
+    for (const [what, call] of cases) {
+      runner.calls.length = 0
+      const err = await rejection(call())
+      const kind = (err as TsnetError | undefined)?.kind
+      t.equal(kind, 'invalid', `${what} ${show(bad)}: kind invalid (got ${kind ?? 'no error'})`)
+      t.same(runner.calls.map((c) => c.join(' ')), [], `${what} ${show(bad)}: no command ran`)
+    }
+  }
+  for (const comment of ['bad name', 'x"y']) {
+    runner.calls.length = 0
+    const err = await rejection((async () => host.syncSetEntries(() => false, [{ set: 'tsnet-masq4', entry: '10.66.0.0/24', comment }], log, 'n1'))())
+    t.equal((err as TsnetError | undefined)?.kind, 'invalid', `an ipset comment ${show(comment)} is refused`)
+    t.same(runner.calls, [], `an ipset comment ${show(comment)}: no command ran`)
+  }
+  for (const group of [-1, 2 ** 32, 1.5, Number.NaN]) {
+    const err = await rejection(host.ensureBridge({ name: 'tsbr-g1', alias: networkAlias('ab'.repeat(32)), mtu: 1500, mac: macFromSeed('x'), addresses: [], group }, log))
+    t.equal((err as TsnetError | undefined)?.kind, 'invalid', `device group ${group} is refused`)
+    t.notOk(runner.calls.some((c) => c.includes('-batch')), `device group ${group}: no ip -batch ran`)
+  }
+
   // Whatever happened, nothing may be left behind (rollback or refusal). iptables-restore may have
   // created the empty built-in filter table on the way, which is not a rule: compare the rest.
   const after = (await nsState(ns)) as Record<string, unknown>
@@ -66,6 +93,7 @@ t.test('the other names that reach commands are checked too', async (t) => {
   const { iptables: _b4, ip6tables: _b6, ...restBefore } = before as Record<string, unknown>
   t.same(rest, restBefore, 'links, addresses and routes unchanged')
   for (const dump of [v4, v6]) t.notMatch(String(dump), /^-A /m, 'no firewall rule left')
+  t.notMatch(await ns.ok('ipset', ['list', '-n']), /\S/, 'no ipset created')
 
   // A newline in a name would split the `ip -batch` input into a second command.
   runner.calls.length = 0

@@ -1,12 +1,15 @@
 // ensureVeth and deleteOwnedLink against a real kernel, and a data-path check: two "containers"
-// (namespaces of their own holding the container ends) talk across a tsnet bridge only once
-// allowIntraBridge lets bridged traffic through a FORWARD chain whose policy is DROP.
+// (namespaces of their own holding the container ends) talk across a tsnet bridge through a
+// FORWARD chain whose policy is DROP once the bridge carries tsnet's device group and ensureEdge
+// installed tsnet's chains (bridged frames are accepted there), and not while the bridge's group
+// says ICC is off (dropped by the rule commented "tsnet: icc disabled").
 import t from 'tap'
 import { TsnetError } from '../../src/errors.js'
-import { endpointAlias, macFromIpv4, macFromSeed, networkAlias, networkTag } from '../../src/core/names.js'
+import { CHAIN, DROP, GROUP } from '../../src/core/edge-plan.js'
+import { endpointAlias, macFromIpv4, macFromSeed, networkAlias } from '../../src/core/names.js'
 import { parseIp } from '../../src/core/addr.js'
 import type { BridgeSpec, VethSpec } from '../../src/host/host.js'
-import { addPlainDevice, createNetns, hostIn, link, log, nsState, rejection, type Netns } from './lib/netns.js'
+import { addPlainDevice, createNetns, deviceGroup, hostIn, link, log, nsState, rejection, type Netns } from './lib/netns.js'
 
 const NET_ID = 'c3'.repeat(32)
 const bridge = (name: string, mtu = 1450): BridgeSpec => ({
@@ -15,6 +18,7 @@ const bridge = (name: string, mtu = 1450): BridgeSpec => ({
   mtu,
   mac: macFromSeed(NET_ID),
   addresses: ['10.50.0.1/24', 'fd50::1/64'],
+  group: GROUP.base,
 })
 const veth = (n: number, br: string, mtu = 1450): VethSpec => ({
   hostName: `tsv-it${n}`,
@@ -104,16 +108,20 @@ async function ping(from: Netns, to: string, seconds: number): Promise<boolean> 
   return r.code === 0
 }
 
-/** Packets counted by the ACCEPT rules of TSNET-FORWARD. */
-async function acceptedPackets(ns: Netns, tool: 'iptables' | 'ip6tables'): Promise<number> {
-  const out = await ns.ok(tool, ['-w', '10', '-L', 'TSNET-FORWARD', '-v', '-n', '-x'])
+/** Packets counted by the rules of TSNET-FROM whose listing line `pick` selects. */
+async function counted(ns: Netns, tool: 'iptables' | 'ip6tables', pick: (line: string) => boolean): Promise<number> {
+  const out = await ns.ok(tool, ['-w', '10', '-L', CHAIN.from, '-v', '-n', '-x'])
   return out
     .split('\n')
-    .filter((l) => / ACCEPT /.test(l))
+    .slice(2)
+    .filter((l) => l.trim() !== '' && pick(l))
     .reduce((sum, l) => sum + Number(l.trim().split(/\s+/)[0]), 0)
 }
+/** The generic rule accepting bridged frames (not the ICC one, which also matches physdev). */
+const bridgedAccept = (l: string) => / ACCEPT /.test(l) && /PHYSDEV match --physdev-is-bridged/.test(l) && !/devgroup/.test(l)
+const iccDrop = (l: string) => / DROP /.test(l) && l.includes(`/* ${DROP.icc} */`)
 
-t.test('two containers on one bridge: FORWARD DROP blocks them until allowIntraBridge', async (t) => {
+t.test('two containers on one bridge: FORWARD DROP blocks them until the edge accepts bridged traffic; ICC off drops it', async (t) => {
   const ns = await createNetns(t)
   const ctr1 = await createNetns(t)
   const ctr2 = await createNetns(t)
@@ -136,10 +144,11 @@ t.test('two containers on one bridge: FORWARD DROP blocks them until allowIntraB
 
   // br_netfilter is what makes bridged frames traverse iptables' FORWARD chain. Its sysctls exist
   // per namespace only when the module is loaded (we never load it: that would change the host).
-  const nf4 = (await ns.run('test', ['-e', '/proc/sys/net/bridge/bridge-nf-call-iptables'])).code === 0
-  const nf6 = (await ns.run('test', ['-e', '/proc/sys/net/bridge/bridge-nf-call-ip6tables'])).code === 0
-  if (nf4) await ns.ok('sysctl', ['-q', '-w', 'net.bridge.bridge-nf-call-iptables=1'])
-  if (nf6) await ns.ok('sysctl', ['-q', '-w', 'net.bridge.bridge-nf-call-ip6tables=1'])
+  // tsnet turns them on itself (NetworkService.applySysctls); here the host layer is driven directly.
+  const nf4 = await host.setSysctl('net/bridge/bridge-nf-call-iptables', '1', log)
+  const nf6 = await host.setSysctl('net/bridge/bridge-nf-call-ip6tables', '1', log)
+  if (!nf4) t.comment('bridge-nf-call-iptables absent in this kernel: the IPv4 firewall checks are skipped')
+  if (!nf6) t.comment('bridge-nf-call-ip6tables absent in this kernel: the IPv6 firewall checks are skipped')
 
   // baseline: with FORWARD accepting, the data path works (this also settles ARP/ND)
   t.ok(await ping(ctr1, '10.50.0.3', 3), 'IPv4: baseline ping works while FORWARD accepts')
@@ -147,22 +156,34 @@ t.test('two containers on one bridge: FORWARD DROP blocks them until allowIntraB
 
   await ns.ok('iptables', ['-w', '10', '-P', 'FORWARD', 'DROP'])
   await ns.ok('ip6tables', ['-w', '10', '-P', 'FORWARD', 'DROP'])
+  if (nf4) t.notOk(await ping(ctr1, '10.50.0.3', 1), 'IPv4: bridged ping is dropped before ensureEdge')
+  if (nf6) t.notOk(await ping(ctr1, 'fd50::3', 1), 'IPv6: bridged ping is dropped before ensureEdge')
 
-  if (nf4) t.notOk(await ping(ctr1, '10.50.0.3', 1), 'IPv4: bridged ping is dropped before allowIntraBridge')
-  else t.comment('bridge-nf-call-iptables absent in this kernel: the "dropped before allow" IPv4 check is skipped')
-  if (nf6) t.notOk(await ping(ctr1, 'fd50::3', 1), 'IPv6: bridged ping is dropped before allowIntraBridge')
-  else t.comment('bridge-nf-call-ip6tables absent in this kernel: the "dropped before allow" IPv6 check is skipped')
+  await host.ensureEdge(log)
+  t.ok(await ping(ctr1, '10.50.0.3', 3), 'IPv4: ctr1 reaches ctr2 once tsnet\'s chains are in place')
+  t.ok(await ping(ctr2, '10.50.0.2', 3), 'IPv4: ctr2 reaches ctr1')
+  t.ok(await ping(ctr1, 'fd50::3', 3), 'IPv6: ctr1 reaches ctr2')
+  if (nf4) t.ok(await counted(ns, 'iptables', bridgedAccept) > 0, 'IPv4: the packets went through the bridged-traffic ACCEPT rule')
+  if (nf6) t.ok(await counted(ns, 'ip6tables', bridgedAccept) > 0, 'IPv6: the packets went through the bridged-traffic ACCEPT rule')
+  if (nf4) t.equal(await counted(ns, 'iptables', iccDrop), 0, 'IPv4: nothing counted as ICC drop yet')
 
-  await host.allowIntraBridge(br.name, networkTag(NET_ID), log)
-  t.ok(await ping(ctr1, '10.50.0.3', 3), 'IPv4: ctr1 reaches ctr2 after allowIntraBridge')
-  t.ok(await ping(ctr2, '10.50.0.2', 3), 'IPv4: ctr2 reaches ctr1 after allowIntraBridge')
-  t.ok(await ping(ctr1, 'fd50::3', 3), 'IPv6: ctr1 reaches ctr2 after allowIntraBridge')
-  if (nf4) t.ok(await acceptedPackets(ns, 'iptables') > 0, 'IPv4: the packets went through the tsnet rule')
-  if (nf6) t.ok(await acceptedPackets(ns, 'ip6tables') > 0, 'IPv6: the packets went through the tsnet rule')
+  // enable_icc=false: the bridge's group carries the ICC flag.
+  await host.ensureBridge({ ...br, group: GROUP.base | GROUP.iccOff }, log)
+  t.equal(deviceGroup(await link(ns, br.name)), GROUP.base | GROUP.iccOff, 'the bridge carries the ICC-off group')
+  const drops4 = nf4 ? await counted(ns, 'iptables', iccDrop) : 0
+  const drops6 = nf6 ? await counted(ns, 'ip6tables', iccDrop) : 0
+  if (nf4) t.notOk(await ping(ctr1, '10.50.0.3', 1), 'IPv4: ICC off: dropped')
+  if (nf6) t.notOk(await ping(ctr1, 'fd50::3', 1), 'IPv6: ICC off: dropped')
+  if (nf4) t.ok(await counted(ns, 'iptables', iccDrop) > drops4, `IPv4: the "${DROP.icc}" counter rose`)
+  if (nf6) t.ok(await counted(ns, 'ip6tables', iccDrop) > drops6, `IPv6: the "${DROP.icc}" counter rose`)
 
-  await host.revokeIntraBridge(br.name, networkTag(NET_ID), log)
-  if (nf4) t.notOk(await ping(ctr1, '10.50.0.3', 1), 'IPv4: dropped again after revokeIntraBridge')
-  if (nf6) t.notOk(await ping(ctr1, 'fd50::3', 1), 'IPv6: dropped again after revokeIntraBridge')
+  await host.ensureBridge(br, log)
+  t.ok(await ping(ctr1, '10.50.0.3', 3), 'IPv4: ICC back on: works again')
+  t.ok(await ping(ctr1, 'fd50::3', 3), 'IPv6: ICC back on: works again')
+
+  await host.removeEdge(log)
+  if (nf4) t.notOk(await ping(ctr1, '10.50.0.3', 1), 'IPv4: dropped again after removeEdge')
+  if (nf6) t.notOk(await ping(ctr1, 'fd50::3', 1), 'IPv6: dropped again after removeEdge')
 })
 
 t.test('deleteOwnedLink deletes what is ours, ignores what is missing, leaves what is not ours', async (t) => {

@@ -246,7 +246,7 @@ t.test('an endpoint missing from Docker\'s view is removed on a pass after minAg
   t.same(await env.gc.pass(), { ran: true, unexplained: 0, collected: [] }, 'nothing left to collect')
 })
 
-t.test('a network missing from Docker\'s view is removed with its bridge, rule, endpoints and pool', async (t) => {
+t.test('a network missing from Docker\'s view is removed with its bridge, entries, endpoints and pool', async (t) => {
   const env = await setup(t)
   await makeNetwork(env)
   await makeEndpoint(env, POOL_ID, NET, EP)
@@ -261,14 +261,16 @@ t.test('a network missing from Docker\'s view is removed with its bridge, rule, 
   const due = ran(await env.gc.pass())
   t.same(due?.collected, [{ kind: 'network', networkId: NET }, { kind: 'pool', poolId: POOL_ID, createdAt: poolCreatedAt }])
   t.notOk(env.host.links.has(bridgeNameFor(NET)), 'bridge gone')
-  t.notOk([...env.host.rules].some((r) => r.startsWith(`${networkTag(NET)} `)), 'rule gone')
+  t.notOk([...env.host.sets.values()].some((e) => e.comment === networkTag(NET)), 'its ipset entries gone')
+  t.notOk(env.host.groups.has(bridgeNameFor(NET)), 'its device group gone with the bridge')
   t.notOk(env.host.links.has(hostVethFor(EP)), 'its endpoint\'s veth gone')
   t.same((await env.store.list<NetworkRecord>('networks')).map((n) => n.value.id), [NET2])
   t.same((await env.store.list<EndpointRecord>('endpoints')).map((e) => e.value.id), [EP2])
   t.same((await env.store.list<PoolRecord>('pools')).map((p) => p.value.id), [POOL2_ID])
   t.notOk((await env.store.list<LeaseRecord>('leases')).some((l) => l.value.poolId === POOL_ID), 'the pool\'s leases went with it')
   t.ok(env.host.links.has(bridgeNameFor(NET2)), 'the other network stays')
-  t.ok(env.host.rules.has(`${networkTag(NET2)} ${bridgeNameFor(NET2)}`))
+  t.same([...env.host.sets.keys()].sort(), [`tsnet-masq4 ${SUBNET2}`, `tsnet-src4 ${SUBNET2},${bridgeNameFor(NET2)}`], 'only the other network\'s entries are left')
+  t.equal(env.host.edge, true, "tsnet's chains stay while a network exists")
   t.ok(env.host.links.has(hostVethFor(EP2)))
 })
 

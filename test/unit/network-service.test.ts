@@ -3,6 +3,7 @@ import t, { type Test } from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OPTION } from '../../src/core/network-plan.js'
+import { GROUP, deviceGroupOf, networkEntries } from '../../src/core/edge-plan.js'
 import { bridgeNameFor, containerVethFor, hostVethFor, networkAlias, networkTag } from '../../src/core/names.js'
 import type { EndpointRecord, NetworkRecord } from '../../src/core/records.js'
 import { FakeHost } from '../../src/host/fake-host.js'
@@ -79,7 +80,10 @@ t.test('capabilities', async (t) => {
   t.same(svc.capabilities(), { Scope: 'local', ConnectivityScope: 'local' })
 })
 
-t.test('CreateNetwork makes the bridge with the gateway address and the rule', async (t) => {
+/** The ipset entries carrying a network's tag, as `set entry`, sorted. */
+const entriesOf = (host: FakeHost, id: string) => [...host.sets.values()].filter((e) => e.comment === networkTag(id)).map((e) => `${e.set} ${e.entry}`).sort()
+
+t.test('CreateNetwork makes the bridge with the gateway address, its device group and its ipset entries', async (t) => {
   const { svc, host, store } = await setup(t)
   t.same(await svc.createNetwork(netReq(), log), {})
   const bridge = bridgeNameFor(NET)
@@ -87,11 +91,44 @@ t.test('CreateNetwork makes the bridge with the gateway address and the rule', a
   t.ok(link, `bridge ${bridge} exists`)
   t.match(link, { name: bridge, kind: 'bridge', alias: networkAlias(NET), mtu: 1500, up: true })
   t.same(link?.addresses, ['172.18.0.1/16'], 'the gateway address is on the bridge')
-  t.same([...host.rules], [`${networkTag(NET)} ${bridge}`], 'the intra-bridge rule')
+  t.equal(host.groups.get(bridge), GROUP.base, 'the bridge carries the tsnet device group, no option flags (ICC on, not internal)')
+  t.equal(host.edge, true, "tsnet's chains are in place")
+  t.same([...host.sets.keys()].sort(), [`tsnet-masq4 172.18.0.0/16`, `tsnet-src4 172.18.0.0/16,${bridge}`], 'anti-spoofing and masquerade entries of the subnet, nothing else')
+  t.ok([...host.sets.values()].every((e) => e.comment === networkTag(NET)), 'each entry is commented with the network')
+  t.equal(host.sysctls.get('net/ipv4/ip_forward'), '1', 'forwarding is on')
+  t.equal(host.sysctls.get(`net/ipv4/conf/${bridge}/route_localnet`), '1', 'route_localnet on the bridge')
+  t.equal(host.sysctls.get('net/bridge/bridge-nf-call-iptables'), '1', 'bridged frames meet iptables')
   const stored = await store.list<NetworkRecord>('networks')
   t.equal(stored.length, 1)
   t.match(stored[0]?.value, { id: NET, bridge, mtu: 1500, ipv4Subnets: [{ pool: '172.18.0.0/16', gateway: '172.18.0.1/16' }] })
   t.same(svc.snapshot().networks.map((n) => n.id), [NET])
+})
+
+t.test('ICC, masquerade and internal options show in the device group and the entries', async (t) => {
+  const { svc, host } = await setup(t)
+  await svc.createNetwork(netReq(NET, { [OPTION.icc]: 'false', [OPTION.masquerade]: 'false' }), log)
+  await svc.createNetwork(netReq(NET2, {}, '10.1.0.0/16', '10.1.0.1/16', { [OPT.internal]: true }), log)
+  t.equal(host.groups.get(bridgeNameFor(NET)), GROUP.base | GROUP.iccOff, 'enable_icc=false sets the ICC flag')
+  t.equal(host.groups.get(bridgeNameFor(NET2)), GROUP.base | GROUP.internal, 'internal sets the internal flag')
+  t.same(entriesOf(host, NET), [`tsnet-src4 172.18.0.0/16,${bridgeNameFor(NET)}`], 'masquerade off: no masq entry')
+  t.same(entriesOf(host, NET2), [`tsnet-src4 10.1.0.0/16,${bridgeNameFor(NET2)}`], 'internal: no masq entry')
+  t.equal(host.sysctls.get('net/ipv4/ip_forward'), '1')
+  for (const n of svc.snapshot().networks) t.equal(host.groups.get(n.bridge), deviceGroupOf(n), `${n.bridge}: the group edge-plan derives from the record`)
+})
+
+t.test('a dual-stack network has IPv4 and IPv6 entries and turns on IPv6 forwarding', async (t) => {
+  const { svc, host } = await setup(t)
+  await svc.createNetwork({
+    NetworkID: NET,
+    Options: { [OPT.generic]: {}, [OPT.enableIpv6]: true },
+    IPv4Data: [{ Pool: '10.1.0.0/16', Gateway: '10.1.0.1/16' }],
+    IPv6Data: [{ Pool: 'fd00:1::/64', Gateway: 'fd00:1::1/64' }],
+  }, log)
+  const bridge = bridgeNameFor(NET)
+  t.same(entriesOf(host, NET), [
+    'tsnet-masq4 10.1.0.0/16', 'tsnet-masq6 fd00:1::/64', `tsnet-src4 10.1.0.0/16,${bridge}`, `tsnet-src6 fd00:1::/64,${bridge}`,
+  ])
+  t.equal(host.sysctls.get('net/ipv6/conf/all/forwarding'), '1')
 })
 
 t.test('the MTU comes from the option, the config, else the default route', async (t) => {
@@ -190,7 +227,8 @@ t.test('a link of the same name that tsnet does not own is refused and left alon
 })
 
 t.test('an injected host failure leaves host and store exactly as before', async (t) => {
-  for (const op of ['ensureBridge', 'allowIntraBridge'] as const) {
+  // (tsnet's chains are set up once per process, with its first network: see the next subtests.)
+  for (const op of ['setSysctl', 'ensureBridge', 'syncSetEntries'] as const) {
     await t.test(`failure in ${op}`, async (t) => {
       const { svc, host, storeState } = await setup(t)
       await svc.createNetwork(netReq(NET2, {}, '10.1.0.0/16', '10.1.0.1/16'), log) // something already there
@@ -207,6 +245,18 @@ t.test('an injected host failure leaves host and store exactly as before', async
       t.same(svc.snapshot().networks.map((n) => n.id), [NET2], 'not remembered in memory')
       t.same(await svc.createNetwork(netReq(), log), {}, 'a retry then succeeds')
       t.ok(host.links.has(bridgeNameFor(NET)))
+      t.same(entriesOf(host, NET), [`tsnet-masq4 172.18.0.0/16`, `tsnet-src4 172.18.0.0/16,${bridgeNameFor(NET)}`], 'with its entries')
+    })
+  }
+  for (const op of ['ensureEdge', 'syncSetEntries'] as const) {
+    await t.test(`failure in ${op} for the first network: tsnet's chains go too`, async (t) => {
+      const { svc, host, storeState } = await setup(t)
+      const storeBefore = await storeState()
+      host.failNext.add(op)
+      await t.rejects(svc.createNetwork(netReq(), log), { name: 'TsnetError', kind: 'host', message: new RegExp(`rolled back: nothing was left on the host.*injected failure in ${op}`) })
+      t.equal(host.state(), new FakeHost().state(), 'no link, entry, group or chain is left')
+      t.equal(await storeState(), storeBefore)
+      t.same(svc.snapshot().networks, [])
     })
   }
 })
@@ -225,11 +275,11 @@ t.test('a store failure during CreateNetwork is rolled back on the host', async 
 t.test('when the rollback itself fails, the error does not claim a clean host', async (t) => {
   await t.test('CreateNetwork', async (t) => {
     const { svc, host } = await setup(t)
-    host.failNext.add('allowIntraBridge')
+    host.failNext.add('syncSetEntries')
     host.failNext.add('deleteOwnedLink') // the rollback cannot remove the bridge
     const err = await svc.createNetwork(netReq(), log).then(() => undefined, (e: unknown) => e as Error)
     t.ok(host.links.has(bridgeNameFor(NET)), 'precondition: the bridge is still on the host')
-    t.match(err, { name: 'TsnetError', kind: 'host', message: /injected failure in allowIntraBridge/ }, 'CreateNetwork fails with the original cause')
+    t.match(err, { name: 'TsnetError', kind: 'host', message: /injected failure in syncSetEntries/ }, 'CreateNetwork fails with the original cause')
     t.notMatch(err?.message ?? '', /nothing was left on the host/, `the message is true (got: ${err?.message})`)
     t.same(await svc.createNetwork(netReq(), log), {}, 'a retry adopts the leftover bridge (it carries our alias)')
   })
@@ -281,7 +331,7 @@ t.test('endpoint lifecycle: CreateEndpoint, Join, Leave, DeleteEndpoint, DeleteN
   t.same(svc.endpointOperInfo({ NetworkID: NET, EndpointID: EP }), { Value: {} })
 
   t.same(await svc.deleteNetwork({ NetworkID: NET }, log), {})
-  t.equal(host.state(), new FakeHost().state(), 'bridge and rule are gone')
+  t.equal(host.state(), new FakeHost().state(), 'bridge, group, entries and chains are gone')
   t.same(await store.list('networks'), [])
   t.same(svc.snapshot(), { networks: [], endpoints: [] })
 })
@@ -415,15 +465,29 @@ t.test('concurrent CreateNetwork calls for one bridge name: one wins, nothing le
   ])
   t.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'exactly one succeeds')
   t.equal((await store.list('networks')).length, 1, 'one network stored')
-  t.equal(host.rules.size, 1, 'one rule')
+  const winner = (await store.list<NetworkRecord>('networks'))[0]?.value as NetworkRecord
+  t.same([...host.sets.keys()].sort(), networkEntries(winner).map((e) => `${e.set} ${e.entry}`).sort(), 'exactly the winner\'s entries')
+  t.same([...host.sets.values()].map((e) => e.comment), networkEntries(winner).map(() => networkTag(winner.id)), 'all tagged with the winner')
   t.equal(host.links.size, 1, 'one bridge')
+  t.same([...host.groups.keys()], ['shared0'], 'one device group')
 })
 
-t.test('allocateNetwork echoes options; external connectivity validates ports', async (t) => {
-  const { svc } = await setup(t)
+t.test('allocateNetwork echoes options; external connectivity validates its request', async (t) => {
+  const { svc, host, storeState } = await setup(t)
   t.same(svc.allocateNetwork({ NetworkID: NET, Options: { a: 'b' } }), { Options: { a: 'b' } })
   t.same(svc.allocateNetwork({ NetworkID: NET, Options: null }), { Options: {} })
-  t.same(svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: { [OPT.portMap]: [{ Proto: 6, Port: 80, HostPort: 8080 }] } }), {})
-  t.throws(() => svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: { [OPT.portMap]: 'x' } }), { name: 'TsnetError', kind: 'invalid' })
-  t.same(svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }), {})
+  await t.rejects(svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: { [OPT.portMap]: [{ Proto: 6, Port: 80, HostPort: 8080 }] } }, log),
+    { name: 'TsnetError', kind: 'notfound', message: /network 0a0123456789 is unknown/ }, 'an unknown network')
+  await svc.createNetwork(netReq(), log)
+  await t.rejects(svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: {} }, log),
+    { name: 'TsnetError', kind: 'notfound', message: /endpoint e10123456789 of network 0a0123456789 is unknown/ }, 'an unknown endpoint')
+  await svc.createEndpoint(epReq(), log)
+  const hostBefore = host.state()
+  const storeBefore = await storeState()
+  await t.rejects(svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: { [OPT.portMap]: 'x' } }, log), { name: 'TsnetError', kind: 'invalid', message: /port map must be a list/ })
+  await t.rejects(svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: { [OPT.exposedPorts]: [{ Proto: 1, Port: 80 }] } }, log), { name: 'TsnetError', kind: 'invalid', message: /protocol number 1/ })
+  t.same(await svc.revokeExternalConnectivity({ NetworkID: NET2, EndpointID: EP }, log), {}, 'Revoke for an unknown network is a no-op')
+  t.same(await svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }, log), {}, 'Revoke of an endpoint with nothing published')
+  t.equal(host.state(), hostBefore)
+  t.equal(await storeState(), storeBefore)
 })

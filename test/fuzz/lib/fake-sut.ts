@@ -132,10 +132,13 @@ export function emptyStoreProblems(s: StoreView): Violation[] {
   return left.length ? [{ rule: 'cleanup', detail: `records left after deleting everything: ${left.join(', ')}` }] : []
 }
 
-/** FakeHost.state() one link or rule per line, for readable differences. */
+/** FakeHost.state() one link, entry, rule, port or group per line, for readable differences. */
 function fakeStateLines(state: string): string {
-  const s = JSON.parse(state) as { links: Array<[string, unknown]>; rules: string[] }
-  return [...s.links.map(([, l]) => `link ${JSON.stringify(l)}`), ...s.rules.map((r) => `rule ${r}`)].join('\n')
+  const s = JSON.parse(state) as { links: Array<[string, unknown]>; sets: string[]; portRules: string[]; edge: boolean; heldPorts: string[]; groups: Array<[string, number]> }
+  return [
+    ...s.links.map(([, l]) => `link ${JSON.stringify(l)}`), ...s.sets.map((e) => `ipset ${e}`), ...s.portRules.map((r) => `dnat ${r}`),
+    `chains ${s.edge ? 'present' : 'absent'}`, ...s.heldPorts.map((p) => `held ${p}`), ...s.groups.map(([b, g]) => `group ${b} 0x${g.toString(16)}`),
+  ].join('\n')
 }
 
 export class FakeSut implements Sut {
@@ -183,6 +186,8 @@ export class FakeSut implements Sut {
 
   async restart(before: Observation): Promise<Violation[]> {
     await this.a.app.close()
+    // The sockets holding published ports die with the process; the new one holds them again.
+    this.host.heldPorts.clear()
     this.a = await openApp(this.dir, this.host)
     const after = await this.observe()
     const out: Violation[] = []

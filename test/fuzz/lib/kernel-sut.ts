@@ -16,18 +16,29 @@
  *  - rules: `iptables-save` and `ip6tables-save`, without comment lines and with counters zeroed;
  *    a table holding only built-in chains with policy ACCEPT and no rule is dropped, because with
  *    iptables-nft the first command that touches a table creates it that way and it filters
- *    nothing (as test/e2e/lib/snapshot.ts does).
+ *    nothing (as test/e2e/lib/snapshot.ts does);
+ *  - ipsets: `ipset save`, without the hash parameters the kernel picks and changes by itself
+ *    (initval, hashsize, bucketsize), members sorted (their order is the hash's).
+ *
+ * What the records imply for the edge (docs/network-edge.md, core/edge-plan.ts): while any network
+ * exists, tsnet's chains hold exactly edge-plan's rules, its jumps come first in FORWARD,
+ * DOCKER-USER, PREROUTING, OUTPUT and POSTROUTING, its eight sets exist holding exactly the
+ * networks' members, and TSNET-DNAT holds one rule per published port and family; with no network
+ * nothing of tsnet's is left.
  */
 import { execFile, execFileSync } from 'node:child_process'
 import { rm } from 'node:fs/promises'
-import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../../../src/core/names.js'
+import type { Family } from '../../../src/core/addr.js'
+import { ALL_SETS, CHAIN, DOCKER_USER, JUMPS, SET_TYPE, type SetKind, filterRules, postroutingRules } from '../../../src/core/edge-plan.js'
+import { endpointAlias, macFromSeed, networkAlias } from '../../../src/core/names.js'
 import { createRunner } from '../../../src/host/exec.js'
-import { LinuxHost } from '../../../src/host/linux-host.js'
+import { linuxHostVia } from '../../../src/host/linux-host.js'
+import type { Reservation } from '../../../src/host/port-reservations.js'
 import type { Answer, Observation, Sut } from './engine.js'
 import { type App, deleteEverything, emptyStoreProblems, freshStateDir, openApp, readTree, sendTo } from './fake-sut.js'
 import { cidrValue } from './ip.js'
 import type { Rendered } from './ops.js'
-import { type StoreView, type Violation, filesDiff, linesDiff, memoryProblems, parseStore, sameFiles } from './oracle.js'
+import { type StoreView, type Violation, entryProblems, expectedEdge, filesDiff, linesDiff, memoryProblems, parseStore, sameFiles } from './oracle.js'
 import { HOST_ROUTES } from './universe.js'
 
 // ---------------------------------------------------------------- the namespace
@@ -77,9 +88,13 @@ function installHandlers(): void {
  * The namespace's baseline: lo up; "eth0" (a dummy, or an ifb where the kernel has no dummy
  * driver) with 192.168.1.10/24 and the default route; a bridge "docker0" with 172.17.0.1/16 that
  * tsnet does not own; FORWARD policy DROP with a foreign chain in iptables. ip6tables stays empty.
+ * Forwarding is already on in both families, as on a host where Docker runs: tsnet then leaves
+ * the FORWARD policies alone (it closes FORWARD only when it turns forwarding on itself, which is
+ * a lasting change outside any record; the unit and integration tests cover that).
  */
 const BASELINE = `
 set -e
+sysctl -q -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 ip link set lo up
 ip link add name eth0 mtu 1450 type dummy 2>/dev/null || ip link add name eth0 mtu 1450 type ifb
 ip link set eth0 up
@@ -107,7 +122,7 @@ export async function freshNetns(): Promise<void> {
 
 const SEP = '@@tsfz@@'
 const SNAPSHOT = [
-  'ip -j -d link show', 'ip -j addr show', 'ip -j -4 route show table all', 'ip -j -6 route show table all', 'iptables-save', 'ip6tables-save',
+  'ip -j -d link show', 'ip -j addr show', 'ip -j -4 route show table all', 'ip -j -6 route show table all', 'iptables-save', 'ip6tables-save', 'ipset save',
 ].join(`; echo ${SEP}; `)
 
 const VOLATILE_KEYS = new Set(['operstate', 'topology_change', 'topology_change_detected', 'topology_change_ack', 'config_pending', 'state'])
@@ -145,6 +160,17 @@ export function normalizeIptablesSave(text: string): string[] {
   return out
 }
 
+/** `ipset save` without what the kernel chooses itself, members sorted per set. */
+export function normalizeIpsetSave(text: string): string[] {
+  const creates: string[] = []
+  const adds: string[] = []
+  for (const l of text.split('\n')) {
+    if (l.startsWith('create ')) creates.push(l.replace(/ (initval 0x[0-9a-f]+|hashsize \d+|bucketsize \d+)/g, ''))
+    else if (l.startsWith('add ')) adds.push(l)
+  }
+  return [...creates.sort(), ...adds.sort()]
+}
+
 export interface KernelLink {
   ifname: string
   ifalias?: string
@@ -153,6 +179,8 @@ export interface KernelLink {
   mtu: number
   address?: string
   flags: string[]
+  /** Device group: a number as text, or "default". */
+  group?: string | number
   linkinfo?: { info_kind?: string }
 }
 
@@ -162,6 +190,7 @@ export interface KernelState {
   addrs: Map<string, string[]>
   iptables: string[]
   ip6tables: string[]
+  ipset: string[]
   text: string
 }
 
@@ -170,7 +199,7 @@ const isLinkLocalRoute = (r: { dst?: string; type?: string }) =>
 
 export async function kernelState(): Promise<KernelState> {
   const parts = (await inNs(SNAPSHOT)).split(`${SEP}\n`)
-  const [linksJ = '[]', addrsJ = '[]', r4 = '[]', r6 = '[]', ipt = '', ip6t = ''] = parts
+  const [linksJ = '[]', addrsJ = '[]', r4 = '[]', r6 = '[]', ipt = '', ip6t = '', sets = ''] = parts
   const links = (JSON.parse(linksJ || '[]') as KernelLink[]).sort((a, b) => (a.ifname < b.ifname ? -1 : 1))
   const addrRaw = JSON.parse(addrsJ || '[]') as Array<{ ifname: string; addr_info?: Array<{ scope?: string; local: string; prefixlen: number }> }>
   const addrs = new Map<string, string[]>()
@@ -188,8 +217,9 @@ export async function kernelState(): Promise<KernelState> {
   }
   const iptables = normalizeIptablesSave(ipt)
   const ip6tables = normalizeIptablesSave(ip6t)
-  lines.push(...iptables.map((l) => `iptables ${l}`), ...ip6tables.map((l) => `ip6tables ${l}`))
-  return { links, addrs, iptables, ip6tables, text: lines.join('\n') }
+  const ipset = normalizeIpsetSave(sets)
+  lines.push(...iptables.map((l) => `iptables ${l}`), ...ip6tables.map((l) => `ip6tables ${l}`), ...ipset.map((l) => `ipset ${l}`))
+  return { links, addrs, iptables, ip6tables, ipset, text: lines.join('\n') }
 }
 
 /**
@@ -246,10 +276,9 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
     if (nowLines.get(name) !== line) fail(`the foreign link ${name} changed: ${line} → ${nowLines.get(name) ?? '(gone)'}`)
     if (!sameAddressSet(k.addrs.get(name) ?? [], baseline.addrs.get(name) ?? [])) fail(`the addresses of the foreign link ${name} changed: [${baseline.addrs.get(name)?.join(', ')}] → [${k.addrs.get(name)?.join(', ')}]`)
   }
-  const rules: string[] = []
+  const edge = expectedEdge(s)
   for (const n of s.recs.networks.values()) {
     expected.add(n.bridge)
-    rules.push(unquote(`-A TSNET-FORWARD -i ${n.bridge} -o ${n.bridge} -m comment --comment "${networkTag(n.id)}" -j ACCEPT`))
     const l = byName.get(n.bridge)
     if (!l) {
       fail(`network ${n.id}'s bridge ${n.bridge} does not exist`)
@@ -259,6 +288,8 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
       fail(`bridge ${n.bridge} of network ${n.id} is not as recorded (kind ${l.linkinfo?.info_kind}, alias ${l.ifalias}, flags ${l.flags.join(',')}, mac ${l.address})`)
     }
     if (l.mtu !== n.mtu) fail(`bridge ${n.bridge} of network ${n.id} has MTU ${l.mtu}, the record says ${n.mtu}`)
+    const group = edge.groups.get(n.bridge)
+    if (Number(l.group) !== group) fail(`bridge ${n.bridge} of network ${n.id} is in device group ${l.group}, the record implies ${group} (0x${group?.toString(16)})`)
     const gws = [...n.ipv4Subnets, ...n.ipv6Subnets].flatMap((sub: { gateway?: string }) => (sub.gateway ? [sub.gateway] : []))
     if (!sameAddressSet(k.addrs.get(n.bridge) ?? [], gws)) fail(`bridge ${n.bridge} has addresses [${(k.addrs.get(n.bridge) ?? []).join(', ')}], the gateways are [${gws.join(', ')}]`)
   }
@@ -278,22 +309,100 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
   for (const l of k.links) {
     if (!expected.has(l.ifname)) fail(`link ${l.ifname} (${l.linkinfo?.info_kind ?? 'plain'}, alias ${l.ifalias ?? 'none'}) exists but no record explains it`)
   }
-  // Rules: everything but tsnet's chain as in the baseline; tsnet's chain exactly the networks' rules.
-  for (const [fam, now, base] of [['iptables', k.iptables, baseline.iptables], ['ip6tables', k.ip6tables, baseline.ip6tables]] as const) {
-    const foreignNow = now.filter((l) => !l.includes('TSNET'))
-    const foreignBase = base.filter((l) => !l.includes('TSNET'))
-    const inert = (l: string[]) => l.filter((x) => !/^(\*filter|COMMIT|:(INPUT|FORWARD|OUTPUT) ACCEPT \[0:0\])$/.test(x)).join('\n')
-    if (foreignNow.join('\n') !== foreignBase.join('\n') && inert(foreignNow) !== inert(foreignBase)) {
-      fail(`${fam}: rules tsnet does not own changed:\n        ${linesDiff(foreignBase.join('\n'), foreignNow.join('\n')).join('\n        ')}`)
+  // Rules: everything but tsnet's as in the baseline; tsnet's exactly what edge-plan and the records say.
+  for (const [tool, now, base] of [['iptables', k.iptables, baseline.iptables], ['ip6tables', k.ip6tables, baseline.ip6tables]] as const) {
+    const f: Family = tool === 'iptables' ? 4 : 6
+    // tsnet creates DOCKER-USER where Docker has not: then the chain is tsnet's too.
+    const dockerUserIsOurs = !base.includes(`:${DOCKER_USER} - [0:0]`)
+    const ours = (l: string) => l.includes('TSNET') || (dockerUserIsOurs && l === `:${DOCKER_USER} - [0:0]`)
+    const foreignNow = withoutInertTables(now.filter((l) => !ours(l)))
+    const foreignBase = withoutInertTables(base.filter((l) => !ours(l)))
+    if (foreignNow.join('\n') !== foreignBase.join('\n')) {
+      fail(`${tool}: rules tsnet does not own changed:\n        ${linesDiff(foreignBase.join('\n'), foreignNow.join('\n')).join('\n        ')}`)
     }
-    const ours = now.filter((l) => l.includes('TSNET'))
-    const want = s.recs.networks.size === 0 ? [] : [':TSNET-FORWARD - [0:0]', '-A FORWARD -j TSNET-FORWARD', ...rules]
-    const have = ours.map(unquote)
+    const want = edge.base ? expectedRules(f, dockerUserIsOurs, edge.portRules.filter((r) => r.family === f).map((r) => r.rule)) : []
+    const have = now.filter(ours).map(unquote)
     if ([...have].sort().join('\n') !== [...want].sort().join('\n')) {
-      fail(`${fam}: tsnet's rules are not what the records imply:\n        ${linesDiff(want.join('\n'), have.join('\n')).join('\n        ')}`)
+      fail(`${tool}: tsnet's rules are not what the records imply:\n        ${linesDiff([...want].sort().join('\n'), [...have].sort().join('\n')).join('\n        ')}`)
+    } else if (edge.base) {
+      // Same rules; now their order: chain bodies as edge-plan lists them, jumps first in their chains.
+      const tables = byTable(now)
+      const plan = filterRules(f)
+      const bodies: Array<[string, string, string[]]> = [
+        ['filter', CHAIN.forward, plan.forward], ['filter', CHAIN.from, plan.from], ['filter', CHAIN.to, plan.to], ['nat', CHAIN.postrouting, postroutingRules(f)],
+      ]
+      for (const [table, chain, rules] of bodies) {
+        const got = (tables.get(table) ?? []).filter((l) => l.startsWith(`-A ${chain} `)).map(unquote)
+        if (got.join('\n') !== rules.map((r) => unquote(`-A ${chain} ${r}`)).join('\n')) fail(`${tool}: ${table}/${chain} holds edge-plan's rules in another order:\n        ${got.join('\n        ')}`)
+      }
+      for (const j of JUMPS) {
+        const first = (tables.get(j.table) ?? []).find((l) => l.startsWith(`-A ${j.chain} `))
+        if (first === undefined || unquote(first) !== unquote(`-A ${j.chain} ${j.rule}`)) fail(`${tool}: ${j.table}/${j.chain} starts with ${first ?? '(nothing)'}, not tsnet's jump`)
+      }
     }
   }
+  // Sets: all of tsnet's while a network exists, none otherwise; exactly the members the records imply.
+  // (Their size limit is tsnet's choice, not something the records imply.)
+  const created = k.ipset.filter((l) => l.startsWith('create tsnet-')).map((l) => l.replace(/ maxelem \d+/, ''))
+  const wantSets = edge.base ? ALL_SETS.map((name) => {
+    const kind = name.replace(/^tsnet-/, '').replace(/[46]$/, '') as SetKind
+    return `create ${name} ${SET_TYPE[kind]} family ${name.endsWith('6') ? 'inet6' : 'inet'} comment`
+  }) : []
+  if ([...created].sort().join('\n') !== [...wantSets].sort().join('\n')) {
+    fail(`tsnet's ipsets are not what the records imply:\n        ${linesDiff([...wantSets].sort().join('\n'), [...created].sort().join('\n')).join('\n        ')}`)
+  }
+  const members = new Map<string, string>()
+  for (const l of k.ipset) {
+    const m = /^add (tsnet-\S+) (\S+) comment "([^"]*)"$/.exec(l)
+    if (m) members.set(`${m[1]} ${m[2]}`, m[3] as string)
+    else if (l.startsWith('add tsnet-')) fail(`ipset member without tsnet's comment: ${l}`)
+  }
+  const wantMembers = new Map([...edge.entries.values()].map((w) => [kernelForm(w.entry.set, w.entry.entry), w]))
+  out.push(...entryProblems(members, wantMembers))
+  // Foreign sets as in the baseline.
+  const foreignSets = (lines: string[]) => lines.filter((l) => !/^(create|add) tsnet-/.test(l)).join('\n')
+  if (foreignSets(k.ipset) !== foreignSets(baseline.ipset)) fail(`ipsets tsnet does not own changed:\n        ${linesDiff(foreignSets(baseline.ipset), foreignSets(k.ipset)).join('\n        ')}`)
   return out
+}
+
+/** tsnet's lines of one family's iptables-save (unquoted), given its DNAT rule bodies. */
+function expectedRules(f: Family, dockerUserIsOurs: boolean, dnat: string[]): string[] {
+  const plan = filterRules(f)
+  return [
+    `:${CHAIN.forward} - [0:0]`, `:${CHAIN.from} - [0:0]`, `:${CHAIN.to} - [0:0]`, `:${CHAIN.dnat} - [0:0]`, `:${CHAIN.postrouting} - [0:0]`,
+    ...(dockerUserIsOurs ? [`:${DOCKER_USER} - [0:0]`] : []),
+    ...JUMPS.map((j) => `-A ${j.chain} ${j.rule}`),
+    ...plan.forward.map((r) => `-A ${CHAIN.forward} ${r}`),
+    ...plan.from.map((r) => `-A ${CHAIN.from} ${r}`),
+    ...plan.to.map((r) => `-A ${CHAIN.to} ${r}`),
+    ...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`),
+    ...dnat.map((r) => `-A ${CHAIN.dnat} ${r}`),
+  ].map(unquote)
+}
+
+/** How `ipset save` prints a member tsnet writes: full-length prefixes as bare addresses, ICMPv6 by its protocol name. */
+function kernelForm(set: string, entry: string): string {
+  const parts = entry.split(',')
+  const at = set.startsWith('tsnet-allow') ? 2 : 0
+  const full = set.endsWith('6') ? '/128' : '/32'
+  if (parts[at]?.endsWith(full)) parts[at] = (parts[at] as string).slice(0, -full.length)
+  return `${set} ${parts.join(',').replace(/^([^,]+,)icmpv6:/, '$1ipv6-icmp:')}`
+}
+
+/** Lines of iptables-save per table (`*filter` → its lines). */
+function byTable(lines: string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  let table = ''
+  for (const l of lines) {
+    if (l.startsWith('*')) out.set((table = l.slice(1)), [])
+    else if (l !== 'COMMIT') out.get(table)?.push(l)
+  }
+  return out
+}
+
+/** Drops tables that hold nothing but built-in chains with policy ACCEPT (as normalizeIptablesSave does). */
+function withoutInertTables(lines: string[]): string[] {
+  return normalizeIptablesSave(lines.join('\n'))
 }
 
 // ---------------------------------------------------------------- the system under test
@@ -306,12 +415,12 @@ export class KernelSut implements Sut {
     await freshNetns()
     const baseline = await kernelState()
     const dir = await freshStateDir('tsnet-fuzz-kernel-')
-    const host = new LinuxHost(createRunner(['nsenter', `--net=${NETNS_PATH}`]))
+    const host = linuxHostVia(createRunner(['nsenter', `--net=${NETNS_PATH}`]))
     return new KernelSut(dir, await openApp(dir, host), baseline)
   }
 
   private host() {
-    return new LinuxHost(createRunner(['nsenter', `--net=${NETNS_PATH}`]))
+    return linuxHostVia(createRunner(['nsenter', `--net=${NETNS_PATH}`]))
   }
 
   send(r: Rendered): Promise<Answer> {
@@ -343,6 +452,10 @@ export class KernelSut implements Sut {
 
   async restart(before: Observation): Promise<Violation[]> {
     await this.a.app.close()
+    // The sockets holding published ports die with the process (the app's close does not release
+    // them; a real restart is a new process): release them as its exit would.
+    const held = (this.a.network as unknown as { reservations: Map<string, Reservation[]> }).reservations
+    for (const rs of held.values()) for (const r of rs) await r.release()
     this.a = await openApp(this.dir, this.host())
     const after = await this.observe()
     const out: Violation[] = []
@@ -361,6 +474,8 @@ export class KernelSut implements Sut {
     if (owned.length) out.push({ rule: 'cleanup', detail: `tsnet links left after deleting everything: ${owned.map((l) => `${l.ifname} (${l.ifalias ?? 'no alias'})`).join(', ')}` })
     const rules = [...k.iptables, ...k.ip6tables].filter((l) => l.includes('TSNET'))
     if (rules.length) out.push({ rule: 'cleanup', detail: `TSNET rules left after deleting everything: ${rules.join(' | ')}` })
+    const sets = k.ipset.filter((l) => l.startsWith('create tsnet-'))
+    if (sets.length) out.push({ rule: 'cleanup', detail: `tsnet ipsets left after deleting everything: ${sets.join(' | ')}` })
     if (k.text !== this.baseline.text) out.push({ rule: 'cleanup', detail: `after deleting everything the namespace is not back to its baseline:\n        ${kernelDiff(this.baseline.text, k.text).join('\n        ')}` })
     return out
   }

@@ -8,7 +8,10 @@
  *  - memoryProblems:      (d) the services' in-memory view equals the store.
  * (c), "a refused request changes nothing", is an exact comparison done by the runner.
  */
-import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../../../src/core/names.js'
+import { type SetEntry, allowEntries, deviceGroupOf, dnatRule, entryKey, networkEntries } from '../../../src/core/edge-plan.js'
+import { endpointAlias, macFromSeed, networkAlias } from '../../../src/core/names.js'
+import { parsePolicy } from '../../../src/core/policy.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../../src/core/records.js'
 import type { FakeHost, FakeLink } from '../../../src/host/fake-host.js'
 import { cidrValue, contains, ipValue, overlaps, sameIp, type CidrValue } from './ip.js'
 
@@ -155,6 +158,17 @@ function onlyTouched(method: string, before: StoreView, after: StoreView, allowe
 }
 
 const V4_GATEWAY_TYPE = 'com.docker.network.gateway'
+const PROTOCOLS: Record<number, string> = { 6: 'tcp', 17: 'udp', 132: 'sctp' }
+const ipOnly = (cidr: unknown): string | undefined => (typeof cidr === 'string' && cidr !== '' ? cidr.split('/')[0] : undefined)
+
+/** The port map of an accepted request, as the endpoint record keeps it. */
+function portMapOf(r: Record<string, any>): Array<{ proto: string; containerPort: number; hostIp: string; hostPort: number; hostPortEnd: number }> {
+  const raw = isObj(r.Options) ? r.Options['com.docker.network.portmap'] : undefined
+  return (Array.isArray(raw) ? raw : []).map((m: Record<string, any>) => {
+    const hostPort = typeof m.HostPort === 'number' ? m.HostPort : 0
+    return { proto: PROTOCOLS[m.Proto] ?? '?', containerPort: m.Port, hostIp: typeof m.HostIP === 'string' ? m.HostIP : '', hostPort, hostPortEnd: m.HostPortEnd || hostPort }
+  })
+}
 
 /**
  * After a 200: the allowed effect of each method on the store, and what its answer must say.
@@ -264,6 +278,57 @@ export function transitionProblems(method: string, req: unknown, resp: unknown, 
         touched.add(`endpoints/${E}`)
         if (epAfter) fail(`answered 200 but endpoint ${E} is still in the store`)
       }
+      break
+    }
+    case 'NetworkDriver.ProgramExternalConnectivity': {
+      const net = before.recs.networks.get(N)
+      if (!inNetwork || !net) {
+        fail(`answered 200 for endpoint ${E} of network ${N}, which the store did not hold`)
+        break
+      }
+      if (Object.keys(a).length !== 0) fail(`answer should be {} but is ${short(JSON.stringify(resp))}`)
+      const maps = portMapOf(r)
+      if (net.internal) {
+        if (maps.some((m) => m.hostPort !== 0 || m.hostIp !== '')) fail(`network ${N} is internal, yet a mapping with a host port or address was accepted`)
+        break // nothing is published, nothing changes
+      }
+      if (maps.length === 0 && !epBefore.published?.length) break // nothing to publish, nothing published: nothing changes
+      touched.add(`endpoints/${E}`)
+      if (!epAfter) break
+      const mapped = (epAfter.portMappings ?? []) as Array<Record<string, unknown>>
+      if (JSON.stringify(mapped) !== JSON.stringify(maps)) fail(`the endpoint records port mappings ${short(JSON.stringify(mapped))}, the request asked for ${short(JSON.stringify(maps))}`)
+      const published = (epAfter.published ?? []) as PublishedPort[]
+      const addrOf: Record<number, string | undefined> = { 4: ipOnly(epAfter.address), 6: ipOnly(epAfter.addressV6) }
+      let k = 0
+      for (const m of maps) {
+        const families = m.hostIp === '' ? ([4, 6] as const).filter((f) => addrOf[f] !== undefined) : [m.hostIp.includes(':') ? 6 : 4]
+        const mine = published.slice(k, k + families.length)
+        k += families.length
+        const where = `mapping ${m.proto}/${m.containerPort}`
+        if (mine.length !== families.length) {
+          fail(`${where}: published ${mine.length} ports, expected one per family [${families.join(', ')}]`)
+          continue
+        }
+        const hostPort = mine[0]?.hostPort
+        mine.forEach((p, i) => {
+          if (p.family !== families[i] || p.proto !== m.proto || p.containerPort !== m.containerPort || p.hostIp !== m.hostIp || p.hostPort !== hostPort) {
+            fail(`${where}: published ${JSON.stringify(p)} does not match the mapping`)
+          }
+          if (p.containerIp !== addrOf[p.family]) fail(`${where}: leads to ${p.containerIp}, the endpoint's IPv${p.family} address is ${addrOf[p.family]}`)
+        })
+        if (m.hostPort !== 0 && (hostPort === undefined || hostPort < m.hostPort || hostPort > m.hostPortEnd)) fail(`${where}: host port ${hostPort} is outside ${m.hostPort}-${m.hostPortEnd}`)
+        if (m.hostPort === 0 && (!Number.isInteger(hostPort) || (hostPort as number) < 1)) fail(`${where}: host port ${hostPort} was chosen`)
+      }
+      if (k !== published.length) fail(`the endpoint records ${published.length} published ports, the mappings explain ${k}`)
+      break
+    }
+    case 'NetworkDriver.RevokeExternalConnectivity': {
+      if (inNetwork && epBefore.published?.length) {
+        touched.add(`endpoints/${E}`)
+        if (!epAfter) fail(`answered 200 but endpoint ${E} is gone from the store`)
+        else if (epAfter.published !== undefined) fail(`answered 200 but the endpoint still records published ports ${short(JSON.stringify(epAfter.published))}`)
+      }
+      if (Object.keys(a).length !== 0) fail(`answer should be {} but is ${short(JSON.stringify(resp))}`)
       break
     }
     case 'NetworkDriver.EndpointOperInfo': {
@@ -431,6 +496,20 @@ export function storeProblems(s: StoreView): Violation[] {
     }
     if (typeof e.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac) || parseInt(e.mac.slice(0, 2), 16) & 1) fail(`endpoint ${id} has MAC ${e.mac}`)
     if (e.joined !== true && e.sandboxKey !== undefined) fail(`endpoint ${id} is not joined but has a sandbox key`)
+    if (e.published !== undefined) {
+      if (!Array.isArray(e.published)) fail(`endpoint ${id} has a malformed published list ${JSON.stringify(e.published)}`)
+      else if (e.published.length > 0 && n?.internal) fail(`endpoint ${id} publishes ports on the internal network ${n.id}`)
+    }
+  }
+  // No two endpoints hold one host port on overlapping addresses.
+  const wild = (ip: string) => ip === '' || ip === '0.0.0.0' || ip === '::'
+  const held: Array<{ id: string; p: PublishedPort }> = []
+  for (const [id, e] of endpoints) {
+    for (const p of (Array.isArray(e.published) ? e.published : []) as PublishedPort[]) {
+      const clash = held.find((h) => h.id !== id && h.p.proto === p.proto && h.p.hostPort === p.hostPort && (wild(h.p.hostIp) || wild(p.hostIp) || h.p.hostIp === p.hostIp))
+      if (clash) fail(`endpoints ${clash.id} and ${id} both publish ${p.proto}/${p.hostPort}`)
+      held.push({ id, p })
+    }
   }
   const poolPrefixes: Array<{ id: string; space: string; p: CidrValue }> = []
   for (const [id, p] of pools) {
@@ -476,10 +555,8 @@ export function fakeHostProblems(s: StoreView, host: FakeHost, foreign: Readonly
     if (!l) fail(`the foreign link ${name} is gone`)
     else if (JSON.stringify(l) !== json) fail(`the foreign link ${name} changed: ${json} → ${JSON.stringify(l)}`)
   }
-  const rules = new Set<string>()
   for (const n of s.recs.networks.values()) {
     expected.add(n.bridge)
-    rules.add(`${networkTag(n.id)} ${n.bridge}`)
     const l = host.links.get(n.bridge)
     if (!l) {
       fail(`network ${n.id}'s bridge ${n.bridge} does not exist`)
@@ -505,9 +582,62 @@ export function fakeHostProblems(s: StoreView, host: FakeHost, foreign: Readonly
     }
   }
   for (const name of host.links.keys()) if (!expected.has(name)) fail(`link ${name} exists but no record explains it: ${JSON.stringify(host.links.get(name))}`)
-  const have = [...host.rules].sort().join('\n')
-  const want = [...rules].sort().join('\n')
-  if (have !== want) fail(`firewall rules are [${[...host.rules].join('; ')}], the records imply [${[...rules].join('; ')}]`)
+  const edge = expectedEdge(s)
+  const same = (what: string, have: string[], want: string[]) => {
+    const diff = linesDiff([...want].sort().join('\n'), [...have].sort().join('\n'))
+    if (diff.length) fail(`${what} are not what the records imply:\n        ${diff.join('\n        ')}`)
+  }
+  out.push(...entryProblems(new Map([...host.sets.values()].map((e) => [entryKey(e), e.comment])), edge.entries))
+  same('DNAT rules', [...host.portRules], edge.portRules.map((r) => `${r.family} ${r.rule}`))
+  same('held host ports', [...host.heldPorts], edge.heldPorts)
+  same('device groups', [...host.groups].map(([b, g]) => `${b} ${g}`), [...edge.groups].map(([b, g]) => `${b} ${g}`))
+  if (host.edge !== edge.base) fail(`tsnet's chains are ${host.edge ? 'present' : 'absent'}, but ${s.recs.networks.size} networks exist`)
+  return out
+}
+
+/**
+ * The edge the records imply (docs/network-edge.md): tsnet's chains while any network exists,
+ * each network's subnet and policy entries, each bridge's device group, one DNAT rule per
+ * published port and family, one held port per published mapping. No Docker names are known
+ * here (the fuzzed app has no directory), so policies resolve only their addresses.
+ */
+export interface ExpectedEdge {
+  base: boolean
+  /** By `set entry`: the entry and the comments it may carry (one per network that needs it: networks may share a subnet). */
+  entries: Map<string, { entry: SetEntry; owners: Set<string> }>
+  portRules: Array<{ family: 4 | 6; rule: string }>
+  heldPorts: string[]
+  groups: Map<string, number>
+}
+
+export function expectedEdge(s: StoreView): ExpectedEdge {
+  const entries: ExpectedEdge['entries'] = new Map()
+  const groups = new Map<string, number>()
+  const endpoints = [...s.recs.endpoints.values()] as EndpointRecord[]
+  for (const n of s.recs.networks.values() as Iterable<NetworkRecord>) {
+    groups.set(n.bridge, deviceGroupOf(n))
+    const rules = n.policy ? parsePolicy(n.policy) : []
+    for (const e of [...networkEntries(n), ...allowEntries(n, endpoints.filter((x) => x.networkId === n.id), rules, () => [])]) {
+      const known = entries.get(entryKey(e))
+      if (known) known.owners.add(e.comment)
+      else entries.set(entryKey(e), { entry: e, owners: new Set([e.comment]) })
+    }
+  }
+  const portRules = endpoints.flatMap((e) => (e.published ?? []).map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })))
+  const heldPorts = [...new Set(endpoints.flatMap((e) => (e.published ?? []).map((p) => `${p.proto}/${p.hostPort}`)))]
+  return { base: s.recs.networks.size > 0, entries, portRules, heldPorts, groups }
+}
+
+/** `have`: `set entry` → comment, as the host holds them. One violation per missing, unexplained or misattributed entry. */
+export function entryProblems(have: ReadonlyMap<string, string>, want: ExpectedEdge['entries']): Violation[] {
+  const out: Violation[] = []
+  for (const [key, w] of want) {
+    const comment = have.get(key)
+    const owners = [...w.owners].join(', ')
+    if (comment === undefined) out.push(v('host-mismatch', `ipset entry ${key} that network ${owners} needs is missing`))
+    else if (!w.owners.has(comment)) out.push(v('host-mismatch', `ipset entry ${key} is commented ${comment}, but belongs to ${owners}`))
+  }
+  for (const [key, comment] of have) if (!want.has(key)) out.push(v('host-mismatch', `ipset entry ${key} (${comment}) exists but no record explains it`))
   return out
 }
 

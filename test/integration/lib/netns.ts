@@ -10,7 +10,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import type { Test } from 'tap'
 import pino from 'pino'
 import { createRunner, type ExecResult, type Runner } from '../../../src/host/exec.js'
-import { LinuxHost } from '../../../src/host/linux-host.js'
+import { LinuxHost, linuxHostVia } from '../../../src/host/linux-host.js'
 
 export const log = pino({ level: 'silent' })
 
@@ -135,7 +135,7 @@ export function recordingRunner(inner: Runner): RecordingRunner {
 
 export function hostIn(ns: Netns): { host: LinuxHost; runner: RecordingRunner } {
   const runner = recordingRunner(createRunner(ns.prefix))
-  return { host: new LinuxHost(runner), runner }
+  return { host: linuxHostVia(runner), runner }
 }
 
 // ---------------------------------------------------------------- readers of the kernel state
@@ -149,11 +149,22 @@ export interface IpLink {
   link?: string
   flags: string[]
   operstate?: string
+  /** Device group: a number, or its name from /etc/iproute2/group ("default" for 0). */
+  group?: number | string
   linkinfo?: { info_kind?: string }
 }
 
 export async function links(ns: Netns): Promise<IpLink[]> {
   return JSON.parse(await ns.ok('ip', ['-j', '-d', 'link', 'show'])) as IpLink[]
+}
+
+/** The device group of a link as a number (iproute2 prints a number, or "default" for 0); undefined without a link. */
+export function deviceGroup(l: IpLink | undefined): number | undefined {
+  if (!l || l.group === undefined) return undefined
+  if (l.group === 'default') return 0
+  const n = Number(l.group)
+  if (!Number.isInteger(n)) throw new Error(`device group ${String(l.group)} of ${l.ifname} is a name this test does not know`)
+  return n
 }
 
 export async function link(ns: Netns, name: string): Promise<IpLink | undefined> {
