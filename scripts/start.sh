@@ -32,7 +32,7 @@ if [ -d /run/systemd/system ]; then
   echo "tsnet runs as systemd unit tsnet.service (journalctl -u tsnet)"
 else
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then echo "tsnet already runs (pid $(cat "$PIDFILE"))"; exit 0; fi
-  setsid node dist/cli.js serve >>"$LOG" 2>&1 < /dev/null &
+  setsid node --max-semi-space-size=2 dist/cli.js serve >>"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   sock=${TSNET_SOCKET:-/run/docker/plugins/tsnet.sock}
   for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done

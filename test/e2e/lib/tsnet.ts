@@ -102,7 +102,7 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
   mkdirSync(e.pluginsDir, { recursive: true });
   const args = [
     `--net=${e.netnsPath}`, '--',
-    process.execPath, TSNET_CLI, 'serve',
+    process.execPath, '--max-semi-space-size=2', TSNET_CLI, 'serve',
     '--socket', socketPath,
     '--state-dir', stateDir,
     '--log-level', opts.logLevel ?? 'debug',
