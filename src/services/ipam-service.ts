@@ -46,6 +46,8 @@ export class IpamService {
   private readonly lock = new KeyedLock()
   /** Per pool: addresses garbage collection released, and until when they stay unassigned. */
   private readonly cooling = new Map<string, Map<bigint, number>>()
+  /** Per pool, addresses whose lease file is being deleted (outside the lock). */
+  private readonly releasing = new Map<string, Set<bigint>>()
   private ula48!: Prefix
 
   private readonly globalPools: DefaultPool[]
@@ -168,8 +170,13 @@ export class IpamService {
     log.info({ ipam: 'pool.released', poolId, leases: pool.leases.size }, 'address pool released')
   }
 
-  requestAddress(req: RequestAddressRequest, log: Logger) {
-    return this.lock.run('ipam', async () => {
+  /**
+   * Picks and marks the address under the lock; the durable write happens after it, so
+   * concurrent requests share the disk's flushes instead of queueing behind each one. Docker
+   * gets the address only once its lease is on disk.
+   */
+  async requestAddress(req: RequestAddressRequest, log: Logger) {
+    const { pool, ip, lease, value } = await this.lock.run('ipam', async () => {
       const pool = this.pools.get(req.PoolID)
       if (!pool) throw notFound(`address pool ${clip(req.PoolID)} is unknown to tsnet`)
       let preferred: Ip | undefined
@@ -181,7 +188,7 @@ export class IpamService {
         pool: pool.prefix,
         ...(pool.range ? { range: pool.range } : {}),
         ...(preferred ? { preferred } : {}),
-        used: new Set(pool.leases.keys()),
+        used: new Set([...pool.leases.keys(), ...this.releasingIn(req.PoolID)]),
         poolId: req.PoolID,
       }
       const cooling = this.coolingIn(req.PoolID)
@@ -204,11 +211,24 @@ export class IpamService {
         ...(owner ? { owner } : {}),
         createdAt: new Date().toISOString(),
       }
-      await this.store.put('leases', leaseId(req.PoolID, address), lease)
       pool.leases.set(value, lease)
-      log.info({ ipam: 'address.leased', poolId: req.PoolID, address, kind: lease.kind }, 'address leased')
-      return { Address: formatCidr(ip, pool.prefix.bits), Data: {} }
+      return { pool, ip, lease, value }
     })
+    try {
+      await this.store.put('leases', leaseId(req.PoolID, lease.address), lease)
+    } catch (err) {
+      await this.lock.run('ipam', async () => {
+        if (pool.leases.get(value) === lease) pool.leases.delete(value)
+      })
+      throw err
+    }
+    log.info({ ipam: 'address.leased', poolId: req.PoolID, address: lease.address, kind: lease.kind }, 'address leased')
+    return { Address: formatCidr(ip, pool.prefix.bits), Data: {} }
+  }
+
+  /** Addresses whose lease file is being deleted right now: not handed out until it is gone. */
+  private releasingIn(poolId: string): bigint[] {
+    return [...(this.releasing.get(poolId) ?? [])]
   }
 
   private coolingIn(poolId: string): bigint[] {
@@ -245,18 +265,36 @@ export class IpamService {
     })
   }
 
-  releaseAddress(req: ReleaseAddressRequest, log: Logger) {
-    return this.lock.run('ipam', async () => {
+  /** Forgets the lease under the lock and deletes its file after it (see requestAddress). */
+  async releaseAddress(req: ReleaseAddressRequest, log: Logger) {
+    const found = await this.lock.run('ipam', async () => {
       const pool = this.pools.get(req.PoolID)
       const ip = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
-      if (!pool || !ip || ip.family !== pool.prefix.family) return {}
+      if (!pool || !ip || ip.family !== pool.prefix.family) return undefined
       const lease = pool.leases.get(ip.value)
-      if (!lease) return {}
-      await this.store.delete('leases', leaseId(req.PoolID, lease.address))
+      if (!lease) return undefined
       pool.leases.delete(ip.value)
-      log.info({ ipam: 'address.released', poolId: req.PoolID, address: lease.address }, 'address released')
-      return {}
+      const releasing = this.releasing.get(req.PoolID) ?? new Set<bigint>()
+      releasing.add(ip.value)
+      this.releasing.set(req.PoolID, releasing)
+      return { pool, ip, lease }
     })
+    if (!found) return {}
+    const { pool, ip, lease } = found
+    try {
+      await this.store.delete('leases', leaseId(req.PoolID, lease.address))
+    } catch (err) {
+      await this.lock.run('ipam', async () => {
+        if (!pool.leases.has(ip.value)) pool.leases.set(ip.value, lease)
+      })
+      throw err
+    } finally {
+      const releasing = this.releasing.get(req.PoolID)
+      releasing?.delete(ip.value)
+      if (releasing?.size === 0) this.releasing.delete(req.PoolID)
+    }
+    log.info({ ipam: 'address.released', poolId: req.PoolID, address: lease.address }, 'address released')
+    return {}
   }
 
   /** Pools with their leases, for garbage collection. */
