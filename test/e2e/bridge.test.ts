@@ -22,6 +22,8 @@ import {
   removeAllContainersAndNetworks,
   runSleeper,
   snapshotHost,
+  forwardingOf,
+  expectForwardingClosed,
   startEngine,
   startTsnet,
   destroyEngine,
@@ -42,6 +44,7 @@ const TS = ['-d', 'tsnet', '--ipam-driver', 'tsnet'];
 let E: Engine | undefined;
 let base: HostSnapshot | undefined;
 let ts: TsnetHandle | undefined;
+let forwardingAtBase: { v4: string; v6: string } | undefined;
 
 /** A subtest that, when it fails, adds the tails of tsnet.log and dockerd.log to its output. */
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
@@ -59,6 +62,7 @@ await t.test('setup: engine, bb image, base snapshot, tsnet', async (t) => {
   await ensureBusyboxImage(E);
   // before tsnet runs: it may add its base firewall chains lazily and must remove them again
   base = await snapshotHost(E);
+  forwardingAtBase = await forwardingOf(E);
   t.same(base.storeFiles, [], 'no tsnet store yet');
   ts = await startTsnet(E);
   t.ok(ts.running, `tsnet running (pid ${ts.pid})`);
@@ -245,7 +249,9 @@ if (!E || !base || !ts) {
     const exit = await ts!.stop();
     t.same(exit, { code: 0, signal: null }, 'tsnet exits 0 on SIGTERM');
     const now = await snapshotHost(e);
-    t.same(diffSnapshots(s0, now, ['links', 'iptables', 'ip6tables']), [], 'links, iptables and ip6tables identical to the base snapshot');
+    // tsnet turned IPv6 forwarding on for the dual-stack network and so closed FORWARD, as Docker does.
+    const expected = expectForwardingClosed(s0, forwardingAtBase!, await forwardingOf(e));
+    t.same(diffSnapshots(expected, now, ['links', 'iptables', 'ip6tables', 'ipsets']), [], 'links, iptables, ip6tables and ipsets identical to the base snapshot (FORWARD closed where tsnet turned forwarding on)');
     t.same(now.storeFiles, [], 'the tsnet store holds no network/endpoint/pool/lease records');
   });
 }

@@ -634,12 +634,20 @@ if (!E || !base || !ts) {
     await ip('link add rsfa0 type veth peer name rsfb0');
     await ip('link set dev rsfa0 alias other:owner:1 master rsforeign0');
     const tag = `tsnet:net:${netId.slice(0, 12)}`;
+    const epTag = `tsnet:ep:${ep2.slice(0, 12)}`;
+    // leftovers in tsnet's own sets and chains, and foreign objects next to them
+    await nsExecOk(e, ['ipset', 'add', 'tsnet-src4', `10.99.0.0/24,${orphanBr}`, 'comment', tag]);
+    await nsExecOk(e, ['ipset', 'add', 'tsnet-masq4', '10.99.0.0/24', 'comment', tag]);
+    await nsExecOk(e, ['ipset', 'create', 'rsforeign', 'hash:net']);
+    await nsExecOk(e, ['ipset', 'add', 'rsforeign', '10.98.0.0/24']);
     for (const bin of ['iptables', 'ip6tables']) {
-      await nsExecOk(e, [bin, '-w', '-A', 'TSNET-FORWARD', '-i', orphanBr, '-o', orphanBr, '-m', 'comment', '--comment', tag, '-j', 'ACCEPT']);
+      await nsExecOk(e, [bin, '-w', '-A', 'TSNET-FROM', '-i', orphanBr, '-m', 'comment', '--comment', tag, '-j', 'ACCEPT']);
       await nsExecOk(e, [bin, '-w', '-A', 'FORWARD', '-i', 'rsforeign0', '-o', 'rsforeign0', '-m', 'comment', '--comment', 'not-tsnet', '-j', 'ACCEPT']);
     }
+    await nsExecOk(e, ['iptables', '-w', '-t', 'nat', '-A', 'TSNET-DNAT', '-p', 'tcp', '-m', 'tcp', '--dport', '8777', '-m', 'comment', '--comment', epTag, '-j', 'DNAT', '--to-destination', '10.99.0.2:80']);
     const planted = await linkDetails(e);
     t.ok([orphanBr, v1, v2, 'rsforeign0', 'rsfa0'].every((n) => planted.has(n)), 'control: the leftovers and the foreign links exist before tsnet starts');
+    t.ok((await nsExecOk(e, ['ipset', 'save'])).includes(tag), 'control: the leftover ipset entries exist before tsnet starts');
     const off = await fileSize(logPath);
     ts = await startTsnet(e);
     await waitFor(async () => bootReconcile(await logSince(logPath, off)), { timeoutMs: 10_000, what: 'boot reconcile' });
@@ -650,10 +658,14 @@ if (!E || !base || !ts) {
     t.ok(links.has('rsforeign0') && links.get('rsfa0')?.alias === 'other:owner:1', 'the foreign bridge and veth (alias other:owner:1) stay');
     for (const bin of ['iptables', 'ip6tables']) {
       const rules = await nsExecOk(e, [bin, '-w', '-S']);
-      t.notOk(rules.includes(tag), `${bin}: the rule with the unknown tag is gone`);
+      t.notOk(rules.includes(tag), `${bin}: the rule planted in tsnet's chain is gone (the chain is rewritten whole)`);
       t.ok(rules.includes('not-tsnet'), `${bin}: the foreign rule in FORWARD stays`);
-      t.ok(rules.includes(`tsnet:net:${knownId.slice(0, 12)}`), `${bin}: the known network's rule stays`);
     }
+    t.notOk((await nsExecOk(e, ['iptables', '-w', '-t', 'nat', '-S'])).includes(epTag), 'the DNAT rule of an unknown endpoint is gone');
+    const sets = await nsExecOk(e, ['ipset', 'save']);
+    t.notOk(sets.includes(tag), 'the ipset entries of the unknown network are gone');
+    t.ok(sets.includes(`tsnet:net:${knownId.slice(0, 12)}`), "the known network's ipset entries stay");
+    t.ok(sets.includes('add rsforeign 10.98.0.0/24'), 'a foreign ipset and its entry stay');
     t.ok(await pingOk(e, 'n1', 'n2'), 'n1 reaches n2 on the known network');
     await runSleeper(e, 'n3', ['--network', 'known']);
     t.ok(await pingOk(e, 'n3', 'n1'), 'a new container n3 on the known network reaches n1');
@@ -662,6 +674,7 @@ if (!E || !base || !ts) {
     }
     await ip('link del rsfa0');
     await ip('link del rsforeign0');
+    await nsExecOk(e, ['ipset', 'destroy', 'rsforeign']);
     figures.s8_orphanLinksRemoved = boot?.orphanLinks;
   });
 

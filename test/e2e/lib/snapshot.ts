@@ -163,3 +163,25 @@ export function diffSnapshots(
   }
   return out;
 }
+
+/** net.ipv4.ip_forward and net.ipv6.conf.all.forwarding of the engine's netns ('0' or '1'). */
+export async function forwardingOf(e: Engine): Promise<{ v4: string; v6: string }> {
+  const [v4, v6] = (await nsExecOk(e, ['sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'])).split('\n').map((s) => s.trim());
+  return { v4: v4 ?? '', v6: v6 ?? '' };
+}
+
+/**
+ * The base snapshot as it should look once tsnet turned forwarding on where it was off: like
+ * Docker, tsnet then sets that family's FORWARD policy to DROP, and leaves both so afterwards.
+ */
+export function expectForwardingClosed(base: HostSnapshot, before: { v4: string; v6: string }, after: { v4: string; v6: string }): HostSnapshot {
+  const close = (rules: string[]): string[] => {
+    if (!rules.includes('*filter')) return [...rules, '*filter', ':INPUT ACCEPT [0:0]', ':FORWARD DROP [0:0]', ':OUTPUT ACCEPT [0:0]', 'COMMIT'];
+    return rules.map((l) => (l === ':FORWARD ACCEPT [0:0]' ? ':FORWARD DROP [0:0]' : l));
+  };
+  return {
+    ...base,
+    iptables: before.v4 === '0' && after.v4 === '1' ? close(base.iptables) : base.iptables,
+    ip6tables: before.v6 === '0' && after.v6 === '1' ? close(base.ip6tables) : base.ip6tables,
+  };
+}
