@@ -116,7 +116,8 @@ async function measure(c: PluginClient, nets: Net[], pid: number, concurrency: n
   return { networks: nets.length, endpoints, concurrency, sequences, calls, createJoin: { p50: median(cj), p99: p99(cj) }, rssMb: rssMb(pid) }
 }
 
-async function bootReconcileMs(ts: TsnetHandle, since: number): Promise<{ ms?: number; listenMs?: number }> {
+/** The duration tsnet logged for its boot reconcile, in the log written after offset `since`. */
+async function bootReconcileMs(ts: TsnetHandle, since: number): Promise<{ ms?: number }> {
   const lines = readFileSync(ts.logPath, 'utf8').slice(since).split('\n')
   const done = lines.map((l) => { try { return JSON.parse(l) as { msg?: string; ms?: number } } catch { return {} } }).find((x) => x.msg === 'boot reconcile done')
   return { ms: done?.ms }
