@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util'
 import { resolve } from 'node:path'
 import { DEFAULT_STATE_DIR } from './config.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord, PublishedPort } from './core/records.js'
+import { bindAddressOf } from './core/ports.js'
 import { FileStore } from './store/file-store.js'
 
 export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -24,7 +25,7 @@ export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
     const flags = [n.internal ? 'internal' : '', n.enableIcc ? '' : 'icc off', n.enableIpMasquerade ? '' : 'no masquerade'].filter(Boolean).join(', ')
     console.log(`  ${n.id.slice(0, 12)}  bridge ${n.bridge}  mtu ${n.mtu}${flags ? `  ${flags}` : ''}  ${subnets}${n.policy ? `  allow: ${n.policy}` : ''}`)
     for (const e of endpoints.filter((x) => x.networkId === n.id)) {
-      const host = (p: PublishedPort) => (p.family === 6 ? `[${p.hostIp || '::'}]` : p.hostIp || '0.0.0.0')
+      const host = (p: PublishedPort) => (p.family === 6 ? `[${bindAddressOf(p)}]` : bindAddressOf(p))
       const dest = (p: PublishedPort) => (p.family === 6 ? `[${p.containerIp}]` : p.containerIp)
       const ports = (e.published ?? []).map((p) => `${host(p)}:${p.hostPort}->${dest(p)}:${p.containerPort}/${p.proto}`).join(' ')
       console.log(`    endpoint ${e.id.slice(0, 12)}  ${e.hostIf}  ${e.mac}  ${[e.address, e.addressV6].filter(Boolean).join(' ')}${e.joined ? '  joined' : ''}${ports ? `  ports ${ports}` : ''}`)

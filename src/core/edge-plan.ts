@@ -8,7 +8,8 @@
  */
 import { type Family, formatIp, parseCidr } from './addr.js'
 import { networkTag } from './names.js'
-import type { PolicyRule } from './policy.js'
+import { type PolicyRule, parsePolicy } from './policy.js'
+import { invalid } from '../errors.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from './records.js'
 
 export const FAMILIES: readonly Family[] = [4, 6]
@@ -182,6 +183,32 @@ export function allowEntries(n: NetworkRecord, endpoints: EndpointRecord[], rule
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+}
+
+/** Per network; the allow sets have room for many networks at this size. */
+export const MAX_ALLOW_ENTRIES = 65_536
+
+/**
+ * Everything a network puts in the sets: its subnets, and what its stored policy lets in to
+ * `endpoints` (its own). Refuses a policy that would expand beyond MAX_ALLOW_ENTRIES.
+ */
+export function entriesOfNetwork(n: NetworkRecord, endpoints: EndpointRecord[], resolve: NameResolver): SetEntry[] {
+  const allowed = allowEntries(n, endpoints, n.policy ? parsePolicy(n.policy) : [], resolve)
+  if (allowed.length > MAX_ALLOW_ENTRIES) {
+    throw invalid(`the policy of network ${n.id.slice(0, 12)} expands to ${allowed.length} firewall entries (containers x ports x sources); at most ${MAX_ALLOW_ENTRIES} are allowed: use fewer or narrower port ranges`)
+  }
+  return [...networkEntries(n), ...allowed]
+}
+
+/**
+ * Networks may share a subnet (another IPAM driver allows it): the subnet members of the others,
+ * to which a member `n` gives up is handed over rather than deleted.
+ */
+export function heirsOf(n: NetworkRecord, networks: Iterable<NetworkRecord>): SetEntry[] {
+  const pools = new Set([...n.ipv4Subnets, ...n.ipv6Subnets].map((x) => x.pool))
+  return [...networks]
+    .filter((m) => m.id !== n.id && [...m.ipv4Subnets, ...m.ipv6Subnets].some((x) => pools.has(x.pool)))
+    .flatMap((m) => networkEntries(m))
 }
 
 /** Subnets of Docker's own bridge networks: tsnet's containers may not open connections to them. */

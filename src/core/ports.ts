@@ -63,6 +63,9 @@ export interface PublishRequest {
 
 const WILDCARD: Record<Family, string> = { 4: '0.0.0.0', 6: '::' }
 
+/** The address a published port is bound to: its HostIP, or every address of its family. */
+export const bindAddressOf = (p: { family: Family; hostIp: string }): string => p.hostIp || WILDCARD[p.family]
+
 /**
  * What publishing `mappings` for an endpoint means. An empty HostIP publishes on every host
  * address of each family the container has; a given HostIP only on that one.

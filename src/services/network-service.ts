@@ -7,16 +7,16 @@ import {
   bridgeAddresses, checkSandboxKey, planEndpoint, planJoin, planNetwork, sameEndpoint, sameNetwork,
 } from '../core/network-plan.js'
 import {
-  FOREIGN_TAG, allowEntries, deviceGroupOf, dnatRule, endpointTag, foreignEntries, networkEntries,
+  FOREIGN_TAG, deviceGroupOf, endpointTag, entriesOfNetwork, foreignEntries, heirsOf,
 } from '../core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../core/names.js'
 import { canonicalPolicy, parsePolicy, policyNetworkNames } from '../core/policy.js'
-import { parseExposedPorts, parsePortMap, planPublish } from '../core/ports.js'
-import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
+import { bindAddressOf, parseExposedPorts, parsePortMap, planPublish } from '../core/ports.js'
+import type { EndpointRecord, NetworkRecord } from '../core/records.js'
 import { conflict, invalid, notFound, quote, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
-import type { Reservation } from '../host/port-reservations.js'
 import { bridgeKey } from '../host/sysctl.js'
+import { PortPublisher, dnatRulesOf } from './port-publisher.js'
 import {
   OPT, type AllocateNetworkRequest, type ConnectivityRequest, type CreateEndpointRequest, type CreateNetworkRequest,
   type EndpointRef, type JoinRequest, type NetworkRef,
@@ -40,8 +40,6 @@ export interface NetworkDirectory {
 const NO_DIRECTORY: NetworkDirectory = { resolve: () => [], foreignSubnets: () => [], lookup: () => undefined, nameOf: () => undefined }
 
 const FALLBACK_MTU = 1500
-/** Per network; the allow sets hold up to ALLOW_SET_SIZE entries across all networks. */
-const MAX_ALLOW_ENTRIES = 65_536
 const short = (id: string) => id.slice(0, 12)
 
 export class NetworkService {
@@ -57,15 +55,16 @@ export class NetworkService {
   private readonly creating = new Set<string>()
   /** tsnet's chains and sets are known to be in place (set by ensureEdge, cleared by removeEdge). */
   private edgeReady = false
-  /** Sockets holding published host ports, by endpoint. */
-  private readonly reservations = new Map<string, Reservation[]>()
+  private readonly ports: PortPublisher
 
   constructor(
     private readonly store: Store,
     private readonly host: Host,
     private readonly config: NetworkConfig,
     private readonly directory: NetworkDirectory = NO_DIRECTORY,
-  ) {}
+  ) {
+    this.ports = new PortPublisher(host)
+  }
 
   async load(): Promise<void> {
     for (const { value } of await this.store.list<NetworkRecord>('networks')) this.networks.set(value.id, value)
@@ -123,7 +122,7 @@ export class NetworkService {
       await this.host.removePortRules((tag) => !tags.has(tag), log, 'endpoints without published ports').catch(note({ step: 'prune DNAT rules' }))
       const rules: Array<{ family: 4 | 6; rule: string }> = []
       for (const e of published) {
-        await this.reservePublished(e).then(() => rules.push(...e.published!.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) }))), note({ endpoint: e.id, step: 'published ports' }))
+        await this.ports.rehold(e).then(() => rules.push(...dnatRulesOf(e)), note({ endpoint: e.id, step: 'published ports' }))
       }
       await this.host.addPortRules(rules, log).catch(note({ step: 'DNAT rules' }))
     }
@@ -140,28 +139,6 @@ export class NetworkService {
   private async removeEdge(log: Logger): Promise<void> {
     this.edgeReady = false
     await this.host.removeEdge(log)
-  }
-
-  /** Holds the stored host ports of an endpoint again (after a restart or reboot). */
-  private async reservePublished(e: EndpointRecord): Promise<void> {
-    if (this.reservations.has(e.id)) return
-    const held: Reservation[] = []
-    const groups = new Map<string, PublishedPort[]>()
-    for (const p of e.published ?? []) {
-      const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
-      groups.set(key, [...(groups.get(key) ?? []), p])
-    }
-    try {
-      for (const ports of groups.values()) {
-        const first = ports[0] as PublishedPort
-        const bindings = ports.map((p) => ({ family: p.family, address: p.hostIp || (p.family === 4 ? '0.0.0.0' : '::') }))
-        held.push(await this.host.reservePort(first.proto, bindings, [first.hostPort]))
-      }
-    } catch (err) {
-      await Promise.all(held.map((h) => h.release()))
-      throw err
-    }
-    this.reservations.set(e.id, held)
   }
 
   private bridgeSpec(n: NetworkRecord) {
@@ -182,27 +159,16 @@ export class NetworkService {
     if (routed.some((n) => n.ipv6) && (await this.host.setSysctl('net/ipv6/conf/all/forwarding', '1', log)) === 'changed') await this.host.dropForwardingByDefault(6, log)
   }
 
-  /** The ipset entries of one network: its subnets, and what its policy lets in. */
+  /** The ipset entries of one network, with one endpoint added or left out (a change in progress). */
   private networkSetEntries(n: NetworkRecord, extraEndpoint?: EndpointRecord, without?: string) {
-    const rules = n.policy ? parsePolicy(n.policy) : []
     const eps = [...this.endpoints.values()].filter((e) => e.networkId === n.id && e.id !== without && e.id !== extraEndpoint?.id)
     if (extraEndpoint) eps.push(extraEndpoint)
-    const allowed = allowEntries(n, eps, rules, (name) => this.directory.resolve(name))
-    if (allowed.length > MAX_ALLOW_ENTRIES) {
-      throw invalid(`the policy of network ${short(n.id)} expands to ${allowed.length} firewall entries (containers x ports x sources); at most ${MAX_ALLOW_ENTRIES} are allowed: use fewer or narrower port ranges`)
-    }
-    return [...networkEntries(n), ...allowed]
+    return entriesOfNetwork(n, eps, (name) => this.directory.resolve(name))
   }
 
   private syncNetworkEntries(n: NetworkRecord, log: Logger, entries = this.networkSetEntries(n)): Promise<void> {
     const tag = networkTag(n.id)
-    // Networks may share a subnet (another IPAM driver): a member one of them still needs is
-    // handed over to it rather than deleted.
-    const pools = new Set([...n.ipv4Subnets, ...n.ipv6Subnets].map((x) => x.pool))
-    const others = [...this.networks.values()]
-      .filter((m) => m.id !== n.id && [...m.ipv4Subnets, ...m.ipv6Subnets].some((x) => pools.has(x.pool)))
-      .flatMap((m) => networkEntries(m))
-    return this.host.syncSetEntries((c) => c === tag, entries, log, `network ${short(n.id)}`, others)
+    return this.host.syncSetEntries((c) => c === tag, entries, log, `network ${short(n.id)}`, heirsOf(n, this.networks.values()))
   }
 
   private syncForeign(log: Logger): Promise<void> {
@@ -449,70 +415,34 @@ export class NetworkService {
         return {}
       }
       // Most containers publish nothing: nothing to hold, program or write.
-      if (mappings.length === 0 && !e.published?.length && !this.reservations.has(e.id)) return {}
+      if (mappings.length === 0 && !e.published?.length && !this.ports.holds(e.id)) return {}
       const requests = planPublish(e, mappings)
-      if (e.published && this.reservations.has(e.id) && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
-        await this.host.addPortRules(e.published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
+      // Repeated (also after a restart, whose reconcile held the ports again): the rules only.
+      if (e.published && this.ports.holds(e.id) && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
+        await this.ports.reapply(e, log)
         return {}
       }
       if (e.published?.length) await this.unpublish(e, log)
       const current = this.endpoints.get(e.id) ?? e
-      const held: Reservation[] = []
-      const published: PublishedPort[] = []
-      // A repeated Program after a restart finds the ports already held by reservePublished.
+      const published = await this.ports.publish(e, requests, this.endpoints.values(), log)
+      const updated: EndpointRecord = { ...current, portMappings: mappings, published }
       try {
-        for (const r of requests) {
-          const candidates = r.candidates?.filter((port) => !this.publishedElsewhere(e.id, r.mapping.proto, port, r.targets.map((t) => t.bind)))
-          if (candidates && candidates.length === 0) {
-            const other = this.publishedElsewhere(e.id, r.mapping.proto, r.candidates?.[0] ?? 0, r.targets.map((t) => t.bind))
-            const [first, last] = [r.candidates?.[0], r.candidates?.[r.candidates.length - 1]]
-            throw conflict(`host port ${r.mapping.proto}/${first === last ? first : `${first}-${last}`} is already published by ${other}`)
-          }
-          const reservation = await this.host.reservePort(r.mapping.proto, r.targets.map((t) => ({ family: t.family, address: t.bind })), candidates)
-          held.push(reservation)
-          for (const t of r.targets) {
-            published.push({ family: t.family, proto: r.mapping.proto, hostIp: r.mapping.hostIp, hostPort: reservation.port, containerIp: t.containerIp, containerPort: r.mapping.containerPort })
-          }
-        }
-        await this.host.addPortRules(published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
-        const updated: EndpointRecord = { ...current, portMappings: mappings, published }
         await this.store.put('endpoints', e.id, updated)
-        this.endpoints.set(e.id, updated)
-        this.reservations.set(e.id, held)
       } catch (err) {
-        let outcome = ' (rolled back: nothing was published)'
-        await Promise.all(held.map((h) => h.release()))
-        await this.host.removePortRules((tag) => tag === endpointTag(e.id), log, `endpoint ${short(e.id)}`).catch((undoErr) => {
-          log.error({ err: undoErr, endpoint: e.id }, 'rollback: DNAT rules not removed')
-          outcome = ' (rollback incomplete: see the tsnet log)'
-        })
-        throw withContext(err, `publishing ports of endpoint ${short(e.id)}${outcome}`)
+        throw withContext(err, `publishing ports of endpoint ${short(e.id)}${await this.ports.rollback(e.id, log)}`)
       }
+      this.endpoints.set(e.id, updated)
       for (const p of published) {
-        log.info({ endpoint: e.id, network: n.id, proto: p.proto, hostIp: p.hostIp || (p.family === 4 ? '0.0.0.0' : '::'), hostPort: p.hostPort, to: `${p.containerIp}:${p.containerPort}` }, 'port published')
+        log.info({ endpoint: e.id, network: n.id, proto: p.proto, hostIp: bindAddressOf(p), hostPort: p.hostPort, to: `${p.containerIp}:${p.containerPort}` }, 'port published')
       }
       return {}
     })
   }
 
-  /** Names the endpoint that already publishes `proto/port` on one of `binds`, if another does. */
-  private publishedElsewhere(endpointId: string, proto: string, port: number, binds: string[]): string | undefined {
-    const wild = (a: string) => a === '' || a === '0.0.0.0' || a === '::'
-    for (const other of this.endpoints.values()) {
-      if (other.id === endpointId) continue
-      const hit = other.published?.find((p) => p.proto === proto && p.hostPort === port && binds.some((b) => wild(b) || wild(p.hostIp) || b === p.hostIp))
-      if (hit) return `endpoint ${short(other.id)} of network ${short(other.networkId)}`
-    }
-    return undefined
-  }
-
   /** Removes exactly what programExternalConnectivity added for the endpoint. */
   private async unpublish(e: EndpointRecord, log: Logger): Promise<void> {
-    const held = this.reservations.get(e.id) ?? []
-    if (!e.published?.length && held.length === 0) return
-    await this.host.removePortRules((tag) => tag === endpointTag(e.id), log, `endpoint ${short(e.id)}`)
-    await Promise.all(held.map((h) => h.release()))
-    this.reservations.delete(e.id)
+    if (!e.published?.length && !this.ports.holds(e.id)) return
+    await this.ports.withdraw(e.id, log)
     const current = this.endpoints.get(e.id) ?? e
     if (current.published?.length && this.endpoints.has(e.id)) {
       const { published: gone, ...rest } = current
