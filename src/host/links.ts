@@ -25,6 +25,14 @@ function checkCidrText(text: string): void {
   if (!parseCidr(text)) throw invalid(`address "${text}" is not a valid CIDR`)
 }
 
+/** Throws when an existing link is not the one tsnet means: another owner's, or another kind. */
+function refuseUnowned(name: string, hasAlias: string | undefined, hasKind: string | undefined, alias: string, kind: string): void {
+  if (hasAlias !== alias) {
+    throw conflict(`a link named ${name} already exists and is not tsnet's (${hasAlias ? `it belongs to ${hasAlias}` : 'it has no tsnet tag'})`)
+  }
+  if (hasKind !== kind) throw conflict(`link ${name} exists but is a ${hasKind ?? 'plain'} device, not a ${kind}`)
+}
+
 export class Links {
   constructor(private readonly runner: Runner) {}
 
@@ -54,10 +62,7 @@ export class Links {
 
   private async checkOwned(name: string, alias: string, kind: string): Promise<LinkInfo | undefined> {
     const link = await this.get(name)
-    if (link && link.alias !== alias) {
-      throw conflict(`a link named ${name} already exists and is not tsnet's (${link.alias ? `it belongs to ${link.alias}` : 'it has no tsnet tag'})`)
-    }
-    if (link && link.kind !== kind) throw conflict(`link ${name} exists but is a ${link.kind ?? 'plain'} device, not a ${kind}`)
+    if (link) refuseUnowned(name, link.alias, link.kind, alias, kind)
     return link
   }
 
@@ -115,8 +120,7 @@ export class Links {
       try {
         this.checkBridgeSpec(spec)
         const l = links.get(spec.name)
-        if (l && l.ifalias !== spec.alias) throw conflict(`a link named ${spec.name} already exists and is not tsnet's (${l.ifalias ? `it belongs to ${l.ifalias}` : 'it has no tsnet tag'})`)
-        if (l && l.linkinfo?.info_kind !== 'bridge') throw conflict(`link ${spec.name} exists but is a ${l.linkinfo?.info_kind ?? 'plain'} device, not a bridge`)
+        if (l) refuseUnowned(spec.name, l.ifalias, l.linkinfo?.info_kind, spec.alias, 'bridge')
         lines.push(...this.bridgeLines(spec, l ? { name: spec.name, mtu: l.mtu, up: true } : undefined))
         todo.push(spec)
       } catch (err) {
