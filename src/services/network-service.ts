@@ -519,6 +519,11 @@ export class NetworkService {
     return { Options: req.Options ?? {} }
   }
 
+  /** Shutdown: lets the held host ports go, as the process's exit would; records and rules stay. */
+  close(): Promise<void> {
+    return this.ports.releaseAll()
+  }
+
   /** For status output and tests. */
   snapshot() {
     return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()] }

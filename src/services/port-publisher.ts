@@ -81,6 +81,13 @@ export class PortPublisher {
     await Promise.all(held.map((h) => h.release()))
   }
 
+  /** Lets every held port go, as the process's exit would (the DNAT rules stay for the next start). */
+  async releaseAll(): Promise<void> {
+    const all = [...this.held.values()].flat()
+    this.held.clear()
+    await Promise.all(all.map((h) => h.release()))
+  }
+
   /** Puts the DNAT rules of ports already published back (a repeated Program). */
   reapply(e: EndpointRecord, log: Logger): Promise<void> {
     return this.host.addPortRules(dnatRulesOf(e), log)

@@ -33,7 +33,6 @@ import { ALL_SETS, CHAIN, DOCKER_USER, JUMPS, SET_TYPE, type SetKind, filterRule
 import { endpointAlias, macFromSeed, networkAlias } from '../../../src/core/names.js'
 import { createRunner } from '../../../src/host/exec.js'
 import { linuxHostVia } from '../../../src/host/linux-host.js'
-import type { Reservation } from '../../../src/host/port-reservations.js'
 import type { Answer, Observation, Sut } from './engine.js'
 import { type App, deleteEverything, emptyStoreProblems, freshStateDir, openApp, readTree, sendTo } from './fake-sut.js'
 import { cidrValue } from './ip.js'
@@ -452,10 +451,8 @@ export class KernelSut implements Sut {
 
   async restart(before: Observation): Promise<Violation[]> {
     await this.a.app.close()
-    // The sockets holding published ports die with the process (the app's close does not release
-    // them; a real restart is a new process): release them as its exit would.
-    const held = (this.a.network as unknown as { reservations: Map<string, Reservation[]> }).reservations
-    for (const rs of held.values()) for (const r of rs) await r.release()
+    // The sockets holding published ports die with the process (a real restart is a new process).
+    await this.a.network.close()
     this.a = await openApp(this.dir, this.host())
     const after = await this.observe()
     const out: Violation[] = []
