@@ -5,14 +5,19 @@ import { dirname } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { Config } from './config.js'
 import { TsnetError } from './errors.js'
+import { systemClock, type Clock } from './engine/clock.js'
+import { Engine } from './engine/engine.js'
+import { Reconciler } from './engine/reconciler.js'
 import { LinuxHost } from './host/linux-host.js'
-import { ProcSysctls } from './host/sysctl.js'
 import { DockerNames } from './services/docker-names.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
-import { NetworkService } from './services/network-service.js'
+import { NetworkDriver } from './services/network-driver.js'
+import { NetworkState } from './services/network-state.js'
+import { PolicyService } from './services/policy-service.js'
+import { PortPublisher } from './services/port-publisher.js'
 import { FileStore } from './store/file-store.js'
 import type { Store } from './store/store.js'
 
@@ -47,22 +52,33 @@ async function prepareSocket(path: string): Promise<void> {
 
 export interface Services {
   store: Store
-  network: NetworkService
+  state: NetworkState
+  engine: Engine
+  driver: NetworkDriver
+  ports: PortPublisher
+  policy: PolicyService
   ipam: IpamService
   names: DockerNames
+  reconciler: Reconciler
 }
 
-export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent')): Promise<Services> {
+export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
   const store = await FileStore.open(config.stateDir, log)
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   await names.load()
-  const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, names)
+  const facts = await host.facts()
+  const state = new NetworkState(store, names, () => facts)
+  const engine = new Engine(host)
+  const driver = new NetworkDriver(state, engine, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, clock)
+  const ports = new PortPublisher(driver, host)
+  const policy = new PolicyService(driver)
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
-  await network.load()
+  await state.load()
   await ipam.load()
-  names.onChange(() => network.namesChanged(log))
-  return { store, network, ipam, names }
+  names.onChange(() => policy.namesChanged(log))
+  const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler }
 }
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
@@ -70,12 +86,11 @@ const NAMES_REFRESH_MS = 30_000
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
-  const services = await openServices(config, new LinuxHost({ sysctls: new ProcSysctls(config.procSys) }), logger)
-  const { network, ipam } = services
+  const services = await openServices(config, new LinuxHost({ procSys: config.procSys }), logger)
   await prepareSocket(config.socket)
-  // Listen at once (a managed plugin must answer within seconds); requests wait for the restore.
-  const ready = network.restoreHost(logger)
-  const app = buildApp({ logger, network, ipam, ready })
+  // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
+  const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
+  const app = buildApp({ logger, services, ready })
   // Docker runs as root; nobody else needs to reach the driver. The umask covers the moment
   // between bind and chmod.
   const previousUmask = process.umask(0o117)
@@ -92,12 +107,13 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
       logger.info({ signal }, 'stopping')
       gc?.stop()
       services.names.stop()
+      services.reconciler.stop()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
   })
-  const counts = network.snapshot()
+  const counts = services.state.snapshot()
   logger.info({ ...(await buildInfo()), socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 
   // dockerode is only for the background work: load it after the socket answers.
@@ -105,12 +121,14 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
   const view = new DockerodeView(config.dockerHost)
   void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
   if (config.gcIntervalSec > 0) {
-    gc = new GcService(services.store, view, network, ipam,
+    gc = new GcService(services.store, view, services.driver, services.ipam,
       { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
     await gc.load()
     const started = gc
     void ready.then(() => started.start())
   }
+  void ready.then(() => services.reconciler.start(config.reconcileIntervalSec * 1000))
   await stopped
+  await services.driver.host.releasePorts()
   logger.info('tsnet stopped')
 }

@@ -10,7 +10,9 @@ import { type Family, formatIp, parseCidr } from './addr.js'
 import { networkTag } from './names.js'
 import { type PolicyRule, parsePolicy } from './policy.js'
 import { invalid } from '../errors.js'
-import type { EndpointRecord, NetworkRecord, PublishedPort } from './records.js'
+import type { ChainsObject, DnatObject, PortHoldObject, SetEntryObject } from './objects.js'
+import { bindAddressOf } from './ports.js'
+import type { EndpointRecord, PublishedPort } from './records.js'
 
 export const FAMILIES: readonly Family[] = [4, 6]
 
@@ -21,7 +23,7 @@ const TSNET_DEV = `${hex(GROUP.base)}/${hex(GROUP.mask)}`
 const ICC_OFF_DEV = `${hex(GROUP.iccOff)}/${hex(GROUP.iccOff)}`
 const INTERNAL_DEV = `${hex(GROUP.internal)}/${hex(GROUP.internal)}`
 
-export function deviceGroupOf(n: Pick<NetworkRecord, 'enableIcc' | 'internal'>): number {
+export function deviceGroupOf(n: { enableIcc: boolean; internal: boolean }): number {
   return GROUP.base | (n.enableIcc ? 0 : GROUP.iccOff) | (n.internal ? GROUP.internal : 0)
 }
 
@@ -135,16 +137,27 @@ function netMembers(cidr: string): string[] {
   return [p]
 }
 
+/** What the edge sees of a network: the interface its traffic crosses and the options that shape its rules. */
+export interface EdgeNetwork {
+  id: string
+  /** The bridge the network's containers hang on. */
+  iface: string
+  subnets: string[]
+  masquerade: boolean
+  internal: boolean
+  policy?: string
+}
+
 /** What a network puts in the src (anti-spoofing, hairpin) and masq (egress NAT) sets. */
-export function networkEntries(n: NetworkRecord): SetEntry[] {
+export function networkEntries(n: EdgeNetwork): SetEntry[] {
   const comment = networkTag(n.id)
   const out: SetEntry[] = []
-  for (const s of [...n.ipv4Subnets, ...n.ipv6Subnets]) {
-    const f = familyOf(s.pool)
+  for (const pool of n.subnets) {
+    const f = familyOf(pool)
     if (!f) continue
-    for (const m of netMembers(s.pool)) {
-      out.push({ set: setName('src', f), entry: `${m},${n.bridge}`, comment })
-      if (n.enableIpMasquerade && !n.internal) out.push({ set: setName('masq', f), entry: m, comment })
+    for (const m of netMembers(pool)) {
+      out.push({ set: setName('src', f), entry: `${m},${n.iface}`, comment })
+      if (n.masquerade && !n.internal) out.push({ set: setName('masq', f), entry: m, comment })
     }
   }
   return out
@@ -154,7 +167,7 @@ export function networkEntries(n: NetworkRecord): SetEntry[] {
 export type NameResolver = (name: string) => string[]
 
 /** What a network's policy puts in the allow set: container address, protocol:port, source. */
-export function allowEntries(n: NetworkRecord, endpoints: EndpointRecord[], rules: PolicyRule[], resolve: NameResolver): SetEntry[] {
+export function allowEntries(n: EdgeNetwork, endpoints: readonly EndpointRecord[], rules: PolicyRule[], resolve: NameResolver): SetEntry[] {
   if (n.internal || rules.length === 0) return []
   const comment = networkTag(n.id)
   const out = new Map<string, SetEntry>()
@@ -192,23 +205,12 @@ export const MAX_ALLOW_ENTRIES = 65_536
  * Everything a network puts in the sets: its subnets, and what its stored policy lets in to
  * `endpoints` (its own). Refuses a policy that would expand beyond MAX_ALLOW_ENTRIES.
  */
-export function entriesOfNetwork(n: NetworkRecord, endpoints: EndpointRecord[], resolve: NameResolver): SetEntry[] {
+export function entriesOfNetwork(n: EdgeNetwork, endpoints: readonly EndpointRecord[], resolve: NameResolver): SetEntry[] {
   const allowed = allowEntries(n, endpoints, n.policy ? parsePolicy(n.policy) : [], resolve)
   if (allowed.length > MAX_ALLOW_ENTRIES) {
     throw invalid(`the policy of network ${n.id.slice(0, 12)} expands to ${allowed.length} firewall entries (containers x ports x sources); at most ${MAX_ALLOW_ENTRIES} are allowed: use fewer or narrower port ranges`)
   }
   return [...networkEntries(n), ...allowed]
-}
-
-/**
- * Networks may share a subnet (another IPAM driver allows it): the subnet members of the others,
- * to which a member `n` gives up is handed over rather than deleted.
- */
-export function heirsOf(n: NetworkRecord, networks: Iterable<NetworkRecord>): SetEntry[] {
-  const pools = new Set([...n.ipv4Subnets, ...n.ipv6Subnets].map((x) => x.pool))
-  return [...networks]
-    .filter((m) => m.id !== n.id && [...m.ipv4Subnets, ...m.ipv6Subnets].some((x) => pools.has(x.pool)))
-    .flatMap((m) => networkEntries(m))
 }
 
 /** Subnets of Docker's own bridge networks: tsnet's containers may not open connections to them. */
@@ -222,6 +224,13 @@ export function foreignEntries(subnets: string[]): SetEntry[] {
   return [...out.values()]
 }
 
+/** The edge objects of one network: the shared chains, and its set members as objects. */
+export function edgeObjects(n: EdgeNetwork, endpoints: readonly EndpointRecord[], resolve: NameResolver): Array<ChainsObject | SetEntryObject> {
+  return [{ kind: 'chains', intact: true }, ...entriesOfNetwork(n, endpoints, resolve).map(setEntryObject)]
+}
+
+export const setEntryObject = (e: SetEntry): SetEntryObject => ({ kind: 'setEntry', set: e.set, entry: e.entry, comment: e.comment })
+
 /** Comment on an endpoint's DNAT rules. */
 export const endpointTag = (endpointId: string) => `tsnet:ep:${endpointId.slice(0, 12)}`
 
@@ -230,4 +239,21 @@ export function dnatRule(endpointId: string, p: PublishedPort): string {
   const dest = p.family === 4 ? `${p.containerIp}:${p.containerPort}` : `[${p.containerIp}]:${p.containerPort}`
   const host = p.hostIp !== '' && p.hostIp !== '0.0.0.0' && p.hostIp !== '::' ? `-d ${p.hostIp}/${p.family === 4 ? 32 : 128} ` : ''
   return `${host}-p ${p.proto} -m ${p.proto} --dport ${p.hostPort} -m comment --comment "${endpointTag(endpointId)}" -j DNAT --to-destination ${dest}`
+}
+
+/**
+ * The objects of an endpoint's published ports: one DNAT rule per port and family, and the
+ * host port held by a socket per (protocol, port, host address) with every family it binds.
+ */
+export function publishedObjects(e: EndpointRecord): Array<DnatObject | PortHoldObject> {
+  const out: Array<DnatObject | PortHoldObject> = []
+  const holds = new Map<string, PortHoldObject>()
+  for (const p of e.published ?? []) {
+    out.push({ kind: 'dnat', family: p.family, rule: dnatRule(e.id, p) })
+    const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
+    const hold = holds.get(key) ?? { kind: 'portHold', proto: p.proto, port: p.hostPort, bindings: [] }
+    hold.bindings.push({ family: p.family, address: bindAddressOf(p) })
+    holds.set(key, hold)
+  }
+  return [...out, ...holds.values()]
 }

@@ -54,6 +54,10 @@ export class EdgeFirewall {
   private readonly lock = new KeyedLock()
   /** What tsnet's sets hold, keyed by `set entry`; read once from the kernel, then kept by every change. */
   private mirror: Map<string, SetEntry> | undefined
+  /** Whether the chains are as ensureBase left them, as far as this process knows. */
+  private baseKnown: boolean | undefined
+  /** TSNET-DNAT's rules as this process last read or changed them. */
+  private dnat: Array<{ family: Family; rule: string }> | undefined
 
   constructor(private readonly runner: Runner) {}
 
@@ -101,9 +105,11 @@ export class EdgeFirewall {
           await this.restore(f, lines)
           log.debug({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps in place")
         } catch (err) {
+          this.baseKnown = undefined
           throw withContext(err, `setting up tsnet's chains (${tools(f).save})`)
         }
       }
+      this.baseKnown = true
     })
   }
 
@@ -156,11 +162,39 @@ export class EdgeFirewall {
         log.info({ host: 'ipset.destroyed', sets: existing }, "tsnet's ipsets removed")
       }
       this.mirror = new Map()
+      this.dnat = []
+      this.baseKnown = false
     })
   }
 
-  private async loadMirror(): Promise<Map<string, SetEntry>> {
-    if (this.mirror) return this.mirror
+  /**
+   * Whether tsnet's chains, jumps and sets are in place as ensureBase leaves them. Without
+   * `fresh`, what this process last made them (a firewall reload is found by the periodic
+   * reconcile, which reads the kernel).
+   */
+  async chainsState(fresh: boolean): Promise<'intact' | 'partial' | 'absent'> {
+    if (!fresh && this.baseKnown !== undefined) return this.baseKnown ? 'intact' : 'absent'
+    return this.lock.run('fw', async () => {
+      const sets = new Set((await runOk(this.runner, 'ipset', ['list', '-n'])).split('\n'))
+      let intact = ALL_SETS.every((x) => sets.has(x))
+      let any = ALL_SETS.some((x) => sets.has(x))
+      for (const f of FAMILIES) {
+        const filter = await this.tableState(f, 'filter')
+        const nat = await this.tableState(f, 'nat')
+        const rules = filterRules(f)
+        const same = (state: ChainState, chain: string, want: string[]) => JSON.stringify(state.rules.get(chain) ?? []) === JSON.stringify(want.map(unquoted))
+        intact &&= same(filter, CHAIN.forward, rules.forward) && same(filter, CHAIN.from, rules.from) && same(filter, CHAIN.to, rules.to)
+          && same(nat, CHAIN.postrouting, postroutingRules(f)) && nat.chains.has(CHAIN.dnat)
+          && jumpLines('filter', filter).length === 0 && jumpLines('nat', nat).length === 0
+        any ||= [CHAIN.forward, CHAIN.from, CHAIN.to].some((c) => filter.chains.has(c)) || [CHAIN.dnat, CHAIN.postrouting].some((c) => nat.chains.has(c))
+      }
+      this.baseKnown = intact ? true : any ? undefined : false
+      return intact ? 'intact' : any ? 'partial' : 'absent'
+    })
+  }
+
+  private async loadMirror(fresh = false): Promise<Map<string, SetEntry>> {
+    if (this.mirror && !fresh) return this.mirror
     const mirror = new Map<string, SetEntry>()
     const r = await this.runner.run('ipset', ['save'])
     if (r.code === 0) {
@@ -175,80 +209,73 @@ export class EdgeFirewall {
     return mirror
   }
 
-  /**
-   * Makes the entries whose comment `owns` picks exactly `desired`, in one batch. The mirror
-   * changes only after the kernel accepted the batch.
-   */
-  syncEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string, others: SetEntry[] = []): Promise<void> {
-    desired.forEach(checkEntry)
-    others.forEach(checkEntry)
+  /** The members of tsnet's sets, by `set entry`. */
+  entries(fresh: boolean): Promise<Map<string, SetEntry>> {
+    return this.lock.run('fw', () => this.loadMirror(fresh))
+  }
+
+  /** Deletes and adds (or re-comments) set members in one batch; the copy changes only once the kernel took it. */
+  applyEntries(del: SetEntry[], add: SetEntry[], log: Logger): Promise<void> {
+    del.forEach(checkEntry)
+    add.forEach(checkEntry)
     return this.lock.run('fw', async () => {
-      const mirror = await this.loadMirror()
-      const want = new Map(desired.map((e) => [entryKey(e), e]))
-      const heirs = new Map(others.map((e) => [entryKey(e), e]))
-      const del: SetEntry[] = []
-      const add = [...want.values()].filter((e) => mirror.get(entryKey(e))?.comment !== e.comment)
-      for (const e of mirror.values()) {
-        if (!owns(e.comment) || want.get(entryKey(e))?.comment === e.comment) continue
-        if (want.has(entryKey(e))) continue // re-added above with its new comment
-        const heir = heirs.get(entryKey(e))
-        if (heir) add.push(heir) // `add -exist` updates the comment: the member changes hands
-        else del.push(e)
-      }
       if (del.length === 0 && add.length === 0) return
+      const mirror = await this.loadMirror()
       const lines = [...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
       try {
         await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: lines.join('\n') + '\n' })
       } catch (err) {
         this.mirror = undefined // partly applied: read the kernel again next time
-        throw withContext(err, `updating tsnet's ipsets for ${what}`)
+        throw withContext(err, "updating tsnet's ipsets")
       }
       for (const e of del) mirror.delete(entryKey(e))
       for (const e of add) mirror.set(entryKey(e), e)
-      log.info({ host: 'ipset.updated', for: what, added: add.length, removed: del.length }, 'ipset entries updated')
+      log.info({ host: 'ipset.updated', added: add.map(entryKey), removed: del.map(entryKey) }, 'ipset entries updated')
     })
   }
 
-  /** Adds DNAT rules (bodies from edge-plan's dnatRule) to TSNET-DNAT, one batch per family. */
-  addPortRules(rules: Array<{ family: Family; rule: string }>, log: Logger): Promise<void> {
-    rules.forEach((r) => checkRule(r.rule))
+  /** The rules in TSNET-DNAT, per family (read from the kernel when `fresh` or not known yet). */
+  dnatRules(fresh: boolean): Promise<Array<{ family: Family; rule: string }>> {
     return this.lock.run('fw', async () => {
+      if (this.dnat && !fresh) return [...this.dnat]
+      const out: Array<{ family: Family; rule: string }> = []
       for (const f of FAMILIES) {
-        const mine = rules.filter((r) => r.family === f)
-        if (mine.length === 0) continue
-        const existing = new Set((await this.tableState(f, 'nat')).rules.get(CHAIN.dnat) ?? [])
-        const lines = mine.filter((r) => !existing.has(unquoted(r.rule))).map((r) => `-A ${CHAIN.dnat} ${r.rule}`)
-        if (lines.length === 0) continue
-        try {
-          await this.restore(f, ['*nat', ...lines, 'COMMIT'])
-        } catch (err) {
-          throw withContext(err, `adding DNAT rules (${tools(f).save})`)
-        }
-        log.info({ host: 'firewall.dnat.added', tool: tools(f).save, rules: lines }, 'DNAT rules added')
+        for (const r of (await this.tableState(f, 'nat')).rules.get(CHAIN.dnat) ?? []) out.push({ family: f, rule: quotedComment(r) })
       }
+      this.dnat = out
+      return [...out]
     })
   }
 
-  /** Deletes the DNAT rules whose comment `doomed` picks, one batch per family. */
-  removePortRules(doomed: (tag: string) => boolean, log: Logger, what: string): Promise<void> {
+  /** Deletes and adds DNAT rules (bodies from edge-plan's dnatRule), one batch per family. */
+  applyDnat(del: Array<{ family: Family; rule: string }>, add: Array<{ family: Family; rule: string }>, log: Logger): Promise<void> {
+    add.forEach((r) => checkRule(r.rule))
+    del.forEach((r) => checkRule(r.rule))
     return this.lock.run('fw', async () => {
       for (const f of FAMILIES) {
-        const state = await this.tableState(f, 'nat')
-        const lines = (state.rules.get(CHAIN.dnat) ?? []).filter((r) => {
-          const tag = /--comment (\S+)/.exec(r)?.[1]
-          return tag !== undefined && doomed(tag)
-        }).map((r) => `-D ${CHAIN.dnat} ${r.replace(/--comment (\S+)/, '--comment "$1"')}`)
+        const lines = [
+          ...del.filter((r) => r.family === f).map((r) => `-D ${CHAIN.dnat} ${r.rule}`),
+          ...add.filter((r) => r.family === f).map((r) => `-A ${CHAIN.dnat} ${r.rule}`),
+        ]
         if (lines.length === 0) continue
         try {
           await this.restore(f, ['*nat', ...lines, 'COMMIT'])
         } catch (err) {
-          throw withContext(err, `removing DNAT rules for ${what} (${tools(f).save})`)
+          this.dnat = undefined
+          throw withContext(err, `changing DNAT rules (${tools(f).save})`)
         }
-        log.info({ host: 'firewall.dnat.removed', tool: tools(f).save, for: what, rules: lines }, 'DNAT rules removed')
+        if (this.dnat) {
+          const gone = new Set(del.filter((r) => r.family === f).map((r) => r.rule))
+          this.dnat = [...this.dnat.filter((r) => r.family !== f || !gone.has(r.rule)), ...add.filter((r) => r.family === f)]
+        }
+        log.info({ host: 'firewall.dnat', tool: tools(f).save, rules: lines }, 'DNAT rules changed')
       }
     })
   }
 }
+
+/** A rule as tsnet writes it: `iptables -S` drops the quotes around a plain comment. */
+const quotedComment = (rule: string) => rule.replace(/--comment (\S+)/, (_m, c: string) => `--comment "${c.replace(/"/g, '')}"`)
 
 /** Jump lines that put each jump of `table` first in its chain, once. */
 function jumpLines(table: 'filter' | 'nat', state: ChainState): string[] {

@@ -15,6 +15,8 @@ import { type Runner, runOk } from './exec.js'
 export type SysctlOutcome = 'changed' | 'unchanged' | 'absent'
 
 export interface Sysctls {
+  /** The value of `key`; undefined when this kernel has no such key. */
+  get(key: string): Promise<string | undefined>
   /** Sets `key` (slash form, e.g. net/ipv4/ip_forward). */
   set(key: string, value: string, log: Logger): Promise<SysctlOutcome>
 }
@@ -30,6 +32,16 @@ export const bridgeKey = (bridge: string, leaf: string) => `net/ipv4/conf/${chec
 
 export class ProcSysctls implements Sysctls {
   constructor(private readonly root = '/proc/sys') {}
+
+  async get(key: string): Promise<string | undefined> {
+    checkKey(key)
+    try {
+      return (await readFile(join(this.root, key), 'utf8')).trim()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw withContext(err, `reading ${join(this.root, key)}`)
+    }
+  }
 
   async set(key: string, value: string, log: Logger): Promise<SysctlOutcome> {
     checkKey(key)
@@ -55,6 +67,12 @@ export class ProcSysctls implements Sysctls {
 /** For tests in a namespace: `sysctl` run through the runner's prefix. */
 export class RunnerSysctls implements Sysctls {
   constructor(private readonly runner: Runner) {}
+
+  async get(key: string): Promise<string | undefined> {
+    checkKey(key)
+    const r = await this.runner.run('sysctl', ['-n', key])
+    return r.code === 0 ? r.stdout.trim() : undefined
+  }
 
   async set(key: string, value: string, log: Logger): Promise<SysctlOutcome> {
     checkKey(key)

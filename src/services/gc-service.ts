@@ -10,7 +10,7 @@ import type { DockerView } from '../docker/docker-view.js'
 import { errorMessage } from '../errors.js'
 import type { Store } from '../store/store.js'
 import type { IpamService } from './ipam-service.js'
-import type { NetworkService } from './network-service.js'
+import type { NetworkDriver } from './network-driver.js'
 
 export interface GcOptions {
   intervalMs: number
@@ -31,7 +31,7 @@ export class GcService {
   constructor(
     private readonly store: Store,
     private readonly docker: DockerView,
-    private readonly network: NetworkService,
+    private readonly network: NetworkDriver,
     private readonly ipam: IpamService,
     private readonly options: GcOptions,
     private readonly log: Logger,

@@ -1,42 +1,72 @@
 /**
- * The host side of published ports: each host port held by a socket of tsnet's, and one DNAT
- * rule per mapping and address family, tagged with the endpoint. The network service keeps the
- * endpoint records (what is published); this keeps what holds it on the host.
+ * Published ports: ProgramExternalConnectivity and RevokeExternalConnectivity. Programming
+ * chooses and holds a host port per mapping (a socket of tsnet's, so nothing else takes it),
+ * then records them on the endpoint; the endpoint's objects (a DNAT rule per port and family,
+ * the held ports) follow through the engine like everything else.
  */
 import type { Logger } from 'pino'
-import { dnatRule, endpointTag } from '../core/edge-plan.js'
-import { bindAddressOf, type PublishRequest } from '../core/ports.js'
+import { bindAddressOf, parseExposedPorts, parsePortMap, planPublish, type PublishRequest } from '../core/ports.js'
+import { OPT } from '../core/docker-keys.js'
 import type { EndpointRecord, PublishedPort } from '../core/records.js'
-import { conflict, withContext } from '../errors.js'
+import { conflict, invalid, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import type { Reservation } from '../host/port-reservations.js'
+import { modeOf } from '../modes/index.js'
+import type { ConnectivityRequest, EndpointRef } from '../protocol/types.js'
+import type { NetworkDriver } from './network-driver.js'
+import { short } from './network-state.js'
 
-const short = (id: string) => id.slice(0, 12)
 const isWildcard = (a: string) => a === '' || a === '0.0.0.0' || a === '::'
 
-/** The DNAT rules of an endpoint's published ports. */
-export const dnatRulesOf = (e: EndpointRecord) => (e.published ?? []).map((p) => ({ family: p.family, rule: dnatRule(e.id, p) }))
-
 export class PortPublisher {
-  /** Sockets holding published host ports, by endpoint. */
-  private readonly held = new Map<string, Reservation[]>()
-
-  constructor(private readonly host: Host) {}
-
-  holds(endpointId: string): boolean {
-    return this.held.has(endpointId)
-  }
+  constructor(private readonly driver: NetworkDriver, private readonly host: Host) {}
 
   /**
-   * Holds a host port for each request and adds the DNAT rules. All or nothing: a port that
-   * cannot be had undoes the others, and the error says whether the undo completed. `others`
-   * are the endpoints whose published ports count as taken.
+   * Publishes the container's ports (Docker calls this for its gateway endpoint only). All or
+   * nothing: a port that cannot be had undoes the others.
    */
-  async publish(e: EndpointRecord, requests: PublishRequest[], others: Iterable<EndpointRecord>, log: Logger): Promise<PublishedPort[]> {
+  program(req: ConnectivityRequest, log: Logger) {
+    const state = this.driver.state
+    return this.driver.lock.run(req.NetworkID, async () => {
+      const n = state.knownNetwork(req.NetworkID)
+      const e = state.knownEndpoint(req.NetworkID, req.EndpointID)
+      const options = req.Options ?? {}
+      const mappings = parsePortMap(options[OPT.portMap])
+      parseExposedPorts(options[OPT.exposedPorts])
+      if (n.internal || !modeOf(n).supports.publish) {
+        if (mappings.some((m) => m.hostPort !== 0 || m.hostIp !== '')) {
+          throw invalid(n.internal ? `network ${short(n.id)} is internal: it publishes no ports` : `a ${n.mode} network publishes no ports: host netfilter never sees its traffic`)
+        }
+        return {}
+      }
+      // Most containers publish nothing: nothing to hold, program or write.
+      if (mappings.length === 0 && !e.published?.length) return {}
+      const requests = planPublish(e, mappings)
+      const doing = `publishing ports of endpoint ${short(e.id)}`
+      if (e.published && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
+        // Repeated (also after a restart): make sure the rules and holds are there.
+        await this.driver.updateEndpoint(e, doing, log)
+        return {}
+      }
+      if (e.published?.length) await this.withdraw(e, log)
+      const current = state.endpoints.get(e.id) ?? e
+      const peers = [...state.endpoints.values()].filter((o) => o.id !== e.id)
+      const published = await this.hold(requests, peers).catch((err: unknown) => {
+        throw withContext(err, `${doing} (rolled back: the host is as it was)`)
+      })
+      // The holds are on the host now; if this change fails, the engine's undo releases them.
+      await this.driver.updateEndpoint({ ...current, portMappings: mappings, published }, doing, log)
+      for (const p of published) {
+        log.info({ endpoint: e.id, network: n.id, proto: p.proto, hostIp: bindAddressOf(p), hostPort: p.hostPort, to: `${p.containerIp}:${p.containerPort}` }, 'port published')
+      }
+      return {}
+    })
+  }
+
+  /** Holds a port for each request: all or none. */
+  private async hold(requests: PublishRequest[], peers: EndpointRecord[]): Promise<PublishedPort[]> {
     const held: Reservation[] = []
-    this.held.set(e.id, held)
     const published: PublishedPort[] = []
-    const peers = [...others].filter((o) => o.id !== e.id)
     try {
       for (const r of requests) {
         const binds = r.targets.map((t) => t.bind)
@@ -52,66 +82,28 @@ export class PortPublisher {
           published.push({ family: t.family, proto: r.mapping.proto, hostIp: r.mapping.hostIp, hostPort: reservation.port, containerIp: t.containerIp, containerPort: r.mapping.containerPort })
         }
       }
-      await this.host.addPortRules(published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
-    } catch (err) {
-      throw withContext(err, `publishing ports of endpoint ${short(e.id)}${await this.rollback(e.id, log)}`)
-    }
-    return published
-  }
-
-  /** Undoes publish (it or its caller failed); the outcome, as the end of an error message. */
-  async rollback(endpointId: string, log: Logger): Promise<string> {
-    const held = this.held.get(endpointId) ?? []
-    this.held.delete(endpointId)
-    await Promise.all(held.map((h) => h.release()))
-    return this.host.removePortRules((tag) => tag === endpointTag(endpointId), log, `endpoint ${short(endpointId)}`).then(
-      () => ' (rolled back: nothing was published)',
-      (err: unknown) => {
-        log.error({ err, endpoint: endpointId }, 'rollback: DNAT rules not removed')
-        return ' (rollback incomplete: see the tsnet log)'
-      },
-    )
-  }
-
-  /** Removes exactly what publish added: the DNAT rules, then the held ports (kept while a rule may still point at the container). */
-  async withdraw(endpointId: string, log: Logger): Promise<void> {
-    await this.host.removePortRules((tag) => tag === endpointTag(endpointId), log, `endpoint ${short(endpointId)}`)
-    const held = this.held.get(endpointId) ?? []
-    this.held.delete(endpointId)
-    await Promise.all(held.map((h) => h.release()))
-  }
-
-  /** Lets every held port go, as the process's exit would (the DNAT rules stay for the next start). */
-  async releaseAll(): Promise<void> {
-    const all = [...this.held.values()].flat()
-    this.held.clear()
-    await Promise.all(all.map((h) => h.release()))
-  }
-
-  /** Puts the DNAT rules of ports already published back (a repeated Program). */
-  reapply(e: EndpointRecord, log: Logger): Promise<void> {
-    return this.host.addPortRules(dnatRulesOf(e), log)
-  }
-
-  /** Holds the stored host ports of an endpoint again (after a restart or reboot); all or none. */
-  async rehold(e: EndpointRecord): Promise<void> {
-    if (this.held.has(e.id)) return
-    const held: Reservation[] = []
-    const groups = new Map<string, PublishedPort[]>()
-    for (const p of e.published ?? []) {
-      const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
-      groups.set(key, [...(groups.get(key) ?? []), p])
-    }
-    try {
-      for (const ports of groups.values()) {
-        const first = ports[0] as PublishedPort
-        held.push(await this.host.reservePort(first.proto, ports.map((p) => ({ family: p.family, address: bindAddressOf(p) })), [first.hostPort]))
-      }
     } catch (err) {
       await Promise.all(held.map((h) => h.release()))
       throw err
     }
-    this.held.set(e.id, held)
+    return published
+  }
+
+  /** Removes exactly what program added: the record first, then the rules and the held ports. */
+  private async withdraw(e: EndpointRecord, log: Logger): Promise<void> {
+    const { published: gone, ...rest } = e
+    await this.driver.updateEndpoint(rest, `unpublishing ports of endpoint ${short(e.id)}`, log, true)
+    for (const p of gone ?? []) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
+  }
+
+  revoke(req: EndpointRef, log: Logger) {
+    const state = this.driver.state
+    return this.driver.lock.run(req.NetworkID, async () => {
+      const e = state.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID || !e.published?.length) return {}
+      await this.withdraw(e, log)
+      return {}
+    })
   }
 }
 

@@ -1,0 +1,196 @@
+/**
+ * Docker's NetworkDriver verbs, one pipeline for every mode: lock the network, plan purely (all
+ * validation), let the engine bring the host to the plan (undoing on failure), persist, answer.
+ * Creations change the host first and then the store (a crash in between leaves objects no
+ * record explains, which the reconcile removes); removals change the store first (a crash in
+ * between leaves objects no record wants, which the reconcile removes too), so no failure can
+ * bring back what was removed.
+ */
+import type { Logger } from 'pino'
+import { checkSandboxKey, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
+import { genericOptions } from '../core/options.js'
+import { DAEMON_KEYS } from '../core/docker-keys.js'
+import { checkOptionKeys } from '../core/network-plan.js'
+import type { EndpointRecord } from '../core/records.js'
+import { conflict } from '../errors.js'
+import type { Engine } from '../engine/engine.js'
+import type { Host } from '../host/host.js'
+import { modeFor, modeOf } from '../modes/index.js'
+import type { AllocateNetworkRequest, CreateEndpointRequest, CreateNetworkRequest, EndpointRef, JoinRequest, NetworkRef } from '../protocol/types.js'
+import { type Changes, type NetworkState, epOwner, netOwner, short } from './network-state.js'
+import { KeyedLock } from '../util/keyed-lock.js'
+import type { Clock } from '../engine/clock.js'
+
+export interface NetworkConfig {
+  /** MTU for networks without -o com.docker.network.driver.mtu; undefined: the default route's, else 1500. */
+  defaultMtu?: number
+}
+
+const FALLBACK_MTU = 1500
+
+export class NetworkDriver {
+  /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
+  readonly lock = new KeyedLock()
+
+  constructor(
+    readonly state: NetworkState,
+    readonly engine: Engine,
+    readonly host: Host,
+    private readonly config: NetworkConfig,
+    private readonly clock: Clock,
+  ) {}
+
+  capabilities() {
+    return { Scope: 'local', ConnectivityScope: 'local' }
+  }
+
+  private async defaultMtu(): Promise<number> {
+    if (this.config.defaultMtu !== undefined) return this.config.defaultMtu
+    try {
+      return (await this.host.defaultRouteMtu()) ?? FALLBACK_MTU
+    } catch {
+      return FALLBACK_MTU
+    }
+  }
+
+  createNetwork(req: CreateNetworkRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const generic = genericOptions(req.Options ?? {})
+      const mode = modeFor(generic)
+      checkOptionKeys(generic, mode, DAEMON_KEYS)
+      const ctx = { defaultMtu: await this.defaultMtu(), facts: await this.host.facts() }
+      const planned = planNetwork(req, mode, generic, ctx, this.clock.iso())
+      const existing = this.state.networks.get(req.NetworkID)
+      if (existing && !sameNetwork(existing, planned)) {
+        throw conflict(`network ${short(req.NetworkID)} already exists in tsnet with different settings`)
+      }
+      const record = existing ?? planned
+      const names = new Set(mode.claimedNames(record))
+      const clash = [...this.state.networks.values()].find((n) => n.id !== record.id && modeOf(n).claimedNames(n).some((x) => names.has(x)))
+      if (clash) throw conflict(`bridge name ${[...names].join(', ')} is already used by network ${short(clash.id)}`)
+      await this.engine.change(new Map([[netOwner(record.id), this.state.renderNetwork(record, [])]]), {
+        doing: `creating network ${short(record.id)}`,
+        verify: [netOwner(record.id)],
+        persist: existing ? undefined : () => this.state.store.put('networks', record.id, record),
+        log,
+      })
+      this.state.networks.set(record.id, record)
+      return {}
+    })
+  }
+
+  deleteNetwork(req: NetworkRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.state.networks.get(req.NetworkID)
+      if (!n) return {}
+      const removed: Changes = new Map()
+      try {
+        for (const e of this.state.endpointsOf(n.id)) {
+          await this.state.store.delete('endpoints', e.id)
+          this.state.endpoints.delete(e.id)
+          removed.set(epOwner(e.id), undefined)
+        }
+        await this.state.store.delete('networks', n.id)
+        this.state.networks.delete(n.id)
+        removed.set(netOwner(n.id), undefined)
+      } finally {
+        // What the store no longer holds goes from the host too, even when the store failed part way.
+        if (this.state.networks.has(n.id)) removed.set(netOwner(n.id), this.state.renderNetwork(n))
+        if (removed.size > 0) await this.engine.change(removed, { doing: `deleting network ${short(n.id)}`, log })
+      }
+      log.info({ network: n.id }, 'network deleted')
+      return {}
+    })
+  }
+
+  createEndpoint(req: CreateEndpointRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.state.knownNetwork(req.NetworkID)
+      const mode = modeOf(n)
+      const plan = planEndpoint(req, n, mode, this.clock.iso())
+      const existing = this.state.endpoints.get(req.EndpointID)
+      if (existing && !sameEndpoint(existing, plan.record)) {
+        throw conflict(`endpoint ${short(req.EndpointID)} already exists in tsnet with different settings`)
+      }
+      const record = existing ?? plan.record
+      const clash = [...this.state.endpoints.values()].find((e) => e.id !== record.id && e.hostIf !== undefined && e.hostIf === record.hostIf)
+      if (clash) throw conflict(`endpoint ${short(req.EndpointID)} would reuse interface ${clash.hostIf} of endpoint ${short(clash.id)}`)
+      await this.engine.change(this.state.endpointChanges(n, record.id, record), {
+        doing: `creating endpoint ${short(record.id)}`,
+        verify: [epOwner(record.id)],
+        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record),
+        log,
+      })
+      this.state.endpoints.set(record.id, record)
+      return plan.response
+    })
+  }
+
+  endpointOperInfo(req: EndpointRef) {
+    const e = this.state.endpoints.get(req.EndpointID)
+    if (!e) return { Value: {} }
+    return { Value: { ...(e.hostIf ? { hostInterface: e.hostIf } : {}), macAddress: e.mac, ...(e.address ? { address: e.address } : {}), ...(e.addressV6 ? { addressIPv6: e.addressV6 } : {}) } }
+  }
+
+  deleteEndpoint(req: EndpointRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const e = this.state.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID) return {}
+      const n = this.state.knownNetwork(e.networkId)
+      await this.state.store.delete('endpoints', e.id)
+      this.state.endpoints.delete(e.id)
+      await this.engine.change(this.state.endpointChanges(n, e.id, undefined), { doing: `deleting endpoint ${short(e.id)}`, log })
+      return {}
+    })
+  }
+
+  join(req: JoinRequest, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const n = this.state.knownNetwork(req.NetworkID)
+      const e = this.state.knownEndpoint(req.NetworkID, req.EndpointID)
+      const sandboxKey = checkSandboxKey(req.SandboxKey)
+      const mode = modeOf(n)
+      const response = mode.join(n, e)
+      if (!e.joined || e.sandboxKey !== sandboxKey) {
+        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log)
+        log.info({ endpoint: e.id, sandboxKey, interface: e.containerIf }, 'endpoint joined')
+      }
+      return response
+    })
+  }
+
+  leave(req: EndpointRef, log: Logger) {
+    return this.lock.run(req.NetworkID, async () => {
+      const e = this.state.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
+      const { sandboxKey: _gone, ...rest } = e
+      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log)
+      log.info({ endpoint: e.id }, 'endpoint left its sandbox')
+      return {}
+    })
+  }
+
+  /** Writes a changed endpoint record and brings its objects along; the caller holds the network's lock. */
+  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, storeFirst = false): Promise<void> {
+    const n = this.state.knownNetwork(next.networkId)
+    const persist = () => this.state.store.put('endpoints', next.id, next)
+    if (storeFirst) {
+      await persist()
+      this.state.endpoints.set(next.id, next)
+      await this.engine.change(this.state.endpointChanges(n, next.id, next), { doing, log })
+      return
+    }
+    await this.engine.change(this.state.endpointChanges(n, next.id, next), { doing, persist, log })
+    this.state.endpoints.set(next.id, next)
+  }
+
+  /** For status output and garbage collection. */
+  snapshot() {
+    return this.state.snapshot()
+  }
+
+  /** Swarm managers call this for global-scope networks; workers' CreateNetwork receives these options back. */
+  allocateNetwork(req: AllocateNetworkRequest) {
+    return { Options: req.Options ?? {} }
+  }
+}
