@@ -99,7 +99,7 @@ export class LinkDriver implements KindDriver {
     }
     if (link?.type === 'vxlan') {
       for (const n of await listNeighbours(this.rtnl, name)) {
-        if (n.mac && n.permanent) out.push({ kind: 'neigh', link: name, ip: n.address, mac: n.mac })
+        if (n.mac && n.state.includes('permanent')) out.push({ kind: 'neigh', link: name, ip: n.address, mac: n.mac })
       }
       for (const f of await listFdb(this.rtnl, name)) {
         if (f.dst) out.push({ kind: 'fdb', link: name, mac: f.mac, dst: f.dst })

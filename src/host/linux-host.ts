@@ -21,6 +21,8 @@ import { type Binding, type PortReserver, SocketPortReserver } from './port-rese
 import { SysctlDriver } from './sysctl-driver.js'
 import { ProcSysctls, RunnerSysctls, type Sysctls } from './sysctl.js'
 
+const MAIN_TABLE = 254
+
 export interface LinuxHostParts {
   runner?: Runner
   rtnl?: Rtnl
@@ -100,17 +102,17 @@ export class LinuxHost implements Host {
     const out: string[] = []
     for (const family of [4, 6] as const) {
       for (const r of await listRoutes(this.rtnl, family)) {
-        if (r.dst === undefined || r.dstLength === 0) continue
-        out.push(`${r.dst}/${r.dstLength}`)
+        if (r.dst === 'default' || r.table !== MAIN_TABLE) continue
+        out.push(r.dst)
       }
     }
     return out
   }
 
   async defaultRouteMtu(): Promise<number | undefined> {
-    const route = (await listRoutes(this.rtnl, 4)).find((r) => r.dstLength === 0 && r.oif !== undefined)
+    const route = (await listRoutes(this.rtnl, 4)).find((r) => r.dst === 'default' && r.table === MAIN_TABLE && r.dev !== undefined)
     if (!route) return undefined
-    return (await listLinks(this.rtnl)).find((l) => l.index === route.oif)?.mtu
+    return (await listLinks(this.rtnl)).find((l) => l.index === route.dev)?.mtu
   }
 
   reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined) {
