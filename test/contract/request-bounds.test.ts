@@ -193,6 +193,24 @@ t.test('Docker\'s real uses stay within the budget', async (t) => {
   t.ok(Array.from({ length: 40 }, (_, i) => `tcp/${9000 + i}`).every((p) => d.host.heldPorts.has(p)), '40 containers each took one port of -p 9000-9999:80, in order')
 })
 
+t.test('refusals of a range or a repeated port name who holds it, and change nothing', async (t) => {
+  const d = await setup(t)
+  const other = 'ae'.repeat(32)
+  await ok(d, 'NetworkDriver.CreateEndpoint', endpointBody(N, other, '10.61.0.3/24'))
+  await ok(d, 'NetworkDriver.ProgramExternalConnectivity', program([mapping(8002, 8002), mapping(8003, 8003, { Port: 81 })], N, other))
+  for (const p of [8000, 8001]) d.host.heldPorts.add(`tcp/${p}`)
+  const before = await d.state()
+  const mixed = await d.send('NetworkDriver.ProgramExternalConnectivity', program([mapping(8000, 8003)]))
+  t.match(mixed.json?.Err, /host port tcp\/8000-8003: every port of the range is already in use on this host or published by tsnet \(the first by endpoint aeaeaeaeaeae of network 5a5a5a5a5a5a\)/, 'a range taken partly by other processes, partly by tsnet')
+  const byPeers = await d.send('NetworkDriver.ProgramExternalConnectivity', program([mapping(8002, 8003)]))
+  t.match(byPeers.json?.Err, /host port tcp\/8002-8003 is already published by endpoint aeaeaeaeaeae/, 'a range taken wholly by another endpoint: no host call at all')
+  const twice = await d.send('NetworkDriver.ProgramExternalConnectivity', program([mapping(9000, 9000), mapping(9000, 9000, { Port: 81 })]))
+  t.match(twice.json?.Err, /host port tcp\/9000 is already published by port mapping #1 of the same request/, 'one host port twice in one port map')
+  t.same(await d.state(), before, 'store and host unchanged by all three')
+  await ok(d, 'NetworkDriver.ProgramExternalConnectivity', program([mapping(8000, 8010), mapping(8000, 8010, { Port: 81 })]))
+  t.same((await d.records('endpoints'))[E]?.published?.map((p: { hostPort: number }) => p.hostPort), [8004, 8005], 'positive control: two mappings of one range take the first two free ports')
+})
+
 t.test('CreateEndpoint and Join parse the same hostile port map quickly', async (t) => {
   const d = await setup(t)
   const hostile = Array.from({ length: 4096 }, () => mapping(1, 65535))
