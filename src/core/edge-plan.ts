@@ -8,8 +8,9 @@
  */
 import { type Family, formatIp, parseCidr } from './addr.js'
 import { networkTag } from './names.js'
-import { type PolicyRule, parsePolicy } from './policy.js'
-import { invalid } from '../errors.js'
+import { POLICY_OPTION, type PolicyRule, type PolicySource, formatPolicy, parsePolicy } from './policy.js'
+import { type Grant, containerIps, grantsOf, pairsPerContainer } from './policy-grants.js'
+import { invalid, quote } from '../errors.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from './records.js'
 
 export const FAMILIES: readonly Family[] = [4, 6]
@@ -153,51 +154,113 @@ export function networkEntries(n: NetworkRecord): SetEntry[] {
 /** Resolves a network name to its subnets (from Docker's view); empty when Docker knows no such network. */
 export type NameResolver = (name: string) => string[]
 
-/** What a network's policy puts in the allow set: container address, protocol:port, source. */
+/** Per network; the allow sets have room for many networks at this size. */
+export const MAX_ALLOW_ENTRIES = 65_536
+
+interface AllowPlan {
+  grants: Record<Family, Map<string, Grant>>
+  /** Containers counted per family. */
+  containers: Record<Family, number>
+  count: number
+}
+
+/** What `rules` grant per family (names resolved, members canonical), and the entries that makes for `containers`. */
+function planAllow(rules: PolicyRule[], containers: Record<Family, number>, resolve: NameResolver): AllowPlan {
+  // Each CIDR parsed once, whatever the number of rules and families naming it (parsing is the costly part).
+  const parsed = new Map<string, string[]>()
+  const membersOfCidr = (cidr: string) => {
+    let members = parsed.get(cidr)
+    if (!members) parsed.set(cidr, (members = netMembers(cidr)))
+    return members
+  }
+  const membersIn = (f: Family) => (s: PolicySource) =>
+    (s.kind === 'cidr' ? [s.cidr] : resolve(s.name)).flatMap(membersOfCidr).filter((m) => m.includes(':') === (f === 6))
+  const grants = { 4: grantsOf(rules, membersIn(4)), 6: grantsOf(rules, membersIn(6)) }
+  const count = FAMILIES.reduce((sum, f) => sum + containers[f] * pairsPerContainer(grants[f]), 0)
+  return { grants, containers, count }
+}
+
+/** The refusal of a policy that would expand beyond MAX_ALLOW_ENTRIES: it names the network, the policy and the count. */
+function refuseOversized(n: NetworkRecord, rules: PolicyRule[], plan: AllowPlan, hypothetical: boolean): never {
+  const parts = FAMILIES.filter((f) => plan.containers[f] > 0)
+    .map((f) => `${plan.containers[f]} x ${pairsPerContainer(plan.grants[f])} port/source pairs over IPv${f}`)
+  const whom = hypothetical ? 'for its first container' : 'for its containers'
+  throw invalid(`the ${POLICY_OPTION} policy of network ${n.id.slice(0, 12)} (${quote(formatPolicy(rules))}) would put ${plan.count} entries in the firewall ${whom} (${parts.join(' + ')}); at most ${MAX_ALLOW_ENTRIES} are allowed per network: name fewer sources or narrower port ranges`)
+}
+
+/**
+ * How many allow-set entries `rules` yield for `endpoints`, counted from the ranges without
+ * spelling them out: per family, container addresses x distinct (port, source) pairs, names
+ * counted with the subnets they resolve to.
+ */
+export function allowEntryCount(n: NetworkRecord, endpoints: EndpointRecord[], rules: PolicyRule[], resolve: NameResolver): number {
+  if (n.internal || rules.length === 0) return 0
+  const ips = containerIps(endpoints)
+  return planAllow(rules, { 4: ips[4].length, 6: ips[6].length }, resolve).count
+}
+
+/**
+ * Refuses a network's policy that would put more than MAX_ALLOW_ENTRIES entries in the firewall,
+ * before any is built. With no endpoint yet (CreateNetwork, `tsnet policy set` on an empty
+ * network) one container per family the network has is counted: a policy that no container
+ * could take is refused when it is given, not at the first container start.
+ */
+export function checkPolicySize(n: NetworkRecord, endpoints: EndpointRecord[], resolve: NameResolver, rules = n.policy ? parsePolicy(n.policy) : []): void {
+  if (n.internal || rules.length === 0) return
+  const ips = containerIps(endpoints)
+  const hypothetical = ips[4].length + ips[6].length === 0
+  const containers = hypothetical
+    ? { 4: n.ipv4Subnets.length > 0 ? 1 : 0, 6: n.ipv6Subnets.length > 0 ? 1 : 0 }
+    : { 4: ips[4].length, 6: ips[6].length }
+  const plan = planAllow(rules, containers, resolve)
+  if (plan.count > MAX_ALLOW_ENTRIES) refuseOversized(n, rules, plan, hypothetical)
+}
+
+/**
+ * What a network's policy puts in the allow set: container address, protocol:port, source; each
+ * entry once. Counted first: a policy beyond MAX_ALLOW_ENTRIES is refused before it is expanded.
+ */
 export function allowEntries(n: NetworkRecord, endpoints: EndpointRecord[], rules: PolicyRule[], resolve: NameResolver): SetEntry[] {
   if (n.internal || rules.length === 0) return []
+  const ips = containerIps(endpoints)
+  const plan = planAllow(rules, { 4: ips[4].length, 6: ips[6].length }, resolve)
+  if (plan.count > MAX_ALLOW_ENTRIES) refuseOversized(n, rules, plan, false)
   const comment = networkTag(n.id)
-  const out = new Map<string, SetEntry>()
+  const out: SetEntry[] = []
+  const done = new Set<string>()
+  // Endpoint by endpoint (as stored), each address's family in turn; an address met before is done.
   for (const e of endpoints) {
     for (const addr of [e.address, e.addressV6]) {
       const c = addr ? parseCidr(addr) : undefined
-      if (!c) continue
+      const ip = c ? formatIp(c.ip) : undefined
+      if (!c || !ip || done.has(ip)) continue
+      done.add(ip)
       const f = c.ip.family
-      const ip = formatIp(c.ip)
-      for (const rule of rules) {
-        const sources = rule.sources.flatMap((s) => (s.kind === 'cidr' ? [s.cidr] : resolve(s.name))).filter((s) => familyOf(s) === f).flatMap(netMembers)
-        for (const src of sources) {
-          for (const p of rule.ports) {
-            const ports = p.proto === 'icmp' ? [f === 4 ? 'icmp:echo-request' : 'icmpv6:echo-request'] : range(p.from, p.to).map((n) => `${p.proto}:${n}`)
-            for (const port of ports) {
-              const entry = `${ip},${port},${src}`
-              out.set(entry, { set: setName('allow', f), entry, comment })
-            }
+      const set = setName('allow', f)
+      for (const [src, g] of plan.grants[f]) {
+        for (const proto of g.order) {
+          if (proto === 'icmp') {
+            out.push({ set, entry: `${ip},${f === 4 ? 'icmp:echo-request' : 'icmpv6:echo-request'},${src}`, comment })
+            continue
+          }
+          for (const [from, to] of g.ranges.get(proto) ?? []) {
+            for (let port = from; port <= to; port++) out.push({ set, entry: `${ip},${proto}:${port},${src}`, comment })
           }
         }
       }
     }
   }
-  return [...out.values()]
+  return out
 }
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i)
-}
-
-/** Per network; the allow sets have room for many networks at this size. */
-export const MAX_ALLOW_ENTRIES = 65_536
 
 /**
  * Everything a network puts in the sets: its subnets, and what its stored policy lets in to
- * `endpoints` (its own). Refuses a policy that would expand beyond MAX_ALLOW_ENTRIES.
+ * `endpoints` (its own). Refuses, before expanding it, a policy beyond MAX_ALLOW_ENTRIES.
  */
 export function entriesOfNetwork(n: NetworkRecord, endpoints: EndpointRecord[], resolve: NameResolver): SetEntry[] {
-  const allowed = allowEntries(n, endpoints, n.policy ? parsePolicy(n.policy) : [], resolve)
-  if (allowed.length > MAX_ALLOW_ENTRIES) {
-    throw invalid(`the policy of network ${n.id.slice(0, 12)} expands to ${allowed.length} firewall entries (containers x ports x sources); at most ${MAX_ALLOW_ENTRIES} are allowed: use fewer or narrower port ranges`)
-  }
-  return [...networkEntries(n), ...allowed]
+  const rules = n.policy ? parsePolicy(n.policy) : []
+  checkPolicySize(n, endpoints, resolve, rules)
+  return [...networkEntries(n), ...allowEntries(n, endpoints, rules, resolve)]
 }
 
 /**

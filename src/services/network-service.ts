@@ -7,7 +7,7 @@ import {
   bridgeAddresses, checkSandboxKey, planEndpoint, planJoin, planNetwork, sameEndpoint, sameNetwork,
 } from '../core/network-plan.js'
 import {
-  FOREIGN_TAG, deviceGroupOf, endpointTag, entriesOfNetwork, foreignEntries, heirsOf,
+  FOREIGN_TAG, checkPolicySize, deviceGroupOf, endpointTag, entriesOfNetwork, foreignEntries, heirsOf,
 } from '../core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../core/names.js'
 import { canonicalPolicy, parsePolicy, policyNetworkNames } from '../core/policy.js'
@@ -239,6 +239,8 @@ export class NetworkService {
       const clash = [...this.networks.values()].find((n) => n.id !== planned.id && n.bridge === planned.bridge)
       if (clash) throw conflict(`bridge name ${planned.bridge} is already used by network ${short(clash.id)}`)
       const record = existing ?? planned
+      // Counted, not expanded, and before the host is touched: a policy no container could take is refused now.
+      checkPolicySize(record, [...this.endpoints.values()].filter((e) => e.networkId === record.id), (name) => this.directory.resolve(name))
       const release = this.claim(record.bridge, record.id, `bridge name ${record.bridge} is being claimed by another network right now`)
       this.creating.add(record.id)
       try {

@@ -5,14 +5,43 @@
  */
 import type { Logger } from 'pino'
 import { dnatRule, endpointTag } from '../core/edge-plan.js'
-import { bindAddressOf, type PublishRequest } from '../core/ports.js'
+import {
+  MAX_PORT_TRIES, PortHolders, bindAddressOf, endpointOverlap, kernelOverlap, type PublishRequest,
+} from '../core/ports.js'
 import type { EndpointRecord, PublishedPort } from '../core/records.js'
-import { conflict, withContext } from '../errors.js'
+import { TsnetError, conflict, invalid, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
-import type { Reservation } from '../host/port-reservations.js'
+import type { Binding, Reservation } from '../host/port-reservations.js'
+import { yieldToLoop } from '../util/yield.js'
 
 const short = (id: string) => id.slice(0, 12)
-const isWildcard = (a: string) => a === '' || a === '0.0.0.0' || a === '::'
+/**
+ * Free host ports of a range are handed to the host in growing chunks, the loop yielding in
+ * between: the first free port usually binds, and a range in use elsewhere is still walked fast.
+ */
+const MAX_CHUNK = 32
+
+/** The ports other endpoints publish, by (protocol, port). */
+function holdersOf(endpoints: Iterable<EndpointRecord>, except: string): PortHolders {
+  const holders = new PortHolders(endpointOverlap)
+  for (const o of endpoints) {
+    if (o.id === except) continue
+    for (const p of o.published ?? []) holders.add(p.proto, p.hostPort, { family: p.family, bind: bindAddressOf(p) }, `endpoint ${short(o.id)} of network ${short(o.networkId)}`)
+  }
+  return holders
+}
+
+/** What one publish may still spend (MAX_PORT_TRIES), and the refusal when it is spent. */
+class PortBudget {
+  private left = MAX_PORT_TRIES
+
+  spend(r: PublishRequest, index: number): void {
+    if (this.left-- > 0) return
+    const m = r.mapping
+    const ports = m.hostPort === 0 ? 'an ephemeral port' : m.hostPort === m.hostPortEnd ? `${m.hostPort}` : `${m.hostPort}-${m.hostPortEnd}`
+    throw invalid(`publishing this port map would look at more than ${MAX_PORT_TRIES} host ports, the most tsnet looks at for one request (reached at port mapping #${index + 1}, ${m.proto} host ${ports} to container port ${m.containerPort}): publish fewer mappings or narrower host port ranges`)
+  }
+}
 
 /** The DNAT rules of an endpoint's published ports. */
 export const dnatRulesOf = (e: EndpointRecord) => (e.published ?? []).map((p) => ({ family: p.family, rule: dnatRule(e.id, p) }))
@@ -36,19 +65,17 @@ export class PortPublisher {
     const held: Reservation[] = []
     this.held.set(e.id, held)
     const published: PublishedPort[] = []
-    const peers = [...others].filter((o) => o.id !== e.id)
+    const taken = holdersOf(others, e.id)
+    // This request's own earlier mappings: the kernel would refuse their ports, so skip them without asking it.
+    const mine = new PortHolders(kernelOverlap)
+    const budget = new PortBudget()
     try {
-      for (const r of requests) {
-        const binds = r.targets.map((t) => t.bind)
-        const candidates = r.candidates?.filter((port) => !publishedBy(peers, r.mapping.proto, port, binds))
-        if (candidates && candidates.length === 0) {
-          const [first, last] = [r.candidates?.[0], r.candidates?.[r.candidates.length - 1]]
-          const other = publishedBy(peers, r.mapping.proto, first ?? 0, binds)
-          throw conflict(`host port ${r.mapping.proto}/${first === last ? first : `${first}-${last}`} is already published by ${other}`)
-        }
-        const reservation = await this.host.reservePort(r.mapping.proto, r.targets.map((t) => ({ family: t.family, address: t.bind })), candidates)
+      for (const [i, r] of requests.entries()) {
+        const bindings: Binding[] = r.targets.map((t) => ({ family: t.family, address: t.bind }))
+        const reservation = await this.reserve(r, i, bindings, taken, mine, budget)
         held.push(reservation)
         for (const t of r.targets) {
+          mine.add(r.mapping.proto, reservation.port, t, `port mapping #${i + 1} of the same request`)
           published.push({ family: t.family, proto: r.mapping.proto, hostIp: r.mapping.hostIp, hostPort: reservation.port, containerIp: t.containerIp, containerPort: r.mapping.containerPort })
         }
       }
@@ -57,6 +84,48 @@ export class PortPublisher {
       throw withContext(err, `publishing ports of endpoint ${short(e.id)}${await this.rollback(e.id, log)}`)
     }
     return published
+  }
+
+  /**
+   * Holds one host port of the request's range: ports other endpoints or earlier mappings hold
+   * are skipped by lookup, the rest are tried on the host in order, a chunk at a time, the event
+   * loop running between chunks (and before each mapping, so thousands of single mappings do
+   * not hold the daemon either). Every port looked at is spent from the request's budget.
+   */
+  private async reserve(r: PublishRequest, index: number, bindings: Binding[], taken: PortHolders, mine: PortHolders, budget: PortBudget): Promise<Reservation> {
+    const proto = r.mapping.proto
+    await yieldToLoop()
+    if (!r.hostPorts) {
+      budget.spend(r, index)
+      return this.host.reservePort(proto, bindings, undefined)
+    }
+    const { from, to } = r.hostPorts
+    const wanted = r.targets
+    let holder: string | undefined
+    let busy: TsnetError | undefined
+    let size = 1
+    for (let port = from; port <= to;) {
+      const chunk: number[] = []
+      for (; port <= to && chunk.length < size; port++) {
+        budget.spend(r, index)
+        const h = taken.holder(proto, port, wanted) ?? mine.holder(proto, port, wanted)
+        if (h === undefined) chunk.push(port)
+        else holder ??= h
+      }
+      if (chunk.length === 0) continue
+      try {
+        return await this.host.reservePort(proto, bindings, chunk)
+      } catch (err) {
+        if (!(err instanceof TsnetError) || err.kind !== 'conflict') throw err
+        busy = err
+      }
+      size = Math.min(size * 2, MAX_CHUNK)
+      await yieldToLoop()
+    }
+    const range = from === to ? `${proto}/${from}` : `${proto}/${from}-${to}`
+    if (busy === undefined) throw conflict(`host port ${range} is already published by ${holder}`)
+    if (from === to) throw busy
+    throw conflict(`host port ${range}: every port of the range is already in use on this host${holder ? ` or published by tsnet (the first by ${holder})` : ''}`)
   }
 
   /** Undoes publish (it or its caller failed); the outcome, as the end of an error message. */
@@ -113,13 +182,4 @@ export class PortPublisher {
     }
     this.held.set(e.id, held)
   }
-}
-
-/** Names the endpoint among `peers` that publishes `proto/port` on one of `binds`, if one does. */
-function publishedBy(peers: EndpointRecord[], proto: string, port: number, binds: string[]): string | undefined {
-  for (const other of peers) {
-    const hit = other.published?.find((p) => p.proto === proto && p.hostPort === port && binds.some((b) => isWildcard(b) || isWildcard(p.hostIp) || b === p.hostIp))
-    if (hit) return `endpoint ${short(other.id)} of network ${short(other.networkId)}`
-  }
-  return undefined
 }
