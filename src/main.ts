@@ -1,5 +1,5 @@
 /** Composition root: config → store → services → HTTP on the unix socket. */
-import { chmod, mkdir, readFile, unlink } from 'node:fs/promises'
+import { chmod, mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { dirname } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -56,7 +56,8 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   const store = await FileStore.open(config.stateDir, log)
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
-  await names.load()
+  // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
+  if (config.dockerHost !== undefined) await names.load()
   const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, names)
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
   await network.load()
@@ -67,6 +68,24 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
 const NAMES_REFRESH_MS = 30_000
+
+/** Background work against the Docker API: names for policies, and garbage collection (if its interval is not 0). */
+async function followDocker(dockerHost: string, gcIntervalSec: number, services: Services, ready: Promise<unknown>, logger: Logger): Promise<GcService | undefined> {
+  // The managed plugin's placeholder (/dev/null) where the socket should be: opted in halfway.
+  const path = dockerHost.replace(/^unix:\/\//, '')
+  const kind = await stat(path).then((s) => (s.isSocket() ? 'socket' : 'other'), () => 'absent')
+  if (kind === 'other') logger.warn({ dockerHost }, `${path} is not a socket: garbage collection and network names wait for Docker there (managed plugin: set docker-socket.source too)`)
+  // dockerode is only for the background work: load it after the socket answers.
+  const { DockerodeView } = await import('./docker/docker-view.js')
+  const view = new DockerodeView(dockerHost)
+  void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
+  if (gcIntervalSec === 0) return undefined
+  const gc = new GcService(services.store, view, services.network, services.ipam,
+    { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
+  await gc.load()
+  void ready.then(() => gc.start())
+  return gc
+}
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
@@ -100,16 +119,11 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
   const counts = network.snapshot()
   logger.info({ ...(await buildInfo()), socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 
-  // dockerode is only for the background work: load it after the socket answers.
-  const { DockerodeView } = await import('./docker/docker-view.js')
-  const view = new DockerodeView(config.dockerHost)
-  void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
-  if (config.gcIntervalSec > 0) {
-    gc = new GcService(services.store, view, network, ipam,
-      { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
-    await gc.load()
-    const started = gc
-    void ready.then(() => started.start())
+  if (config.dockerHost === undefined) {
+    logger.warn({ dockerApi: 'off', gc: 'off', names: 'off' },
+      'no Docker API (--docker-host / DOCKER_HOST empty): garbage collection and policies that name networks are off; every driver call works (docs/managed-plugin.md)')
+  } else {
+    gc = await followDocker(config.dockerHost, config.gcIntervalSec, services, ready, logger)
   }
   await stopped
   logger.info('tsnet stopped')
