@@ -219,3 +219,21 @@ t.test('refusals: names taken, links missing, busy, invalid input; nothing chang
   await refused('deleteLink', [0], 'invalid', 'link index 0 is not a positive 32-bit number')
   t.same(await nsState(ns), before, 'the namespace is as it was')
 })
+
+t.test('without CAP_NET_ADMIN: reads work, changes are refused with a sentence naming the object', async (t) => {
+  const ns = await createNetns(t)
+  const nl = await startProbe(t, ns, { withoutNetAdmin: true })
+  await ns.ok('ip', ['link', 'add', 'name', 'br-p', 'type', 'bridge'])
+  const before = await nsState(ns)
+  t.ok((await nl.call<Link[]>('listLinks')).some((l) => l.name === 'br-p'), 'listLinks needs no privilege')
+  t.same(await nl.fails('createLink', { kind: 'bridge', name: 'br-q' }), {
+    kind: 'host', message: 'not permitted to create bridge link br-q: tsnet needs CAP_NET_ADMIN in this network namespace', name: 'TsnetError',
+  })
+  t.same(await nl.fails('setLink', 'br-p', { mtu: 1400 }), {
+    kind: 'host', message: 'not permitted to change link br-p (mtu): tsnet needs CAP_NET_ADMIN in this network namespace', name: 'TsnetError',
+  })
+  t.same(await nl.fails('deleteLink', 'br-p'), {
+    kind: 'host', message: 'not permitted to delete link br-p: tsnet needs CAP_NET_ADMIN in this network namespace', name: 'TsnetError',
+  })
+  t.same(await nsState(ns), before, 'nothing changed')
+})

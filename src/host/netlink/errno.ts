@@ -4,7 +4,7 @@
  * is taken), give the sentence naming the object; everything else still gets a sentence with the
  * operation, the system's description and the symbolic code, never a bare number.
  */
-import { getSystemErrorMap, getSystemErrorName } from 'node:util'
+import { getSystemErrorMap } from 'node:util'
 import { TsnetError, type ErrorKind } from '../../errors.js'
 
 export class NetlinkErrno extends Error {
@@ -18,18 +18,15 @@ export class NetlinkErrno extends Error {
   }
 }
 
-/** The symbolic name; 95 is EOPNOTSUPP (Node names it by its alias ENOTSUP). */
+/** The symbolic name, from the kernel errnos Node knows; 95 is EOPNOTSUPP (Node calls it ENOTSUP). */
 export function errnoCode(errno: number): string {
   if (errno === 95) return 'EOPNOTSUPP'
-  try {
-    return getSystemErrorName(-errno)
-  } catch {
-    return `errno ${errno}`
-  }
+  return getSystemErrorMap().get(-errno)?.[0] ?? `errno ${errno}`
 }
 
 export function errnoText(errno: number): string {
-  return getSystemErrorMap().get(-errno)?.[1] ?? `error ${errno}`
+  if (errno === 95) return 'operation not supported'
+  return getSystemErrorMap().get(-errno)?.[1] ?? 'unknown error'
 }
 
 /** Sentences an operation knows, by symbolic errno (EEXIST, ENODEV, ...). */

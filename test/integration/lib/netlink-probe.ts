@@ -39,8 +39,10 @@ export interface NetlinkProbe {
   waitForEvent(match: (e: ProbeEvent) => boolean, ms: number): Promise<ProbeEvent>
 }
 
-export async function startProbe(t: Test, ns: Netns): Promise<NetlinkProbe> {
-  const child: ChildProcessWithoutNullStreams = spawn('nsenter', [`--net=/run/netns/${ns.name}`, process.execPath, CHILD], { stdio: 'pipe' })
+/** `withoutNetAdmin`: the child runs without CAP_NET_ADMIN (dropped from its bounding set by setpriv), to see EPERM. */
+export async function startProbe(t: Test, ns: Netns, opts: { withoutNetAdmin?: boolean } = {}): Promise<NetlinkProbe> {
+  const drop = opts.withoutNetAdmin ? ['setpriv', '--bounding-set', '-net_admin', '--inh-caps', '-net_admin'] : []
+  const child: ChildProcessWithoutNullStreams = spawn('nsenter', [`--net=/run/netns/${ns.name}`, ...drop, process.execPath, CHILD], { stdio: 'pipe' })
   let stderr = ''
   child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
   const waiting = new Map<number, (r: { ok?: unknown; err?: ProbeError }) => void>()
