@@ -5,9 +5,12 @@
 // so the client runs in a child entered into the namespace. It reads one JSON request per line
 // on stdin, {id, op, args}, calls the client (dist/host/netlink, built by `npm run build`) with
 // its Rtnl first, and writes {id, ok} or {id, err: {kind, message}}; link events, once `watch`
-// was asked for, come as {event}. It exits when stdin closes.
+// was asked for, come as {event}. It exits when stdin closes. Without --serve (as when
+// `tap run test/integration` picks up every file of the directory) it does nothing.
 import { createInterface } from 'node:readline'
 import * as nl from '../../../dist/host/netlink/index.js'
+
+if (!process.argv.includes('--serve')) process.exit(0)
 
 const rtnl = new nl.Rtnl({ timeoutMs: 10_000 })
 const OPS = [

@@ -42,7 +42,7 @@ export interface NetlinkProbe {
 /** `withoutNetAdmin`: the child runs without CAP_NET_ADMIN (dropped from its bounding set by setpriv), to see EPERM. */
 export async function startProbe(t: Test, ns: Netns, opts: { withoutNetAdmin?: boolean } = {}): Promise<NetlinkProbe> {
   const drop = opts.withoutNetAdmin ? ['setpriv', '--bounding-set', '-net_admin', '--inh-caps', '-net_admin'] : []
-  const child: ChildProcessWithoutNullStreams = spawn('nsenter', [`--net=/run/netns/${ns.name}`, ...drop, process.execPath, CHILD], { stdio: 'pipe' })
+  const child: ChildProcessWithoutNullStreams = spawn('nsenter', [`--net=/run/netns/${ns.name}`, ...drop, process.execPath, CHILD, '--serve'], { stdio: 'pipe' })
   let stderr = ''
   child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
   const waiting = new Map<number, (r: { ok?: unknown; err?: ProbeError }) => void>()
