@@ -218,6 +218,7 @@ t.test('refusals: names taken, links missing, busy, invalid input; nothing chang
   await refused('createLink', [{ kind: 'vxlan', name: 'vx0', vxlan: { vni: 1 << 24 } }], 'invalid', 'VXLAN ID 16777216 is outside 0..16777215')
   await refused('createLink', [{ kind: 'vxlan', name: 'vx0', vxlan: { vni: 1, local: '10.0.0.300' } }], 'invalid', 'VXLAN local address "10.0.0.300" is not an IPv4 or IPv6 address')
   await refused('createLink', [{ kind: 'macvlan', name: 'mv0', parent: 'fv0', mode: 'sideways' }], 'invalid', 'macvlan mode "sideways" is not one of private, vepa, bridge, passthru, source')
+  await refused('createLink', [{ kind: 'macvlan', name: 'mv0', parent: 'fv0', mode: 'toString' }], 'invalid', 'macvlan mode "toString" is not one of private, vepa, bridge, passthru, source')
   await refused('createLink', [{ kind: 'veth', name: 'same0', peer: { name: 'same0' } }], 'invalid', 'a veth pair needs two names; both ends are called same0')
   await refused('createLink', [{ kind: 'gre', name: 'g0' }], 'invalid', 'link kind "gre" is not one tsnet creates')
   await refused('deleteLink', [0], 'invalid', 'link index 0 is not a positive 32-bit number')

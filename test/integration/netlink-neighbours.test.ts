@@ -111,6 +111,9 @@ t.test('FDB of a vxlan device: flood entries to each VTEP and per-MAC entries, a
   t.same(await nl.fails('addFdb', { link: 'vx-nl', mac: zero, dst: '10.80.0' }), {
     kind: 'invalid', message: 'VTEP address "10.80.0" is not an IPv4 or IPv6 address', name: 'TsnetError',
   })
+  t.same(await nl.fails('addFdb', { link: 'vx-nl', mac: zero, dst: '10.80.0.9' }, 'sideways'), {
+    kind: 'invalid', message: 'FDB mode "sideways" is not append, replace or create', name: 'TsnetError',
+  })
   t.same(await fdbShown(ns, 'vx-nl'), fdbBefore, 'refusals leave the FDB as it was')
   t.same(await nsState(ns), before, 'and the namespace')
 })

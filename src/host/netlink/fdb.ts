@@ -4,7 +4,7 @@
  * entries pointing at the VTEP that hosts the MAC. Entries are added as `bridge fdb ... self
  * permanent` adds them: on the device itself (NTF_SELF), permanent.
  */
-import { conflict, notFound } from '../../errors.js'
+import { conflict, invalid, notFound } from '../../errors.js'
 import { AF, NDA, NLM_F, NTF, NUD, RTM } from './constants.js'
 import { explain } from './errno.js'
 import { linkIndex, noLink } from './links.js'
@@ -105,7 +105,7 @@ function fdbRequest(spec: FdbSpec, index: number, state: number): { body: Buffer
 }
 
 export async function addFdb(rtnl: Rtnl, spec: FdbSpec, mode: FdbMode = 'append'): Promise<void> {
-  if (!(mode in MODE_FLAGS)) throw new TypeError(`FDB mode ${String(mode)}`)
+  if (!Object.hasOwn(MODE_FLAGS, mode)) throw invalid(`FDB mode ${JSON.stringify(mode)} is not append, replace or create`)
   fdbRequest(spec, 0, 0) // check the values before looking the link up
   const index = await linkIndex(rtnl, spec.link)
   const { body, shown } = fdbRequest(spec, index, NUD.PERMANENT)

@@ -107,12 +107,12 @@ async function kindRequest(rtnl: Rtnl, spec: LinkSpec): Promise<{ req: KindReque
     }
     case 'macvlan': {
       const mode = spec.mode ?? 'bridge'
-      if (!(mode in MACVLAN_MODES)) throw invalid(`macvlan mode ${JSON.stringify(mode)} is not one of ${Object.keys(MACVLAN_MODES).join(', ')}`)
+      if (!Object.hasOwn(MACVLAN_MODES, mode)) throw invalid(`macvlan mode ${JSON.stringify(mode)} is not one of ${Object.keys(MACVLAN_MODES).join(', ')}`)
       return { req: { kind: 'macvlan', mode }, parent: await linkIndex(rtnl, spec.parent, 'macvlan parent') }
     }
     case 'vlan': {
       const protocol = spec.protocol ?? '802.1Q'
-      if (!(protocol in VLAN_PROTOCOLS)) throw invalid(`VLAN protocol ${JSON.stringify(protocol)} is not 802.1Q or 802.1ad`)
+      if (!Object.hasOwn(VLAN_PROTOCOLS, protocol)) throw invalid(`VLAN protocol ${JSON.stringify(protocol)} is not 802.1Q or 802.1ad`)
       checkInt(spec.id, 0, 4094, 'VLAN ID')
       return { req: { kind: 'vlan', id: spec.id, protocol }, parent: await linkIndex(rtnl, spec.parent, 'VLAN parent') }
     }

@@ -135,9 +135,13 @@ export class Rtnl {
       const timer = setTimeout(() => this.expire(seq), this.timeoutMs)
       if (this.pending.size === 0) sock.ref()
       this.pending.set(seq, { dump, doing, replies: [], interrupted: false, timer, resolve, reject })
-      sock.send(encodeMessage(type, flags, seq, this.port, body), undefined, (err) => {
-        if (err) this.settle(seq, new TsnetError('host', `netlink: cannot send the request to ${doing}: ${err.message}`, { cause: err }))
-      })
+      const failed = (err: unknown) =>
+        this.settle(seq, new TsnetError('host', `netlink: cannot send the request to ${doing}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+      try {
+        sock.send(encodeMessage(type, flags, seq, this.port, body), undefined, (err) => err && failed(err))
+      } catch (err) {
+        failed(err)
+      }
     })
   }
 
