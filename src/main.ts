@@ -14,6 +14,7 @@ import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
 import { NetworkService } from './services/network-service.js'
 import { FileStore } from './store/file-store.js'
+import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
@@ -68,8 +69,29 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
 const NAMES_REFRESH_MS = 30_000
 
+/** The managed plugin's config.json mounts the host's /proc/sys here (its own is read-only); nothing else does. */
+const MANAGED_PROC_SYS = '/host/proc/sys'
+
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
+  // First of all: a second instance on this store must change nothing, neither store nor host.
+  const pidNamespace = ownPidNamespace()
+  const lock = StateLock.acquire(config.stateDir, {
+    pid: process.pid,
+    ...(pidNamespace ? { pidNamespace } : {}),
+    startedAt: new Date().toISOString(),
+    socket: config.socket,
+    mode: config.procSys === MANAGED_PROC_SYS ? 'managed' : 'legacy',
+    version: (await buildInfo()).version,
+  })
+  try {
+    await serveLocked(config, logger)
+  } finally {
+    lock.release()
+  }
+}
+
+async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const services = await openServices(config, new LinuxHost({ sysctls: new ProcSysctls(config.procSys) }), logger)
   const { network, ipam } = services
   await prepareSocket(config.socket)
