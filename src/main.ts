@@ -13,6 +13,7 @@ import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
 import { NetworkService } from './services/network-service.js'
+import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
@@ -54,7 +55,7 @@ export interface Services {
 }
 
 export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent')): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log)
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   await names.load()
