@@ -119,7 +119,7 @@ function describeHolder(h: Partial<LockHolder> | undefined, ours: string | undef
   if (!h || typeof h.pid !== 'number') return 'it has not said who it is yet'
   const elsewhere = typeof h.pidNamespace === 'string' && ours !== undefined && h.pidNamespace !== ours
   const parts = [
-    `pid ${h.pid}${elsewhere ? ` in another PID namespace (${h.pidNamespace})` : ''}`,
+    `pid ${h.pid}${elsewhere ? ` in another PID namespace, ${h.pidNamespace}` : ''}`,
     typeof h.mode === 'string' ? (h.mode === 'managed' ? 'the managed plugin' : 'a legacy (systemd or hand-started) daemon') : undefined,
     typeof h.startedAt === 'string' ? `started ${h.startedAt}` : undefined,
     typeof h.socket === 'string' ? `serving ${h.socket}` : undefined,

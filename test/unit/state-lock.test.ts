@@ -58,7 +58,7 @@ t.test('a second taker is refused at once, with exit code 78 and a sentence nami
 
 t.test('the sentence says when the holder is in another PID namespace, and copes with a holder that has not written yet', async (t) => {
   const other = stateDirInUse('/var/lib/tsnet', { ...holder(1), mode: 'managed', pidNamespace: 'pid:[4026532999]' }, 'pid:[4026531836]')
-  t.match(other.message, 'pid 1 in another PID namespace (pid:[4026532999])')
+  t.match(other.message, 'pid 1 in another PID namespace, pid:[4026532999],')
   t.match(other.message, 'the managed plugin')
   const same = stateDirInUse('/var/lib/tsnet', holder(4242), 'pid:[1]')
   t.notMatch(same.message, 'another PID namespace', 'no remark in the same namespace')
