@@ -17,7 +17,7 @@ import { createNetns, link, savedRules, type Netns } from './lib/netns.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const CLI = join(here, '..', '..', 'dist', 'cli.js')
-const OTHER_NAMESPACES = join(here, 'lib', 'in-other-namespaces.mjs')
+const OTHER_NAMESPACES = join(here, 'fixtures', 'in-other-namespaces.mjs')
 const NET = '5a'.repeat(32)
 
 interface Daemon {
