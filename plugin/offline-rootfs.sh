@@ -155,6 +155,9 @@ rm -f "$app/package-lock.json"
 # never loaded at run time: type declarations, source maps, intermediate objects of native builds
 find "$app/node_modules" \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -type f -delete
 find "$app/node_modules" -path '*/build/Release/obj.target' -type d -prune -exec rm -rf {} +
+# nor prebuilt addons for other platforms (fs-native-extensions ships a dozen; ldd cannot read them)
+platform=$("$node_bin" -p 'process.platform + "-" + process.arch')
+find "$app/node_modules" -type d -path '*/prebuilds/*' -prune ! -name "$platform" -exec rm -rf {} +
 # native addons among them need their libraries too
 while IFS= read -r -d '' so; do add_libs "$so"; done < <(find "$app/node_modules" -name '*.node' -type f -print0)
 
@@ -180,4 +183,7 @@ if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
   done
   # cli.js imports every module tsnet serves with (and so every production dependency it loads)
   inside /usr/local/bin/node /opt/tsnet/dist/cli.js help >/dev/null || die "tsnet does not load inside the rootfs"
+  # the state directory lock's addon is loaded only by serve: load it here
+  inside /usr/local/bin/node -e 'require("/opt/tsnet/node_modules/fs-native-extensions")' 2>/dev/null \
+    || die "the file lock addon (fs-native-extensions) does not load inside the rootfs"
 fi

@@ -13,7 +13,9 @@ import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
 import { NetworkService } from './services/network-service.js'
+import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
+import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
@@ -53,7 +55,7 @@ export interface Services {
 }
 
 export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent')): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log)
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
@@ -87,8 +89,29 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   return gc
 }
 
+/** The managed plugin's config.json mounts the host's /proc/sys here (its own is read-only); nothing else does. */
+const MANAGED_PROC_SYS = '/host/proc/sys'
+
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
+  // First of all: a second instance on this store must change nothing, neither store nor host.
+  const pidNamespace = ownPidNamespace()
+  const lock = StateLock.acquire(config.stateDir, {
+    pid: process.pid,
+    ...(pidNamespace ? { pidNamespace } : {}),
+    startedAt: new Date().toISOString(),
+    socket: config.socket,
+    mode: config.procSys === MANAGED_PROC_SYS ? 'managed' : 'legacy',
+    version: (await buildInfo()).version,
+  })
+  try {
+    await serveLocked(config, logger)
+  } finally {
+    lock.release()
+  }
+}
+
+async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const services = await openServices(config, new LinuxHost({ sysctls: new ProcSysctls(config.procSys) }), logger)
   const { network, ipam } = services
   await prepareSocket(config.socket)
