@@ -1,12 +1,17 @@
 /**
  * Makes the kernel forget the conntrack entries of published host ports, with the conntrack tool
- * (conntrack-tools): one `conntrack --load-file -` batch per call, one delete line per flow.
- * Spawning is acceptable here (it runs when UDP or SCTP ports are published or revoked); a later
- * issue moves the kernel calls to in-process netlink.
+ * (conntrack-tools): one `conntrack --load-file FILE` batch per call, one delete line per flow.
+ * The batch goes through a private temporary file: conntrack opens "-" as /dev/stdin, which
+ * fails on the socket Node gives a child for its stdin. Spawning is acceptable here (it runs when
+ * UDP or SCTP ports are published or revoked); a later issue moves the kernel calls to in-process
+ * netlink.
  *
  * Without the tool tsnet keeps working: a warning says once that stale UDP flows are not cleared
  * (the same as before this existed). A kernel without a conntrack table has nothing to clear.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { formatIp, parseIp } from '../core/addr.js'
 import type { PortFlow } from '../core/flows.js'
@@ -14,7 +19,6 @@ import { invalid } from '../errors.js'
 import { HostCommandError, type ExecResult, type Runner } from './exec.js'
 
 const TOOL = 'conntrack'
-const ARGS = ['--load-file', '-'] as const
 /** Exit code of a shell or nsenter that could not find the program. */
 const NOT_FOUND = 127
 /** No entry matched (older versions fail on it), or one went away on its own while the batch ran. */
@@ -52,20 +56,26 @@ export class ConntrackFlows {
   /** Deletes the entries of `flows` in one batch. Throws only when the tool ran and failed. */
   async forget(flows: readonly PortFlow[], log: Logger): Promise<void> {
     if (flows.length === 0) return
-    const input = `${flows.map(deleteLine).join('\n')}\n`
+    const batch = `${flows.map(deleteLine).join('\n')}\n`
+    const dir = await mkdtemp(join(tmpdir(), 'tsnet-conntrack-'))
+    const file = join(dir, 'batch')
+    const argv = ['--load-file', file]
     let r: ExecResult
     try {
-      r = await this.runner.run(TOOL, ARGS, { input })
+      await writeFile(file, batch, { mode: 0o600 })
+      r = await this.runner.run(TOOL, argv)
     } catch (err) {
       if (toolMissing(err)) return this.missing(flows, log)
       throw err
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
     if (r.code !== 0 && toolMissing(undefined, r)) return this.missing(flows, log)
     if (r.code !== 0 && NO_TABLE.test(r.stderr)) {
       log.debug({ host: 'conntrack.delete', stderr: r.stderr.trim() }, 'no conntrack table on this kernel: no flow to forget')
       return
     }
-    if (r.code !== 0 && !NOTHING_LEFT.test(r.stderr)) throw new HostCommandError([TOOL, ...ARGS], r)
+    if (r.code !== 0 && !NOTHING_LEFT.test(r.stderr)) throw new HostCommandError([TOOL, ...argv], r)
     // With a batch, conntrack prints each deleted entry on stdout.
     const deleted = r.stdout.split('\n').filter((l) => l.trim() !== '').length
     log.info({ host: 'conntrack.delete', flows: flows.map(describe), deleted }, 'conntrack entries of published ports forgotten')
