@@ -23,7 +23,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 # --- the plugin's root filesystem: node (from the base), ip, iptables (nf_tables), ipset, tsnet
 FROM ${NODE_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 iptables ipset \
+ && apt-get install -y --no-install-recommends iproute2 iptables ipset conntrack \
  && update-alternatives --set iptables /usr/sbin/iptables-nft \
  && update-alternatives --set ip6tables /usr/sbin/ip6tables-nft \
  && rm -rf /var/lib/apt/lists/* \

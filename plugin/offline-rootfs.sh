@@ -99,6 +99,13 @@ put "$ipset_bin"
 [ "$ipset_bin" = /usr/sbin/ipset ] || ln -sf "$ipset_bin" "$rootfs/usr/sbin/ipset"
 add_libs "$ipset_bin"
 
+# --- conntrack: forgets the flows of revoked UDP/SCTP ports (tsnet warns and carries on without it)
+conntrack_bin=$(readlink -f "$(command -v conntrack || true)")
+[ -x "$conntrack_bin" ] || die "conntrack not found: install Debian's conntrack"
+put "$conntrack_bin"
+[ "$conntrack_bin" = /usr/sbin/conntrack ] || ln -sf "$conntrack_bin" "$rootfs/usr/sbin/conntrack"
+add_libs "$conntrack_bin"
+
 # --- iptables (nf_tables backend): one multi-call binary, dispatching on the name it was called by
 put "$xt"
 xtdir=$(dirname "$xt")
