@@ -479,9 +479,13 @@ export class NetworkService {
       }
       this.endpoints.set(e.id, rest)
     }
-    await this.ports.withdraw(e.id, log)
+    try {
+      await this.ports.withdraw(e.id, log)
+    } finally {
+      // Also when the withdraw failed: a retry no longer knows the ports (the record forgot them).
+      await this.forgetFlows(gone, log)
+    }
     for (const p of gone) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
-    await this.forgetFlows(gone, log)
   }
 
   /**

@@ -432,9 +432,12 @@ if (!E || !ts || !out) {
     await waitFor(async () => answered('uc1'), { timeoutMs: 10_000, what: 'uc1 answering the outside sender' });
     t.pass('the outside sender (one source port, every 100 ms) reaches uc1 through 8078/udp');
     const logOff = (await readFile(ts!.logPath)).length;
+    const uc1 = await ip4('uc1', 'ea');
     await e.dockerOk(['rm', '-f', 'uc1']);
     const mark = sender.lines.length;
-    await runSleeper(e, 'uc2', ['--network', 'ea', '-p', '8078:5353/udp']);
+    // Another address: the IPAM would hand uc1's freed one out again, and the old flow would lead there anyway.
+    await runSleeper(e, 'uc2', ['--network', 'ea', '--ip', '10.81.1.201', '-p', '8078:5353/udp']);
+    t.not(await ip4('uc2', 'ea'), uc1, `uc2 (10.81.1.201) does not have uc1's address ${uc1}`);
     await udpServer('uc2', 5353, 'uc2');
     const t0 = Date.now();
     const ok = await waitFor(async () => answered('uc2', mark), { timeoutMs: 10_000, what: 'uc2 answering the same sender' }).then(() => true, () => false);

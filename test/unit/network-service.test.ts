@@ -586,6 +586,7 @@ t.test('Revoke whose host change fails after the record was written: a restart d
   const stored = JSON.parse(await readFile(join(dir, 'store', 'endpoints', `${EP}.json`), 'utf8')) as EndpointRecord
   t.notOk('published' in stored, 'the record no longer lists the ports (written first)')
   t.equal(host.portRules.size, 2, 'precondition: the rules are still in the kernel')
+  t.same(host.forgottenFlows.at(-1), [{ family: 4, proto: 'udp', hostPort: 5353, hostIp: '' }], 'the UDP flows are forgotten all the same (a retry would no longer know the port)')
   await restart()
   t.equal(host.portRules.size, 0, 'the boot reconcile removes the rules no record explains')
   t.equal(host.heldPorts.size, 0, 'and holds no port: the revoked ports stay revoked')
