@@ -3,13 +3,13 @@
  * Every validation error is thrown here, before anything touches the host or the store.
  */
 import { clip, invalid, quote } from '../errors.js'
-import { type Family, type Prefix, formatIp, parseCidr, prefixContains } from './addr.js'
+import { type Family, type Prefix, formatIp, parseCidr, parseIp, prefixContains, prefixesOverlap } from './addr.js'
 import {
   BRIDGE_PREFIX, CONTAINER_VETH_PREFIX, HOST_VETH_PREFIX, bridgeNameFor, checkId, checkIfName, checkMac, containerVethFor, hostVethFor, macFromIpv4, macFromSeed,
 } from './names.js'
 import { POLICY_OPTION, canonicalPolicy } from './policy.js'
 import { parseExposedPorts, parsePortMap } from './ports.js'
-import type { EndpointRecord, NetworkRecord, SubnetRecord } from './records.js'
+import type { EndpointRecord, NetworkRecord, PortMapping, SubnetRecord } from './records.js'
 import { OPT, type CreateEndpointRequest, type CreateNetworkRequest, type IpamData, type JoinResponse } from '../protocol/types.js'
 
 export const OPTION = {
@@ -18,6 +18,7 @@ export const OPTION = {
   masquerade: 'com.docker.network.bridge.enable_ip_masquerade',
   icc: 'com.docker.network.bridge.enable_icc',
   ifacePrefix: 'com.docker.network.container_iface_prefix',
+  hostBinding: 'com.docker.network.bridge.host_binding_ipv4',
   allow: POLICY_OPTION,
 } as const
 
@@ -111,6 +112,10 @@ export function planNetwork(req: CreateNetworkRequest, defaults: NetworkDefaults
   if (prefix !== undefined && !IFACE_PREFIX_RE.test(prefix)) {
     throw invalid(`${OPTION.ifacePrefix}=${quote(prefix)} must be 1 to 10 lowercase letters and digits, starting with a letter`)
   }
+  const hostBinding = generic[OPTION.hostBinding]
+  if (hostBinding !== undefined && !parseIp(hostBinding)) {
+    throw invalid(`${OPTION.hostBinding}=${quote(hostBinding)} is not an IP address: it names the host address that ports published without one (-p 8080:80) bind to`)
+  }
   const internal = boolOption(options, OPT.internal)
   const policy = generic[OPTION.allow] !== undefined ? canonicalPolicy(generic[OPTION.allow] ?? '') : ''
   if (internal && policy !== '') throw invalid(`an internal network accepts no traffic from other networks, so it takes no ${OPTION.allow} policy`)
@@ -133,6 +138,54 @@ export function planNetwork(req: CreateNetworkRequest, defaults: NetworkDefaults
     ...(policy !== '' ? { policy } : {}),
     createdAt: now,
   }
+}
+
+/**
+ * The host address that mappings without a HostIP bind to on `n` (-o host_binding_ipv4), or ''
+ * for every address. 0.0.0.0 is Docker's default, so it means every address too.
+ */
+export function defaultHostIp(n: NetworkRecord): string {
+  const text = n.genericOptions[OPTION.hostBinding]
+  const ip = text === undefined ? undefined : parseIp(text)
+  if (!ip || (ip.family === 4 && ip.value === 0n)) return ''
+  return formatIp(ip)
+}
+
+/**
+ * The mappings as `n` publishes them: one without a HostIP takes the network's default host
+ * address. As Docker's bridge, an IPv4 default publishes such a mapping on that address only
+ * (no IPv6 wildcard beside it) and an IPv6 default on that IPv6 address only.
+ */
+export function withDefaultHostIp(n: NetworkRecord, mappings: PortMapping[]): PortMapping[] {
+  const hostIp = defaultHostIp(n)
+  return hostIp === '' ? mappings : mappings.map((m) => (m.hostIp === '' ? { ...m, hostIp } : m))
+}
+
+export interface SubnetOverlap {
+  other: NetworkRecord
+  /** The subnet of the planned network, and the other network's subnet it overlaps. */
+  mine: string
+  theirs: string
+}
+
+/**
+ * A subnet of `planned` that overlaps a subnet of another network, if one does. The firewall
+ * tells networks apart by their subnets, so a network sharing addresses with another would get
+ * that network's policy grants (Docker's bridge refuses the overlap too). Null-IPAM pools (/0)
+ * hold no address and overlap nothing.
+ */
+export function findSubnetOverlap(planned: NetworkRecord, networks: Iterable<NetworkRecord>): SubnetOverlap | undefined {
+  const mine = [...planned.ipv4Subnets, ...planned.ipv6Subnets].flatMap((s) => poolsOf([s]).map((p) => ({ pool: s.pool, p })))
+  for (const other of networks) {
+    if (other.id === planned.id) continue
+    for (const s of [...other.ipv4Subnets, ...other.ipv6Subnets]) {
+      for (const theirs of poolsOf([s])) {
+        const hit = mine.find((m) => prefixesOverlap(m.p, theirs))
+        if (hit) return { other, mine: hit.pool, theirs: s.pool }
+      }
+    }
+  }
+  return undefined
 }
 
 /** Addresses to put on the bridge: every gateway tsnet's network has. */

@@ -2,7 +2,8 @@
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
 import { type SetEntry, entryKey } from '../core/edge-plan.js'
-import { conflict, TsnetError } from '../errors.js'
+import type { PortFlow } from '../core/flows.js'
+import { conflict, invalid, TsnetError } from '../errors.js'
 import type { BridgeSpec, Host, LinkInfo, VethSpec } from './host.js'
 import type { Binding, Reservation } from './port-reservations.js'
 import type { SysctlOutcome } from './sysctl.js'
@@ -142,15 +143,30 @@ export class FakeHost implements Host {
   }
 
   private nextEphemeral = 32768
+  /** Every reservePort call's protocol and bindings, in order. */
+  readonly reserved: Array<{ proto: string; bindings: Binding[] }> = []
+  /** When set, a binding to an address outside it fails as the kernel's EADDRNOTAVAIL does in the real reserver. */
+  localAddresses: Set<string> | undefined
 
-  async reservePort(proto: 'tcp' | 'udp' | 'sctp', _bindings: Binding[], candidates: number[] | undefined): Promise<Reservation> {
+  async reservePort(proto: 'tcp' | 'udp' | 'sctp', bindings: Binding[], candidates: number[] | undefined): Promise<Reservation> {
     this.maybeFail('reservePort')
+    this.reserved.push({ proto, bindings: bindings.map((b) => ({ ...b })) })
+    const foreign = bindings.find((b) => this.localAddresses && b.address !== '0.0.0.0' && b.address !== '::' && !this.localAddresses.has(b.address))
+    if (foreign) throw invalid(`host IP ${foreign.address} is not an address of this host`)
     const tries = candidates ?? [this.nextEphemeral++]
     const port = tries.find((p) => !this.heldPorts.has(`${proto}/${p}`))
     if (port === undefined) throw conflict(`host port ${proto}/${tries[0]} is already in use on this host`)
     const key = `${proto}/${port}`
     this.heldPorts.add(key)
     return { port, release: async () => { this.heldPorts.delete(key) } }
+  }
+
+  /** Each forgetPortFlows call's flows, in order (conntrack entries are not modelled). */
+  readonly forgottenFlows: PortFlow[][] = []
+
+  async forgetPortFlows(flows: readonly PortFlow[], _log: Logger): Promise<void> {
+    this.maybeFail('forgetPortFlows')
+    this.forgottenFlows.push([...flows])
   }
 
   /** A comparable picture of everything the fake holds. */

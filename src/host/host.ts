@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { SetEntry } from '../core/edge-plan.js'
 import type { Family } from '../core/addr.js'
+import type { PortFlow } from '../core/flows.js'
 import type { Binding, Reservation } from './port-reservations.js'
 import type { SysctlOutcome } from './sysctl.js'
 
@@ -72,4 +73,9 @@ export interface Host {
   dropForwardingByDefault(family: Family, log: Logger): Promise<void>
   /** Holds a host port for a published mapping (see port-reservations.ts). */
   reservePort(proto: 'tcp' | 'udp' | 'sctp', bindings: Binding[], candidates: number[] | undefined): Promise<Reservation>
+  /**
+   * Makes the kernel forget the conntrack entries of flows to these host ports, so that their next
+   * packet meets the DNAT rules as they are now. A missing conntrack tool is a warning, not an error.
+   */
+  forgetPortFlows(flows: readonly PortFlow[], log: Logger): Promise<void>
 }

@@ -2,6 +2,8 @@
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
 import type { SetEntry } from '../core/edge-plan.js'
+import type { PortFlow } from '../core/flows.js'
+import { ConntrackFlows } from './conntrack.js'
 import { EdgeFirewall } from './edge-firewall.js'
 import { createRunner, type Runner } from './exec.js'
 import type { BridgeSpec, Host, LinkInfo, VethSpec } from './host.js'
@@ -20,6 +22,7 @@ export class LinuxHost implements Host {
   private readonly firewall: EdgeFirewall
   private readonly sysctls: Sysctls
   private readonly ports: PortReserver
+  private readonly flows: ConntrackFlows
 
   constructor(parts: LinuxHostParts = {}) {
     const runner = parts.runner ?? createRunner()
@@ -27,6 +30,7 @@ export class LinuxHost implements Host {
     this.firewall = new EdgeFirewall(runner)
     this.sysctls = parts.sysctls ?? new ProcSysctls()
     this.ports = parts.ports ?? new SocketPortReserver()
+    this.flows = new ConntrackFlows(runner)
   }
 
   ensureBridge(spec: BridgeSpec, log: Logger) { return this.links.ensureBridge(spec, log) }
@@ -45,6 +49,7 @@ export class LinuxHost implements Host {
   setSysctl(key: string, value: string, log: Logger) { return this.sysctls.set(key, value, log) }
   dropForwardingByDefault(family: Family, log: Logger) { return this.firewall.dropForwardingByDefault(family, log) }
   reservePort(proto: 'tcp' | 'udp' | 'sctp', bindings: Binding[], candidates: number[] | undefined) { return this.ports.reserve(proto, bindings, candidates) }
+  forgetPortFlows(flows: readonly PortFlow[], log: Logger) { return this.flows.forget(flows, log) }
 }
 
 /** A LinuxHost whose commands and settings go through `runner` (e.g. nsenter into a test namespace). */

@@ -4,15 +4,16 @@
  */
 import type { Logger } from 'pino'
 import {
-  bridgeAddresses, checkSandboxKey, planEndpoint, planJoin, planNetwork, sameEndpoint, sameNetwork,
+  OPTION, bridgeAddresses, checkSandboxKey, defaultHostIp, findSubnetOverlap, planEndpoint, planJoin, planNetwork, sameEndpoint, sameNetwork, withDefaultHostIp,
 } from '../core/network-plan.js'
+import { flowsToForget } from '../core/flows.js'
 import {
   FOREIGN_TAG, checkPolicySize, deviceGroupOf, endpointTag, entriesOfNetwork, foreignEntries, heirsOf,
 } from '../core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../core/names.js'
 import { canonicalPolicy, parsePolicy, policyNetworkNames } from '../core/policy.js'
 import { bindAddressOf, parseExposedPorts, parsePortMap, planPublish } from '../core/ports.js'
-import type { EndpointRecord, NetworkRecord } from '../core/records.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
 import { conflict, invalid, notFound, quote, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { bridgeKey } from '../host/sysctl.js'
@@ -51,8 +52,8 @@ export class NetworkService {
    * (or endpoints of two networks) whose names collide could otherwise race for one link.
    */
   private readonly claimed = new Map<string, string>()
-  /** Networks whose CreateNetwork is between its first host change and its registration. */
-  private readonly creating = new Set<string>()
+  /** Networks whose CreateNetwork is between its first host change and its registration, by ID. */
+  private readonly creating = new Map<string, NetworkRecord>()
   /** tsnet's chains and sets are known to be in place (set by ensureEdge, cleared by removeEdge). */
   private edgeReady = false
   private readonly ports: PortPublisher
@@ -238,11 +239,17 @@ export class NetworkService {
       }
       const clash = [...this.networks.values()].find((n) => n.id !== planned.id && n.bridge === planned.bridge)
       if (clash) throw conflict(`bridge name ${planned.bridge} is already used by network ${short(clash.id)}`)
+      // Checked and claimed with no await in between: two creates of overlapping networks cannot both pass.
+      const overlap = existing ? undefined : findSubnetOverlap(planned, [...this.networks.values(), ...this.creating.values()])
+      if (overlap) {
+        throw conflict(`subnet ${overlap.mine} of network ${this.label(planned)} overlaps subnet ${overlap.theirs} of tsnet network ${this.label(overlap.other)}: ` +
+          "tsnet networks may not share addresses, because the firewall tells networks apart by their subnets (give a free --subnet, or use --ipam-driver tsnet, which never hands out overlapping pools)")
+      }
       const record = existing ?? planned
       // Counted, not expanded, and before the host is touched: a policy no container could take is refused now.
       checkPolicySize(record, [...this.endpoints.values()].filter((e) => e.networkId === record.id), (name) => this.directory.resolve(name))
       const release = this.claim(record.bridge, record.id, `bridge name ${record.bridge} is being claimed by another network right now`)
-      this.creating.add(record.id)
+      this.creating.set(record.id, record)
       try {
         await this.applyNetwork(record, log)
         if (!existing) await this.store.put('networks', record.id, record)
@@ -260,7 +267,7 @@ export class NetworkService {
 
   /** No network registered and none being created (but `self`): the chains and sets can go. */
   private noNetworkLeft(self?: string): boolean {
-    return this.networks.size === 0 && [...this.creating].every((id) => id === self)
+    return this.networks.size === 0 && [...this.creating.keys()].every((id) => id === self)
   }
 
   /** Removes what createNetwork may have made; true when everything went. */
@@ -347,11 +354,19 @@ export class NetworkService {
     return { Value: { hostInterface: e.hostIf, macAddress: e.mac, ...(e.address ? { address: e.address } : {}), ...(e.addressV6 ? { addressIPv6: e.addressV6 } : {}) } }
   }
 
+  /**
+   * The record goes first: a store that cannot be changed changes nothing, and a record that is
+   * gone can never publish a port again at a restart (the boot reconcile removes whatever of the
+   * endpoint is left on the host). The endpoint stays known in memory until the host is clean, so
+   * Docker's retry finishes the job.
+   */
   private async removeEndpoint(e: EndpointRecord, n: NetworkRecord | undefined, log: Logger, syncEntries = true): Promise<void> {
-    await this.unpublish(e, log)
+    await this.store.delete('endpoints', e.id).catch((err: unknown) => {
+      throw withContext(err, 'nothing was changed, because its record could not be removed')
+    })
+    await this.unpublish(e, log, false)
     if (n?.policy && syncEntries) await this.syncNetworkEntries(n, log, this.networkSetEntries(n, undefined, e.id))
     await this.host.deleteOwnedLink(e.hostIf, endpointAlias(e.id), log)
-    await this.store.delete('endpoints', e.id)
     this.endpoints.delete(e.id)
   }
 
@@ -418,7 +433,8 @@ export class NetworkService {
       }
       // Most containers publish nothing: nothing to hold, program or write.
       if (mappings.length === 0 && !e.published?.length && !this.ports.holds(e.id)) return {}
-      const requests = planPublish(e, mappings)
+      // The network's default host address first: planPublish then binds those mappings to it alone.
+      const requests = planPublish(e, withDefaultHostIp(n, mappings))
       // Repeated (also after a restart, whose reconcile held the ports again): the rules only.
       if (e.published && this.ports.holds(e.id) && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
         await this.ports.reapply(e, log)
@@ -426,7 +442,10 @@ export class NetworkService {
       }
       if (e.published?.length) await this.unpublish(e, log)
       const current = this.endpoints.get(e.id) ?? e
-      const published = await this.ports.publish(e, requests, this.endpoints.values(), log)
+      const published = await this.ports.publish(e, requests, this.endpoints.values(), log).catch((err: unknown) => {
+        const hostIp = defaultHostIp(n)
+        throw hostIp && mappings.some((m) => m.hostIp === '') ? withContext(err, `network ${this.label(n)} publishes on ${hostIp} (${OPTION.hostBinding})`) : err
+      })
       const updated: EndpointRecord = { ...current, portMappings: mappings, published }
       try {
         await this.store.put('endpoints', e.id, updated)
@@ -437,21 +456,49 @@ export class NetworkService {
       for (const p of published) {
         log.info({ endpoint: e.id, network: n.id, proto: p.proto, hostIp: bindAddressOf(p), hostPort: p.hostPort, to: `${p.containerIp}:${p.containerPort}` }, 'port published')
       }
+      // Packets that arrived while no rule held the port started flows of their own (not NATed): forget them too.
+      await this.forgetFlows(published, log)
       return {}
     })
   }
 
-  /** Removes exactly what programExternalConnectivity added for the endpoint. */
-  private async unpublish(e: EndpointRecord, log: Logger): Promise<void> {
-    if (!e.published?.length && !this.ports.holds(e.id)) return
-    await this.ports.withdraw(e.id, log)
+  /**
+   * Removes exactly what programExternalConnectivity added for the endpoint. The record is written
+   * first (unless `persist` is false: the caller removed it): a write that fails (a full disk)
+   * changes nothing, and a record that no longer lists the ports can never publish them again at a
+   * restart, whatever happens to the host change after it.
+   */
+  private async unpublish(e: EndpointRecord, log: Logger, persist = true): Promise<void> {
     const current = this.endpoints.get(e.id) ?? e
-    if (current.published?.length && this.endpoints.has(e.id)) {
-      const { published: gone, ...rest } = current
-      await this.store.put('endpoints', e.id, rest)
+    const gone = current.published ?? []
+    if (!gone.length && !this.ports.holds(e.id)) return
+    if (gone.length && this.endpoints.has(e.id)) {
+      const { published: _gone, ...rest } = current
+      if (persist) {
+        await this.store.put('endpoints', e.id, rest).catch((err: unknown) => {
+          throw withContext(err, 'nothing was changed (the ports stay published), because their record could not be written')
+        })
+      }
       this.endpoints.set(e.id, rest)
-      for (const p of gone) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
     }
+    try {
+      await this.ports.withdraw(e.id, log)
+    } finally {
+      // Also when the withdraw failed: a retry no longer knows the ports (the record forgot them).
+      await this.forgetFlows(gone, log)
+    }
+    for (const p of gone) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
+  }
+
+  /**
+   * UDP and SCTP clients that keep sending keep their conntrack entry, and with it the DNAT target
+   * chosen for its first packet: forget those of ports that changed hands (moby#8795). Best effort,
+   * as Docker's: the ports themselves are already right, so a failure is logged, not answered.
+   */
+  private async forgetFlows(ports: readonly PublishedPort[], log: Logger): Promise<void> {
+    const flows = flowsToForget(ports)
+    if (flows.length === 0) return
+    await this.host.forgetPortFlows(flows, log).catch((err: unknown) => log.error({ err, flows }, 'conntrack entries of published ports not forgotten'))
   }
 
   revokeExternalConnectivity(req: EndpointRef, log: Logger) {
