@@ -6,7 +6,7 @@
  * Per-packet cost stays flat: a forwarded packet meets the same few rules whatever the number of
  * networks, because per-network facts are hash lookups (ipsets) and device-group bits.
  */
-import { type Family, formatIp, parseCidr } from './addr.js'
+import { type Family, formatIp, parseCidr, parseIp } from './addr.js'
 import { networkTag } from './names.js'
 import { type PolicyRule, parsePolicy } from './policy.js'
 import { invalid } from '../errors.js'
@@ -162,6 +162,22 @@ export function jumps(f: Family): Jump[] {
 export const LEGACY_JUMPS: readonly Jump[] = [
   { table: 'nat', chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
 ]
+
+/**
+ * Whether a bridge needs route_localnet: the host's own connections to 127.0.0.1 reach a
+ * container behind it through an IPv4 port published on a loopback or wildcard address, and
+ * such a packet leaves (and its reply comes back) with a loopback address the kernel otherwise
+ * refuses to route off lo. `published` are the ports of the containers behind the bridge.
+ */
+export function needsRouteLocalnet(published: Iterable<Pick<PublishedPort, 'family' | 'hostIp'>>): boolean {
+  for (const p of published) {
+    if (p.family !== 4) continue
+    if (p.hostIp === '') return true
+    const ip = parseIp(p.hostIp)
+    if (ip && (ip.value === 0n || ip.value >> 24n === 127n)) return true
+  }
+  return false
+}
 
 const prefixOf = (cidr: string) => {
   const c = parseCidr(cidr)

@@ -2,7 +2,7 @@
 import t from 'tap'
 import {
   ALL_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, SET_KINDS, SET_TYPE, allowEntries, deviceGroupOf,
-  dnatRule, endpointTag, entryKey, filterRules, foreignEntries, jumps, networkEntries, postroutingRules, rawRules, setName,
+  dnatRule, endpointTag, entryKey, filterRules, foreignEntries, jumps, needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName,
   type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
 import { networkTag } from '../../src/core/names.js'
@@ -135,6 +135,20 @@ t.test('filterRules: fixed, per family, referencing the family\'s sets', async (
 t.test('rawRules: nothing from outside lo is addressed to loopback', async (t) => {
   t.same(rawRules(4), ['-d 127.0.0.0/8 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
   t.same(rawRules(6), ['-d ::1/128 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
+})
+
+t.test('needsRouteLocalnet: IPv4 ports the host reaches through 127.0.0.1', async (t) => {
+  const p = (family: 4 | 6, hostIp: string) => ({ family, hostIp })
+  t.equal(needsRouteLocalnet([]), false, 'nothing published')
+  t.equal(needsRouteLocalnet([p(4, '')]), true, 'a wildcard binding (the host connects through 127.0.0.1 too)')
+  t.equal(needsRouteLocalnet([p(4, '0.0.0.0')]), true, 'an explicit wildcard')
+  t.equal(needsRouteLocalnet([p(4, '127.0.0.1')]), true, 'a loopback binding')
+  t.equal(needsRouteLocalnet([p(4, '127.1.2.3')]), true, 'anywhere in 127.0.0.0/8')
+  t.equal(needsRouteLocalnet([p(4, '192.0.2.10')]), false, 'a specific host address: the host connects from it, not from 127.0.0.1')
+  t.equal(needsRouteLocalnet([p(4, '128.0.0.1'), p(4, '12.7.0.1')]), false, 'addresses that only look close')
+  t.equal(needsRouteLocalnet([p(6, ''), p(6, '::'), p(6, '::1')]), false, 'IPv6: the kernel never routes ::1 off lo, route_localnet is IPv4\'s')
+  t.equal(needsRouteLocalnet([p(4, '192.0.2.10'), p(4, '')]), true, 'any one port is enough')
+  t.equal(needsRouteLocalnet(new Set([p(4, '127.0.0.1')])), true, 'any iterable')
 })
 
 t.test('postroutingRules', async (t) => {
