@@ -6,7 +6,7 @@
  * Per-packet cost stays flat: a forwarded packet meets the same few rules whatever the number of
  * networks, because per-network facts are hash lookups (ipsets) and device-group bits.
  */
-import { type Family, formatIp, parseCidr } from './addr.js'
+import { type Family, formatIp, parseCidr, parseIp } from './addr.js'
 import { networkTag } from './names.js'
 import { POLICY_OPTION, type PolicyRule, type PolicySource, formatPolicy, parsePolicy } from './policy.js'
 import { type Grant, containerIps, grantsOf, pairsPerContainer } from './policy-grants.js'
@@ -32,6 +32,7 @@ export const CHAIN = {
   to: 'TSNET-TO',
   dnat: 'TSNET-DNAT',
   postrouting: 'TSNET-POSTROUTING',
+  raw: 'TSNET-RAW',
 } as const
 /** Docker's chain for user rules; Docker keeps its jump first in FORWARD whenever it starts. */
 export const DOCKER_USER = 'DOCKER-USER'
@@ -63,9 +64,20 @@ export const DROP = {
   internal: 'tsnet: internal network',
   docker: 'tsnet: to a Docker network',
   notAllowed: 'tsnet: not allowed',
+  loopback: 'tsnet: loopback from outside',
 } as const
 
 const drop = (why: string) => `-m comment --comment "${why}" -j DROP`
+
+/**
+ * Docker's bridges by the names Docker gives them: the default bridge, the swarm egress bridge
+ * and every user network (`br-` and 12 hex digits of its ID). These names keep tsnet's containers
+ * out of Docker's networks without Docker's API (the foreign set adds the subnets of networks
+ * named otherwise, once Docker's API has told them). Other bridges are not closed: a host's
+ * uplink or LAN is often a bridge (br0, vmbr0), and egress through it must stay open. Traffic to a
+ * tsnet bridge named like this never gets here (TSNET-TO decides it first).
+ */
+export const DOCKER_BRIDGES = ['docker0', 'docker_gwbridge', 'br-+'] as const
 
 /** The fixed filter rules of one family (chain bodies; the chains are flushed and refilled whole). */
 export function filterRules(f: Family): Record<'forward' | 'from' | 'to', string[]> {
@@ -83,6 +95,7 @@ export function filterRules(f: Family): Record<'forward' | 'from' | 'to', string
       `-m devgroup --src-group ${INTERNAL_DEV} ${drop(DROP.internal)}`,
       `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
       `-m devgroup --dst-group ${TSNET_DEV} -j ${CHAIN.to}`,
+      ...DOCKER_BRIDGES.map((b) => `-o ${b} ${drop(DROP.docker)}`),
       `-m set --match-set ${set('foreign')} dst ${drop(DROP.docker)}`,
       `-j ACCEPT`,
     ],
@@ -107,19 +120,65 @@ export function postroutingRules(f: Family): string[] {
   ]
 }
 
+/** What only the host itself may send to: the loopback range of each family. */
+export const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+
+/**
+ * The raw PREROUTING rules of one family, before conntrack and NAT see the packet: nothing that
+ * arrives on another interface than lo may be addressed to loopback. Host-wide rather than per
+ * tsnet bridge, because a LAN host can route 127.0.0.1 to this host as well as a container can,
+ * and tsnet's route_localnet (or another tool's, kube-proxy sets it for all interfaces) would
+ * otherwise deliver such packets to services bound to 127.0.0.1. The kernel already treats them
+ * as martians wherever route_localnet is off, so the rule takes nothing legitimate away: the
+ * host's own traffic to 127.0.0.1 arrives on lo, and replies to its DNATed connections are still
+ * addressed to a bridge address at this point. (The kernel drops ::1 from other interfaces before
+ * netfilter sees it; the IPv6 rule is there so both families say the same.)
+ */
+export function rawRules(f: Family): string[] {
+  return [`-d ${LOOPBACK[f]} ! -i lo ${drop(DROP.loopback)}`]
+}
+
 /** Jumps from built-in chains (and DOCKER-USER) to tsnet's, each wanted first in its chain. */
 export interface Jump {
-  table: 'filter' | 'nat'
+  table: 'filter' | 'nat' | 'raw'
   chain: string
   rule: string
 }
-export const JUMPS: readonly Jump[] = [
-  { table: 'filter', chain: 'FORWARD', rule: `-j ${CHAIN.forward}` },
-  { table: 'filter', chain: DOCKER_USER, rule: `-j ${CHAIN.forward}` },
+/**
+ * The jumps of one family. Published ports are DNATed for local destinations: from PREROUTING
+ * only when not addressed to loopback (a loopback binding answers the host itself, whose packets
+ * take OUTPUT), from OUTPUT for all of them.
+ */
+export function jumps(f: Family): Jump[] {
+  return [
+    { table: 'filter', chain: 'FORWARD', rule: `-j ${CHAIN.forward}` },
+    { table: 'filter', chain: DOCKER_USER, rule: `-j ${CHAIN.forward}` },
+    { table: 'nat', chain: 'PREROUTING', rule: `! -d ${LOOPBACK[f]} -m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
+    { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
+    { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAIN.postrouting}` },
+    { table: 'raw', chain: 'PREROUTING', rule: `-j ${CHAIN.raw}` },
+  ]
+}
+/** Jumps earlier versions of tsnet made and this one removes (the PREROUTING one DNATed packets to 127.0.0.1 from anywhere). */
+export const LEGACY_JUMPS: readonly Jump[] = [
   { table: 'nat', chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
-  { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
-  { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAIN.postrouting}` },
 ]
+
+/**
+ * Whether a bridge needs route_localnet: the host's own connections to 127.0.0.1 reach a
+ * container behind it through an IPv4 port published on a loopback or wildcard address, and
+ * such a packet leaves (and its reply comes back) with a loopback address the kernel otherwise
+ * refuses to route off lo. `published` are the ports of the containers behind the bridge.
+ */
+export function needsRouteLocalnet(published: Iterable<Pick<PublishedPort, 'family' | 'hostIp'>>): boolean {
+  for (const p of published) {
+    if (p.family !== 4) continue
+    if (p.hostIp === '') return true
+    const ip = parseIp(p.hostIp)
+    if (ip && (ip.value === 0n || ip.value >> 24n === 127n)) return true
+  }
+  return false
+}
 
 const prefixOf = (cidr: string) => {
   const c = parseCidr(cidr)

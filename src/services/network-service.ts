@@ -8,7 +8,7 @@ import {
 } from '../core/network-plan.js'
 import { flowsToForget } from '../core/flows.js'
 import {
-  FOREIGN_TAG, checkPolicySize, deviceGroupOf, endpointTag, entriesOfNetwork, foreignEntries, heirsOf,
+  FOREIGN_TAG, checkPolicySize, deviceGroupOf, endpointTag, entriesOfNetwork, foreignEntries, heirsOf, needsRouteLocalnet,
 } from '../core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias, networkTag } from '../core/names.js'
 import { canonicalPolicy, parsePolicy, policyNetworkNames } from '../core/policy.js'
@@ -107,7 +107,7 @@ export class NetworkService {
       for (const [bridge, err] of failedBridges) note({ bridge })(err)
       const ready = nets.filter((n) => !failedBridges.has(n.bridge))
       await this.applyHostSysctls(ready, log).catch(note({ step: 'kernel settings' }))
-      for (const n of ready) await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), '1', log).catch(note({ network: n.id, step: 'route_localnet' }))
+      for (const n of ready) await this.applyBridgeSysctls(n, log).catch(note({ network: n.id, step: 'bridge settings' }))
       const entries = ready.flatMap((n) => {
         try {
           return this.networkSetEntries(n)
@@ -144,6 +144,34 @@ export class NetworkService {
 
   private bridgeSpec(n: NetworkRecord) {
     return { name: n.bridge, alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), addresses: bridgeAddresses(n), group: deviceGroupOf(n) }
+  }
+
+  /**
+   * Settings of a network's own bridge (after the bridge exists: they live in its conf
+   * directory). accept_ra off: a container's Router Advertisement would otherwise give the host a
+   * default route and addresses (absent on a kernel without IPv6, which is fine). route_localnet
+   * only while a published port needs it.
+   */
+  private async applyBridgeSysctls(n: NetworkRecord, log: Logger): Promise<void> {
+    await this.host.setSysctl(bridgeKey(n.bridge, 'accept_ra', 6), '0', log)
+    await this.syncRouteLocalnet(n, log)
+  }
+
+  /**
+   * route_localnet on a network's bridge: on while the published ports of its endpoints (and
+   * `planned` ones) need it, off otherwise. tsnet owns its bridges' setting (earlier versions
+   * turned it on for every bridge); the raw-table drop keeps everyone but the host off 127.0.0.0/8.
+   */
+  private async syncRouteLocalnet(n: NetworkRecord, log: Logger, planned: Array<Pick<PublishedPort, 'family' | 'hostIp'>> = []): Promise<void> {
+    const published = [...this.endpoints.values()].filter((e) => e.networkId === n.id).flatMap((e) => e.published ?? [])
+    await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), needsRouteLocalnet([...published, ...planned]) ? '1' : '0', log)
+  }
+
+  /** syncRouteLocalnet after ports went: a failure leaves it on, which is safe, and is logged (boot reconcile settles it). */
+  private settleRouteLocalnet(networkId: string, log: Logger): Promise<void> {
+    const n = this.networks.get(networkId)
+    if (!n) return Promise.resolve()
+    return this.syncRouteLocalnet(n, log).catch((err: unknown) => log.warn({ err, bridge: n.bridge }, 'route_localnet not turned off (harmless: loopback traffic from outside is dropped)'))
   }
 
   /** Host-wide settings the networks need; forwarding turned on by tsnet closes FORWARD by default, as Docker does. */
@@ -188,8 +216,7 @@ export class NetworkService {
 
   private async applyNetwork(n: NetworkRecord, log: Logger): Promise<void> {
     await this.host.ensureBridge(this.bridgeSpec(n), log)
-    // After the bridge: route_localnet is a setting of the bridge itself.
-    await this.host.setSysctl(bridgeKey(n.bridge, 'route_localnet'), '1', log)
+    await this.applyBridgeSysctls(n, log)
     await this.applyHostSysctls([n], log)
     await this.ensureEdge(log)
     await this.syncNetworkEntries(n, log)
@@ -442,7 +469,10 @@ export class NetworkService {
       }
       if (e.published?.length) await this.unpublish(e, log)
       const current = this.endpoints.get(e.id) ?? e
-      const published = await this.ports.publish(e, requests, this.endpoints.values(), log).catch((err: unknown) => {
+      // Before the DNAT rules, so the host's own path through 127.0.0.1 works as soon as they do.
+      await this.syncRouteLocalnet(n, log, requests.flatMap((r) => r.targets.map((x) => ({ family: x.family, hostIp: x.bind }))))
+      const published = await this.ports.publish(e, requests, this.endpoints.values(), log).catch(async (err: unknown) => {
+        await this.settleRouteLocalnet(n.id, log)
         const hostIp = defaultHostIp(n)
         throw hostIp && mappings.some((m) => m.hostIp === '') ? withContext(err, `network ${this.label(n)} publishes on ${hostIp} (${OPTION.hostBinding})`) : err
       })
@@ -450,7 +480,9 @@ export class NetworkService {
       try {
         await this.store.put('endpoints', e.id, updated)
       } catch (err) {
-        throw withContext(err, `publishing ports of endpoint ${short(e.id)}${await this.ports.rollback(e.id, log)}`)
+        const outcome = await this.ports.rollback(e.id, log)
+        await this.settleRouteLocalnet(n.id, log)
+        throw withContext(err, `publishing ports of endpoint ${short(e.id)}${outcome}`)
       }
       this.endpoints.set(e.id, updated)
       for (const p of published) {
@@ -488,6 +520,7 @@ export class NetworkService {
       await this.forgetFlows(gone, log)
     }
     for (const p of gone) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
+    await this.settleRouteLocalnet(e.networkId, log)
   }
 
   /**
