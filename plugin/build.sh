@@ -24,9 +24,11 @@
 #   --compile           run `npm run build` first (default: only when dist/cli.js is missing)
 #   --no-create         assemble only (implies --keep); print the build directory
 #   --replace           offline upgrade: if NAME:TAG exists, assemble first, then disable -f, rm -f,
-#                       create, re-apply its settings (`docker plugin set` of every settable env
-#                       value and mount source that differs from config.json) and enable it again
-#                       if it was enabled. Networks and leases live in the state directory and stay.
+#                       create, re-apply the settings made on it (`docker plugin set` of each env
+#                       value other than the old plugin's default and each mount source other
+#                       than config.json's; docker-socket.source only together with a DOCKER_HOST)
+#                       and enable it again if it was enabled. Networks and leases live in the
+#                       state directory and stay.
 #   -h, --help          this text
 # The last lines on stdout are key=value facts for scripts:
 #   plugin=NAME:TAG rootfs_bytes=N rootfs_files=N assemble_ms=N create_ms=N build_dir=DIR stamp=TEXT
@@ -136,19 +138,35 @@ echo "build.sh: rootfs $((rootfs_bytes / 1000000)) MB, $rootfs_files entries, as
 create_ms=0 replaced=0 downtime_ms=0 was_enabled=false
 settings=()
 if [ $create = 1 ] && [ $replace = 1 ] && docker plugin inspect "$name:$tag" >/dev/null 2>&1; then
-  # the settings worth keeping: settable in the new config.json and not its default
+  # The settings worth keeping: what the operator set (an env value other than the OLD plugin's
+  # default; a mount source other than the new default; Docker writes a set source into
+  # Config.Mounts, so that is where it is read), settable in the new config.json. The Docker API
+  # is one opt-in of two settings: docker-socket.source is kept only with a DOCKER_HOST, so an
+  # upgrade never mounts the engine's socket (root on the host) for nothing.
   mapfile -t settings < <(docker plugin inspect -f '{{json .}}' "$name:$tag" | "$NODE" -e '
     const fs = require("fs")
     const old = JSON.parse(fs.readFileSync(0, "utf8"))
     const cfg = JSON.parse(fs.readFileSync(process.argv[1], "utf8"))
+    const oldDefault = new Map((old.Config?.Env ?? []).map((e) => [e.Name, e.Value ?? ""]))
+    const env = new Map((cfg.env ?? []).map((e) => [e.name, e.value ?? ""]))
     for (const kv of old.Settings?.Env ?? []) {
       const i = kv.indexOf("="), k = kv.slice(0, i), v = kv.slice(i + 1)
       const e = (cfg.env ?? []).find((x) => x.name === k)
-      if (e && (e.settable ?? []).includes("value") && (e.value ?? "") !== v) console.log(`${k}=${v}`)
+      const setByOperator = !oldDefault.has(k) || oldDefault.get(k) !== v
+      if (e && (e.settable ?? []).includes("value") && setByOperator && (e.value ?? "") !== v) {
+        console.log(`${k}=${v}`)
+        env.set(k, v)
+      }
     }
-    for (const m of old.Settings?.Mounts ?? []) {
+    const mounts = old.Config?.Mounts?.length ? old.Config.Mounts : old.Settings?.Mounts ?? []
+    for (const m of mounts) {
       const c = (cfg.mounts ?? []).find((x) => x.name === m.Name)
-      if (c && (c.settable ?? []).includes("source") && m.Source && c.source !== m.Source) console.log(`${m.Name}.source=${m.Source}`)
+      if (!c || !(c.settable ?? []).includes("source") || !m.Source || c.source === m.Source) continue
+      if (m.Name === "docker-socket" && !env.get("DOCKER_HOST")) {
+        console.error(`build.sh: not keeping docker-socket.source=${m.Source}: DOCKER_HOST is empty, so tsnet runs without the Docker API; to opt in: docker plugin set PLUGIN docker-socket.source=${m.Source} DOCKER_HOST=unix:///var/run/docker.sock`)
+        continue
+      }
+      console.log(`${m.Name}.source=${m.Source}`)
     }' "$build_dir/config.json")
   was_enabled=$(docker plugin inspect -f '{{.Enabled}}' "$name:$tag")
   echo "build.sh: replacing $name:$tag (enabled: $was_enabled; keeping: ${settings[*]:-no settings})" >&2

@@ -3,7 +3,7 @@
 # with no registry and no `docker build`:
 #   /usr/local/bin/node            the local Node runtime (`command -v node`, or $NODE), + its libraries
 #   ip                             Debian's iproute2 binary (+ /etc/iproute2, /usr/share/iproute2)
-#   ipset                          Debian's, with libipset
+#   ipset, conntrack               Debian's, with libipset and libnetfilter_conntrack
 #   iptables, ip6tables, *-restore, *-save
 #                                  symlinks to Debian's xtables-nft-multi (+ its dlopen'ed xtables/ modules)
 #   every shared library ldd names for the above, and the dynamic loader
@@ -92,12 +92,29 @@ for d in /etc/iproute2 /usr/share/iproute2 /usr/lib/iproute2; do
   [ -d "$d" ] && { mkdir -p "$rootfs$(dirname "$d")"; cp -a "$d" "$rootfs$d"; }
 done
 
-# --- ipset: the per-network facts the firewall looks up (links libipset)
-ipset_bin=$(readlink -f "$(command -v ipset || true)")
-[ -x "$ipset_bin" ] || die "ipset not found: install Debian's ipset"
-put "$ipset_bin"
-[ "$ipset_bin" = /usr/sbin/ipset ] || ln -sf "$ipset_bin" "$rootfs/usr/sbin/ipset"
-add_libs "$ipset_bin"
+# --- single-binary tools: the binary, a link where PATH finds it, its libraries.
+# add_tool NAME DEBIAN-PACKAGE. A new runtime tool is one line here, one word in the Dockerfile's
+# apt-get install and in the smoke test below (e.g. util-linux's flock: add_tool flock util-linux).
+TOOLS=(ipset conntrack)
+add_tool() {
+  local name=$1 pkg=$2 found bin
+  found=$(command -v "$name" || true)
+  bin=$(readlink -f "$found")
+  [ -n "$found" ] && [ -x "$bin" ] || die "$name not found: install Debian's $pkg"
+  put "$bin"
+  # a link only where the rootfs has nothing yet (/sbin is usr/sbin: never replace the binary)
+  [ -e "$rootfs$found" ] || { mkdir -p "$rootfs$(dirname "$found")"; ln -s "$bin" "$rootfs$found"; }
+  add_libs "$bin"
+}
+add_tool ipset ipset             # the per-network facts the firewall looks up (links libipset)
+add_tool conntrack conntrack     # clears the conntrack entries of revoked mappings
+
+# --- conntrack: forgets the flows of revoked UDP/SCTP ports (tsnet warns and carries on without it)
+conntrack_bin=$(readlink -f "$(command -v conntrack || true)")
+[ -x "$conntrack_bin" ] || die "conntrack not found: install Debian's conntrack"
+put "$conntrack_bin"
+[ "$conntrack_bin" = /usr/sbin/conntrack ] || ln -sf "$conntrack_bin" "$rootfs/usr/sbin/conntrack"
+add_libs "$conntrack_bin"
 
 # --- iptables (nf_tables backend): one multi-call binary, dispatching on the name it was called by
 put "$xt"
@@ -145,6 +162,9 @@ rm -f "$app/package-lock.json"
 # never loaded at run time: type declarations, source maps, intermediate objects of native builds
 find "$app/node_modules" \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -type f -delete
 find "$app/node_modules" -path '*/build/Release/obj.target' -type d -prune -exec rm -rf {} +
+# nor prebuilt addons for other platforms (fs-native-extensions ships a dozen; ldd cannot read them)
+platform=$("$node_bin" -p 'process.platform + "-" + process.arch')
+find "$app/node_modules" -type d -path '*/prebuilds/*' -prune ! -name "$platform" -exec rm -rf {} +
 # native addons among them need their libraries too
 while IFS= read -r -d '' so; do add_libs "$so"; done < <(find "$app/node_modules" -name '*.node' -type f -print0)
 
@@ -152,7 +172,7 @@ while IFS= read -r -d '' so; do add_libs "$so"; done < <(find "$app/node_modules
 mkdir -p "$rootfs/run/docker/plugins" "$rootfs/var/lib/tsnet" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/tmp" "$rootfs/host/proc/sys/net"
 chmod 1777 "$rootfs/tmp"
 ln -s ../run "$rootfs/var/run"
-: > "$rootfs/run/docker.sock" # mount point of the docker-socket mount (/var/run/docker.sock)
+: > "$rootfs/run/docker.sock" # mount point of the docker-socket mount (/var/run/docker.sock; /dev/null unless opted in)
 : > "$rootfs/etc/hosts"       # Docker bind-mounts the host's for network type host
 : > "$rootfs/etc/resolv.conf"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$rootfs/etc/passwd"
@@ -162,10 +182,15 @@ printf 'root:x:0:\n' > "$rootfs/etc/group"
 if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
   inside() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot "$rootfs" "$@"; }
   inside ip -V >/dev/null 2>&1 || die "ip does not run inside the rootfs"
-  inside ipset --version >/dev/null 2>&1 || die "ipset does not run inside the rootfs"
+  for n in "${TOOLS[@]}"; do
+    inside "$n" --version >/dev/null 2>&1 || die "$n does not run inside the rootfs"
+  done
   for n in iptables ip6tables iptables-restore ip6tables-restore iptables-save ip6tables-save; do
     inside "$n" --version >/dev/null || die "$n does not run inside the rootfs"
   done
   # cli.js imports every module tsnet serves with (and so every production dependency it loads)
   inside /usr/local/bin/node /opt/tsnet/dist/cli.js help >/dev/null || die "tsnet does not load inside the rootfs"
+  # the state directory lock's addon is loaded only by serve: load it here
+  inside /usr/local/bin/node -e 'require("/opt/tsnet/node_modules/fs-native-extensions")' 2>/dev/null \
+    || die "the file lock addon (fs-native-extensions) does not load inside the rootfs"
 fi

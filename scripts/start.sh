@@ -3,7 +3,11 @@
 #   sudo scripts/start.sh          build, then start tsnet (systemd unit if systemd runs, else a background process)
 #   sudo scripts/start.sh --stop   stop the background process started by this script
 # Settings come from the environment (TSNET_SOCKET, TSNET_STATE_DIR, TSNET_LOG_LEVEL, TSNET_DEFAULT_POOLS,
-# TSNET_DEFAULT_MTU) or /etc/default/tsnet under systemd.
+# TSNET_DEFAULT_MTU, DOCKER_HOST, ...) or /etc/default/tsnet under systemd. Without DOCKER_HOST tsnet runs
+# without the Docker API (no garbage collection, no network names in policies); setting it, e.g.
+# DOCKER_HOST=unix:///run/docker.sock, gives tsnet control of the engine, i.e. root on the host.
+# Under systemd tsnet runs in the unit's sandbox (packaging/tsnet.service); the background process
+# started without systemd runs as plain root.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 PIDFILE=/run/tsnet.pid
@@ -18,8 +22,8 @@ fi
 command -v node >/dev/null || { echo "tsnet needs Node.js 20 or newer (https://nodejs.org or NodeSource packages); Debian 12's nodejs is 18" >&2; exit 1; }
 major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || { echo "tsnet needs Node.js 20 or newer; this is $(node --version)" >&2; exit 1; }
-for tool in ip ipset iptables ip6tables iptables-restore; do
-  command -v "$tool" >/dev/null || { echo "installing iproute2, ipset and iptables from Debian"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 ipset iptables >/dev/null; break; }
+for tool in ip ipset iptables ip6tables iptables-restore conntrack; do
+  command -v "$tool" >/dev/null || { echo "installing iproute2, ipset, iptables and conntrack from Debian"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 ipset iptables conntrack >/dev/null; break; }
 done
 
 npm ci --no-audit --no-fund --loglevel=error

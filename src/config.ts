@@ -12,8 +12,12 @@ export interface Config {
   logLevel: string
   defaultPools: DefaultPool[]
   defaultMtu?: number
-  /** The Docker engine tsnet serves, for garbage collection against its view (never on the request path). */
-  dockerHost: string
+  /**
+   * The Docker engine's API, for garbage collection against its view and for the names policies
+   * use (never on the request path). Absent: tsnet runs without it, and both are off. Access to
+   * this socket is full control of the engine, i.e. root on the host: an explicit opt-in.
+   */
+  dockerHost?: string
   /** Seconds between garbage collection passes; 0 turns collection off. */
   gcIntervalSec: number
   /** Where the kernel settings are written: /proc/sys, or the host's mounted elsewhere (managed plugin). */
@@ -39,7 +43,6 @@ const SETTINGS = {
   reconcileInterval: { flag: 'reconcile-interval', env: 'TSNET_RECONCILE_INTERVAL' },
 } as const
 
-export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 export const DEFAULT_GC_INTERVAL_SEC = 60
 export const DEFAULT_RECONCILE_INTERVAL_SEC = 30
 
@@ -54,10 +57,12 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
                    default Docker's: ${DOCKER_DEFAULT_POOLS_TEXT})
   --default-mtu    MTU of networks without -o com.docker.network.driver.mtu (env TSNET_DEFAULT_MTU,
                    default: the MTU of the default-route interface, else 1500)
-  --docker-host    the Docker engine whose view garbage collection follows (env DOCKER_HOST,
-                   default ${DEFAULT_DOCKER_HOST}); only unix sockets
-  --gc-interval    seconds between garbage collection passes, 0 = off (env TSNET_GC_INTERVAL,
-                   default ${DEFAULT_GC_INTERVAL_SEC})
+  --docker-host    the Docker API, unix:///PATH (env DOCKER_HOST; default empty: none). With it
+                   tsnet collects garbage against Docker's view and resolves network names in
+                   policies; without it both are off. Whoever holds this socket controls the
+                   engine, i.e. is root on the host
+  --gc-interval    seconds between garbage collection passes, 0 = off; needs --docker-host
+                   (env TSNET_GC_INTERVAL, default ${DEFAULT_GC_INTERVAL_SEC})
   --proc-sys       where kernel settings are written (env TSNET_PROC_SYS, default /proc/sys;
                    a managed plugin gets the host's /proc/sys mounted at /host/proc/sys)
   --reconcile-interval  seconds between passes that compare the host with tsnet's records and
@@ -96,8 +101,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       throw settingError('defaultMtu', errorMessage(err))
     }
   }
-  const dockerHost = get('dockerHost') ?? DEFAULT_DOCKER_HOST
-  if (!/^unix:\/\/\/.+/.test(dockerHost)) throw settingError('dockerHost', `"${dockerHost}" is not of the form unix:///path/to/docker.sock`)
+  const dockerHost = get('dockerHost')
+  if (dockerHost !== undefined && !/^unix:\/\/\/.+/.test(dockerHost)) {
+    throw settingError('dockerHost', `"${dockerHost}" is not of the form unix:///path/to/docker.sock (leave it empty to run without the Docker API)`)
+  }
   const gcText = get('gcInterval') ?? String(DEFAULT_GC_INTERVAL_SEC)
   if (!/^\d{1,6}$/.test(gcText)) throw settingError('gcInterval', `"${gcText}" is not a whole number of seconds`)
   const reconcileText = get('reconcileInterval') ?? String(DEFAULT_RECONCILE_INTERVAL_SEC)
@@ -112,7 +119,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     logLevel,
     defaultPools,
     ...(defaultMtu !== undefined ? { defaultMtu } : {}),
-    dockerHost,
+    ...(dockerHost !== undefined ? { dockerHost } : {}),
     gcIntervalSec: Number(gcText),
     procSys,
     reconcileIntervalSec: Number(reconcileText),

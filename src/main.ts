@@ -1,5 +1,5 @@
 /** Composition root: config → store → services → HTTP on the unix socket. */
-import { chmod, mkdir, readFile, unlink } from 'node:fs/promises'
+import { chmod, mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { dirname } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -18,7 +18,9 @@ import { NetworkDriver } from './services/network-driver.js'
 import { NetworkState } from './services/network-state.js'
 import { PolicyService } from './services/policy-service.js'
 import { PortPublisher } from './services/port-publisher.js'
+import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
+import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
@@ -63,10 +65,11 @@ export interface Services {
 }
 
 export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log)
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
-  await names.load()
+  // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
+  if (config.dockerHost !== undefined) await names.load()
   const facts = await host.facts()
   const state = new NetworkState(store, names, () => facts)
   const engine = new Engine(host)
@@ -84,8 +87,47 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
 const NAMES_REFRESH_MS = 30_000
 
+/** Background work against the Docker API: names for policies, and garbage collection (if its interval is not 0). */
+async function followDocker(dockerHost: string, gcIntervalSec: number, services: Services, ready: Promise<unknown>, logger: Logger): Promise<GcService | undefined> {
+  // The managed plugin's placeholder (/dev/null) where the socket should be: opted in halfway.
+  const path = dockerHost.replace(/^unix:\/\//, '')
+  const kind = await stat(path).then((s) => (s.isSocket() ? 'socket' : 'other'), () => 'absent')
+  if (kind === 'other') logger.warn({ dockerHost }, `${path} is not a socket: garbage collection and network names wait for Docker there (managed plugin: set docker-socket.source too)`)
+  // dockerode is only for the background work: load it after the socket answers.
+  const { DockerodeView } = await import('./docker/docker-view.js')
+  const view = new DockerodeView(dockerHost)
+  void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
+  if (gcIntervalSec === 0) return undefined
+  const gc = new GcService(services.store, view, services.driver, services.ipam,
+    { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
+  await gc.load()
+  void ready.then(() => gc.start())
+  return gc
+}
+
+/** The managed plugin's config.json mounts the host's /proc/sys here (its own is read-only); nothing else does. */
+const MANAGED_PROC_SYS = '/host/proc/sys'
+
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
+  // First of all: a second instance on this store must change nothing, neither store nor host.
+  const pidNamespace = ownPidNamespace()
+  const lock = StateLock.acquire(config.stateDir, {
+    pid: process.pid,
+    ...(pidNamespace ? { pidNamespace } : {}),
+    startedAt: new Date().toISOString(),
+    socket: config.socket,
+    mode: config.procSys === MANAGED_PROC_SYS ? 'managed' : 'legacy',
+    version: (await buildInfo()).version,
+  })
+  try {
+    await serveLocked(config, logger)
+  } finally {
+    lock.release()
+  }
+}
+
+async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const services = await openServices(config, new LinuxHost({ procSys: config.procSys }), logger)
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
@@ -116,16 +158,11 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
   const counts = services.state.snapshot()
   logger.info({ ...(await buildInfo()), socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 
-  // dockerode is only for the background work: load it after the socket answers.
-  const { DockerodeView } = await import('./docker/docker-view.js')
-  const view = new DockerodeView(config.dockerHost)
-  void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
-  if (config.gcIntervalSec > 0) {
-    gc = new GcService(services.store, view, services.driver, services.ipam,
-      { intervalMs: config.gcIntervalSec * 1000, minAgeMs: config.gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
-    await gc.load()
-    const started = gc
-    void ready.then(() => started.start())
+  if (config.dockerHost === undefined) {
+    logger.warn({ dockerApi: 'off', gc: 'off', names: 'off' },
+      'no Docker API (--docker-host / DOCKER_HOST empty): garbage collection and policies that name networks are off; every driver call works (docs/managed-plugin.md)')
+  } else {
+    gc = await followDocker(config.dockerHost, config.gcIntervalSec, services, ready, logger)
   }
   void ready.then(() => services.reconciler.start(config.reconcileIntervalSec * 1000))
   await stopped

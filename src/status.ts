@@ -4,12 +4,14 @@ import { resolve } from 'node:path'
 import { DEFAULT_STATE_DIR } from './config.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord, PublishedPort } from './core/records.js'
 import { bindAddressOf } from './core/ports.js'
+import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
 
 export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } })
   const stateDir = resolve(values['state-dir'] ?? env.TSNET_STATE_DIR ?? DEFAULT_STATE_DIR)
-  const store = await FileStore.open(stateDir)
+  // The daemon may be writing meanwhile: read only, and refuse records it would refuse.
+  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord })
   const networks = (await store.list<NetworkRecord>('networks')).map((r) => r.value)
   const endpoints = (await store.list<EndpointRecord>('endpoints')).map((r) => r.value)
   const pools = (await store.list<PoolRecord>('pools')).map((r) => r.value)

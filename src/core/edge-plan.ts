@@ -6,130 +6,44 @@
  * Per-packet cost stays flat: a forwarded packet meets the same few rules whatever the number of
  * networks, because per-network facts are hash lookups (ipsets) and device-group bits.
  */
-import { type Family, formatIp, parseCidr } from './addr.js'
+import { type Family, formatIp, parseCidr, parseIp } from './addr.js'
 import { networkTag } from './names.js'
-import { type PolicyRule, parsePolicy } from './policy.js'
-import { invalid } from '../errors.js'
+import { POLICY_OPTION, type PolicyRule, type PolicySource, formatPolicy, parsePolicy } from './policy.js'
+import { type Grant, containerIps, grantsOf, pairsPerContainer } from './policy-grants.js'
+import { invalid, quote } from '../errors.js'
 import type { ChainsObject, DnatObject, PortHoldObject, SetEntryObject } from './objects.js'
 import { bindAddressOf } from './ports.js'
 import type { EndpointRecord, PublishedPort } from './records.js'
+import { FOREIGN_TAG, type SetEntry, setName } from './edge-rules.js'
+import { allowEntries, checkPolicySize } from './allow-entries.js'
 
-export const FAMILIES: readonly Family[] = [4, 6]
+export * from './edge-rules.js'
+export { MAX_ALLOW_ENTRIES, allowEntries, allowEntryCount, checkPolicySize } from './allow-entries.js'
 
-/** Device group of tsnet bridges: a fixed marker in the high half, option flags in the low bits. */
-export const GROUP = { base: 0x74730000, mask: 0xffff0000, iccOff: 0x1, internal: 0x2 } as const
-const hex = (n: number) => `0x${n.toString(16)}`
-const TSNET_DEV = `${hex(GROUP.base)}/${hex(GROUP.mask)}`
-const ICC_OFF_DEV = `${hex(GROUP.iccOff)}/${hex(GROUP.iccOff)}`
-const INTERNAL_DEV = `${hex(GROUP.internal)}/${hex(GROUP.internal)}`
-
-export function deviceGroupOf(n: { enableIcc: boolean; internal: boolean }): number {
-  return GROUP.base | (n.enableIcc ? 0 : GROUP.iccOff) | (n.internal ? GROUP.internal : 0)
-}
-
-export const CHAIN = {
-  forward: 'TSNET-FORWARD',
-  from: 'TSNET-FROM',
-  to: 'TSNET-TO',
-  dnat: 'TSNET-DNAT',
-  postrouting: 'TSNET-POSTROUTING',
-} as const
-/** Docker's chain for user rules; Docker keeps its jump first in FORWARD whenever it starts. */
-export const DOCKER_USER = 'DOCKER-USER'
-
-export type SetKind = 'src' | 'masq' | 'allow' | 'foreign'
-export const SET_TYPE: Record<SetKind, string> = {
-  src: 'hash:net,iface',
-  masq: 'hash:net',
-  allow: 'hash:ip,port,net',
-  foreign: 'hash:net',
-}
-export const SET_KINDS = Object.keys(SET_TYPE) as SetKind[]
-export const setName = (kind: SetKind, family: Family) => `tsnet-${kind}${family}`
-export const ALL_SETS = FAMILIES.flatMap((f) => SET_KINDS.map((k) => setName(k, f)))
-
-/** One ipset member, commented with who it belongs to (a network tag, or `tsnet:docker`). */
-export interface SetEntry {
-  set: string
-  entry: string
-  comment: string
-}
-export const FOREIGN_TAG = 'tsnet:docker'
-export const entryKey = (e: SetEntry) => `${e.set} ${e.entry}`
-
-/** Drop rules carry these comments so their counters show which part of the policy refused a packet. */
-export const DROP = {
-  icc: 'tsnet: icc disabled',
-  spoofed: 'tsnet: spoofed source',
-  internal: 'tsnet: internal network',
-  docker: 'tsnet: to a Docker network',
-  notAllowed: 'tsnet: not allowed',
-} as const
-
-const drop = (why: string) => `-m comment --comment "${why}" -j DROP`
-
-/** The fixed filter rules of one family (chain bodies; the chains are flushed and refilled whole). */
-export function filterRules(f: Family): Record<'forward' | 'from' | 'to', string[]> {
-  const set = (k: SetKind) => setName(k, f)
-  return {
-    forward: [
-      `-m devgroup --src-group ${TSNET_DEV} -j ${CHAIN.from}`,
-      `-m devgroup --dst-group ${TSNET_DEV} -j ${CHAIN.to}`,
-    ],
-    // Out of a tsnet bridge. Bridged frames stay inside one network (in == out).
-    from: [
-      `-m physdev --physdev-is-bridged -m devgroup --src-group ${ICC_OFF_DEV} ${drop(DROP.icc)}`,
-      `-m physdev --physdev-is-bridged -j ACCEPT`,
-      `-m set ! --match-set ${set('src')} src,src ${drop(DROP.spoofed)}`,
-      `-m devgroup --src-group ${INTERNAL_DEV} ${drop(DROP.internal)}`,
-      `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
-      `-m devgroup --dst-group ${TSNET_DEV} -j ${CHAIN.to}`,
-      `-m set --match-set ${set('foreign')} dst ${drop(DROP.docker)}`,
-      `-j ACCEPT`,
-    ],
-    // Into a tsnet bridge from anywhere else: replies, published ports, and what policies allow.
-    to: [
-      `-m devgroup --dst-group ${INTERNAL_DEV} ${drop(DROP.internal)}`,
-      `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
-      `-m conntrack --ctstate DNAT -j ACCEPT`,
-      `-m set --match-set ${set('allow')} dst,dst,src -j ACCEPT`,
-      drop(DROP.notAllowed),
-    ],
+/**
+ * Whether a bridge needs route_localnet: the host's own connections to 127.0.0.1 reach a
+ * container behind it through an IPv4 port published on a loopback or wildcard address, and
+ * such a packet leaves (and its reply comes back) with a loopback address the kernel otherwise
+ * refuses to route off lo. `published` are the ports of the containers behind the bridge.
+ */
+export function needsRouteLocalnet(published: Iterable<Pick<PublishedPort, 'family' | 'hostIp'>>): boolean {
+  for (const p of published) {
+    if (p.family !== 4) continue
+    if (p.hostIp === '') return true
+    const ip = parseIp(p.hostIp)
+    if (ip && (ip.value === 0n || ip.value >> 24n === 127n)) return true
   }
+  return false
 }
-
-/** The fixed nat rules of one family: hairpin and localhost sources, then egress masquerade. */
-export function postroutingRules(f: Family): string[] {
-  return [
-    `-m conntrack --ctstate DNAT -m set --match-set ${setName('src', f)} src,dst -j MASQUERADE`,
-    ...(f === 4 ? [`-s 127.0.0.0/8 -m devgroup --dst-group ${TSNET_DEV} -j MASQUERADE`] : []),
-    `-m devgroup --dst-group ${TSNET_DEV} -j RETURN`,
-    `-m set --match-set ${setName('masq', f)} src -j MASQUERADE`,
-  ]
-}
-
-/** Jumps from built-in chains (and DOCKER-USER) to tsnet's, each wanted first in its chain. */
-export interface Jump {
-  table: 'filter' | 'nat'
-  chain: string
-  rule: string
-}
-export const JUMPS: readonly Jump[] = [
-  { table: 'filter', chain: 'FORWARD', rule: `-j ${CHAIN.forward}` },
-  { table: 'filter', chain: DOCKER_USER, rule: `-j ${CHAIN.forward}` },
-  { table: 'nat', chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
-  { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
-  { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAIN.postrouting}` },
-]
 
 const prefixOf = (cidr: string) => {
   const c = parseCidr(cidr)
   return c ? `${formatIp({ family: c.prefix.family, value: c.prefix.network })}/${c.prefix.bits}` : undefined
 }
-const familyOf = (cidr: string): Family | undefined => parseCidr(cidr)?.ip.family
+export const familyOf = (cidr: string): Family | undefined => parseCidr(cidr)?.ip.family
 
 /** hash:net refuses /0; an unbounded pool is entered as its two halves. */
-function netMembers(cidr: string): string[] {
+export function netMembers(cidr: string): string[] {
   const p = prefixOf(cidr)
   if (!p) return []
   if (p === '0.0.0.0/0') return ['0.0.0.0/1', '128.0.0.0/1']
@@ -166,51 +80,14 @@ export function networkEntries(n: EdgeNetwork): SetEntry[] {
 /** Resolves a network name to its subnets (from Docker's view); empty when Docker knows no such network. */
 export type NameResolver = (name: string) => string[]
 
-/** What a network's policy puts in the allow set: container address, protocol:port, source. */
-export function allowEntries(n: EdgeNetwork, endpoints: readonly EndpointRecord[], rules: PolicyRule[], resolve: NameResolver): SetEntry[] {
-  if (n.internal || rules.length === 0) return []
-  const comment = networkTag(n.id)
-  const out = new Map<string, SetEntry>()
-  for (const e of endpoints) {
-    for (const addr of [e.address, e.addressV6]) {
-      const c = addr ? parseCidr(addr) : undefined
-      if (!c) continue
-      const f = c.ip.family
-      const ip = formatIp(c.ip)
-      for (const rule of rules) {
-        const sources = rule.sources.flatMap((s) => (s.kind === 'cidr' ? [s.cidr] : resolve(s.name))).filter((s) => familyOf(s) === f).flatMap(netMembers)
-        for (const src of sources) {
-          for (const p of rule.ports) {
-            const ports = p.proto === 'icmp' ? [f === 4 ? 'icmp:echo-request' : 'icmpv6:echo-request'] : range(p.from, p.to).map((n) => `${p.proto}:${n}`)
-            for (const port of ports) {
-              const entry = `${ip},${port},${src}`
-              out.set(entry, { set: setName('allow', f), entry, comment })
-            }
-          }
-        }
-      }
-    }
-  }
-  return [...out.values()]
-}
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i)
-}
-
-/** Per network; the allow sets have room for many networks at this size. */
-export const MAX_ALLOW_ENTRIES = 65_536
-
 /**
  * Everything a network puts in the sets: its subnets, and what its stored policy lets in to
- * `endpoints` (its own). Refuses a policy that would expand beyond MAX_ALLOW_ENTRIES.
+ * `endpoints` (its own). Refuses, before expanding it, a policy beyond MAX_ALLOW_ENTRIES.
  */
 export function entriesOfNetwork(n: EdgeNetwork, endpoints: readonly EndpointRecord[], resolve: NameResolver): SetEntry[] {
-  const allowed = allowEntries(n, endpoints, n.policy ? parsePolicy(n.policy) : [], resolve)
-  if (allowed.length > MAX_ALLOW_ENTRIES) {
-    throw invalid(`the policy of network ${n.id.slice(0, 12)} expands to ${allowed.length} firewall entries (containers x ports x sources); at most ${MAX_ALLOW_ENTRIES} are allowed: use fewer or narrower port ranges`)
-  }
-  return [...networkEntries(n), ...allowed]
+  const rules = n.policy ? parsePolicy(n.policy) : []
+  checkPolicySize(n, endpoints, resolve, rules)
+  return [...networkEntries(n), ...allowEntries(n, endpoints, rules, resolve)]
 }
 
 /** Subnets of Docker's own bridge networks: tsnet's containers may not open connections to them. */

@@ -4,7 +4,7 @@
  * the store. The mode (src/modes) contributes its own options, names and kernel objects.
  */
 import { invalid, quote } from '../errors.js'
-import { type Family, type Prefix, formatIp, parseCidr, prefixContains } from './addr.js'
+import { type Family, type Prefix, formatIp, parseCidr, prefixContains, prefixesOverlap } from './addr.js'
 import { COMMON_OPTION, OPT } from './docker-keys.js'
 import { checkId, checkMac, macFromIpv4, macFromSeed } from './names.js'
 import { canonicalPolicy } from './policy.js'
@@ -66,6 +66,33 @@ export function planNetwork(req: NetworkInput, mode: NetworkMode, generic: Reado
     createdAt: now,
   }
   return mode.planSpec(generic, common, ctx)
+}
+
+export interface SubnetOverlap {
+  other: NetworkRecord
+  /** The subnet of the planned network, and the other network's subnet it overlaps. */
+  mine: string
+  theirs: string
+}
+
+/**
+ * A subnet of `planned` that overlaps a subnet of another network, if one does. The firewall
+ * tells networks apart by their subnets, so a network sharing addresses with another would get
+ * that network's policy grants (Docker's bridge refuses the overlap too). Null-IPAM pools (/0)
+ * hold no address and overlap nothing.
+ */
+export function findSubnetOverlap(planned: NetworkRecord, networks: Iterable<NetworkRecord>): SubnetOverlap | undefined {
+  const mine = [...planned.ipv4Subnets, ...planned.ipv6Subnets].flatMap((s) => poolsOf([s]).map((p) => ({ pool: s.pool, p })))
+  for (const other of networks) {
+    if (other.id === planned.id) continue
+    for (const s of [...other.ipv4Subnets, ...other.ipv6Subnets]) {
+      for (const theirs of poolsOf([s])) {
+        const hit = mine.find((m) => prefixesOverlap(m.p, theirs))
+        if (hit) return { other, mine: hit.pool, theirs: s.pool }
+      }
+    }
+  }
+  return undefined
 }
 
 /** Addresses to put on the host side of a network: every gateway it has. */

@@ -30,7 +30,17 @@ function list(value: unknown, what: string): unknown[] {
   return value
 }
 
+/** parseIp for many mappings that name few addresses: each distinct text is parsed once per port map. */
+function ipParser(): (text: string) => ReturnType<typeof parseIp> {
+  const seen = new Map<string, ReturnType<typeof parseIp>>()
+  return (text) => {
+    if (!seen.has(text)) seen.set(text, parseIp(text))
+    return seen.get(text)
+  }
+}
+
 export function parsePortMap(value: unknown): PortMapping[] {
+  const ipOf = ipParser()
   return list(value, 'the port map').map((raw, i) => {
     const where = `port mapping #${i + 1}`
     if (!isObject(raw)) throw invalid(`${where} is not an object`)
@@ -40,7 +50,7 @@ export function parsePortMap(value: unknown): PortMapping[] {
     const hostPortEnd = intField(raw, 'HostPortEnd', where, 0, 65535, false)
     if (hostPortEnd !== 0 && hostPortEnd < hostPort) throw invalid(`${where}: host port range ${hostPort}-${hostPortEnd} is reversed`)
     const hostIp = raw.HostIP ?? ''
-    if (typeof hostIp !== 'string' || (hostIp !== '' && !parseIp(hostIp))) throw invalid(`${where}: host IP ${quote(hostIp)} is not an IP address`)
+    if (typeof hostIp !== 'string' || (hostIp !== '' && !ipOf(hostIp))) throw invalid(`${where}: host IP ${quote(hostIp)} is not an IP address`)
     return { proto, containerPort, hostIp, hostPort, hostPortEnd: hostPortEnd || hostPort }
   })
 }
@@ -53,12 +63,21 @@ export function parseExposedPorts(value: unknown): Array<{ proto: PortMapping['p
   })
 }
 
-/** One mapping to publish: the host port candidates and, per address family, where it binds and leads. */
+/** Host ports from..to, both included. */
+export interface PortRange {
+  from: number
+  to: number
+}
+
+/** One mapping to publish: the host ports it may take and, per address family, where it binds and leads. */
 export interface PublishRequest {
   mapping: PortMapping
   targets: Array<{ family: Family; containerIp: string; bind: string }>
-  /** Host ports to try in order; undefined: one from the ephemeral range. */
-  candidates: number[] | undefined
+  /**
+   * Host ports to try, lowest first; undefined: one from the ephemeral range. Kept as a range,
+   * never spelled out: one request may carry thousands of mappings that each span 65,535 ports.
+   */
+  hostPorts: PortRange | undefined
 }
 
 const WILDCARD: Record<Family, string> = { 4: '0.0.0.0', 6: '::' }
@@ -76,6 +95,7 @@ export function planPublish(endpoint: { address?: string; addressV6?: string }, 
     const c = a ? parseCidr(a) : undefined
     if (c) ips[c.ip.family] = formatIp(c.ip)
   }
+  const ipOf = ipParser()
   return mappings.map((m, i) => {
     const where = `port mapping #${i + 1} (${m.proto}/${m.containerPort})`
     let targets: PublishRequest['targets']
@@ -83,13 +103,71 @@ export function planPublish(endpoint: { address?: string; addressV6?: string }, 
       targets = ([4, 6] as const).flatMap((f) => (ips[f] ? [{ family: f, containerIp: ips[f] as string, bind: WILDCARD[f] }] : []))
       if (targets.length === 0) throw invalid(`${where}: the container has no address on this network to publish`)
     } else {
-      const ip = parseIp(m.hostIp)
+      const ip = ipOf(m.hostIp)
       if (!ip) throw invalid(`${where}: host IP ${quote(m.hostIp)} is not an IP address`)
       const target = ips[ip.family]
       if (!target) throw invalid(`${where}: host IP ${m.hostIp} is IPv${ip.family}, but the container has no IPv${ip.family} address on this network`)
       targets = [{ family: ip.family, containerIp: target, bind: formatIp(ip) }]
     }
-    const candidates = m.hostPort === 0 ? undefined : Array.from({ length: m.hostPortEnd - m.hostPort + 1 }, (_, k) => m.hostPort + k)
-    return { mapping: m, targets, candidates }
+    const hostPorts = m.hostPort === 0 ? undefined : { from: m.hostPort, to: m.hostPortEnd }
+    return { mapping: m, targets, hostPorts }
   })
+}
+
+/**
+ * The most host ports one ProgramExternalConnectivity may look at, over all its mappings: each
+ * port of a range that is checked against the ports already published, or tried on the host,
+ * counts once. Docker's real uses stay far below it (4,096 single mappings, the most one
+ * request carries; or a range such as 8000-9000 shared by a few hundred containers), while
+ * thousands of `-p 1-65535:80` mappings in one request are refused in milliseconds.
+ */
+export const MAX_PORT_TRIES = 16_384
+
+/** Where a host port is bound: its family and address (0.0.0.0 or :: for every address). */
+export interface PortBinding {
+  family: Family
+  bind: string
+}
+
+const isWildcard = (address: string) => address === '0.0.0.0' || address === '::'
+
+/** Two bindings of one port collide in the kernel: same family, and one address covers the other. */
+export const kernelOverlap = (a: PortBinding, b: PortBinding): boolean =>
+  a.family === b.family && (isWildcard(a.bind) || isWildcard(b.bind) || a.bind === b.bind)
+
+/** tsnet's rule between endpoints, stricter than the kernel's: a wildcard of either family covers every address. */
+export const endpointOverlap = (a: PortBinding, b: PortBinding): boolean => isWildcard(a.bind) || isWildcard(b.bind) || a.bind === b.bind
+
+const PROTO_INDEX: Record<PortMapping['proto'], number> = { tcp: 0, udp: 1, sctp: 2 }
+const canonicalAddress = (address: string) => {
+  const ip = parseIp(address)
+  return ip ? formatIp(ip) : address
+}
+
+/**
+ * Published host ports indexed by (protocol, port), so that checking a candidate costs one
+ * lookup whatever the number of endpoints and mappings.
+ */
+export class PortHolders {
+  private readonly byPort = new Map<number, Array<PortBinding & { owner: string }>>()
+
+  constructor(private readonly overlap: (a: PortBinding, b: PortBinding) => boolean) {}
+
+  add(proto: PortMapping['proto'], port: number, binding: PortBinding, owner: string): void {
+    const key = PROTO_INDEX[proto] * 65536 + port
+    const list = this.byPort.get(key) ?? []
+    list.push({ family: binding.family, bind: canonicalAddress(binding.bind), owner })
+    this.byPort.set(key, list)
+  }
+
+  /** Who holds `proto/port` on an address one of `bindings` (canonical, as planPublish writes them) would use, if anyone does. */
+  holder(proto: PortMapping['proto'], port: number, bindings: PortBinding[]): string | undefined {
+    const list = this.byPort.get(PROTO_INDEX[proto] * 65536 + port)
+    if (!list) return undefined
+    for (const b of bindings) {
+      const hit = list.find((h) => this.overlap(h, b))
+      if (hit) return hit.owner
+    }
+    return undefined
+  }
 }

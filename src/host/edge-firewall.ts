@@ -8,10 +8,11 @@
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, FAMILIES, JUMPS, SET_TYPE, SET_KINDS, type SetEntry, entryKey, filterRules, postroutingRules, setName,
+  ALL_SETS, CHAIN, DOCKER_USER, FAMILIES, LEGACY_JUMPS, SET_TYPE, SET_KINDS, type Jump, type SetEntry, entryKey, filterRules, jumps, postroutingRules,
+  rawRules, setName,
 } from '../core/edge-plan.js'
-import { checkTag } from '../core/names.js'
-import { invalid, withContext } from '../errors.js'
+import { withContext } from '../errors.js'
+import { canonicalEntry, checkEntry, checkRule, quotedComment, unquoted } from './firewall-text.js'
 import { type Runner, runOk } from './exec.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 
@@ -19,32 +20,6 @@ const WAIT = ['-w', '10']
 /** Room for thousands of networks and large policies (ipset's default is 65536 members). */
 const SET_MAXELEM = 1_048_576
 const tools = (f: Family) => (f === 4 ? { save: 'iptables', restore: 'iptables-restore' } : { save: 'ip6tables', restore: 'ip6tables-restore' })
-/** `iptables -S` quotes a comment only when it holds special characters; compare without quotes. */
-const unquoted = (rule: string) => rule.replace(/"/g, '')
-/** Set members, comments and rule bodies are written into batch input: plain characters only. */
-const SAFE_ENTRY = /^[0-9A-Za-z.:/,_-]{1,120}$/
-const SAFE_RULE = /^[0-9A-Za-z.:/_\-[\] "]{1,400}$/
-
-function checkEntry(e: SetEntry): void {
-  if (!ALL_SETS.includes(e.set)) throw invalid(`ipset ${e.set} is not one of tsnet's`)
-  if (!SAFE_ENTRY.test(e.entry)) throw invalid(`ipset entry "${e.entry}" holds characters tsnet never writes`)
-  checkTag(e.comment, 'ipset comment')
-}
-function checkRule(rule: string): void {
-  if (!SAFE_RULE.test(rule)) throw invalid(`firewall rule "${rule}" holds characters tsnet never writes`)
-}
-
-/** ipset prints a full-length prefix as a bare address; entries are compared in the form tsnet writes. */
-function canonicalEntry(set: string, entry: string): string {
-  const family = set.endsWith('6') ? 6 : 4
-  const full = family === 4 ? '/32' : '/128'
-  const parts = entry.split(',')
-  const netAt = set.startsWith('tsnet-allow') ? 2 : 0
-  const net = parts[netAt]
-  if (net !== undefined && !net.includes('/')) parts[netAt] = net + full
-  return parts.join(',').replace('ipv6-icmp:', 'icmpv6:')
-}
-
 export interface ChainState {
   chains: Set<string>
   rules: Map<string, string[]>
@@ -61,7 +36,7 @@ export class EdgeFirewall {
 
   constructor(private readonly runner: Runner) {}
 
-  private async tableState(f: Family, table: 'filter' | 'nat'): Promise<ChainState> {
+  private async tableState(f: Family, table: Jump['table']): Promise<ChainState> {
     const out = await runOk(this.runner, tools(f).save, [...WAIT, '-t', table, '-S'])
     const chains = new Set<string>()
     const rules = new Map<string, string[]>()
@@ -91,6 +66,7 @@ export class EdgeFirewall {
         try {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
+          const raw = await this.tableState(f, 'raw')
           const rules = filterRules(f)
           const lines = ['*filter',
             `:${CHAIN.forward} - [0:0]`, `:${CHAIN.from} - [0:0]`, `:${CHAIN.to} - [0:0]`,
@@ -99,9 +75,11 @@ export class EdgeFirewall {
             ...rules.to.map((r) => `-A ${CHAIN.to} ${r}`),
           ]
           if (!filter.chains.has(DOCKER_USER)) lines.push(`-N ${DOCKER_USER}`)
-          lines.push(...jumpLines('filter', filter), 'COMMIT', '*nat', `:${CHAIN.postrouting} - [0:0]`, ...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`))
+          lines.push(...jumpLines(f, 'filter', filter), 'COMMIT', '*nat', `:${CHAIN.postrouting} - [0:0]`, ...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`))
           if (!nat.chains.has(CHAIN.dnat)) lines.push(`-N ${CHAIN.dnat}`)
-          lines.push(...jumpLines('nat', nat), 'COMMIT')
+          lines.push(...legacyJumpLines('nat', nat), ...jumpLines(f, 'nat', nat), 'COMMIT')
+          // The raw table: its rules drop before conntrack and NAT see a packet.
+          lines.push('*raw', `:${CHAIN.raw} - [0:0]`, ...rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`), ...jumpLines(f, 'raw', raw), 'COMMIT')
           await this.restore(f, lines)
           log.debug({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps in place")
         } catch (err) {
@@ -133,22 +111,19 @@ export class EdgeFirewall {
         try {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
-          const lines = ['*filter']
-          for (const j of JUMPS.filter((x) => x.table === 'filter')) {
-            for (const r of filter.rules.get(j.chain) ?? []) if (r === unquoted(j.rule)) lines.push(`-D ${j.chain} ${j.rule}`)
-          }
+          const raw = await this.tableState(f, 'raw')
+          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter)]
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-F ${c}`)
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-X ${c}`)
           const dockerUserLeft = (filter.rules.get(DOCKER_USER) ?? []).filter((r) => r !== unquoted(`-j ${CHAIN.forward}`))
           const referenced = [...filter.rules.values()].flat().some((r) => r.endsWith(`-j ${DOCKER_USER}`))
           if (filter.chains.has(DOCKER_USER) && dockerUserLeft.length === 0 && !referenced) lines.push(`-X ${DOCKER_USER}`)
-          lines.push('COMMIT', '*nat')
-          for (const j of JUMPS.filter((x) => x.table === 'nat')) {
-            for (const r of nat.rules.get(j.chain) ?? []) if (r === unquoted(j.rule)) lines.push(`-D ${j.chain} ${j.rule}`)
-          }
+          lines.push('COMMIT', '*nat', ...jumpDeletions(f, 'nat', nat), ...legacyJumpLines('nat', nat))
           for (const c of [CHAIN.dnat, CHAIN.postrouting]) if (nat.chains.has(c)) lines.push(`-F ${c}`, `-X ${c}`)
+          lines.push('COMMIT', '*raw', ...jumpDeletions(f, 'raw', raw))
+          if (raw.chains.has(CHAIN.raw)) lines.push(`-F ${CHAIN.raw}`, `-X ${CHAIN.raw}`)
           lines.push('COMMIT')
-          if (lines.length > 4) {
+          if (lines.length > 6) {
             await this.restore(f, lines)
             log.info({ host: 'firewall.removed', tool: tools(f).save }, "tsnet's chains and jumps removed: no tsnet network left")
           }
@@ -181,12 +156,15 @@ export class EdgeFirewall {
       for (const f of FAMILIES) {
         const filter = await this.tableState(f, 'filter')
         const nat = await this.tableState(f, 'nat')
+        const raw = await this.tableState(f, 'raw')
         const rules = filterRules(f)
         const same = (state: ChainState, chain: string, want: string[]) => JSON.stringify(state.rules.get(chain) ?? []) === JSON.stringify(want.map(unquoted))
         intact &&= same(filter, CHAIN.forward, rules.forward) && same(filter, CHAIN.from, rules.from) && same(filter, CHAIN.to, rules.to)
-          && same(nat, CHAIN.postrouting, postroutingRules(f)) && nat.chains.has(CHAIN.dnat)
-          && jumpLines('filter', filter).length === 0 && jumpLines('nat', nat).length === 0
+          && same(nat, CHAIN.postrouting, postroutingRules(f)) && nat.chains.has(CHAIN.dnat) && same(raw, CHAIN.raw, rawRules(f))
+          && jumpLines(f, 'filter', filter).length === 0 && jumpLines(f, 'nat', nat).length === 0 && jumpLines(f, 'raw', raw).length === 0
+          && legacyJumpLines('nat', nat).length === 0
         any ||= [CHAIN.forward, CHAIN.from, CHAIN.to].some((c) => filter.chains.has(c)) || [CHAIN.dnat, CHAIN.postrouting].some((c) => nat.chains.has(c))
+          || raw.chains.has(CHAIN.raw)
       }
       this.baseKnown = intact ? true : any ? undefined : false
       return intact ? 'intact' : any ? 'partial' : 'absent'
@@ -274,13 +252,10 @@ export class EdgeFirewall {
   }
 }
 
-/** A rule as tsnet writes it: `iptables -S` drops the quotes around a plain comment. */
-const quotedComment = (rule: string) => rule.replace(/--comment (\S+)/, (_m, c: string) => `--comment "${c.replace(/"/g, '')}"`)
-
 /** Jump lines that put each jump of `table` first in its chain, once. */
-function jumpLines(table: 'filter' | 'nat', state: ChainState): string[] {
+function jumpLines(f: Family, table: Jump['table'], state: ChainState): string[] {
   const out: string[] = []
-  for (const j of JUMPS.filter((x) => x.table === table)) {
+  for (const j of jumps(f).filter((x) => x.table === table)) {
     const rules = state.rules.get(j.chain) ?? []
     const want = unquoted(j.rule)
     if (rules[0] === want && rules.filter((r) => r === want).length === 1) continue
@@ -288,4 +263,14 @@ function jumpLines(table: 'filter' | 'nat', state: ChainState): string[] {
     out.push(`-I ${j.chain} 1 ${j.rule}`)
   }
   return out
+}
+
+/** Deletions of every copy of tsnet's jumps in `table`. */
+function jumpDeletions(f: Family, table: Jump['table'], state: ChainState): string[] {
+  return jumps(f).filter((j) => j.table === table).flatMap((j) => (state.rules.get(j.chain) ?? []).filter((r) => r === unquoted(j.rule)).map(() => `-D ${j.chain} ${j.rule}`))
+}
+
+/** Deletions of the jumps an earlier tsnet made in `table` (see LEGACY_JUMPS). */
+function legacyJumpLines(table: Jump['table'], state: ChainState): string[] {
+  return LEGACY_JUMPS.filter((j) => j.table === table).flatMap((j) => (state.rules.get(j.chain) ?? []).filter((r) => r === unquoted(j.rule)).map(() => `-D ${j.chain} ${j.rule}`))
 }

@@ -6,7 +6,8 @@
 import type { Logger } from 'pino'
 import { FULL_HOST, type HostFacts } from '../core/host-facts.js'
 import { type HostObject, type Op, type Proto, isOwned, keyOf, kindOfKey, linkOf } from '../core/objects.js'
-import { conflict, TsnetError } from '../errors.js'
+import { conflict, invalid, TsnetError } from '../errors.js'
+import type { PortFlow } from '../core/flows.js'
 import type { Host, ObserveQuery } from './host.js'
 import type { Binding, Reservation } from './port-reservations.js'
 
@@ -24,6 +25,12 @@ export class FakeHost implements Host {
   routes: string[] = []
   mtuOfDefaultRoute: number | undefined = 1500
   hostFacts: HostFacts = FULL_HOST
+  /** When set, a binding to an address outside it fails as the kernel's EADDRNOTAVAIL does in the real reserver. */
+  localAddresses: Set<string> | undefined
+  /** Every reservation asked for, with its bindings. */
+  readonly reserved: Array<{ proto: Proto; bindings: Binding[] }> = []
+  /** Each forgetPortFlows call's flows, in order (conntrack entries are not modelled). */
+  readonly forgottenFlows: PortFlow[][] = []
   private nextEphemeral = 32768
 
   private maybeFail(what: string, kind?: string): void {
@@ -98,6 +105,9 @@ export class FakeHost implements Host {
 
   async reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined): Promise<Reservation> {
     this.maybeFail('reservePort')
+    this.reserved.push({ proto, bindings: bindings.map((b) => ({ ...b })) })
+    const foreign = bindings.find((b) => this.localAddresses && b.address !== '0.0.0.0' && b.address !== '::' && !this.localAddresses.has(b.address))
+    if (foreign) throw invalid(`host IP ${foreign.address} is not an address of this host`)
     const tries = candidates ?? [this.nextEphemeral++]
     const port = tries.find((p) => !this.busyPorts.has(`${proto}/${p}`))
     if (port === undefined) throw conflict(`host port ${proto}/${tries[0]} is already in use on this host`)
@@ -111,6 +121,11 @@ export class FakeHost implements Host {
         this.busyPorts.delete(`${proto}/${port}`)
       },
     }
+  }
+
+  async forgetPortFlows(flows: readonly PortFlow[], _log: Logger): Promise<void> {
+    this.maybeFail('forgetPortFlows')
+    this.forgottenFlows.push([...flows])
   }
 
   async releasePorts(): Promise<void> {

@@ -1,17 +1,16 @@
 /** tsnet's chains, set members and DNAT rules as objects, on top of the batched EdgeFirewall. */
 import type { Logger } from 'pino'
 import { type SetEntry, entryKey } from '../core/edge-plan.js'
-import { type DnatObject, type HostObject, type Op, type Proto, type SetEntryObject, keyOf, portOfRule } from '../core/objects.js'
+import { type DnatObject, type HostObject, type Op, type SetEntryObject, keyOf } from '../core/objects.js'
 import type { KindDriver, ObserveScope } from './driver.js'
 import type { EdgeFirewall } from './edge-firewall.js'
-import type { FlowCleaner } from './conntrack.js'
 
 const entryOf = (o: SetEntryObject): SetEntry => ({ set: o.set, entry: o.entry, comment: o.comment })
 
 export class FirewallDriver implements KindDriver {
   readonly kinds = ['chains', 'setEntry', 'dnat'] as const
 
-  constructor(private readonly fw: EdgeFirewall, private readonly flows: FlowCleaner) {}
+  constructor(private readonly fw: EdgeFirewall) {}
 
   async observe(scope: ObserveScope): Promise<HostObject[]> {
     const wants = (kind: string) => scope.allOwned || scope.keys.some((k) => k.startsWith(kind))
@@ -54,14 +53,7 @@ export class FirewallDriver implements KindDriver {
     }
     if (kind === 'dnat') {
       const rule = (o: Op) => ({ family: (o.obj as DnatObject).family, rule: (o.obj as DnatObject).rule })
-      const gone = ops.filter((o) => o.op === 'delete')
-      await this.fw.applyDnat(gone.map(rule), ops.filter((o) => o.op !== 'delete').map(rule), log)
-      // A UDP client that keeps sending would stay on the old container's conntrack entry.
-      const cleared = gone.flatMap((o) => {
-        const [proto, port] = portOfRule((o.obj as DnatObject).rule).split('/')
-        return proto === 'udp' || proto === 'sctp' ? [{ proto: proto as Proto, port: Number(port) }] : []
-      })
-      if (cleared.length > 0) await this.flows.clear(cleared, log)
+      await this.fw.applyDnat(ops.filter((o) => o.op === 'delete').map(rule), ops.filter((o) => o.op !== 'delete').map(rule), log)
     }
   }
 }

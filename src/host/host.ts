@@ -4,6 +4,7 @@
  * FakeHost is a store of objects for unit tests.
  */
 import type { Logger } from 'pino'
+import type { PortFlow } from '../core/flows.js'
 import type { HostFacts } from '../core/host-facts.js'
 import type { HostObject, Op, Proto } from '../core/objects.js'
 import type { Binding, Reservation } from './port-reservations.js'
@@ -39,4 +40,9 @@ export interface Host {
   reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined): Promise<Reservation>
   /** Lets every held port go, as the process's exit would (shutdown). */
   releasePorts(): Promise<void>
+  /**
+   * Makes the kernel forget the conntrack entries of flows to these host ports, so that their next
+   * packet meets the DNAT rules as they are now. A missing conntrack tool is a warning, not an error.
+   */
+  forgetPortFlows(flows: readonly PortFlow[], log: Logger): Promise<void>
 }

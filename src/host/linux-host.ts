@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { HostFacts } from '../core/host-facts.js'
 import { type HostObject, type ObjectKind, type Op, type Proto, keyOf, kindOfKey } from '../core/objects.js'
-import { NO_FLOW_CLEANER, type FlowCleaner } from './conntrack.js'
+import type { PortFlow } from '../core/flows.js'
+import { ConntrackFlows } from './conntrack.js'
 import type { KindDriver } from './driver.js'
 import { EdgeFirewall } from './edge-firewall.js'
 import { createRunner, type Runner } from './exec.js'
@@ -28,7 +29,6 @@ export interface LinuxHostParts {
   rtnl?: Rtnl
   sysctls?: Sysctls
   ports?: PortReserver
-  flows?: FlowCleaner
   /** Where /proc/sys is (the managed plugin mounts the host's elsewhere). */
   procSys?: string
 }
@@ -38,6 +38,7 @@ export class LinuxHost implements Host {
   private readonly drivers = new Map<ObjectKind, KindDriver>()
   private readonly portDriver: PortDriver
   private readonly procSys: string
+  private readonly conntrack: ConntrackFlows
   private known: HostFacts | undefined
 
   constructor(parts: LinuxHostParts = {}) {
@@ -45,10 +46,11 @@ export class LinuxHost implements Host {
     this.rtnl = parts.rtnl ?? sharedRtnl()
     this.procSys = parts.procSys ?? '/proc/sys'
     const firewall = new EdgeFirewall(runner)
+    this.conntrack = new ConntrackFlows(runner)
     this.portDriver = new PortDriver(parts.ports ?? new SocketPortReserver())
     const all: KindDriver[] = [
       new LinkDriver(this.rtnl),
-      new FirewallDriver(firewall, parts.flows ?? NO_FLOW_CLEANER),
+      new FirewallDriver(firewall),
       new SysctlDriver(parts.sysctls ?? new ProcSysctls(this.procSys), (f, log) => firewall.dropForwardingByDefault(f, log)),
       this.portDriver,
     ]
@@ -117,6 +119,10 @@ export class LinuxHost implements Host {
 
   reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined) {
     return this.portDriver.reserve(proto, bindings, candidates)
+  }
+
+  forgetPortFlows(flows: readonly PortFlow[], log: Logger): Promise<void> {
+    return this.conntrack.forget(flows, log)
   }
 
   releasePorts(): Promise<void> {

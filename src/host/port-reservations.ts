@@ -7,6 +7,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { createServer, type Server } from 'node:net'
 import type { Family } from '../core/addr.js'
 import { conflict, invalid } from '../errors.js'
+import { yieldToLoop } from '../util/yield.js'
 
 export interface Binding {
   family: Family
@@ -23,7 +24,9 @@ export interface PortReserver {
   /**
    * Holds `proto` port on every binding, taking the first of `candidates` free on all of them
    * (undefined: one the kernel picks from the ephemeral range). Throws a conflict naming the port
-   * when none is free, an invalid error when an address is not the host's.
+   * when none is free, an invalid error when an address is not the host's. Callers pass short
+   * lists (the publisher hands over a range a chunk at a time); a long one is still served with
+   * the event loop running between tries.
    */
   reserve(proto: 'tcp' | 'udp' | 'sctp', bindings: Binding[], candidates: number[] | undefined): Promise<Reservation>
 }
@@ -64,13 +67,17 @@ async function probeAddress(b: Binding): Promise<{ held: Held; port: number }> {
 }
 
 const code = (err: unknown) => (err as NodeJS.ErrnoException).code
+/** Tries between two turns of the event loop: a bind completes without one, so a long list would hold the daemon. */
+const TRIES_PER_TURN = 16
 
 export class SocketPortReserver implements PortReserver {
   async reserve(proto: 'tcp' | 'udp' | 'sctp', bindings: Binding[], candidates: number[] | undefined): Promise<Reservation> {
     const hold = proto === 'tcp' ? holdTcp : proto === 'udp' ? holdUdp : probeAddress
     const tries = candidates ?? Array.from({ length: 16 }, () => 0)
     let busy: string | undefined
+    let tried = 0
     for (const candidate of tries) {
+      if (++tried % TRIES_PER_TURN === 0) await yieldToLoop()
       const held: Held[] = []
       let port = candidate
       try {

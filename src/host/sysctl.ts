@@ -1,6 +1,8 @@
 /**
- * The few kernel settings tsnet needs: forwarding, route_localnet on its bridges (DNAT from
- * 127.0.0.1), and bridge-nf-call-ip(6)tables (frames inside a bridge meet the firewall).
+ * The few kernel settings tsnet needs: forwarding, route_localnet on those of its bridges that
+ * published ports need it on (DNAT from 127.0.0.1), accept_ra off on its bridges (containers send
+ * no Router Advertisements to the host), and bridge-nf-call-ip(6)tables (frames inside a bridge
+ * meet the firewall).
  * A managed plugin's own /proc/sys is read-only, so the root is configurable (the host's
  * /proc/sys mounted elsewhere); the values are per network namespace either way.
  */
@@ -27,8 +29,8 @@ function checkKey(key: string): void {
   if (!KEY_RE.test(key) || key.includes('..')) throw new Error(`sysctl key ${key} is not one tsnet sets`)
 }
 
-/** Keys of one bridge; the name is validated because it becomes a path. */
-export const bridgeKey = (bridge: string, leaf: string) => `net/ipv4/conf/${checkIfName(bridge, 'bridge name')}/${leaf}`
+/** Keys of one bridge (IPv4's conf by default); the name is validated because it becomes a path. */
+export const bridgeKey = (bridge: string, leaf: string, family: 4 | 6 = 4) => `net/ipv${family}/conf/${checkIfName(bridge, 'bridge name')}/${leaf}`
 
 export class ProcSysctls implements Sysctls {
   constructor(private readonly root = '/proc/sys') {}

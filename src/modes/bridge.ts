@@ -3,7 +3,8 @@
  * the full network edge (egress NAT, published ports, isolation, policies).
  */
 import { invalid, quote } from '../errors.js'
-import { deviceGroupOf, edgeObjects, publishedObjects, type EdgeNetwork } from '../core/edge-plan.js'
+import { deviceGroupOf, edgeObjects, needsRouteLocalnet, publishedObjects, type EdgeNetwork } from '../core/edge-plan.js'
+import { formatIp, parseIp } from '../core/addr.js'
 import { COMMON_OPTION } from '../core/docker-keys.js'
 import { gatewayAddresses, gatewayFor } from '../core/network-plan.js'
 import {
@@ -19,6 +20,7 @@ export const BRIDGE_OPTION = {
   bridgeName: 'com.docker.network.bridge.name',
   masquerade: 'com.docker.network.bridge.enable_ip_masquerade',
   icc: 'com.docker.network.bridge.enable_icc',
+  hostBinding: 'com.docker.network.bridge.host_binding_ipv4',
 } as const
 
 /** A user's bridge name must not collide with the names tsnet gives its own bridges and veths. */
@@ -44,10 +46,30 @@ export function hostSysctls(n: NetworkRecord, facts: HostFacts): HostObject[] {
   return out
 }
 
-/** The settings of one bridge (or any host-side link a network's containers hang on). */
-export function bridgeSysctls(iface: string, facts: HostFacts): HostObject[] {
-  // route_localnet: DNAT from the host's 127.0.0.1 to a container leaves through the bridge.
-  return [{ kind: 'sysctl', path: conf('ipv4', iface, 'route_localnet'), value: '1' }]
+/**
+ * The settings of one bridge (or any host-side link a network's containers hang on).
+ * route_localnet only while a port published on a loopback or wildcard IPv4 address needs it:
+ * the host's own 127.0.0.1 → container path leaves through the bridge with a loopback source.
+ * (Nothing from outside reaches 127.0.0.0/8 either way: the edge drops it in raw PREROUTING.)
+ * accept_ra off: a container's Router Advertisement would otherwise give the host a default
+ * route and addresses.
+ */
+export function bridgeSysctls(iface: string, endpoints: readonly EndpointRecord[], facts: HostFacts): HostObject[] {
+  const loopback = needsRouteLocalnet(endpoints.flatMap((e) => e.published ?? []))
+  const out: HostObject[] = [{ kind: 'sysctl', path: conf('ipv4', iface, 'route_localnet'), value: loopback ? '1' : '0' }]
+  if (facts.ipv6) out.push({ kind: 'sysctl', path: conf('ipv6', iface, 'accept_ra'), value: '0' })
+  return out
+}
+
+/**
+ * The host address that mappings without a HostIP bind to on `n` (-o host_binding_ipv4), or ''
+ * for every address. 0.0.0.0 is Docker's default, so it means every address too.
+ */
+export function defaultHostIp(n: NetworkRecord): string {
+  const text = n.genericOptions[BRIDGE_OPTION.hostBinding]
+  const ip = text === undefined ? undefined : parseIp(text)
+  if (!ip || (ip.family === 4 && ip.value === 0n)) return ''
+  return formatIp(ip)
 }
 
 export function vethObject(e: EndpointRecord, bridge: string): LinkObject {
@@ -95,6 +117,10 @@ export const bridgeMode: NetworkMode = {
       enableIpMasquerade: masq === undefined ? true : parseBool(BRIDGE_OPTION.masquerade, masq),
       enableIcc: icc === undefined ? true : parseBool(BRIDGE_OPTION.icc, icc),
     }
+    const hostBinding = generic[BRIDGE_OPTION.hostBinding]
+    if (hostBinding !== undefined && !parseIp(hostBinding)) {
+      throw invalid(`${BRIDGE_OPTION.hostBinding}=${quote(hostBinding)} is not an IP address: it names the host address that ports published without one (-p 8080:80) bind to`)
+    }
     if (!n.enableIcc && !ctx.facts.brNetfilter) {
       throw invalid('enable_icc=false needs the br_netfilter kernel module, which is not loaded (modprobe br_netfilter; Docker loads it when it starts)')
     }
@@ -112,13 +138,15 @@ export const bridgeMode: NetworkMode = {
         group: deviceGroupOf(n), up: true, recreate: true,
       },
       ...gatewayAddresses(n).map((cidr): HostObject => ({ kind: 'addr', link: bridge, cidr })),
-      ...bridgeSysctls(bridge, ctx.facts),
+      ...bridgeSysctls(bridge, endpoints, ctx.facts),
       ...hostSysctls(n, ctx.facts),
       ...edgeObjects(bridgeEdge(n, bridge), endpoints, ctx.resolve),
     ]
   },
 
-  networkDependsOnEndpoints: (n) => n.policy !== undefined && n.policy !== '',
+  // A policy's entries name the containers; route_localnet follows the published ports.
+  networkDependsOnEndpoints: () => true,
+  defaultHostIp,
 
   renderEndpoint(e, n) {
     return [vethObject(e, n.spec.bridge), ...publishedObjects(e)]

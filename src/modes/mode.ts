@@ -47,6 +47,8 @@ export interface NetworkMode {
   networkDependsOnEndpoints(n: NetworkRecord): boolean
   renderEndpoint(e: EndpointRecord, n: NetworkRecord, ctx: RenderContext): HostObject[]
   join(n: NetworkRecord, e: EndpointRecord): JoinAnswer
+  /** The host address ports published without one bind to ('' for every address). */
+  defaultHostIp?(n: NetworkRecord): string
   /** What the edge firewall sees of the network; undefined when host netfilter never sees its traffic. */
   edge(n: NetworkRecord): EdgeNetwork | undefined
 }

@@ -13,7 +13,46 @@ export interface AppDeps {
   services: Services
   /** Requests wait for this (e.g. the boot reconcile) before they are handled. */
   ready?: Promise<void>
-  bodyLimit?: number
+  /** SERVER_LIMITS, some changed (tests shorten the timeouts). */
+  limits?: Partial<ServerLimits>
+}
+
+export interface ServerLimits {
+  bodyLimit: number
+  headersTimeoutMs: number
+  requestTimeoutMs: number
+  keepAliveTimeoutMs: number
+  checkIntervalMs: number
+  maxConnections: number
+}
+
+/**
+ * How much of the daemon one client connection may hold. Docker's plugin client (Go net/http on
+ * the unix socket, /work/shared/protocol.md §1) writes each request at once, keeps at most 6
+ * idle connections and closes an idle one after 30 s; every call is answered long before these
+ * limits bite. They only cut off clients that send slowly or not at all.
+ */
+export const SERVER_LIMITS: ServerLimits = {
+  // The largest real body is a port map of 4,096 mappings (about 400 KB).
+  bodyLimit: 1024 * 1024,
+  // From the connection (or the previous response) to the end of the headers, which Docker
+  // sends in one write: a client that trickles them (slow-loris) is dropped after this.
+  headersTimeoutMs: 10_000,
+  // Receiving the whole request, body included. Only the upload counts: the handler's time is
+  // not limited (a CreateNetwork waiting for the boot reconcile, or for another call on the
+  // same network, may legitimately take many seconds).
+  requestTimeoutMs: 20_000,
+  // Longer than Go's 30 s idle timeout, so Docker closes its idle connections first and never
+  // sends a request on one tsnet is closing (which would fail that call).
+  keepAliveTimeoutMs: 40_000,
+  // How often Node checks the two timeouts above (its default, 30 s, would let a slow client
+  // stay up to 30 s longer than they say). The check walks the open connections only.
+  checkIntervalMs: 1_000,
+  // Docker opens one connection per concurrent call; calls on one network queue behind each
+  // other while holding theirs. 256 leaves room for a mass start of containers, while bounding
+  // what clients can hold: a socket each, and at most 256 x bodyLimit of buffered bodies. A
+  // connection beyond it is closed at once; Docker retries those for about 15 s.
+  maxConnections: 256,
 }
 
 const ERR_MAX = 1000
@@ -33,13 +72,22 @@ function methodOf(req: FastifyRequest): string {
 }
 
 export function buildApp(d: AppDeps) {
+  const limits = { ...SERVER_LIMITS, ...d.limits }
   const app = Fastify({
     loggerInstance: d.logger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: d.bodyLimit ?? 1024 * 1024,
+    bodyLimit: limits.bodyLimit,
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // No socket inactivity timeout: a request waiting for its answer sends nothing, however
+    // long the handler takes; idle and slow clients are covered by the timeouts above.
+    connectionTimeout: 0,
     // Docker sends exact types; coercing "1" into 1 would hide malformed requests.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   })
+
+  app.server.maxConnections = limits.maxConnections
 
   // Docker sends no Content-Type: accept any, and parse the body as JSON ourselves.
   app.removeAllContentTypeParsers()

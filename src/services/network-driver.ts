@@ -7,12 +7,14 @@
  * bring back what was removed.
  */
 import type { Logger } from 'pino'
-import { checkSandboxKey, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
+import { checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
+import { checkPolicySize } from '../core/edge-plan.js'
+import { flowsToForget } from '../core/flows.js'
 import { genericOptions } from '../core/options.js'
 import { DAEMON_KEYS } from '../core/docker-keys.js'
 import { checkOptionKeys } from '../core/network-plan.js'
-import type { EndpointRecord } from '../core/records.js'
-import { conflict } from '../errors.js'
+import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
+import { conflict, withContext } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import type { Host } from '../host/host.js'
 import { modeFor, modeOf } from '../modes/index.js'
@@ -31,6 +33,8 @@ const FALLBACK_MTU = 1500
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
   readonly lock = new KeyedLock()
+  /** Networks between their checks and their registration: a racing create sees them. */
+  private readonly creating = new Map<string, NetworkRecord>()
 
   constructor(
     readonly state: NetworkState,
@@ -65,15 +69,29 @@ export class NetworkDriver {
         throw conflict(`network ${short(req.NetworkID)} already exists in tsnet with different settings`)
       }
       const record = existing ?? planned
+      const edge = mode.edge(record)
+      if (edge) checkPolicySize(edge, [], (name) => this.state.directory.resolve(name))
+      const others = [...this.state.networks.values(), ...this.creating.values()].filter((n) => n.id !== record.id)
       const names = new Set(mode.claimedNames(record))
-      const clash = [...this.state.networks.values()].find((n) => n.id !== record.id && modeOf(n).claimedNames(n).some((x) => names.has(x)))
+      const clash = others.find((n) => modeOf(n).claimedNames(n).some((x) => names.has(x)))
       if (clash) throw conflict(`bridge name ${[...names].join(', ')} is already used by network ${short(clash.id)}`)
-      await this.engine.change(new Map([[netOwner(record.id), this.state.renderNetwork(record, [])]]), {
-        doing: `creating network ${short(record.id)}`,
-        verify: [netOwner(record.id)],
-        persist: existing ? undefined : () => this.state.store.put('networks', record.id, record),
-        log,
-      })
+      // Checked and claimed with no await in between: two creates of overlapping networks cannot both pass.
+      const overlap = existing ? undefined : findSubnetOverlap(planned, others)
+      if (overlap) {
+        throw conflict(`subnet ${overlap.mine} of network ${this.state.label(planned)} overlaps subnet ${overlap.theirs} of tsnet network ${this.state.label(overlap.other)}: ` +
+          "tsnet networks may not share addresses, because the firewall tells networks apart by their subnets (give a free --subnet, or use --ipam-driver tsnet, which never hands out overlapping pools)")
+      }
+      this.creating.set(record.id, record)
+      try {
+        await this.engine.change(new Map([[netOwner(record.id), this.state.renderNetwork(record, [])]]), {
+          doing: `creating network ${short(record.id)}`,
+          verify: [netOwner(record.id)],
+          persist: existing ? undefined : () => this.state.store.put('networks', record.id, record),
+          log,
+        })
+      } finally {
+        this.creating.delete(record.id)
+      }
       this.state.networks.set(record.id, record)
       return {}
     })
@@ -84,6 +102,7 @@ export class NetworkDriver {
       const n = this.state.networks.get(req.NetworkID)
       if (!n) return {}
       const removed: Changes = new Map()
+      const gone = this.state.endpointsOf(n.id).flatMap((e) => e.published ?? [])
       try {
         for (const e of this.state.endpointsOf(n.id)) {
           await this.state.store.delete('endpoints', e.id)
@@ -97,6 +116,7 @@ export class NetworkDriver {
         // What the store no longer holds goes from the host too, even when the store failed part way.
         if (this.state.networks.has(n.id)) removed.set(netOwner(n.id), this.state.renderNetwork(n))
         if (removed.size > 0) await this.engine.change(removed, { doing: `deleting network ${short(n.id)}`, log })
+        await this.forgetFlows(gone, log)
       }
       log.info({ network: n.id }, 'network deleted')
       return {}
@@ -139,7 +159,11 @@ export class NetworkDriver {
       const n = this.state.knownNetwork(e.networkId)
       await this.state.store.delete('endpoints', e.id)
       this.state.endpoints.delete(e.id)
-      await this.engine.change(this.state.endpointChanges(n, e.id, undefined), { doing: `deleting endpoint ${short(e.id)}`, log })
+      try {
+        await this.engine.change(this.state.endpointChanges(n, e.id, undefined), { doing: `deleting endpoint ${short(e.id)}`, log })
+      } finally {
+        await this.forgetFlows(e.published ?? [], log)
+      }
       return {}
     })
   }
@@ -170,18 +194,38 @@ export class NetworkDriver {
     })
   }
 
-  /** Writes a changed endpoint record and brings its objects along; the caller holds the network's lock. */
-  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, storeFirst = false): Promise<void> {
+  /** Writes a changed endpoint record and brings its objects along (host first); the caller holds the network's lock. */
+  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
-    const persist = () => this.state.store.put('endpoints', next.id, next)
-    if (storeFirst) {
-      await persist()
-      this.state.endpoints.set(next.id, next)
-      await this.engine.change(this.state.endpointChanges(n, next.id, next), { doing, log })
-      return
-    }
-    await this.engine.change(this.state.endpointChanges(n, next.id, next), { doing, persist, log })
+    await this.engine.change(this.state.endpointChanges(n, next.id, next), { doing, persist: () => this.state.store.put('endpoints', next.id, next), log })
     this.state.endpoints.set(next.id, next)
+  }
+
+  /**
+   * Store first, for a change that removes something: a write that fails (a full disk) changes
+   * nothing, and a record that no longer lists what went can never bring it back at a restart.
+   */
+  async saveEndpoint(next: EndpointRecord, doing: string): Promise<void> {
+    await this.state.store.put('endpoints', next.id, next).catch((err: unknown) => {
+      throw withContext(err, `${doing}: nothing was changed, because the endpoint's record could not be written`)
+    })
+    this.state.endpoints.set(next.id, next)
+  }
+
+  /** Brings the host to an endpoint record already saved. */
+  async applyEndpoint(e: EndpointRecord, doing: string, log: Logger): Promise<void> {
+    await this.engine.change(this.state.endpointChanges(this.state.knownNetwork(e.networkId), e.id, e), { doing, log })
+  }
+
+  /**
+   * UDP and SCTP clients that keep sending keep their conntrack entry, and with it the DNAT target
+   * chosen for its first packet: forget those of ports that changed hands (moby#8795). Best effort,
+   * as Docker's: the ports themselves are already right, so a failure is logged, not answered.
+   */
+  async forgetFlows(ports: readonly PublishedPort[], log: Logger): Promise<void> {
+    const flows = flowsToForget(ports)
+    if (flows.length === 0) return
+    await this.host.forgetPortFlows(flows, log).catch((err: unknown) => log.error({ err, flows }, 'conntrack entries of published ports not forgotten'))
   }
 
   /** For status output and garbage collection. */

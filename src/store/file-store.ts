@@ -22,22 +22,32 @@ let writeCounter = 0
 /** Each write gets its own temporary file, so two writes of one record never share one. */
 const tmpNameFor = (path: string) => `${path}.${process.pid}.${++writeCounter}${TMP_SUFFIX}`
 
+export interface FileStoreOptions {
+  /** Says what is wrong with a parsed record (core/record-check.ts), which then counts as unreadable. */
+  check?: (collection: Collection, id: string, value: unknown) => string | undefined
+  /**
+   * Another process (the daemon) may be writing: never remove or move a file. `tsnet status`
+   * opens the store this way, so it cannot delete a write the daemon has in flight.
+   */
+  readOnly?: boolean
+}
+
 export class FileStore implements Store {
-  private constructor(private readonly root: string, private readonly log?: Logger) {}
+  private constructor(private readonly root: string, private readonly log: Logger | undefined, private readonly options: FileStoreOptions) {}
 
   /**
    * Opens (creating if needed) the store under `stateDir`, refusing a schema it does not know.
-   * With a logger, a record that cannot be read is moved to store/quarantine and reported
-   * instead of stopping tsnet; without one (tools, tests) it is an error.
+   * With a logger, a record that cannot be read (or that `options.check` refuses) is moved to
+   * store/quarantine and reported instead of stopping tsnet; without one (tools, tests) it is an error.
    */
-  static async open(stateDir: string, log?: Logger): Promise<FileStore> {
+  static async open(stateDir: string, log?: Logger, options: FileStoreOptions = {}): Promise<FileStore> {
     const root = join(stateDir, 'store')
     try {
       for (const c of COLLECTIONS) await mkdir(join(root, c), { recursive: true, mode: 0o700 })
     } catch (err) {
       throw unusable(`cannot create the state directory ${root}: ${errorMessage(err)}`, err)
     }
-    const store = new FileStore(root, log)
+    const store = new FileStore(root, options.readOnly ? undefined : log, options)
     await store.checkSchema()
     return store
   }
@@ -56,7 +66,8 @@ export class FileStore implements Store {
     }
     let version: unknown
     try {
-      version = (JSON.parse(text) as { version?: unknown }).version
+      const parsed = JSON.parse(text) as unknown
+      version = typeof parsed === 'object' && parsed !== null ? (parsed as { version?: unknown }).version : undefined
     } catch {
       throw unusable(`the store's schema file ${path} is not valid JSON; restore it from a backup or move the state directory away`)
     }
@@ -69,8 +80,8 @@ export class FileStore implements Store {
     const dir = join(this.root, collection)
     const names = await readdir(dir)
     const records = names.filter((n) => n.endsWith('.json'))
-    // A write that a crash interrupted; the old record (if any) is intact.
-    await Promise.all(names.filter((n) => n.endsWith(TMP_SUFFIX)).map((n) => unlink(join(dir, n)).catch(() => undefined)))
+    // A write that a crash interrupted; the old record (if any) is intact. (Read-only: perhaps one in flight.)
+    if (!this.options.readOnly) await Promise.all(names.filter((n) => n.endsWith(TMP_SUFFIX)).map((n) => unlink(join(dir, n)).catch(() => undefined)))
     const out: Array<{ id: string; value: T }> = new Array(records.length)
     // Read in parallel, a bounded number at a time: thousands of records load in a fraction of a second.
     let next = 0
@@ -81,8 +92,12 @@ export class FileStore implements Store {
         const path = join(dir, name)
         try {
           const id = decodeURIComponent(name.slice(0, -'.json'.length))
-          out[i] = { id, value: JSON.parse(await readFile(path, 'utf8')) as T }
+          const value = JSON.parse(await readFile(path, 'utf8')) as unknown
+          const problem = this.options.check?.(collection, id, value)
+          if (problem !== undefined) throw new Error(problem)
+          out[i] = { id, value: value as T }
         } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue // deleted since readdir (status beside the daemon)
           if (!this.log) throw new TsnetError('host', `store record ${path} cannot be read: ${errorMessage(err)}`, { cause: err })
           await this.quarantine(collection, name, err)
         }

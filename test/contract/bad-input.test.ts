@@ -137,6 +137,11 @@ const cases: Case[] = [
   { name: 'MTU "-1500"', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.driver.mtu': '-1500' }), err: /mtu="-1500"/ },
   { name: 'option value not a string', method: 'NetworkDriver.CreateNetwork', body: network({ Options: { 'com.docker.network.generic': { 'com.docker.network.driver.mtu': 1400 } } }), err: /com\.docker\.network\.driver\.mtu.*string/ },
   { name: 'the same NetworkID with other settings', method: 'NetworkDriver.CreateNetwork', body: { ...(network() as object), NetworkID: N }, err: /network 1d1d1d1d1d1d already exists.*different/ },
+  { name: 'host_binding_ipv4 not an address', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.host_binding_ipv4': 'eth0' }), err: /com\.docker\.network\.bridge\.host_binding_ipv4="eth0" is not an IP address/ },
+  { name: 'host_binding_ipv4 a CIDR', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.host_binding_ipv4': '192.0.2.10/24' }), err: /host_binding_ipv4="192\.0\.2\.10\/24" is not an IP address/ },
+  { name: 'host_binding_ipv4 empty', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.host_binding_ipv4': '' }), err: /host_binding_ipv4="" is not an IP address/ },
+  { name: 'a subnet inside another tsnet network\'s', method: 'NetworkDriver.CreateNetwork', body: network({ IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.9.0.128/25', Gateway: '10.9.0.129/25' }] }), err: /^subnet 10\.9\.0\.128\/25 of network 4a4a4a4a4a4a overlaps subnet 10\.9\.0\.0\/24 of tsnet network 1d1d1d1d1d1d: tsnet networks may not share addresses/ },
+  { name: 'a subnet around another tsnet network\'s', method: 'NetworkDriver.CreateNetwork', body: network({ IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.0.0.0/8', Gateway: '10.0.0.1/8' }] }), err: /subnet 10\.0\.0\.0\/8 of network 4a4a4a4a4a4a overlaps subnet 10\.9\.0\.0\/24 of tsnet network 1d1d1d1d1d1d/ },
   // ---- CreateEndpoint ----
   { name: 'CreateEndpoint for an unknown network', method: 'NetworkDriver.CreateEndpoint', body: endpoint({ NetworkID: N2 }), err: /network 4a4a4a4a4a4a is unknown/ },
   { name: 'Interface.Address outside the network\'s subnets', method: 'NetworkDriver.CreateEndpoint', body: endpoint({}, { Address: '10.10.0.2/24' }), err: /10\.10\.0\.2\/24 is outside the subnets.*10\.9\.0\.0\/24/ },
@@ -238,6 +243,20 @@ t.test('an exhausted pool: a /30 gives two addresses, then an error naming the p
     t.equal((await d.send('IpamDriver.ReleaseAddress', { PoolID: TINY, Address: '10.30.0.1' })).status, 200)
     t.same((await d.send('IpamDriver.RequestAddress', req)).json, { Address: '10.30.0.1/30', Data: {} })
   })
+})
+
+t.test('host_binding_ipv4 with an address that is not the host\'s: Program is refused naming it; a host address works', async (t) => {
+  const d = await baseline(t)
+  d.host.localAddresses = new Set(['127.0.0.1', '10.19.0.1'])
+  const ok = async (method: string, body: Json) => t.equal((await d.send(method, body)).status, 200, method)
+  await ok('NetworkDriver.CreateNetwork', withGeneric({ 'com.docker.network.bridge.host_binding_ipv4': '192.0.2.99' }))
+  await ok('NetworkDriver.CreateEndpoint', endpoint({ NetworkID: N2 }, { Address: '10.19.0.3/24' }))
+  await ok('NetworkDriver.Join', { NetworkID: N2, EndpointID: E2, SandboxKey: '/var/run/docker/netns/0123456789ac', Options: {} })
+  await expectRefused(t, d, {
+    name: 'Program -p 8080:80 on a network whose default host address is not the host\'s', method: 'NetworkDriver.ProgramExternalConnectivity',
+    body: program({}, { NetworkID: N2, EndpointID: E2 }), err: /192\.0\.2\.99 \(com\.docker\.network\.bridge\.host_binding_ipv4\): .*host IP 192\.0\.2\.99 is not an address of this host/,
+  })
+  await ok('NetworkDriver.ProgramExternalConnectivity', program({ HostIP: '127.0.0.1' }, { NetworkID: N2, EndpointID: E2 }))
 })
 
 t.test('a foreign link with the bridge name: refused, and the foreign link is left alone', async (t) => {

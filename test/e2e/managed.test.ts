@@ -3,12 +3,13 @@
 // The subtests run in sequence on one engine and build on each other.
 // Run: npx tap run --timeout=900 test/e2e/managed.test.ts   (as root; after npx tsc -p tsconfig.json)
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, readlinkSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readlinkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { destroyEngine, ensureBusyboxImage, startDockerd, startEngine, stopDockerd, type Engine } from './lib/engine.js';
 import { containerIPv4, ip4InCidr, median, ping, pingOk, removeAllContainersAndNetworks, runSleeper, BB } from './lib/containers.js';
 import { alive, run } from './lib/proc.js';
 import { startTsnet, tsnetStateDir, TSNET_CLI, type TsnetHandle } from './lib/tsnet.js';
+import { capMask, readProcessSandbox, setprivArgv } from './lib/sandbox.js';
 import { waitFor } from './lib/wait.js';
 import { withDiagnostics } from './lib/scenario.js';
 import {
@@ -86,6 +87,40 @@ async function endpointId(e: Engine, container: string, net: string): Promise<st
   return e.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").EndpointID}}`, container]);
 }
 
+/** The Docker API opt-in, one `docker plugin set` (docs/managed-plugin.md); DOCKER_HOST is as seen inside the plugin. */
+const optIn = (e: Engine) => [`docker-socket.source=${e.sockPath}`, 'DOCKER_HOST=unix:///var/run/docker.sock'];
+const NO_API = /^no Docker API/;
+
+/** What the plugin process sees at PATH in its own root: 'socket', 'char device', ... or 'absent'. */
+function kindInPlugin(pid: number, path: string): string {
+  try {
+    const st = lstatSync(`/proc/${pid}/root${path}`);
+    return st.isSocket() ? 'socket' : st.isCharacterDevice() ? 'char device' : st.isFile() ? 'file' : st.isDirectory() ? 'directory' : 'other';
+  } catch {
+    return 'absent';
+  }
+}
+
+/** Mount points in the plugin that are sockets (a docker.sock bind shows up as one). */
+function socketMounts(pid: number): string[] {
+  const targets = readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[4] ?? '');
+  return targets.filter((mp) => kindInPlugin(pid, mp) === 'socket');
+}
+
+/** `tsnet policy show NETWORK --json` against the plugin's socket: the policy and the names it resolves. */
+async function policyShow(sock: string, network: string): Promise<{ ok: boolean; resolved?: Record<string, string[]>; err: string }> {
+  const r = await run(process.execPath, [TSNET_CLI, 'policy', 'show', network, '--json', '--socket', sock], { timeoutMs: 30_000 });
+  if (r.code !== 0) return { ok: false, err: r.stderr.trim() };
+  const [p] = JSON.parse(r.stdout) as Array<{ resolved: Record<string, string[]> }>;
+  return { ok: true, resolved: p?.resolved ?? {}, err: '' };
+}
+
+/** GET / from container FROM to HOST:80 (busybox nc); the body, '' when refused or timed out. */
+async function httpFrom(e: Engine, from: string, host: string): Promise<string> {
+  const r = await e.docker(['exec', from, 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w 2 ${host} 80`], { timeoutMs: 20_000 });
+  return r.code === 0 ? r.stdout.split('\r\n\r\n').slice(1).join('').trim() : '';
+}
+
 await t.test('setup: engine, bb image', async (t) => {
   t.ok(existsSync(TSNET_CLI), `${TSNET_CLI} is built`);
   if (!existsSync(TSNET_CLI)) return;
@@ -127,14 +162,48 @@ if (!E) {
     t.equal(types, 'docker.networkdriver/1.0 docker.ipamdriver/1.0', 'both interface types');
     t.match(await e.dockerOk(['plugin', 'inspect', '-f', '{{.Config.Description}}', P]), /\[e2e-build-1\]$/, 'the build stamp is in the description');
     t.equal(await e.dockerOk(['plugin', 'inspect', '-f', '{{.Config.Linux.Capabilities}}', P]), '[CAP_NET_ADMIN]', 'only CAP_NET_ADMIN on top of Docker\'s defaults');
+    // safe by default: no Docker API (docker.sock is root on the host), and inspect says so
+    const sock = await e.dockerOk(['plugin', 'inspect', '-f', '{{range .Settings.Mounts}}{{if eq .Name "docker-socket"}}{{.Source}}{{end}}{{end}}', P]);
+    t.equal(sock, '/dev/null', 'the docker-socket mount\'s default source is the /dev/null placeholder, not docker.sock');
+    t.match(await e.dockerOk(['plugin', 'inspect', '-f', '{{.Settings.Env}}', P]), /(^|\[| )DOCKER_HOST=( |\]|$)/, 'DOCKER_HOST is empty by default');
+    t.match(await e.dockerOk(['plugin', 'inspect', '-f', '{{.Config.Description}}', P]), /No Docker API by default/, 'the description says so');
+    const mounts = JSON.parse(await e.dockerOk(['plugin', 'inspect', '-f', '{{json .Config.Mounts}}', P])) as Array<{ Name: string; Description: string }>;
+    t.match(mounts.find((m) => m.Name === 'docker-socket')?.Description, /root on the host.*docker plugin set PLUGIN docker-socket\.source=\S+ DOCKER_HOST=unix:\/\/\/var\/run\/docker\.sock/, 'the mount\'s description says what the socket grants and how to opt in');
     currentId = await pluginId(e, P);
     blocked = undefined;
   });
 
-  await scenario('a managed plugin tsnet:latest hides a legacy plugin called tsnet', async (t) => {
+  await scenario('legacy tsnet runs in packaging/tsnet.service\'s sandbox; a managed plugin tsnet:latest hides it', async (t) => {
+    legacy = await startTsnet(e);
+    // Every e2e start of the legacy tsnet is bounded so (startTsnet checks it); here it is shown.
+    const unit = legacy.sandbox?.unit;
+    t.ok(unit, 'the harness started it inside the unit\'s sandbox');
+    if (unit) {
+      const s = readProcessSandbox(legacy.pid);
+      const want = capMask(unit.bounding);
+      t.equal(s.capBnd, want, `CapBnd 0x${s.capBnd.toString(16)}: only ${unit.bounding.join(' ')}`);
+      t.equal(s.capEff, want, `CapEff 0x${s.capEff.toString(16)}: the same`);
+      t.ok(s.noNewPrivs, 'NoNewPrivs');
+      t.equal(s.readOnly('/usr'), true, '/usr is read-only to it');
+      t.equal(s.readOnly('/proc/sys/kernel'), true, '/proc/sys is read-only to it ...');
+      t.equal(s.readOnly('/proc/sys/net'), false, '... but for /proc/sys/net');
+      t.equal(s.readOnly(legacy.stateDir), false, 'its state dir is writable');
+      // What a process with its capabilities in its namespaces can and cannot do
+      const inside = (script: string) =>
+        run('nsenter', ['-t', String(legacy!.pid), '-m', '-n', '--', ...setprivArgv(unit), '--', 'sh', '-c', script], { timeoutMs: 15_000 });
+      const probe = join(legacy.stateDir, '.sandbox-probe');
+      const ok = await inside(`touch ${probe} && ip link add tsbxprobe type bridge && ip link del tsbxprobe`);
+      t.equal(ok.code, 0, `positive control: it writes its state dir and creates a bridge (CAP_NET_ADMIN) ${ok.stderr.trim()}`);
+      const ro = await inside('touch /etc/.tsnet-sandbox-probe');
+      t.match(ro.stderr, /Read-only file system/, `it cannot write /etc: ${ro.stderr.trim()}`);
+      const chown = await inside(`chown 65534 ${probe}`);
+      t.match(chown.stderr, /Operation not permitted/, `it cannot chown (no CAP_CHOWN): ${chown.stderr.trim()}`);
+      const home = await inside('ls /root');
+      t.match(home.stderr, /Permission denied/, `it cannot read /root (ProtectHome=, no CAP_DAC_OVERRIDE): ${home.stderr.trim()}`);
+      await run('rm', ['-f', probe]);
+    }
     // Docker resolves the driver name "tsnet" to the managed tsnet:latest first and never reaches
     // the legacy socket: why switching a host from legacy to managed needs another name + an alias.
-    legacy = await startTsnet(e);
     const r = await e.docker(['network', 'create', '-d', 'tsnet', '--subnet', '10.79.0.0/24', 'shadowed'], { timeoutMs: 60_000 });
     t.not(r.code, 0, '`network create -d tsnet` fails although a legacy tsnet answers on tsnet.sock');
     t.match(r.stderr, /plugin tsnet found but disabled/, `Docker picked the disabled managed plugin: ${r.stderr.trim()}`);
@@ -142,9 +211,9 @@ if (!E) {
     legacy = undefined;
   });
 
-  await scenario('enable; a network on tsnet:latest; containers reach each other by IP and by name', async (t) => {
+  await scenario('enable (default: no docker.sock); a network on tsnet:latest; containers reach each other by IP and by name', async (t) => {
     mkdirSync(mstate, { recursive: true });
-    await pluginSet(e, `state.source=${mstate}`, `docker-socket.source=${e.sockPath}`);
+    await pluginSet(e, `state.source=${mstate}`);
     const en = await enable(e);
     t.equal(en.code, 0, `docker plugin enable (${en.ms} ms) ${en.stderr}`);
     t.comment(`docker plugin enable took ${en.ms} ms`);
@@ -154,6 +223,12 @@ if (!E) {
     t.ok(started, 'tsnet logged "tsnet listening" into the dockerd log, tagged with the plugin id');
     t.equal(started?.json?.stateDir, '/var/lib/tsnet', 'state dir inside the plugin is /var/lib/tsnet');
     t.notOk(pluginLines(e, currentId).some((l) => l.json?.level === 20), 'no debug lines at the default level info');
+    const pid = pluginPid(e, currentId) ?? 0;
+    t.equal(kindInPlugin(pid, '/var/run/docker.sock'), 'char device', 'inside the plugin /var/run/docker.sock is the /dev/null placeholder');
+    t.same(socketMounts(pid), [], 'no mount in the plugin is a socket: Docker\'s API is out of its reach');
+    const noApi = pluginLines(e, currentId).filter((l) => NO_API.test(String(l.json?.msg ?? '')));
+    t.equal(noApi.length, 1, `tsnet said once that it runs without the Docker API: ${noApi[0]?.text.slice(0, 200)}`);
+    t.equal(noApi[0]?.json?.level, 40, 'at warn level');
 
     await e.dockerOk(['network', 'create', ...TS, '--subnet', SUBNET, NET]);
     t.equal(await e.dockerOk(['network', 'inspect', '-f', '{{.Driver}} {{.IPAM.Driver}}', NET]), `${P} ${P}`, 'driver and IPAM driver are tsnet:latest');
@@ -202,6 +277,40 @@ if (!E) {
     await e.dockerOk(['rm', '-f', 'p1']);
     t.notMatch(await nsExecOut(e, ['iptables-save', '-t', 'nat']), /--dport 8080/, 'the DNAT rule is gone after docker rm');
     t.equal(await httpGet(e, '127.0.0.1:8080'), '', 'and 8080 no longer answers');
+  });
+
+  await scenario('Docker API opt-in (one docker plugin set): policies resolve network names, garbage collection runs', async (t) => {
+    const sock = pluginSocketPath(e, currentId);
+    // Without the API: a policy that names mnet resolves to nothing, so mnet's c1 is refused at web.
+    await e.dockerOk(['network', 'create', ...TS, '--subnet', '10.82.0.0/24', '-o', `tsnet.allow=${NET} tcp/80`, 'pol']);
+    const polId = await e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'pol']);
+    await e.dockerOk(['run', '-d', '--init', '--name', 'web', '--network', 'pol', BB, 'sh', '-c', HTTPD('hello-web')]);
+    const web = await containerIPv4(e, 'web');
+    const byName = await policyShow(sock, 'pol');
+    t.notOk(byName.ok, `without the API, tsnet policy show pol (by name) finds nothing: ${byName.err}`);
+    const before = await policyShow(sock, polId);
+    t.same(before.resolved, { [NET]: [] }, `by ID: the policy names ${NET}, which resolves to no subnet`);
+    t.equal(await httpFrom(e, 'c1', web), '', `c1 (${NET}) is refused at web ${web}:80 on pol`);
+
+    await e.dockerOk(['plugin', 'disable', '-f', P]);
+    await pluginSet(e, ...optIn(e));
+    const mark = logMark(e);
+    const en = await enable(e);
+    t.equal(en.code, 0, `enabled with the Docker API (${en.ms} ms) ${en.stderr}`);
+    const pid = pluginPid(e, currentId) ?? 0;
+    t.equal(kindInPlugin(pid, '/var/run/docker.sock'), 'socket', 'inside the plugin /var/run/docker.sock is now the engine\'s socket');
+    t.notOk(pluginLines(e, currentId, mark).some((l) => NO_API.test(String(l.json?.msg ?? ''))), 'no "no Docker API" warning');
+    const gc = await waitFor(() => pluginLines(e, currentId, mark).find((l) => l.json?.msg === 'serving this Docker engine'), { timeoutMs: 15_000, what: 'garbage collection reaching Docker' }).catch(() => undefined);
+    t.ok(gc, `garbage collection reached Docker through the socket: ${gc?.text.slice(0, 160)}`);
+    const resolved = await waitFor(async () => {
+      const p = await policyShow(sock, 'pol');
+      return p.ok && (p.resolved?.[NET] ?? []).length > 0 ? p : undefined;
+    }, { timeoutMs: 15_000, what: `${NET} resolved` }).catch(() => undefined);
+    t.same(resolved?.resolved, { [NET]: [SUBNET] }, `tsnet policy show pol (by name) resolves ${NET} to ${SUBNET}`);
+    const reached = await waitFor(async () => (await httpFrom(e, 'c1', web)) === 'hello-web', { timeoutMs: 15_000, what: 'c1 -> web' }).catch(() => false);
+    t.ok(reached, `c1 (${NET}) now reaches web ${web}:80 on pol, as the policy says`);
+    await e.dockerOk(['rm', '-f', 'web']);
+    await e.dockerOk(['network', 'rm', 'pol']);
   });
 
   await scenario('docker plugin disable -f + enable: the existing network works for new containers', async (t) => {
@@ -303,6 +412,7 @@ if (!E) {
     const b = await buildPlugin(e, ['--replace', '--stamp', stamp, '--keep', '--build-dir', join(e.stateDir, 'build2')]);
     t.equal(b.facts.replaced, '1', 'build.sh replaced the installed plugin');
     t.match(b.facts.settings ?? '', new RegExp(`state\\.source=${mstate}`), `it kept the settings: ${b.facts.settings}`);
+    for (const kv of optIn(e)) t.ok((b.facts.settings ?? '').split(',').includes(kv), `it kept the Docker API opt-in: ${kv}`);
     t.comment(`upgrade: tsnet was down for ${b.facts.downtime_ms} ms (disable, rm, create ${b.facts.create_ms} ms, set, enable)`);
     currentId = await pluginId(e, P);
     t.not(currentId, oldId, 'a new plugin id');
@@ -352,7 +462,7 @@ if (!E) {
     // managed mode under another name (tsnet:latest would hide "tsnet"), same state directory
     const M = 'tsnet-managed:latest';
     await e.dockerOk(['plugin', 'create', M, join(e.stateDir, 'build2')]);
-    await e.dockerOk(['plugin', 'set', M, `state.source=${state}`, `docker-socket.source=${e.sockPath}`]);
+    await e.dockerOk(['plugin', 'set', M, `state.source=${state}`]); // no Docker API: the default
     const en = await enable(e, M);
     t.equal(en.code, 0, `${M} enabled on the legacy state dir (${en.ms} ms) ${en.stderr}`);
     currentId = await pluginId(e, M);

@@ -1,12 +1,14 @@
 // host/edge-firewall.ts against real iptables (nf_tables backend), ip6tables and ipset in a private
 // namespace: tsnet's chains and jumps (first in FORWARD, DOCKER-USER, PREROUTING, OUTPUT and
-// POSTROUTING, also after something else put itself first), ipset entries owned by their comment,
-// DNAT rules tagged by endpoint, and nothing of tsnet's left after removeBase, while rules, chains
-// and sets that are not tsnet's stay exactly as they were.
+// POSTROUTING, raw PREROUTING, also after something else put itself first), ipset entries owned by
+// their comment, DNAT rules tagged by endpoint, the PREROUTING jump of earlier versions removed, and
+// nothing of tsnet's left after removeBase, while rules, chains and sets that are not tsnet's stay
+// exactly as they were.
 import t, { type Test } from 'tap'
 import type { Family } from '../../src/core/addr.js'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, JUMPS, SET_TYPE, type SetEntry, allowEntries, dnatRule, endpointTag, filterRules, networkEntries, postroutingRules,
+  ALL_SETS, CHAIN, DOCKER_USER, LEGACY_JUMPS, SET_TYPE, type SetEntry, allowEntries, dnatRule, endpointTag, filterRules, jumps, networkEntries,
+  postroutingRules, rawRules,
 } from '../../src/core/edge-plan.js'
 import { networkTag } from '../../src/core/names.js'
 import { parsePolicy } from '../../src/core/policy.js'
@@ -41,6 +43,7 @@ async function populate(ns: Netns): Promise<void> {
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-N', 'OTHER-NAT'])
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '9999', '-j', 'OTHER-NAT'])
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth9', '-j', 'MASQUERADE'])
+    await ns.ok(tool, ['-w', '10', '-t', 'raw', '-A', 'PREROUTING', '-i', 'eth9', '-p', 'udp', '--dport', '4789', '-j', 'NOTRACK'])
   }
   await ns.ok('ipset', ['create', 'other-set', 'hash:net', 'comment'])
   await ns.ok('ipset', ['add', 'other-set', '192.0.2.0/24', 'comment', 'not tsnet'])
@@ -80,8 +83,10 @@ async function assertBase(t: Test, ns: Netns, what: string): Promise<void> {
     t.same(await rulesOf(ns, tool, CHAIN.from), plan.from.map((r) => `-A ${CHAIN.from} ${r}`), `${what}: ${tool} ${CHAIN.from} is edge-plan's`)
     t.same(await rulesOf(ns, tool, CHAIN.to), plan.to.map((r) => `-A ${CHAIN.to} ${r}`), `${what}: ${tool} ${CHAIN.to} is edge-plan's`)
     t.same(await rulesOf(ns, tool, CHAIN.postrouting, 'nat'), postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`), `${what}: ${tool} ${CHAIN.postrouting} is edge-plan's`)
+    t.same(await rulesOf(ns, tool, CHAIN.raw, 'raw'), rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`), `${what}: ${tool} raw ${CHAIN.raw} is edge-plan's`)
     t.ok(await rulesOf(ns, tool, CHAIN.dnat, 'nat'), `${what}: ${tool} ${CHAIN.dnat} exists`)
-    for (const j of JUMPS) {
+    for (const j of LEGACY_JUMPS) t.notOk(((await rulesOf(ns, tool, j.chain, j.table)) ?? []).includes(`-A ${j.chain} ${j.rule}`), `${what}: ${tool} ${j.table}/${j.chain} has no jump of an earlier version`)
+    for (const j of jumps(f)) {
       const rules = (await rulesOf(ns, tool, j.chain, j.table)) ?? []
       const jump = `-A ${j.chain} ${j.rule}`
       t.equal(rules[0], jump, `${what}: ${tool} ${j.table}/${j.chain} starts with tsnet's jump`)
@@ -110,7 +115,8 @@ t.test('ensureBase on a host with its own rules: chains, jumps first, sets; idem
     t.same(await rulesOf(ns, tool, 'FORWARD'), ['-A FORWARD -j TSNET-FORWARD', '-A FORWARD -j OTHER-FORWARD', '-A FORWARD -i eth9 -o eth9 -j ACCEPT'], `${tool}: FORWARD keeps its rules after the jump`)
     t.same(await rulesOf(ns, tool, DOCKER_USER), [`-A ${DOCKER_USER} -j TSNET-FORWARD`], `${tool}: DOCKER-USER was created for tsnet's jump`)
     t.same(await rulesOf(ns, tool, 'OTHER-FORWARD'), ['-A OTHER-FORWARD -i eth8 -m comment --comment "not tsnet" -j ACCEPT'], `${tool}: another chain is untouched`)
-    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), ['-A PREROUTING -m addrtype --dst-type LOCAL -j TSNET-DNAT', '-A PREROUTING -p tcp -m tcp --dport 9999 -j OTHER-NAT'], `${tool}: nat PREROUTING keeps its rule after the jump`)
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), [`-A PREROUTING ${jumps(familyOf(tool))[2]?.rule}`, '-A PREROUTING -p tcp -m tcp --dport 9999 -j OTHER-NAT'], `${tool}: nat PREROUTING keeps its rule after the jump`)
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'raw'), [`-A PREROUTING -j ${CHAIN.raw}`, '-A PREROUTING -i eth9 -p udp -m udp --dport 4789 -j NOTRACK'], `${tool}: raw PREROUTING keeps its rule after the jump`)
     t.match(await savedRules(ns, tool), /^:FORWARD DROP/m, `${tool}: the FORWARD policy is left as it was`)
   }
   t.match(await ns.ok('ipset', ['save', 'other-set']), /add other-set 192\.0\.2\.0\/24 comment "not tsnet"/, 'a set of someone else is untouched')
@@ -136,6 +142,7 @@ t.test('ensureBase puts tsnet\'s jumps first again, once, after something else i
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-N', 'DOCKER'])
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-I', 'PREROUTING', '1', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DOCKER'])
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-I', 'POSTROUTING', '1', '-s', tool === 'iptables' ? '172.17.0.0/16' : 'fd00:17::/64', '-j', 'MASQUERADE'])
+    await ns.ok(tool, ['-w', '10', '-t', 'raw', '-I', 'PREROUTING', '1', '-d', tool === 'iptables' ? '172.17.0.2' : 'fd00:17::2', '!', '-i', 'docker0', '-j', 'DROP'])
     // And a second copy of tsnet's jump further down (e.g. a restored old dump).
     await ns.ok(tool, ['-w', '10', '-A', 'FORWARD', '-j', CHAIN.forward])
     t.equal((await rulesOf(ns, tool, 'FORWARD'))?.[0], `-A FORWARD -j ${DOCKER_USER}`, `${tool}: precondition: Docker's jump is first`)
@@ -145,7 +152,8 @@ t.test('ensureBase puts tsnet\'s jumps first again, once, after something else i
   for (const tool of TOOLS) {
     t.same(await rulesOf(ns, tool, 'FORWARD'), [`-A FORWARD -j ${CHAIN.forward}`, `-A FORWARD -j ${DOCKER_USER}`], `${tool}: FORWARD: tsnet's jump first, exactly once, Docker's kept`)
     t.same(await rulesOf(ns, tool, DOCKER_USER), [`-A ${DOCKER_USER} -j ${CHAIN.forward}`, `-A ${DOCKER_USER} -j RETURN`], `${tool}: DOCKER-USER: tsnet's jump first, Docker's rule kept`)
-    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), [`-A PREROUTING -m addrtype --dst-type LOCAL -j ${CHAIN.dnat}`, '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER'], `${tool}: nat PREROUTING: tsnet's jump first`)
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), [`-A PREROUTING ${jumps(familyOf(tool))[2]?.rule}`, '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER'], `${tool}: nat PREROUTING: tsnet's jump first`)
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'raw'), [`-A PREROUTING -j ${CHAIN.raw}`, `-A PREROUTING -d ${tool === 'iptables' ? '172.17.0.2/32' : 'fd00:17::2/128'} ! -i docker0 -j DROP`], `${tool}: raw PREROUTING: tsnet's jump first, Docker's rule kept`)
     t.equal((await rulesOf(ns, tool, 'POSTROUTING', 'nat'))?.[0], `-A POSTROUTING -j ${CHAIN.postrouting}`, `${tool}: nat POSTROUTING: tsnet's jump first`)
     t.equal((await rulesOf(ns, tool, 'POSTROUTING', 'nat'))?.length, 2, `${tool}: nat POSTROUTING: Docker's rule kept`)
   }
@@ -164,9 +172,32 @@ t.test('ensureBase brings tsnet\'s chains back to spec', async (t) => {
     await ns.ok(tool, ['-w', '10', '-D', CHAIN.to, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT'])
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-F', CHAIN.postrouting])
     await ns.ok(tool, ['-w', '10', '-t', 'nat', '-D', 'OUTPUT', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', CHAIN.dnat])
+    await ns.ok(tool, ['-w', '10', '-t', 'raw', '-F', CHAIN.raw])
+    await ns.ok(tool, ['-w', '10', '-t', 'raw', '-D', 'PREROUTING', '-j', CHAIN.raw])
   }
   await fw.ensureBase(log)
-  t.same(await snapshot(ns), good, 'an extra rule, a missing rule, a flushed chain and a lost jump are repaired')
+  t.same(await snapshot(ns), good, 'an extra rule, a missing rule, flushed chains and lost jumps are repaired')
+})
+
+t.test('ensureBase and removeBase remove the PREROUTING jump of an earlier version (it DNATed 127.0.0.1 from anywhere)', async (t) => {
+  const ns = await createNetns(t)
+  const { fw } = firewallIn(ns)
+  await populate(ns)
+  const before = await snapshot(ns)
+  const oldJump = (tool: Tool) => ns.ok(tool, ['-w', '10', '-t', 'nat', '-I', 'PREROUTING', '1', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', CHAIN.dnat])
+  // The kernel as an earlier tsnet left it: its jump first in nat PREROUTING, no raw chain.
+  for (const tool of TOOLS) {
+    await ns.ok(tool, ['-w', '10', '-t', 'nat', '-N', CHAIN.dnat])
+    await oldJump(tool)
+  }
+  await fw.ensureBase(log)
+  await assertBase(t, ns, 'ensureBase over an earlier version\'s rules')
+  for (const tool of TOOLS) {
+    t.same(await rulesOf(ns, tool, 'PREROUTING', 'nat'), [`-A PREROUTING ${jumps(familyOf(tool))[2]?.rule}`, '-A PREROUTING -p tcp -m tcp --dport 9999 -j OTHER-NAT'], `${tool}: only the current jump, and the host's rule`)
+    await oldJump(tool) // and once more, as if restored from an old dump
+  }
+  await fw.removeBase(log)
+  t.same(await snapshot(ns), before, 'removeBase takes the old jump along, and leaves the rest as it was')
 })
 
 // ------------------------------------------------------------------ ipset entries

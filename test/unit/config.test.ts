@@ -83,3 +83,19 @@ t.test('unknown flags are refused', async (t) => {
   t.throws(() => loadConfig(['--bogus'], {}), { message: /bogus/ })
   t.throws(() => loadConfig(['--log-level'], {}), 'a flag without its value')
 })
+
+t.test('the Docker API is opt-in: absent or empty means none (no garbage collection, no network names)', async (t) => {
+  t.notOk('dockerHost' in loadConfig([], {}), 'absent: no Docker API')
+  t.notOk('dockerHost' in loadConfig([], { DOCKER_HOST: '' }), 'DOCKER_HOST= (the managed plugin\'s default): no Docker API')
+  t.notOk('dockerHost' in loadConfig(['--docker-host='], {}), 'an empty flag: no Docker API')
+  t.notOk('dockerHost' in loadConfig(['--docker-host', ''], { DOCKER_HOST: 'unix:///var/run/docker.sock' }), 'an empty flag wins over the environment')
+  t.equal(loadConfig([], { DOCKER_HOST: 'unix:///var/run/docker.sock' }).dockerHost, 'unix:///var/run/docker.sock', 'opted in through the environment')
+  t.equal(loadConfig(['--docker-host', 'unix:///run/alt.sock'], { DOCKER_HOST: 'unix:///var/run/docker.sock' }).dockerHost, 'unix:///run/alt.sock', 'the flag wins')
+  t.equal(loadConfig([], {}).gcIntervalSec, 60, 'the interval keeps its default; without the API it is simply not used')
+  for (const bad of ['tcp://127.0.0.1:2375', '/var/run/docker.sock', 'unix://relative.sock', 'unix:///']) {
+    t.throws(() => loadConfig([], { DOCKER_HOST: bad }), {
+      name: 'TsnetError', kind: 'invalid',
+      message: /^setting --docker-host \(env DOCKER_HOST\): ".*" is not of the form unix:\/\/\/path\/to\/docker\.sock \(leave it empty to run without the Docker API\)$/,
+    }, `refused: ${bad}`)
+  }
+})

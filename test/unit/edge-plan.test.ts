@@ -1,8 +1,10 @@
 // core/edge-plan: the fixed chains, the ipset entries of networks and policies, and DNAT rules.
+import fc from 'fast-check'
 import t from 'tap'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, JUMPS, SET_KINDS, SET_TYPE, allowEntries, deviceGroupOf, dnatRule, endpointTag,
-  entryKey, filterRules, foreignEntries, networkEntries, postroutingRules, setName, type NameResolver, type SetEntry,
+  ALL_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
+  allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
+  needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
 import { networkTag } from '../../src/core/names.js'
 import { parsePolicy } from '../../src/core/policy.js'
@@ -61,18 +63,25 @@ t.test('constants: sets, chains, jumps', async (t) => {
   t.same(SET_TYPE, { src: 'hash:net,iface', masq: 'hash:net', allow: 'hash:ip,port,net', foreign: 'hash:net' })
   t.equal(setName('allow', 6), 'tsnet-allow6')
   t.same(ALL_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6'])
-  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING' })
+  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING', raw: 'TSNET-RAW' })
   t.equal(DOCKER_USER, 'DOCKER-USER')
-  t.same(JUMPS, [
-    { table: 'filter', chain: 'FORWARD', rule: '-j TSNET-FORWARD' },
-    { table: 'filter', chain: 'DOCKER-USER', rule: '-j TSNET-FORWARD' },
-    { table: 'nat', chain: 'PREROUTING', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
-    { table: 'nat', chain: 'OUTPUT', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
-    { table: 'nat', chain: 'POSTROUTING', rule: '-j TSNET-POSTROUTING' },
-  ], 'FORWARD and DOCKER-USER jump to TSNET-FORWARD; nat jumps for local destinations and POSTROUTING')
+  t.same(LOOPBACK, { 4: '127.0.0.0/8', 6: '::1/128' })
+  for (const f of FAMILIES) {
+    t.same(jumps(f), [
+      { table: 'filter', chain: 'FORWARD', rule: '-j TSNET-FORWARD' },
+      { table: 'filter', chain: 'DOCKER-USER', rule: '-j TSNET-FORWARD' },
+      { table: 'nat', chain: 'PREROUTING', rule: `! -d ${LOOPBACK[f]} -m addrtype --dst-type LOCAL -j TSNET-DNAT` },
+      { table: 'nat', chain: 'OUTPUT', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
+      { table: 'nat', chain: 'POSTROUTING', rule: '-j TSNET-POSTROUTING' },
+      { table: 'raw', chain: 'PREROUTING', rule: '-j TSNET-RAW' },
+    ], `IPv${f}: FORWARD and DOCKER-USER jump to TSNET-FORWARD; DNAT for local destinations (from outside: not loopback ones); POSTROUTING; raw PREROUTING`)
+  }
+  t.same(LEGACY_JUMPS, [{ table: 'nat', chain: 'PREROUTING', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' }], 'the PREROUTING jump of earlier versions, which DNATed 127.0.0.1 from anywhere, is known so it can go')
+  t.notOk(FAMILIES.some((f) => jumps(f).some((j) => LEGACY_JUMPS.some((l) => l.table === j.table && l.chain === j.chain && l.rule === j.rule))), 'no legacy jump is a current one')
   t.equal(entryKey({ set: 'tsnet-src4', entry: '10.0.0.0/8,br0', comment: 'x' }), 'tsnet-src4 10.0.0.0/8,br0', 'the key ignores the comment')
   t.equal(FOREIGN_TAG, 'tsnet:docker')
-  t.same(Object.values(DROP), ['tsnet: icc disabled', 'tsnet: spoofed source', 'tsnet: internal network', 'tsnet: to a Docker network', 'tsnet: not allowed'], 'the documented drop comments')
+  t.same(Object.values(DROP), ['tsnet: icc disabled', 'tsnet: spoofed source', 'tsnet: internal network', 'tsnet: to a Docker network', 'tsnet: not allowed', 'tsnet: loopback from outside'], 'the documented drop comments')
+  t.same(DOCKER_BRIDGES, ['docker0', 'docker_gwbridge', 'br-+'], 'Docker\'s bridge names: default, swarm egress, user networks')
 })
 
 t.test('deviceGroupOf', async (t) => {
@@ -102,6 +111,9 @@ t.test('filterRules: fixed, per family, referencing the family\'s sets', async (
       '-m devgroup --src-group 0x2/0x2 -m comment --comment "tsnet: internal network" -j DROP',
       '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
       '-m devgroup --dst-group 0x74730000/0xffff0000 -j TSNET-TO',
+      '-o docker0 -m comment --comment "tsnet: to a Docker network" -j DROP',
+      '-o docker_gwbridge -m comment --comment "tsnet: to a Docker network" -j DROP',
+      '-o br-+ -m comment --comment "tsnet: to a Docker network" -j DROP',
       `-m set --match-set tsnet-foreign${f} dst -m comment --comment "tsnet: to a Docker network" -j DROP`,
       '-j ACCEPT',
     ], `IPv${f}: the FROM chain`)
@@ -114,8 +126,30 @@ t.test('filterRules: fixed, per family, referencing the family\'s sets', async (
     ], `IPv${f}: the TO chain ends in the not-allowed drop`)
     const all = [...r.forward, ...r.from, ...r.to].join('\n')
     t.notMatch(all, new RegExp(`tsnet-\\w+${other}\\b`), `IPv${f}: no IPv${other} set is referenced`)
-    for (const why of Object.values(DROP)) t.equal(all.split(`"${why}"`).length - 1, why === DROP.internal ? 2 : 1, `IPv${f}: "${why}" counted`)
+    const times: Partial<Record<string, number>> = { [DROP.internal]: 2, [DROP.docker]: 4, [DROP.loopback]: 0 }
+    for (const why of Object.values(DROP)) t.equal(all.split(`"${why}"`).length - 1, times[why] ?? 1, `IPv${f}: "${why}" counted`)
+    const from = r.from.join('\n')
+    t.ok(from.indexOf('-j TSNET-TO') < from.indexOf('-o br-+'), `IPv${f}: a tsnet bridge named br-... is decided by TSNET-TO before the Docker names`)
   }
+})
+
+t.test('rawRules: nothing from outside lo is addressed to loopback', async (t) => {
+  t.same(rawRules(4), ['-d 127.0.0.0/8 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
+  t.same(rawRules(6), ['-d ::1/128 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
+})
+
+t.test('needsRouteLocalnet: IPv4 ports the host reaches through 127.0.0.1', async (t) => {
+  const p = (family: 4 | 6, hostIp: string) => ({ family, hostIp })
+  t.equal(needsRouteLocalnet([]), false, 'nothing published')
+  t.equal(needsRouteLocalnet([p(4, '')]), true, 'a wildcard binding (the host connects through 127.0.0.1 too)')
+  t.equal(needsRouteLocalnet([p(4, '0.0.0.0')]), true, 'an explicit wildcard')
+  t.equal(needsRouteLocalnet([p(4, '127.0.0.1')]), true, 'a loopback binding')
+  t.equal(needsRouteLocalnet([p(4, '127.1.2.3')]), true, 'anywhere in 127.0.0.0/8')
+  t.equal(needsRouteLocalnet([p(4, '192.0.2.10')]), false, 'a specific host address: the host connects from it, not from 127.0.0.1')
+  t.equal(needsRouteLocalnet([p(4, '128.0.0.1'), p(4, '12.7.0.1')]), false, 'addresses that only look close')
+  t.equal(needsRouteLocalnet([p(6, ''), p(6, '::'), p(6, '::1')]), false, 'IPv6: the kernel never routes ::1 off lo, route_localnet is IPv4\'s')
+  t.equal(needsRouteLocalnet([p(4, '192.0.2.10'), p(4, '')]), true, 'any one port is enough')
+  t.equal(needsRouteLocalnet(new Set([p(4, '127.0.0.1')])), true, 'any iterable')
 })
 
 t.test('postroutingRules', async (t) => {
@@ -231,6 +265,138 @@ t.test('allowEntries: ranges, counts, canonical and unbounded sources, duplicate
     '172.18.0.2,tcp:80,0.0.0.0/1', '172.18.0.2,tcp:80,128.0.0.0/1', 'fd00:1::2,tcp:80,::/1', 'fd00:1::2,tcp:80,8000::/1',
   ], 'a named network with an unbounded pool is entered as two halves (hash:net refuses /0)')
   t.same(allowEntries(n, [e1], parsePolicy('odd tcp/80'), resolver({ odd: ['not-a-cidr', '10.0.0.1', ''] })), [], 'resolved junk is ignored')
+})
+
+/** Runs `fn`, returning its outcome with the time taken and how much the heap grew meanwhile. */
+function measured<T>(fn: () => T): { value?: T; err?: unknown; ms: number; heapMb: number } {
+  const heap = process.memoryUsage().heapUsed
+  const started = performance.now()
+  try {
+    const value = fn()
+    return { value, ms: performance.now() - started, heapMb: (process.memoryUsage().heapUsed - heap) / 2 ** 20 }
+  } catch (err) {
+    return { err, ms: performance.now() - started, heapMb: (process.memoryUsage().heapUsed - heap) / 2 ** 20 }
+  }
+}
+
+/** `count` single addresses 10.a.b.1, and the 64 ranges that cover every port once. */
+const addresses = (count: number) => Array.from({ length: count }, (_, i) => `10.${Math.floor(i / 250)}.${i % 250}.1`)
+const EVERY_PORT = Array.from({ length: 64 }, (_, i) => `tcp/${i * 1024 + 1}-${Math.min(65535, i * 1024 + 1024)}`).join(',')
+
+t.test('a policy is counted before it is expanded (finding 5)', async (t) => {
+  const n = network()
+  const e1 = endpoint('e1', '172.18.0.2/16')
+  // The shape that froze the daemon for 81 s: a ~3,100-character policy of 200 sources x every port.
+  const huge = parsePolicy(`${addresses(200).join(',')} ${EVERY_PORT}`)
+  t.equal(allowEntryCount(n, [e1], huge, resolver({})), 200 * 65535, 'counted: 200 sources x 65,535 ports for one container')
+  const r = measured(() => allowEntries(n, [e1], huge, resolver({})))
+  t.match(r.err, { name: 'TsnetError', kind: 'invalid', message: new RegExp(`the tsnet.allow policy of network ${NET.slice(0, 12)} \\("10\\.0\\.0\\.1/32,[^)]*\\) would put 13107000 entries in the firewall for its containers \\(1 x 13107000 port/source pairs over IPv4\\); at most 65536 are allowed per network`) },
+    'refused with a sentence naming the network, the policy and the count')
+  t.ok(r.ms < 1000, `refused in ${r.ms.toFixed(0)} ms (bound 1 s)`)
+  t.ok(r.heapMb < 32, `the heap grew ${r.heapMb.toFixed(1)} MB meanwhile (bound 32 MB; the expansion needed gigabytes)`)
+  const stored = network({ policy: `${addresses(200).join(',')} ${EVERY_PORT}` })
+  const e = measured(() => entriesOfNetwork(stored, [e1, endpoint('e2', '172.18.0.3/16')], resolver({})))
+  t.match(e.err, { kind: 'invalid', message: /would put 26214000 entries in the firewall for its containers \(2 x 13107000 port\/source pairs over IPv4\)/ }, 'two endpoints: twice as many')
+  t.ok(e.ms < 1000 && e.heapMb < 32, `entriesOfNetwork refused in ${e.ms.toFixed(0)} ms, heap +${e.heapMb.toFixed(1)} MB (two endpoints ran the heap out before)`)
+})
+
+t.test('checkPolicySize: with no endpoint yet, one container per family is counted', async (t) => {
+  const huge = `${addresses(200).join(',')} ${EVERY_PORT}`
+  const r = measured(() => checkPolicySize(network({ policy: huge }), [], resolver({})))
+  t.match(r.err, { kind: 'invalid', message: /would put 13107000 entries in the firewall for its first container \(1 x 13107000 port\/source pairs over IPv4\)/ },
+    'at CreateNetwork and `tsnet policy set` on an empty network, a policy no container could take is refused')
+  t.ok(r.ms < 1000 && r.heapMb < 32, `in ${r.ms.toFixed(0)} ms, heap +${r.heapMb.toFixed(1)} MB`)
+  const atCap = `${addresses(64).join(',')} tcp/1-1024`
+  t.equal(allowEntryCount(network(), [endpoint('e1', '172.18.0.2/16')], parsePolicy(atCap), resolver({})), MAX_ALLOW_ENTRIES, 'precondition: 64 sources x 1,024 ports is exactly the cap')
+  t.doesNotThrow(() => checkPolicySize(network({ policy: atCap }), [], resolver({})), 'a policy at the cap is accepted')
+  t.throws(() => checkPolicySize(network({ policy: `${atCap},icmp` }), [], resolver({})), { kind: 'invalid', message: /would put 65600 entries/ }, 'one more pair per source is not')
+  const ok = measured(() => entriesOfNetwork(network({ policy: atCap }), [endpoint('e1', '172.18.0.2/16')], resolver({})))
+  t.equal(ok.err, undefined, 'positive control: a policy just under the cap is expanded')
+  t.equal(ok.value?.filter((e) => e.set === 'tsnet-allow4').length, MAX_ALLOW_ENTRIES, 'into exactly the counted entries')
+  t.ok(ok.ms < 2000, `in ${ok.ms.toFixed(0)} ms`)
+
+  const v6 = '2001:db8::1 tcp/1-1024'
+  const both = `${addresses(40).join(',')},${Array.from({ length: 40 }, (_, i) => `2001:db8::${i + 1}`).join(',')} tcp/1-1024`
+  t.doesNotThrow(() => checkPolicySize(network({ policy: v6 }), [], resolver({})), 'an IPv6 source on an IPv4-only network counts nothing')
+  t.doesNotThrow(() => checkPolicySize(network({ policy: both }), [], resolver({})), 'IPv4-only: 40 x 1,024 fits')
+  t.throws(() => checkPolicySize(dual({ policy: both }), [], resolver({})), { message: /would put 81920 entries in the firewall for its first container \(1 x 40960 port\/source pairs over IPv4 \+ 1 x 40960 port\/source pairs over IPv6\)/ },
+    'a dual-stack network: its first container has an address of each family')
+  t.doesNotThrow(() => checkPolicySize(dual({ policy: both, internal: true }), [], resolver({})), 'an internal network takes no policy entries')
+  t.doesNotThrow(() => checkPolicySize(network(), [], resolver({})), 'no policy')
+
+  const half = `${addresses(40).join(',')} tcp/1-1024`
+  t.doesNotThrow(() => checkPolicySize(network({ policy: half }), [endpoint('e1', '172.18.0.2/16')], resolver({})), 'one container: 40,960 entries fit')
+  t.throws(() => checkPolicySize(network({ policy: half }), [endpoint('e1', '172.18.0.2/16'), endpoint('e2', '172.18.0.3/16')], resolver({})), { message: /would put 81920 entries in the firewall for its containers \(2 x 40960/ },
+    'a second container (CreateEndpoint) does not')
+  t.doesNotThrow(() => checkPolicySize(network({ policy: half }), [endpoint('e1', '172.18.0.2/16'), endpoint('e2', '172.18.0.2/16')], resolver({})), 'one address twice is one container')
+})
+
+t.test('names count with the subnets Docker resolves them to', async (t) => {
+  const subnets = (count: number) => Array.from({ length: count }, (_, i) => `10.${i}.0.0/16`)
+  const n = network({ policy: 'ops tcp/1-1024' })
+  const e1 = endpoint('e1', '172.18.0.2/16')
+  t.equal(allowEntryCount(n, [e1], parsePolicy('ops tcp/1-1024'), resolver({ ops: subnets(64) })), 65536, '64 subnets x 1,024 ports')
+  t.doesNotThrow(() => entriesOfNetwork(n, [e1], resolver({ ops: subnets(64) })), 'at the cap: accepted')
+  t.throws(() => entriesOfNetwork(n, [e1], resolver({ ops: subnets(65) })), { kind: 'invalid', message: /would put 66560 entries/ }, 'one subnet more: refused')
+  t.doesNotThrow(() => checkPolicySize(n, [], resolver({})), 'a name Docker does not know counts nothing')
+  t.equal(allowEntryCount(n, [e1], parsePolicy('ops,ops tcp/1-1024'), resolver({ ops: ['10.1.0.0/16', '10.1.9.9/16', '10.2.0.0/16'] })), 2048,
+    'a name twice and a subnet written twice count once')
+})
+
+/** Small random policies with overlapping ranges, repeated sources, names and shared addresses. */
+const smallPolicy = fc.array(fc.tuple(
+  fc.array(fc.constantFrom('ui', 'ops', 'ghost', '10.1.0.0/16', '10.1.2.3/16', '10.9.9.9', 'fd00:9::/64', '2001:db8::1'), { minLength: 1, maxLength: 4 }),
+  fc.array(fc.oneof(
+    fc.constant('icmp'),
+    fc.tuple(fc.constantFrom('tcp', 'udp', 'sctp'), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 15 })).map(([p, a, d]) => `${p}/${a}-${a + d}`),
+    fc.tuple(fc.constantFrom('tcp', 'udp'), fc.integer({ min: 1, max: 60 })).map(([p, a]) => `${p}/${a}`),
+  ), { minLength: 1, maxLength: 4 }),
+), { minLength: 1, maxLength: 5 }).map((rules) => rules.map(([s, p]) => `${s.join(',')} ${p.join(',')}`).join('; '))
+const someEndpoints = fc.array(fc.tuple(fc.constantFrom(undefined, '172.18.0.2/16', '172.18.0.3/16', '172.18.0.2/24'), fc.constantFrom(undefined, 'fd00:1::2/64', 'FD00:1:0::2/64', 'fd00:1::3/64')), { maxLength: 4 })
+
+/** The entries spelled out the plain way (every rule, source, port and address; duplicates collapsed by a set): the reference. */
+function naiveEntries(n: NetworkRecord, endpoints: EndpointRecord[], text: string, resolve: NameResolver): Set<string> {
+  const out = new Set<string>()
+  if (n.internal) return out
+  // A source's canonical members, as networkEntries writes a pool of the same CIDR (the halves of a /0 included).
+  const canonical = (cidr: string) => {
+    if (!/^[^/]+\/\d+$/.test(cidr)) return []
+    const v6 = cidr.includes(':')
+    return networkEntries(network({ ipv4Subnets: v6 ? [] : [{ pool: cidr }], ipv6Subnets: v6 ? [{ pool: cidr }] : [], enableIpMasquerade: false })).map((e) => e.entry.split(',')[0] ?? '')
+  }
+  for (const e of endpoints) {
+    for (const addr of [e.address, e.addressV6]) {
+      if (!addr) continue
+      const v6 = addr.includes(':')
+      const ip = networkEntries(network({ ipv4Subnets: v6 ? [] : [{ pool: addr.replace(/\/\d+$/, v6 ? '/128' : '/32') }], ipv6Subnets: v6 ? [{ pool: addr.replace(/\/\d+$/, '/128') }] : [], enableIpMasquerade: false }))[0]?.entry.split('/')[0]
+      for (const rule of parsePolicy(text)) {
+        const sources = rule.sources.flatMap((s) => (s.kind === 'cidr' ? [s.cidr] : resolve(s.name))).filter((c) => c.includes(':') === v6).flatMap(canonical)
+        for (const src of sources) {
+          for (const p of rule.ports) {
+            if (p.proto === 'icmp') out.add(`tsnet-allow${v6 ? 6 : 4} ${ip},${v6 ? 'icmpv6' : 'icmp'}:echo-request,${src}`)
+            else for (let port = p.from; port <= p.to; port++) out.add(`tsnet-allow${v6 ? 6 : 4} ${ip},${p.proto}:${port},${src}`)
+          }
+        }
+      }
+    }
+  }
+  return out
+}
+
+t.test('property: allowEntries writes what the plain expansion would, each entry once, and the count says how many', async (t) => {
+  const resolve = resolver({ ui: ['10.1.0.0/16', 'fd00:9::/64', '10.1.0.0/16'], ops: ['10.2.0.0/24', '0.0.0.0/0', '10.2.0.9/24'] })
+  fc.assert(fc.property(smallPolicy, someEndpoints, fc.boolean(), (text, eps, internal) => {
+    const n = dual({ internal })
+    const endpoints = eps.map(([a, b], i) => endpoint(`e${i}`, a, b))
+    const rules = parsePolicy(text)
+    const entries = allowEntries(n, endpoints, rules, resolve).map(entryKey)
+    const expected = naiveEntries(n, endpoints, text, resolve)
+    if (new Set(entries).size !== entries.length) throw new Error(`an entry written twice for ${text}`)
+    if (entries.length !== expected.size || entries.some((k) => !expected.has(k))) throw new Error(`entries differ from the plain expansion for ${text}: ${entries.length} vs ${expected.size}`)
+    const count = allowEntryCount(n, endpoints, rules, resolve)
+    if (count !== expected.size) throw new Error(`counted ${count}, the plain expansion has ${expected.size} for ${text}`)
+  }), { numRuns: 400 })
+  t.pass('400 random policies: the same entries as the plain expansion, none twice, counted exactly')
 })
 
 t.test('foreignEntries', async (t) => {

@@ -3,7 +3,7 @@
 // RevokeExternalConnectivity), tsnet.allow policies (at create, `tsnet policy set`, names that
 // change), and what a restart puts back.
 import t, { type Test } from 'tap'
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { FOREIGN_TAG, type SetEntry, dnatRule, entryKey } from '../../src/core/edge-plan.js'
@@ -264,6 +264,114 @@ t.test('an internal network publishes nothing', async (t) => {
   t.equal(await storeState(), storeBefore)
 })
 
+t.test('host_binding_ipv4: a mapping without a HostIP binds to the network\'s address only; a given HostIP wins', async (t) => {
+  const { svc, host, attach, program, endpoint, storeState } = await setup(t)
+  const v6 = { pool: 'fd00:1::/64', gw: 'fd00:1::1/64' }
+  await svc.createNetwork(netReq(NET, '10.1.0.0/24', '10.1.0.1/24', { [OPTION.hostBinding]: '192.0.2.10' }, {}, v6), log)
+  const maps = [tcp(80, 8080), tcp(443, 8443, { HostIP: '127.0.0.1' }), tcp(22, 2222, { HostIP: '::' })]
+  await attach(NET, EP, '10.1.0.2/24', maps, 'fd00:1::2/64')
+  await program(NET, EP, maps)
+  t.same([...host.portRules].sort(), [
+    rule(EP, port({ hostIp: '192.0.2.10', hostPort: 8080, containerIp: '10.1.0.2', containerPort: 80 })),
+    rule(EP, port({ hostIp: '127.0.0.1', hostPort: 8443, containerIp: '10.1.0.2', containerPort: 443 })),
+    rule(EP, port({ family: 6, hostIp: '::', hostPort: 2222, containerIp: 'fd00:1::2', containerPort: 22 })),
+  ].sort(), '-p 8080:80 on the dual-stack container: one IPv4 rule for 192.0.2.10 and no IPv6 wildcard (as Docker 20.10)')
+  t.ok([...host.portRules].some((r) => r.startsWith('4 -d 192.0.2.10/32 -p tcp -m tcp --dport 8080 ')), 'the rule matches the address')
+  t.same(host.reserved.find((r) => r.bindings.some((b) => b.address === '192.0.2.10'))?.bindings, [{ family: 4, address: '192.0.2.10' }], 'and the port is held on that address alone')
+  t.same((await endpoint(EP)).published?.map((p) => `${p.family} ${p.hostIp}:${p.hostPort}`), ['4 192.0.2.10:8080', '4 127.0.0.1:8443', '6 :::2222'])
+  t.equal((await endpoint(EP)).portMappings[0]?.hostIp, '', 'the mappings are stored as Docker sent them')
+
+  const hostOnce = host.state()
+  const storeOnce = await storeState()
+  t.same(await program(NET, EP, maps), {}, 'a repeated Program is still idempotent')
+  t.equal(host.state(), hostOnce)
+  t.equal(await storeState(), storeOnce)
+})
+
+t.test('host_binding_ipv4: 0.0.0.0 is the default; an IPv6 address takes IPv6 alone', async (t) => {
+  const { svc, host, attach, program } = await setup(t)
+  const v6 = (i: number) => ({ pool: `fd00:${i}::/64`, gw: `fd00:${i}::1/64` })
+  await svc.createNetwork(netReq(NET, '10.1.0.0/24', '10.1.0.1/24', { [OPTION.hostBinding]: '0.0.0.0' }, {}, v6(1)), log)
+  await svc.createNetwork(netReq(NET2, '10.2.0.0/24', '10.2.0.1/24', { [OPTION.hostBinding]: '2001:db8::7' }, {}, v6(2)), log)
+  await attach(NET, EP, '10.1.0.2/24', [], 'fd00:1::2/64')
+  await attach(NET2, EP2, '10.2.0.2/24', [], 'fd00:2::2/64')
+  await program(NET, EP, [tcp(80, 8080)])
+  await program(NET2, EP2, [tcp(80, 8081)])
+  t.same([...host.portRules].sort(), [
+    rule(EP, port({ hostPort: 8080, containerIp: '10.1.0.2', containerPort: 80 })),
+    rule(EP, port({ family: 6, hostPort: 8080, containerIp: 'fd00:1::2', containerPort: 80 })),
+    rule(EP2, port({ family: 6, hostIp: '2001:db8::7', hostPort: 8081, containerIp: 'fd00:2::2', containerPort: 80 })),
+  ].sort(), '0.0.0.0: every address of both families; 2001:db8::7: that address, no IPv4')
+})
+
+t.test('host_binding_ipv4: an address that is not the host\'s is refused at ProgramExternalConnectivity, naming the option', async (t) => {
+  const host = new FakeHost()
+  host.localAddresses = new Set(['192.0.2.10', '127.0.0.1'])
+  const { svc, attach, program, storeState } = await setup(t, { host })
+  await svc.createNetwork(netReq(NET, '10.1.0.0/24', '10.1.0.1/24', { [OPTION.hostBinding]: '192.0.2.99' }), log)
+  await attach(NET, EP, '10.1.0.2/24')
+  const hostBefore = host.state()
+  const storeBefore = await storeState()
+  await t.rejects(program(NET, EP, [tcp(80, 8080)]), {
+    name: 'TsnetError', kind: 'invalid',
+    message: /^network 0a0123456789 publishes on 192\.0\.2\.99 \(com\.docker\.network\.bridge\.host_binding_ipv4\): publishing ports of endpoint e10123456789 \(rolled back: nothing was published\): host IP 192\.0\.2\.99 is not an address of this host$/,
+  })
+  t.equal(host.state(), hostBefore, 'nothing held or programmed')
+  t.equal(await storeState(), storeBefore, 'nothing stored')
+  t.same(await program(NET, EP, [tcp(80, 8080, { HostIP: '127.0.0.1' })]), {}, 'control: a HostIP of the host works on the same network')
+})
+
+t.test('conntrack: flows of UDP and SCTP ports are forgotten when they are published and when they are revoked; TCP ones never', async (t) => {
+  const { svc, host, attach, program, revoke } = await setup(t)
+  await svc.createNetwork(netReq(NET, '10.1.0.0/24', '10.1.0.1/24', {}, {}, { pool: 'fd00:1::/64', gw: 'fd00:1::1/64' }), log)
+  const maps = [tcp(80, 8080), { Proto: UDP, Port: 53, HostPort: 5353, HostPortEnd: 5353 }, { Proto: 132, Port: 9, HostPort: 9009, HostPortEnd: 9009 }, { Proto: UDP, Port: 54, HostIP: '127.0.0.1', HostPort: 5354, HostPortEnd: 5354 }]
+  await attach(NET, EP, '10.1.0.2/24', maps, 'fd00:1::2/64')
+  await attach(NET, EP2, '10.1.0.3/24', [tcp(80, 8081)])
+  const flows = [
+    { family: 4, proto: 'udp', hostPort: 5353, hostIp: '' }, { family: 6, proto: 'udp', hostPort: 5353, hostIp: '' },
+    { family: 4, proto: 'sctp', hostPort: 9009, hostIp: '' }, { family: 6, proto: 'sctp', hostPort: 9009, hostIp: '' },
+    { family: 4, proto: 'udp', hostPort: 5354, hostIp: '127.0.0.1' },
+  ]
+  await program(NET, EP, maps)
+  t.same(host.forgottenFlows, [flows], 'publishing: the flows that began while no rule held the ports, in one call')
+  await program(NET, EP, maps)
+  t.equal(host.forgottenFlows.length, 1, 'a repeated Program changes no port: nothing to forget')
+  await program(NET, EP2, [tcp(80, 8081)])
+  t.equal(host.forgottenFlows.length, 1, 'TCP ports: nothing to forget (a new connection is a new flow)')
+  await revoke(NET, EP)
+  t.same(host.forgottenFlows, [flows, flows], 'Revoke forgets the same flows, in one call')
+  await revoke(NET, EP)
+  t.equal(host.forgottenFlows.length, 2, 'a second Revoke has nothing to forget')
+
+  await program(NET, EP, maps)
+  await svc.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log)
+  t.same(host.forgottenFlows.slice(3), [flows], 'DeleteEndpoint of a publishing endpoint forgets them')
+  await attach(NET, EP3, '10.1.0.4/24')
+  await program(NET, EP3, [{ Proto: UDP, Port: 53, HostPort: 5353, HostPortEnd: 5353 }])
+  await svc.deleteNetwork({ NetworkID: NET }, log)
+  t.same(host.forgottenFlows.slice(-1), [[{ family: 4, proto: 'udp', hostPort: 5353, hostIp: '' }]], 'DeleteNetwork forgets those of its endpoints')
+  await revoke(NET2, EP2)
+  t.equal(host.forgottenFlows.filter((f) => f.some((x) => x.hostPort === 8081)).length, 0, 'never a TCP port')
+})
+
+t.test('conntrack: a failure to forget flows is logged; the ports are published and revoked all the same', async (t) => {
+  const { svc, host, attach, program, revoke, endpoint } = await setup(t)
+  await svc.createNetwork(netReq(NET, '10.1.0.0/24', '10.1.0.1/24'), log)
+  const maps = [{ Proto: UDP, Port: 53, HostPort: 5353, HostPortEnd: 5353 }]
+  await attach(NET, EP, '10.1.0.2/24', maps)
+  const { logger, entries } = captureLog()
+  host.failNext.add('forgetPortFlows')
+  t.same(await program(NET, EP, maps, logger), {}, 'Program answers')
+  t.ok(host.heldPorts.has('udp/5353') && (await endpoint(EP)).published?.length === 1, 'and the port is published')
+  host.failNext.add('forgetPortFlows')
+  t.same(await svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }, logger), {}, 'Revoke answers')
+  t.equal(host.heldPorts.size + host.portRules.size, 0, 'and the port is gone')
+  const errors = entries.filter((e) => e.level === ERROR_LEVEL)
+  t.equal(errors.length, 2, 'each failure is logged as an error')
+  t.match(errors[0], { msg: 'conntrack entries of published ports not forgotten', err: { message: /injected failure in forgetPortFlows/ }, flows: [{ proto: 'udp', hostPort: 5353 }] })
+  await revoke(NET, EP)
+})
+
 // ------------------------------------------------------------------ policies
 
 t.test('tsnet.allow at create: entries for each endpoint address × port × resolved source', async (t) => {
@@ -485,10 +593,15 @@ t.test('a failed CreateNetwork does not remove the edge of a network being creat
   t.equal([...host.sets.values()].filter((e) => e.comment === networkTag(NET)).length, 2, 'NET\'s entries are in place')
 })
 
-t.test('two networks on the same subnet (another IPAM driver allows it): deleting one keeps the other\'s egress', async (t) => {
-  const { svc, host } = await setup(t)
-  await svc.createNetwork(netReq(NET, '10.9.0.0/24', '10.9.0.1/24'), log)
-  await svc.createNetwork(netReq(NET2, '10.9.0.0/24', '10.9.0.1/24', { [OPTION.bridgeName]: 'twin0' }), log)
+t.test('two stored networks on the same subnet (an older tsnet allowed it): deleting one keeps the other\'s egress', async (t) => {
+  const first = await setup(t)
+  await first.svc.createNetwork(netReq(NET, '10.9.0.0/24', '10.9.0.1/24'), log)
+  // CreateNetwork refuses the overlap now; a store written before that may still hold one.
+  const twin: NetworkRecord = { ...(await first.network(NET)), id: NET2, bridge: 'twin0', bridgeNamedByUser: true, genericOptions: { [OPTION.bridgeName]: 'twin0' } }
+  await writeFile(join(first.dir, 'store', 'networks', `${NET2}.json`), JSON.stringify(twin))
+  const { svc, host } = await setup(t, { dir: first.dir })
+  await svc.restoreHost(log)
+  t.same(svc.snapshot().networks.map((n) => n.id).sort(), [NET, NET2].sort(), 'precondition: both networks are back')
   t.ok(host.sets.has('tsnet-masq4 10.9.0.0/24'), 'the subnet is masqueraded')
   await svc.deleteNetwork({ NetworkID: NET2 }, log)
   t.same(svc.snapshot().networks.map((n) => n.id), [NET])

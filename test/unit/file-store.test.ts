@@ -1,11 +1,22 @@
 // store/file-store: one JSON file per record, atomic writes, schema check; plus a cost measurement.
 import t from 'tap'
+import { existsSync } from 'node:fs'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { pino } from 'pino'
+import { loadConfig } from '../../src/config.js'
+import { FakeHost } from '../../src/host/fake-host.js'
+import { openServices } from '../../src/main.js'
+import { OPT } from '../../src/protocol/types.js'
+import { NetworkService } from '../../src/services/network-service.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { STORE_SCHEMA } from '../../src/store/store.js'
 import { TsnetError } from '../../src/errors.js'
-import { tempDir } from './fixtures/util.js'
+import { dockerId, tempDir } from './fixtures/util.js'
+
+const quiet = pino({ level: 'silent' })
+const GOOD_NET = dockerId('0c')
+const GOOD_EP = dockerId('ec')
 
 const sortById = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
 
@@ -187,4 +198,65 @@ t.test('measurement: put and delete cost at 10 vs 5,000 records', async (t) => {
   t.comment(`(medians of ${ROUNDS} alternating ops; one list() of the 5000 records took ${listMs.toFixed(0)} ms)`)
   t.ok(put.large <= put.small * 5, `put at 5000 records within 5x of put at 10 (${put.large.toFixed(2)} vs ${put.small.toFixed(2)} ms)`)
   t.ok(del.large <= del.small * 5, `delete at 5000 records within 5x of delete at 10 (${del.large.toFixed(2)} vs ${del.small.toFixed(2)} ms)`)
+})
+
+t.test('records of the wrong shape are quarantined on load, with the reason, and tsnet starts without them', async (t) => {
+  const dir = await tempDir(t)
+  const config = loadConfig(['--state-dir', dir], {})
+  // A store as tsnet leaves it: a network with an endpoint, its pool and leases.
+  const first = await openServices(config, new FakeHost(), quiet)
+  const { PoolID, Pool } = await first.ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '10.30.0.0/24' }, quiet)
+  const gw = await first.ipam.requestAddress({ PoolID, Options: { [OPT.requestAddressType]: OPT.gatewayType } }, quiet)
+  const addr = await first.ipam.requestAddress({ PoolID }, quiet)
+  await first.network.createNetwork({ NetworkID: GOOD_NET, Options: { [OPT.generic]: {} }, IPv4Data: [{ Pool, Gateway: gw.Address }], IPv6Data: [] }, quiet)
+  await first.network.createEndpoint({ NetworkID: GOOD_NET, EndpointID: GOOD_EP, Interface: { Address: addr.Address } }, quiet)
+  await first.network.close()
+  // Valid JSON of the wrong shape, in every collection.
+  const planted: Record<string, [string, RegExp]> = {
+    'networks/broken.json': ['null', /the record is null, not an object/],
+    [`endpoints/${dockerId('e9')}.json`]: ['42', /the record is 42, not an object/],
+    'pools/LocalDefault%2F10.31.0.0%2F24.json': ['[]', /the record is \[list of 0\], not an object/],
+    'leases/x.json': ['{"poolId":"p"}', /field address is missing/],
+    'meta/ipam.json': ['{"ula48":null}', /field ula48 is null/],
+    'meta/docker-networks.json': ['null', /not a valid docker-networks record: the record is null/],
+  }
+  for (const [file, [text]] of Object.entries(planted)) await writeFile(join(dir, 'store', file), text)
+
+  // Control: without the checks (as before) the first null stops the start.
+  const unchecked = await FileStore.open(dir, quiet)
+  await t.rejects(new NetworkService(unchecked, new FakeHost(), {}).load(), TypeError, 'without the checks, loading throws (exit 1, restarted, throws again)')
+
+  const lines: Array<Record<string, unknown>> = []
+  const capture = pino({ level: 'error' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>) } })
+  const services = await openServices(config, new FakeHost(), capture)
+  t.same(services.network.snapshot().networks.map((n) => n.id), [GOOD_NET], 'the good network loaded')
+  t.same(services.network.snapshot().endpoints.map((e) => e.id), [GOOD_EP], 'the good endpoint loaded')
+  t.same(services.ipam.snapshot().map((p) => [p.id, [...p.leases].sort()]), [[PoolID, ['10.30.0.1', '10.30.0.2']]], 'the good pool and its leases loaded')
+  const quarantined = (await readdir(join(dir, 'store', 'quarantine'))).sort()
+  t.equal(quarantined.length, Object.keys(planted).length, `every bad record was moved to store/quarantine (${quarantined.join(', ')})`)
+  for (const [file, [text, reason]] of Object.entries(planted)) {
+    const [collection, name] = file.split('/') as [string, string]
+    const moved = quarantined.find((q) => q.startsWith(`${collection}-`) && q.endsWith(`-${name}`))
+    t.ok(moved, `${file} is in quarantine`)
+    if (moved) t.equal(await readFile(join(dir, 'store', 'quarantine', moved), 'utf8'), text, `${file} kept as it was`)
+    const line = lines.find((l) => l.collection === collection && l.file === name)
+    t.match(line, { store: 'quarantined', reason }, `${file}: the log says what was wrong (${String(line?.reason)})`)
+  }
+  t.ok(existsSync(join(dir, 'store', 'meta', 'ipam.json')), 'a new ipam meta record was written in place of the bad one')
+  await services.network.close()
+})
+
+t.test('read-only (tsnet status beside the daemon): no temporary file removed, no record moved', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  await store.put('networks', 'n1', { v: 1 })
+  const coll = join(dir, 'store', 'networks')
+  await writeFile(join(coll, 'n2.json.1234.1.tmp'), '{"v":') // the daemon's write in flight
+  const reader = await FileStore.open(dir, quiet, { readOnly: true })
+  t.same(await reader.list('networks'), [{ id: 'n1', value: { v: 1 } }])
+  t.ok(existsSync(join(coll, 'n2.json.1234.1.tmp')), 'the temporary file is left alone')
+  const checking = await FileStore.open(dir, quiet, { readOnly: true, check: (_c, id) => (id === 'n1' ? 'not liked' : undefined) })
+  await t.rejects(checking.list('networks'), { name: 'TsnetError', message: /n1\.json cannot be read: not liked/ }, 'a refused record is an error, even with a logger')
+  t.ok(existsSync(join(coll, 'n1.json')), 'and stays where it is')
+  t.notOk(existsSync(join(dir, 'store', 'quarantine')), 'nothing quarantined')
 })

@@ -1,8 +1,8 @@
 // core/network-plan: CreateNetwork / CreateEndpoint / Join requests → records → responses.
 import t from 'tap'
 import {
-  MTU_MAX, MTU_MIN, OPTION, bridgeAddresses, checkSandboxKey, parseBool, parseMtu, planEndpoint, planJoin, planNetwork,
-  sameEndpoint, sameNetwork,
+  MTU_MAX, MTU_MIN, OPTION, bridgeAddresses, checkSandboxKey, defaultHostIp, findSubnetOverlap, parseBool, parseMtu, planEndpoint, planJoin, planNetwork,
+  sameEndpoint, sameNetwork, withDefaultHostIp,
 } from '../../src/core/network-plan.js'
 import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord } from '../../src/core/records.js'
@@ -367,4 +367,49 @@ t.test('sameNetwork: a policy changed after a create with tsnet.allow', async (t
   t.ok(sameNetwork(created, { ...rest, policy: 'admin tcp/443' }), 'policy set to another text')
   t.ok(sameNetwork(created, rest), 'policy cleared')
   t.ok(sameNetwork(created, { ...rest, policy: policy ?? '' }), 'policy set to the same text again')
+})
+
+t.test('planNetwork: host_binding_ipv4 takes an IP address; anything else is refused', async (t) => {
+  for (const addr of ['192.0.2.10', '0.0.0.0', '127.0.0.1', '2001:db8::7', '::']) {
+    const n = planNetwork(netReq({}, { [OPTION.hostBinding]: addr }), defaults, NOW)
+    t.equal(n.genericOptions[OPTION.hostBinding], addr, `${addr} is accepted and kept as given`)
+  }
+  for (const bad of ['', 'eth0', '192.0.2.10/24', '192.0.2.256', '1.2.3', ' 192.0.2.10', 'localhost', '2001:db8::7%eth0']) {
+    t.throws(() => planNetwork(netReq({}, { [OPTION.hostBinding]: bad }), defaults, NOW),
+      { name: 'TsnetError', kind: 'invalid', message: /com\.docker\.network\.bridge\.host_binding_ipv4=".*" is not an IP address: it names the host address that ports published without one/ }, `${JSON.stringify(bad)} is refused`)
+  }
+})
+
+t.test('defaultHostIp / withDefaultHostIp: mappings without a HostIP take the network\'s default', async (t) => {
+  const net = (addr?: string) => planNetwork(netReq({}, addr === undefined ? {} : { [OPTION.hostBinding]: addr }), defaults, NOW)
+  t.equal(defaultHostIp(net()), '', 'no option: every address')
+  t.equal(defaultHostIp(net('0.0.0.0')), '', '0.0.0.0 is Docker\'s default: every address')
+  t.equal(defaultHostIp(net('192.0.2.10')), '192.0.2.10')
+  t.equal(defaultHostIp(net('2001:DB8:0::7')), '2001:db8::7', 'an IPv6 default, in canonical form')
+  t.equal(defaultHostIp(net('::')), '::', ':: is the IPv6 wildcard alone (Docker then publishes no IPv4)')
+  const maps = [
+    { proto: 'tcp' as const, containerPort: 80, hostIp: '', hostPort: 8080, hostPortEnd: 8080 },
+    { proto: 'udp' as const, containerPort: 53, hostIp: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353 },
+  ]
+  t.same(withDefaultHostIp(net('192.0.2.10'), maps), [{ ...maps[0], hostIp: '192.0.2.10' }, maps[1]], 'a given HostIP wins')
+  t.equal(withDefaultHostIp(net(), maps), maps, 'without a default the mappings are returned as they are')
+  t.equal(withDefaultHostIp(net('0.0.0.0'), maps), maps)
+})
+
+t.test('findSubnetOverlap: another network sharing addresses, in either family', async (t) => {
+  const net = (id: string, v4: string[], v6: string[] = []) => planNetwork({
+    NetworkID: dockerId(id),
+    Options: { [OPT.generic]: {}, [OPT.enableIpv6]: v6.length > 0 },
+    IPv4Data: v4.map((Pool) => ({ AddressSpace: 'LocalDefault', Pool })),
+    IPv6Data: v6.map((Pool) => ({ AddressSpace: 'LocalDefault', Pool })),
+  }, defaults, NOW)
+  const a = net('a1', ['10.9.0.0/24'], ['fd00:9::/64'])
+  const others = [net('b1', ['10.8.0.0/16']), net('c1', ['10.10.0.0/24'], ['fd00:10::/64'])]
+  t.equal(findSubnetOverlap(a, others), undefined, 'disjoint subnets')
+  t.equal(findSubnetOverlap(a, [a, ...others]), undefined, 'a network does not overlap itself (a retried CreateNetwork)')
+  t.match(findSubnetOverlap(net('d1', ['10.9.0.128/25']), [a]), { other: { id: a.id }, mine: '10.9.0.128/25', theirs: '10.9.0.0/24' }, 'inside another')
+  t.match(findSubnetOverlap(net('d2', ['10.0.0.0/8']), [a]), { mine: '10.0.0.0/8', theirs: '10.9.0.0/24' }, 'around another')
+  t.match(findSubnetOverlap(net('d3', ['10.9.0.0/24']), others.concat([a])), { other: { id: a.id } }, 'the same subnet')
+  t.match(findSubnetOverlap(net('d4', ['10.11.0.0/24'], ['fd00:9::/48']), [a]), { mine: 'fd00:9::/48', theirs: 'fd00:9::/64' }, 'IPv6 alone')
+  t.equal(findSubnetOverlap(net('d5', ['0.0.0.0/0']), [a, net('d6', ['0.0.0.0/0'])]), undefined, 'null-IPAM pools (/0) hold no address and overlap nothing')
 })

@@ -96,7 +96,8 @@ t.test('CreateNetwork makes the bridge with the gateway address, its device grou
   t.same([...host.sets.keys()].sort(), [`tsnet-masq4 172.18.0.0/16`, `tsnet-src4 172.18.0.0/16,${bridge}`], 'anti-spoofing and masquerade entries of the subnet, nothing else')
   t.ok([...host.sets.values()].every((e) => e.comment === networkTag(NET)), 'each entry is commented with the network')
   t.equal(host.sysctls.get('net/ipv4/ip_forward'), '1', 'forwarding is on')
-  t.equal(host.sysctls.get(`net/ipv4/conf/${bridge}/route_localnet`), '1', 'route_localnet on the bridge')
+  t.equal(host.sysctls.get(`net/ipv4/conf/${bridge}/route_localnet`), '0', 'no route_localnet on the bridge: no published port needs it')
+  t.equal(host.sysctls.get(`net/ipv6/conf/${bridge}/accept_ra`), '0', 'no Router Advertisements on the bridge')
   t.equal(host.sysctls.get('net/bridge/bridge-nf-call-iptables'), '1', 'bridged frames meet iptables')
   const stored = await store.list<NetworkRecord>('networks')
   t.equal(stored.length, 1)
@@ -490,4 +491,144 @@ t.test('allocateNetwork echoes options; external connectivity validates its requ
   t.same(await svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }, log), {}, 'Revoke of an endpoint with nothing published')
   t.equal(host.state(), hostBefore)
   t.equal(await storeState(), storeBefore)
+})
+
+// ------------------------------------------------------------------ overlapping subnets
+
+t.test('a subnet overlapping another tsnet network\'s is refused, naming both; nothing changes', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const host = new FakeHost()
+  const names = new Map([[NET, 'web']])
+  const directory = { resolve: () => [], foreignSubnets: () => [], lookup: () => undefined, nameOf: (id: string) => names.get(id) }
+  const svc = new NetworkService(store, host, {}, directory)
+  await svc.load()
+  const dual = (id: string, v4: string, v6pool: string): CreateNetworkRequest => ({
+    ...netReq(id, {}, v4, v4.replace(/0\/(\d+)$/, '1/$1')), Options: { [OPT.generic]: {}, [OPT.enableIpv6]: true },
+    IPv6Data: [{ AddressSpace: 'LocalDefault', Pool: v6pool, Gateway: v6pool.replace(/::\/64$/, '::1/64') }],
+  })
+  await svc.createNetwork(dual(NET, '10.9.0.0/24', 'fd00:9::/64'), log)
+  const hostBefore = host.state()
+  const files = async () => (await readdir(join(dir, 'store', 'networks'))).sort()
+  const storeBefore = await files()
+
+  await t.rejects(svc.createNetwork(netReq(NET2, {}, '10.9.0.128/25', '10.9.0.129/25'), log), {
+    name: 'TsnetError', kind: 'conflict',
+    message: 'subnet 10.9.0.128/25 of network 0b0123456789 overlaps subnet 10.9.0.0/24 of tsnet network web: tsnet networks may not share addresses, because the firewall tells networks apart by their subnets (give a free --subnet, or use --ipam-driver tsnet, which never hands out overlapping pools)',
+  }, 'IPv4: the new network by short ID (Docker has not named it yet), the other by its Docker name')
+  await t.rejects(svc.createNetwork(dual(NET2, '10.10.0.0/24', 'fd00:9::/48'), log), { name: 'TsnetError', kind: 'conflict', message: /^subnet fd00:9::\/48 of network 0b0123456789 overlaps subnet fd00:9::\/64 of tsnet network web:/ }, 'IPv6 alone')
+  names.clear()
+  await t.rejects(svc.createNetwork(netReq(NET2, {}, '10.0.0.0/8', '10.0.0.1/8'), log), { name: 'TsnetError', kind: 'conflict', message: /^subnet 10\.0\.0\.0\/8 of network 0b0123456789 overlaps subnet 10\.9\.0\.0\/24 of tsnet network 0a0123456789:/ }, 'a name Docker does not know: the short ID')
+  t.equal(host.state(), hostBefore, 'the host is untouched')
+  t.same(await files(), storeBefore, 'the store is untouched')
+  t.same(svc.snapshot().networks.map((n) => n.id), [NET])
+
+  t.same(await svc.createNetwork(dual(NET, '10.9.0.0/24', 'fd00:9::/64'), log), {}, 'a retried identical CreateNetwork still succeeds')
+  t.same(await svc.createNetwork(dual(NET2, '10.10.0.0/24', 'fd00:10::/64'), log), {}, 'control: free subnets in both families work')
+  t.same(await svc.createNetwork({ NetworkID: dockerId('0c'), Options: { [OPT.generic]: {} }, IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '0.0.0.0/0' }], IPv6Data: [] }, log), {}, 'the null IPAM driver (0.0.0.0/0, no address) overlaps nothing')
+})
+
+t.test('two overlapping CreateNetwork calls at once: one wins, the other is refused', async (t) => {
+  const { svc } = await setup(t)
+  const results = await Promise.allSettled([
+    svc.createNetwork(netReq(NET, {}, '10.9.0.0/24', '10.9.0.1/24'), log),
+    svc.createNetwork(netReq(NET2, {}, '10.9.0.0/16', '10.9.0.1/16'), log),
+  ])
+  t.same(results.map((r) => r.status).sort(), ['fulfilled', 'rejected'])
+  t.match(results.find((r) => r.status === 'rejected'), { reason: { kind: 'conflict', message: /overlaps subnet/ } })
+  t.equal(svc.snapshot().networks.length, 1)
+})
+
+// ------------------------------------------------------------------ store failures around published ports
+
+async function published(t: Test) {
+  const s = await setup(t)
+  await s.svc.createNetwork(netReq(), log)
+  const maps = [{ Proto: 6, Port: 80, HostPort: 8080, HostPortEnd: 8080 }, { Proto: 17, Port: 53, HostPort: 5353, HostPortEnd: 5353 }]
+  await s.svc.createEndpoint({ ...epReq(), Options: { [OPT.portMap]: maps, [OPT.exposedPorts]: [] } }, log)
+  await s.svc.join({ NetworkID: NET, EndpointID: EP, SandboxKey: SANDBOX, Options: {} }, log)
+  await s.svc.programExternalConnectivity({ NetworkID: NET, EndpointID: EP, Options: { [OPT.portMap]: maps } }, log)
+  t.same([...s.host.heldPorts].sort(), ['tcp/8080', 'udp/5353'], 'precondition: two ports published')
+  t.equal(s.host.portRules.size, 2)
+  /** The daemon restarts: its sockets go, the kernel's rules stay; a new service over the same store reconciles. */
+  const restart = async () => {
+    await s.svc.close()
+    const again = new NetworkService(await FileStore.open(s.dir), s.host, {})
+    await again.load()
+    await again.restoreHost(log)
+    return again
+  }
+  return { ...s, restart }
+}
+
+t.test('Revoke on a full disk changes nothing and says so; the retry unpublishes', async (t) => {
+  const { svc, host, store, storeState, restart } = await published(t)
+  const hostBefore = host.state()
+  const storeBefore = await storeState()
+  const flowsBefore = host.forgottenFlows.length
+  store.failPut = true
+  await t.rejects(svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }, log), {
+    name: 'TsnetError', message: 'unpublishing ports of endpoint e10123456789: nothing was changed (the ports stay published), because their record could not be written: disk full (injected)',
+  })
+  t.equal(host.state(), hostBefore, 'the rules and held ports are all there')
+  t.equal(await storeState(), storeBefore, 'the record still lists the ports: record and kernel agree')
+  t.equal(host.forgottenFlows.length, flowsBefore, 'no flow was forgotten')
+  t.same(await svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }, log), {}, 'the retry works')
+  t.equal(host.portRules.size + host.heldPorts.size, 0, 'and unpublishes')
+  const again = await restart()
+  t.equal(host.portRules.size + host.heldPorts.size, 0, 'a restart publishes nothing again')
+  t.notOk(again.snapshot().endpoints[0]?.published, 'the restarted service knows nothing is published')
+})
+
+t.test('Revoke whose host change fails after the record was written: a restart does not publish the port again', async (t) => {
+  const { svc, host, dir, restart } = await published(t)
+  host.failNext.add('removePortRules')
+  await t.rejects(svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: EP }, log), { name: 'TsnetError', kind: 'host', message: /unpublishing ports of endpoint e10123456789: .*injected failure in removePortRules/ })
+  const stored = JSON.parse(await readFile(join(dir, 'store', 'endpoints', `${EP}.json`), 'utf8')) as EndpointRecord
+  t.notOk('published' in stored, 'the record no longer lists the ports (written first)')
+  t.equal(host.portRules.size, 2, 'precondition: the rules are still in the kernel')
+  t.same(host.forgottenFlows.at(-1), [{ family: 4, proto: 'udp', hostPort: 5353, hostIp: '' }], 'the UDP flows are forgotten all the same (a retry would no longer know the port)')
+  await restart()
+  t.equal(host.portRules.size, 0, 'the boot reconcile removes the rules no record explains')
+  t.equal(host.heldPorts.size, 0, 'and holds no port: the revoked ports stay revoked')
+})
+
+t.test('DeleteEndpoint on a failing store changes nothing and says so; a failing host change after it cannot resurrect a port', async (t) => {
+  await t.test('the record cannot be removed', async (t) => {
+    const { svc, host, store, storeState } = await published(t)
+    const hostBefore = host.state()
+    const storeBefore = await storeState()
+    store.failDelete = true
+    await t.rejects(svc.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log), {
+      name: 'TsnetError', message: 'deleting endpoint e10123456789: nothing was changed, because its record could not be removed: I/O error (injected)',
+    })
+    t.equal(host.state(), hostBefore, 'veth, rules and held ports are all there')
+    t.equal(await storeState(), storeBefore, 'and so is the record')
+    store.failDelete = true
+    await t.rejects(svc.deleteNetwork({ NetworkID: NET }, log), { name: 'TsnetError', message: /deleting network 0a0123456789: nothing was changed, because its record could not be removed/ }, 'DeleteNetwork alike')
+    t.equal(host.state(), hostBefore)
+    t.equal(await storeState(), storeBefore)
+    t.same(await svc.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log), {}, 'the retry works')
+    t.equal(host.portRules.size + host.heldPorts.size, 0)
+  })
+  await t.test('the host change fails after the record went', async (t) => {
+    const { svc, host, restart } = await published(t)
+    host.failNext.add('deleteOwnedLink')
+    await t.rejects(svc.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log), { name: 'TsnetError', kind: 'host', message: /deleting endpoint e10123456789: injected failure in deleteOwnedLink/ })
+    t.equal(host.portRules.size + host.heldPorts.size, 0, 'the ports went before the failing step')
+    t.ok(host.links.has(hostVethFor(EP)), 'precondition: the veth is still there')
+    t.same(svc.snapshot().endpoints.map((e) => e.id), [EP], 'the endpoint stays known until the host is clean, so Docker\'s retry can finish')
+    const again = await restart()
+    t.same(again.snapshot().endpoints, [], 'after a restart the endpoint is gone')
+    t.notOk(host.links.has(hostVethFor(EP)), 'the boot reconcile removed its veth')
+    t.equal(host.portRules.size + host.heldPorts.size, 0, 'and nothing is published again')
+  })
+  await t.test('the retry after a failed host change finishes the job', async (t) => {
+    const { svc, host } = await published(t)
+    host.failNext.add('deleteOwnedLink')
+    await t.rejects(svc.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log))
+    t.same(await svc.deleteEndpoint({ NetworkID: NET, EndpointID: EP }, log), {})
+    t.same(svc.snapshot().endpoints, [])
+    t.notOk(host.links.has(hostVethFor(EP)))
+  })
 })

@@ -1,6 +1,8 @@
 // core/ports: the port maps Docker sends with CreateEndpoint, Join and ProgramExternalConnectivity.
 import t from 'tap'
-import { parseExposedPorts, parsePortMap, planPublish } from '../../src/core/ports.js'
+import {
+  MAX_PORT_TRIES, PortHolders, endpointOverlap, kernelOverlap, parseExposedPorts, parsePortMap, planPublish,
+} from '../../src/core/ports.js'
 import type { PortMapping } from '../../src/core/records.js'
 
 t.test('parsePortMap: good inputs', async (t) => {
@@ -75,7 +77,7 @@ t.test('planPublish: targets per family', async (t) => {
   t.same(planPublish(DUAL, [map()]), [{
     mapping: map(),
     targets: [{ family: 4, containerIp: '172.18.0.2', bind: '0.0.0.0' }, { family: 6, containerIp: 'fd00:1::2', bind: '::' }],
-    candidates: [8080],
+    hostPorts: { from: 8080, to: 8080 },
   }], 'empty HostIP: every host address of each family the container has')
   t.same(planPublish(V4, [map()])[0]?.targets, [{ family: 4, containerIp: '172.18.0.2', bind: '0.0.0.0' }], 'IPv4-only container: IPv4 only')
   t.same(planPublish(V6, [map()])[0]?.targets, [{ family: 6, containerIp: 'fd00:1::2', bind: '::' }], 'IPv6-only container: IPv6 only')
@@ -91,15 +93,46 @@ t.test('planPublish: targets per family', async (t) => {
   t.same(two[1]?.mapping, map({ proto: 'udp', containerPort: 53, hostIp: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353 }), 'the mapping is kept')
 })
 
-t.test('planPublish: host port candidates', async (t) => {
-  t.equal(planPublish(V4, [map({ hostPort: 0, hostPortEnd: 0 })])[0]?.candidates, undefined, 'HostPort 0: one from the ephemeral range')
-  t.same(planPublish(V4, [map({ hostPort: 8080, hostPortEnd: 8080 })])[0]?.candidates, [8080], 'one port')
-  t.same(planPublish(V4, [map({ hostPort: 8080, hostPortEnd: 8085 })])[0]?.candidates, [8080, 8081, 8082, 8083, 8084, 8085], 'a range: all of it, in order')
-  t.same(planPublish(V4, [map({ hostPort: 65534, hostPortEnd: 65535 })])[0]?.candidates, [65534, 65535], 'up to the top port')
-  const full = planPublish(V4, [map({ hostPort: 1, hostPortEnd: 65535 })])[0]?.candidates
-  t.equal(full?.length, 65535, 'the widest range')
-  t.same(planPublish(V4, parsePortMap([{ Proto: 6, Port: 80, HostPort: 9000, HostPortEnd: 9002 }]))[0]?.candidates, [9000, 9001, 9002], 'from a parsed port map')
-  t.equal(planPublish(V4, parsePortMap([{ Proto: 6, Port: 80 }]))[0]?.candidates, undefined, 'a parsed -p 80 (no host port)')
+t.test('planPublish: host ports stay a range', async (t) => {
+  t.equal(planPublish(V4, [map({ hostPort: 0, hostPortEnd: 0 })])[0]?.hostPorts, undefined, 'HostPort 0: one from the ephemeral range')
+  t.same(planPublish(V4, [map({ hostPort: 8080, hostPortEnd: 8080 })])[0]?.hostPorts, { from: 8080, to: 8080 }, 'one port')
+  t.same(planPublish(V4, [map({ hostPort: 8080, hostPortEnd: 8085 })])[0]?.hostPorts, { from: 8080, to: 8085 }, 'a range')
+  t.same(planPublish(V4, [map({ hostPort: 65534, hostPortEnd: 65535 })])[0]?.hostPorts, { from: 65534, to: 65535 }, 'up to the top port')
+  t.same(planPublish(V4, parsePortMap([{ Proto: 6, Port: 80, HostPort: 9000, HostPortEnd: 9002 }]))[0]?.hostPorts, { from: 9000, to: 9002 }, 'from a parsed port map')
+  t.equal(planPublish(V4, parsePortMap([{ Proto: 6, Port: 80 }]))[0]?.hostPorts, undefined, 'a parsed -p 80 (no host port)')
+
+  // The hostile shape of finding 4: the most mappings a port map may carry, each over every port.
+  const wide = Array.from({ length: 4096 }, () => ({ Proto: 6, Port: 80, HostIP: '127.0.0.1', HostPort: 1, HostPortEnd: 65535 }))
+  const heapBefore = process.memoryUsage().heapUsed
+  const started = performance.now()
+  const planned = planPublish(DUAL, parsePortMap(wide))
+  const ms = performance.now() - started
+  const grewMb = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20
+  t.equal(planned.length, 4096)
+  t.same(planned[4095]?.hostPorts, { from: 1, to: 65535 }, 'each the whole range, as two numbers')
+  t.ok(ms < 500, `parsed and planned in ${ms.toFixed(0)} ms (bound 500 ms; spelling the ranges out took minutes)`)
+  t.ok(grewMb < 64, `heap grew ${grewMb.toFixed(1)} MB (bound 64 MB; spelling the ranges out needs gigabytes)`)
+})
+
+t.test('PortHolders: published ports by (protocol, port)', async (t) => {
+  const strict = new PortHolders(endpointOverlap)
+  strict.add('tcp', 8080, { family: 4, bind: '0.0.0.0' }, 'endpoint A')
+  strict.add('udp', 53, { family: 6, bind: '2001:DB8:0::5' }, 'endpoint B')
+  strict.add('tcp', 9000, { family: 4, bind: '127.0.0.1' }, 'endpoint C')
+  t.equal(strict.holder('tcp', 8080, [{ family: 4, bind: '0.0.0.0' }]), 'endpoint A', 'the same port and address')
+  t.equal(strict.holder('tcp', 8080, [{ family: 4, bind: '127.0.0.1' }]), 'endpoint A', 'a wildcard covers every address')
+  t.equal(strict.holder('tcp', 8080, [{ family: 6, bind: '::1' }]), 'endpoint A', 'between endpoints, a wildcard covers the other family too')
+  t.equal(strict.holder('udp', 8080, [{ family: 4, bind: '0.0.0.0' }]), undefined, 'another protocol is free')
+  t.equal(strict.holder('tcp', 8081, [{ family: 4, bind: '0.0.0.0' }]), undefined, 'another port is free')
+  t.equal(strict.holder('udp', 53, [{ family: 6, bind: '2001:db8::5' }]), 'endpoint B', 'addresses are compared in canonical form')
+  t.equal(strict.holder('tcp', 9000, [{ family: 4, bind: '127.0.0.2' }]), undefined, 'two specific addresses do not collide')
+  t.equal(strict.holder('tcp', 9000, [{ family: 4, bind: '127.0.0.2' }, { family: 6, bind: '::' }]), 'endpoint C', 'any one of the bindings is enough')
+
+  const kernel = new PortHolders(kernelOverlap)
+  kernel.add('tcp', 8080, { family: 4, bind: '0.0.0.0' }, 'mapping #1')
+  t.equal(kernel.holder('tcp', 8080, [{ family: 4, bind: '10.0.0.1' }]), 'mapping #1', 'the kernel: a wildcard covers its own family')
+  t.equal(kernel.holder('tcp', 8080, [{ family: 6, bind: '::' }]), undefined, 'the kernel: 0.0.0.0 and :: (IPv6-only) coexist')
+  t.ok(MAX_PORT_TRIES >= 4096 * 2, 'the per-request budget leaves room for the most single mappings a request carries, twice over')
 })
 
 t.test('planPublish: refusals', async (t) => {

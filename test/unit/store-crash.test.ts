@@ -75,3 +75,10 @@ t.test('an unknown schema version stops tsnet with exit code 78, not a crash loo
   const dir = t.testdir({ store: { meta: { 'schema.json': '{"version":99}' } } })
   await t.rejects(FileStore.open(dir), { name: 'TsnetError', context: { exitCode: 78 }, message: /schema version 99/ })
 })
+
+t.test('a schema record of the wrong shape stops tsnet with exit code 78, not a TypeError and a crash loop', async (t) => {
+  for (const text of ['null', '42', '[]', '"1"']) {
+    const dir = t.testdir({ store: { meta: { 'schema.json': text } } })
+    await t.rejects(FileStore.open(dir, pino({ level: 'silent' })), { name: 'TsnetError', context: { exitCode: 78 }, message: /schema version undefined, but this tsnet reads version 1/ }, `schema.json ${text}`)
+  }
+})

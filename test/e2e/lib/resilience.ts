@@ -8,7 +8,7 @@ import type { Engine } from './engine.js';
 import { nsExecOk } from './engine.js';
 import { run } from './proc.js';
 import type { HostSnapshot } from './snapshot.js';
-import { CHAIN, DOCKER_USER, FOREIGN_TAG, JUMPS, dnatRule, filterRules, networkEntries, postroutingRules } from '../../../src/core/edge-plan.js';
+import { CHAIN, DOCKER_USER, FOREIGN_TAG, dnatRule, filterRules, jumps, networkEntries, postroutingRules, rawRules } from '../../../src/core/edge-plan.js';
 import type { NetworkRecord, PublishedPort } from '../../../src/core/records.js';
 import { tsnetStateDir, TSNET_CLI } from './tsnet.js';
 
@@ -241,9 +241,9 @@ export function explain(base: HostSnapshot, now: HostSnapshot, store: StoreView,
     const want: string[] = [];
     if (docker.length) {
       const rules = filterRules(f);
-      want.push(...[CHAIN.forward, CHAIN.from, CHAIN.to, CHAIN.dnat, CHAIN.postrouting].map((ch) => `:${ch} - [0:0]`));
+      want.push(...[CHAIN.forward, CHAIN.from, CHAIN.to, CHAIN.dnat, CHAIN.postrouting, CHAIN.raw].map((ch) => `:${ch} - [0:0]`));
       if (!b.includes(`:${DOCKER_USER} - [0:0]`)) want.push(`:${DOCKER_USER} - [0:0]`);
-      want.push(...JUMPS.map((j) => `-A ${j.chain} ${j.rule}`));
+      want.push(...jumps(f).map((j) => `-A ${j.chain} ${j.rule}`), ...rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`));
       want.push(...rules.forward.map((r) => `-A ${CHAIN.forward} ${r}`), ...rules.from.map((r) => `-A ${CHAIN.from} ${r}`), ...rules.to.map((r) => `-A ${CHAIN.to} ${r}`));
       want.push(...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`));
       for (const x of store.endpoints) {
@@ -253,7 +253,7 @@ export function explain(base: HostSnapshot, now: HostSnapshot, store: StoreView,
     }
     const wantU = want.map(unquote);
     // a table that only exists because of tsnet's chains adds its header/COMMIT/built-in chain lines
-    extra.push(...minus(added, wantU).filter((l) => !/^(\*filter|\*nat|COMMIT|:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ACCEPT \[0:0\])$/.test(l)).map((l) => `${fam} + ${l}`));
+    extra.push(...minus(added, wantU).filter((l) => !/^(\*filter|\*nat|\*raw|COMMIT|:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ACCEPT \[0:0\])$/.test(l)).map((l) => `${fam} + ${l}`));
     missing.push(...minus(wantU, added).map((l) => `${fam} ${l}`));
     extra.push(...removed.map((l) => `${fam} - ${l} (a base rule is gone)`));
   }

@@ -7,11 +7,18 @@ import { fileURLToPath } from 'node:url';
 import { track } from './cleanup.js';
 import type { Engine } from './engine.js';
 import { alive, sleep, sysEnv, tail } from './proc.js';
+import { loadUnitSandbox, sandboxArgv, sandboxProblems, type EnginePaths, type UnitSandbox } from './sandbox.js';
 
 /** The repository root, found from this file (test/e2e/lib/tsnet.ts), not hard-coded. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 /** The built CLI; TSE_TSNET_CLI overrides it (e.g. to test another build). */
 export const TSNET_CLI = process.env.TSE_TSNET_CLI || join(REPO_ROOT, 'dist', 'cli.js');
+
+/**
+ * The legacy tsnet runs inside packaging/tsnet.service's sandbox (lib/sandbox.ts), so every e2e
+ * scenario proves it works there. TSE_TSNET_SANDBOX=0 turns that off, for bisecting a failure only.
+ */
+export const TSNET_SANDBOX: UnitSandbox | undefined = process.env.TSE_TSNET_SANDBOX === '0' ? undefined : loadUnitSandbox();
 
 export interface TsnetOptions {
   /** extra arguments after `serve ...` */
@@ -34,6 +41,8 @@ export interface TsnetHandle {
   readonly logPath: string;
   readonly socketPath: string;
   readonly stateDir: string;
+  /** the unit's sandbox it runs in (undefined: TSE_TSNET_SANDBOX=0), and the engine paths it maps to */
+  readonly sandbox: { unit: UnitSandbox; paths: EnginePaths } | undefined;
   /** resolves when the process has exited */
   readonly exited: Promise<ExitInfo>;
   readonly running: boolean;
@@ -89,10 +98,13 @@ export function pluginPost(socketPath: string, path: string, body = '', timeoutM
 
 /**
  * Run `node dist/cli.js serve --socket <engine plugins dir>/tsnet.sock --state-dir
- * /tmp/tse/NAME/tsnet-state --log-level debug` inside the engine's netns (nsenter --net, so it
- * shares the host's mount ns; the plugins dir is what dockerd sees as /run/docker/plugins).
+ * /tmp/tse/NAME/tsnet-state --log-level debug` inside the engine's netns (nsenter --net; the
+ * plugins dir is what dockerd sees as /run/docker/plugins), inside the systemd unit's sandbox:
+ * its capability bounding set, and its read-only/writable paths in a private mount namespace
+ * (/var/lib/tsnet is the state dir here, /run/docker/plugins the plugins dir).
  * stdout+stderr are appended to /tmp/tse/NAME/tsnet.log. Resolves once the socket answers
- * POST /Plugin.Activate with 200 and an Implements list.
+ * POST /Plugin.Activate with 200 and an Implements list and the process is checked to run
+ * bounded as the unit declares (/proc/PID/status and mountinfo).
  */
 export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<TsnetHandle> {
   if (!existsSync(TSNET_CLI)) throw new Error(`${TSNET_CLI} not found: build first (npx tsc -p tsconfig.json)`);
@@ -100,8 +112,21 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
   const stateDir = tsnetStateDir(e);
   const logPath = tsnetLogPath(e);
   mkdirSync(e.pluginsDir, { recursive: true });
+  // Garbage collection must follow this engine and no other: point DOCKER_HOST at it explicitly.
+  const env = { DOCKER_HOST: e.host, TSNET_GC_INTERVAL: '2', ...opts.env };
+  // systemd's StateDirectory= creates the state dir before tsnet starts; so does the harness
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const dockerSocket = env.DOCKER_HOST?.replace(/^unix:\/\//, '');
+  const paths: EnginePaths = {
+    stateDir,
+    socketDir: dirname(socketPath),
+    // visible in the private /tmp: the engine's directory, another engine's docker.sock, the CLI
+    keep: [e.stateDir, ...(dockerSocket ? [dirname(dockerSocket)] : []), resolve(dirname(TSNET_CLI), '..')],
+  };
+  const sandbox = TSNET_SANDBOX ? { unit: TSNET_SANDBOX, paths } : undefined;
   const args = [
     `--net=${e.netnsPath}`, '--',
+    ...(sandbox ? sandboxArgv(sandbox.unit, sandbox.paths) : []),
     process.execPath, '--max-semi-space-size=2', TSNET_CLI, 'serve',
     '--socket', socketPath,
     '--state-dir', stateDir,
@@ -110,8 +135,6 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
   ];
   const fd = openSync(logPath, 'a');
   writeSync(fd, `=== ${new Date().toISOString()} e2e: starting tsnet: nsenter ${args.join(' ')}\n`);
-  // Garbage collection must follow this engine and no other: point DOCKER_HOST at it explicitly.
-  const env = { DOCKER_HOST: e.host, TSNET_GC_INTERVAL: '2', ...opts.env };
   const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', fd, fd], env: sysEnv(env) });
   closeSync(fd);
   const pid = child.pid;
@@ -153,6 +176,7 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
     logPath,
     socketPath,
     stateDir,
+    sandbox,
     exited,
     get running() {
       return exitInfo === undefined && alive(pid);
@@ -218,6 +242,11 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
       throw new Error(`tsnet did not answer /Plugin.Activate within ${timeout} ms (${last}); tail of ${logPath}:\n${logTail()}`);
     }
     await sleep(100);
+  }
+  const outside = sandbox ? sandboxProblems(pid, sandbox.unit, sandbox.paths) : [];
+  if (outside.length > 0) {
+    await handle.kill9();
+    throw new Error(`tsnet (pid ${pid}) does not run inside packaging/tsnet.service's sandbox: ${outside.join('; ')}`);
   }
   return handle;
 }

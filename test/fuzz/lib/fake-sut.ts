@@ -17,6 +17,7 @@ import { buildApp } from '../../../src/server/app.js'
 import { IpamService } from '../../../src/services/ipam-service.js'
 import { NetworkService } from '../../../src/services/network-service.js'
 import { FileStore } from '../../../src/store/file-store.js'
+import { checkStoredRecord } from '../../../src/core/record-check.js'
 import type { Answer, Observation, Sut } from './engine.js'
 import { type Rendered, DOCKER_HEADERS } from './ops.js'
 import { type StoreView, type Violation, fakeHostProblems, filesDiff, linesDiff, memoryProblems, parseStore, sameFiles } from './oracle.js'
@@ -72,7 +73,7 @@ export interface App {
 
 /** The services and the app over `dir` and `host`, as main.ts's openServices + serve build them. */
 export async function openApp(dir: string, host: Host): Promise<App> {
-  const store = await FileStore.open(dir)
+  const store = await FileStore.open(dir, undefined, { check: checkStoredRecord })
   const network = new NetworkService(store, host, {})
   const ipam = new IpamService(store, host, { defaultPools: parseDefaultPools(DEFAULT_POOLS_TEXT), globalPools: parseDefaultPools(GLOBAL_POOLS_TEXT) })
   await network.load()
@@ -104,7 +105,7 @@ export async function openApp(dir: string, host: Host): Promise<App> {
 /** A fresh state directory whose IPv6 ULA /48 is fixed, so that runs replay exactly. */
 export async function freshStateDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(scratchRoot(), prefix))
-  const store = await FileStore.open(dir)
+  const store = await FileStore.open(dir, undefined, { check: checkStoredRecord })
   await store.put('meta', 'ipam', { ula48: ULA48 })
   return dir
 }

@@ -29,7 +29,7 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import type { Family } from '../../../src/core/addr.js'
-import { ALL_SETS, CHAIN, DOCKER_USER, JUMPS, SET_TYPE, type SetKind, filterRules, postroutingRules } from '../../../src/core/edge-plan.js'
+import { ALL_SETS, CHAIN, DOCKER_USER, SET_TYPE, type SetKind, filterRules, jumps, postroutingRules, rawRules } from '../../../src/core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias } from '../../../src/core/names.js'
 import { createRunner } from '../../../src/host/exec.js'
 import { linuxHostVia } from '../../../src/host/linux-host.js'
@@ -329,12 +329,13 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
       const plan = filterRules(f)
       const bodies: Array<[string, string, string[]]> = [
         ['filter', CHAIN.forward, plan.forward], ['filter', CHAIN.from, plan.from], ['filter', CHAIN.to, plan.to], ['nat', CHAIN.postrouting, postroutingRules(f)],
+        ['raw', CHAIN.raw, rawRules(f)],
       ]
       for (const [table, chain, rules] of bodies) {
         const got = (tables.get(table) ?? []).filter((l) => l.startsWith(`-A ${chain} `)).map(unquote)
         if (got.join('\n') !== rules.map((r) => unquote(`-A ${chain} ${r}`)).join('\n')) fail(`${tool}: ${table}/${chain} holds edge-plan's rules in another order:\n        ${got.join('\n        ')}`)
       }
-      for (const j of JUMPS) {
+      for (const j of jumps(f)) {
         const first = (tables.get(j.table) ?? []).find((l) => l.startsWith(`-A ${j.chain} `))
         if (first === undefined || unquote(first) !== unquote(`-A ${j.chain} ${j.rule}`)) fail(`${tool}: ${j.table}/${j.chain} starts with ${first ?? '(nothing)'}, not tsnet's jump`)
       }
@@ -368,9 +369,10 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
 function expectedRules(f: Family, dockerUserIsOurs: boolean, dnat: string[]): string[] {
   const plan = filterRules(f)
   return [
-    `:${CHAIN.forward} - [0:0]`, `:${CHAIN.from} - [0:0]`, `:${CHAIN.to} - [0:0]`, `:${CHAIN.dnat} - [0:0]`, `:${CHAIN.postrouting} - [0:0]`,
+    `:${CHAIN.forward} - [0:0]`, `:${CHAIN.from} - [0:0]`, `:${CHAIN.to} - [0:0]`, `:${CHAIN.dnat} - [0:0]`, `:${CHAIN.postrouting} - [0:0]`, `:${CHAIN.raw} - [0:0]`,
     ...(dockerUserIsOurs ? [`:${DOCKER_USER} - [0:0]`] : []),
-    ...JUMPS.map((j) => `-A ${j.chain} ${j.rule}`),
+    ...jumps(f).map((j) => `-A ${j.chain} ${j.rule}`),
+    ...rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`),
     ...plan.forward.map((r) => `-A ${CHAIN.forward} ${r}`),
     ...plan.from.map((r) => `-A ${CHAIN.from} ${r}`),
     ...plan.to.map((r) => `-A ${CHAIN.to} ${r}`),

@@ -1,0 +1,11 @@
+/** tsnet's in-process rtnetlink client: one import for the host layer. */
+export { Rtnl, sharedRtnl, type RtnlOptions } from './socket.js'
+export { listLinks, getLink, linkIndex, type Link } from './links.js'
+export { createLink, setLink, deleteLink, type LinkSpec, type LinkChanges, type VxlanOptions } from './link-changes.js'
+export type { BridgeOptions, MacvlanMode, VethPeer, VlanProtocol, VxlanInfo } from './link-kinds.js'
+export { listAddresses, addAddress, replaceAddress, deleteAddress, type Address } from './addresses.js'
+export { listRoutes, type Route } from './routes.js'
+export { listNeighbours, addNeighbour, deleteNeighbour, type Neighbour } from './neighbours.js'
+export { listFdb, addFdb, deleteFdb, type FdbEntry, type FdbSpec, type FdbMode } from './fdb.js'
+export { watchLinks, type LinkEvent, type LinkWatch, type LinkWatchOptions } from './link-events.js'
+export type { LinkRef } from './values.js'
