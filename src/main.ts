@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './engine/clock.js'
 import { Engine } from './engine/engine.js'
 import { Reconciler } from './engine/reconciler.js'
 import { LinuxHost } from './host/linux-host.js'
+import { preflight } from './host/preflight.js'
 import { DockerNames } from './services/docker-names.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
@@ -110,7 +111,10 @@ const MANAGED_PROC_SYS = '/host/proc/sys'
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
-  // First of all: a second instance on this store must change nothing, neither store nor host.
+  // A missing tool would otherwise surface as a failed CreateNetwork much later.
+  const checked = await preflight(process.env, config.procSys)
+  for (const warning of checked.warnings) logger.warn({ preflight: 'degraded' }, warning)
+  // Then: a second instance on this store must change nothing, neither store nor host.
   const pidNamespace = ownPidNamespace()
   const lock = StateLock.acquire(config.stateDir, {
     pid: process.pid,
@@ -128,7 +132,8 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
 }
 
 async function serveLocked(config: Config, logger: Logger): Promise<void> {
-  const services = await openServices(config, new LinuxHost({ procSys: config.procSys }), logger)
+  const host = new LinuxHost({ procSys: config.procSys })
+  const services = await openServices(config, host, logger)
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
@@ -165,7 +170,16 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
     gc = await followDocker(config.dockerHost, config.gcIntervalSec, services, ready, logger)
   }
   void ready.then(() => services.reconciler.start(config.reconcileIntervalSec * 1000))
+  // A tsnet link deleted or renamed behind tsnet's back: reconcile at once, not at the next period.
+  const unwatch = await host.watchOwnedLinks?.((why) => {
+    logger.warn({ why }, 'a tsnet link changed behind tsnet\'s back: reconciling now')
+    services.reconciler.trigger()
+  }, logger).catch((err: unknown) => {
+    logger.warn({ err }, 'link events are not available; the periodic reconcile still runs')
+    return undefined
+  })
   await stopped
+  unwatch?.()
   await services.driver.host.releasePorts()
   logger.info('tsnet stopped')
 }

@@ -5,11 +5,14 @@
  */
 import type { Logger } from 'pino'
 import { FULL_HOST, type HostFacts } from '../core/host-facts.js'
-import { type HostObject, type Op, type Proto, isOwned, keyOf, kindOfKey, linkOf } from '../core/objects.js'
+import { type HostObject, type LinkObject, type Op, type Proto, isOwned, keyOf, kindOfKey, linkOf } from '../core/objects.js'
 import { conflict, invalid, TsnetError } from '../errors.js'
 import type { PortFlow } from '../core/flows.js'
 import type { Host, ObserveQuery } from './host.js'
 import type { Binding, Reservation } from './port-reservations.js'
+
+/** A link as a test reads it: the object, its addresses, and a veth's other end. */
+export type FakeLink = LinkObject & { addresses: string[]; peer?: string }
 
 export class FakeHost implements Host {
   /** Everything on this host, by key. Tests may add objects to play other owners or drift. */
@@ -134,6 +137,49 @@ export class FakeHost implements Host {
       this.objects.delete(k)
       this.busyPorts.delete(`${o.proto}/${o.port}`)
     }
+  }
+
+  // Views for tests that read the host as the kernel would show it.
+
+  /** Links by name, with their addresses; a veth's container end appears beside it (as it does until Docker moves it). */
+  get links(): Map<string, FakeLink> {
+    const out = new Map<string, FakeLink>()
+    for (const l of this.ofKind('link')) {
+      const addresses = this.ofKind('addr').filter((a) => a.link === l.name).map((a) => a.cidr)
+      out.set(l.name, { ...l, addresses, ...(l.veth ? { peer: l.veth.peer } : {}) })
+      if (l.veth) out.set(l.veth.peer, { kind: 'link', name: l.veth.peer, type: 'veth', alias: '', mtu: l.mtu, mac: l.veth.peerMac, up: false, recreate: false, addresses: [], peer: l.name })
+    }
+    return out
+  }
+
+  /** ipset members by `set entry`. */
+  get sets(): Map<string, { set: string; entry: string; comment: string }> {
+    return new Map(this.ofKind('setEntry').map((e) => [`${e.set} ${e.entry}`, { set: e.set, entry: e.entry, comment: e.comment }]))
+  }
+
+  /** DNAT rules as `family rule`. */
+  get portRules(): Set<string> {
+    return new Set(this.ofKind('dnat').map((r) => `${r.family} ${r.rule}`))
+  }
+
+  /** Held host ports as `proto/port` (tsnet's and, through busyPorts, other processes'). */
+  get heldPorts(): Set<string> {
+    return this.busyPorts
+  }
+
+  /** Device group of each link that has one. */
+  get groups(): Map<string, number> {
+    return new Map(this.ofKind('link').flatMap((l) => (l.group !== undefined ? [[l.name, l.group] as const] : [])))
+  }
+
+  /** tsnet's chains are in place. */
+  get edge(): boolean {
+    return this.objects.has('chains')
+  }
+
+  /** Kernel settings by slash path. */
+  get sysctls(): Map<string, string> {
+    return new Map(this.ofKind('sysctl').map((o) => [o.path, o.value]))
   }
 
   /** The objects of one kind, by key. */

@@ -45,4 +45,9 @@ export interface Host {
    * packet meets the DNAT rules as they are now. A missing conntrack tool is a warning, not an error.
    */
   forgetPortFlows(flows: readonly PortFlow[], log: Logger): Promise<void>
+  /**
+   * Calls `onDrift` when the kernel reports that a link tsnet owns was deleted or renamed (or
+   * that events were lost); returns the function that stops watching. Hosts without events omit it.
+   */
+  watchOwnedLinks?(onDrift: (why: string) => void, log: Logger): Promise<() => void>
 }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { HostFacts } from '../core/host-facts.js'
-import { type HostObject, type ObjectKind, type Op, type Proto, keyOf, kindOfKey } from '../core/objects.js'
+import { type HostObject, type ObjectKind, type Op, type Proto, TSNET_TAG_PREFIX, keyOf, kindOfKey } from '../core/objects.js'
 import type { PortFlow } from '../core/flows.js'
 import { ConntrackFlows } from './conntrack.js'
 import type { KindDriver } from './driver.js'
@@ -16,7 +16,8 @@ import { createRunner, type Runner } from './exec.js'
 import { FirewallDriver } from './firewall-driver.js'
 import type { Host, ObserveQuery } from './host.js'
 import { LinkDriver } from './link-driver.js'
-import { type Rtnl, listLinks, listRoutes, sharedRtnl } from './netlink/index.js'
+import { type Rtnl, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
+import { BRIDGE_PREFIX, HOST_VETH_PREFIX } from '../core/names.js'
 import { PortDriver } from './port-driver.js'
 import { type Binding, type PortReserver, SocketPortReserver } from './port-reservations.js'
 import { SysctlDriver } from './sysctl-driver.js'
@@ -123,6 +124,20 @@ export class LinuxHost implements Host {
 
   forgetPortFlows(flows: readonly PortFlow[], log: Logger): Promise<void> {
     return this.conntrack.forget(flows, log)
+  }
+
+  async watchOwnedLinks(onDrift: (why: string) => void, log: Logger): Promise<() => void> {
+    const ours = (name: string | undefined, alias: string | undefined) =>
+      (alias ?? '').startsWith(TSNET_TAG_PREFIX) || (name !== undefined && (name.startsWith(BRIDGE_PREFIX) || name.startsWith(HOST_VETH_PREFIX)))
+    const watch = watchLinks((e) => {
+      if (e.type === 'delete' && ours(e.name, e.alias)) onDrift(`link ${e.name} was deleted`)
+      else if (e.type === 'change' && e.previousName !== undefined && ours(e.previousName, e.alias)) onDrift(`link ${e.previousName} was renamed ${e.name}`)
+    }, {
+      onOverflow: () => onDrift('link events were lost'),
+      onError: (err) => log.warn({ err }, 'link events: the watch failed; the periodic reconcile still runs'),
+    })
+    watch.seed(await listLinks(this.rtnl))
+    return () => watch.stop()
   }
 
   releasePorts(): Promise<void> {

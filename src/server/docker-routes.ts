@@ -5,12 +5,14 @@ import type { IpamService } from '../services/ipam-service.js'
 import type { NetworkDriver } from '../services/network-driver.js'
 import type { PolicyService } from '../services/policy-service.js'
 import type { PortPublisher } from '../services/port-publisher.js'
+import type { Reconciler } from '../engine/reconciler.js'
 
 export interface Services {
   driver: NetworkDriver
   ports: PortPublisher
   policy: PolicyService
   ipam: IpamService
+  reconciler: Reconciler
 }
 
 type Handler = (body: any, log: Logger) => unknown

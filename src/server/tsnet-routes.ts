@@ -13,5 +13,12 @@ export function tsnetRoutes(s: Services): Record<string, Route> {
         return { Policies: [await s.policy.setPolicy(b.Network, b.Allow, log)] }
       },
     },
+    '/Tsnet.Reconcile': {
+      schema: schemas.reconcile,
+      handler: async (b: { DryRun?: boolean }) => {
+        const report = await s.reconciler.pass('event', b.DryRun === true)
+        return { Changes: report.changes, Failed: report.failed, Missing: report.missing, Foreign: report.foreign, Ms: report.ms }
+      },
+    },
   }
 }
