@@ -35,8 +35,10 @@ export interface ReconcileReport {
   ms: number
 }
 
+/** Whether two wanted objects ask the host for the same thing (`recreate` only says what a reconcile may do). */
+const hostView = (o: HostObject) => (o.kind === 'link' ? { ...o, recreate: undefined } : o)
 const sameWanted = (a: HostObject | undefined, b: HostObject | undefined) =>
-  a === b || (a !== undefined && b !== undefined && JSON.stringify(a) === JSON.stringify(b))
+  a === b || (a !== undefined && b !== undefined && JSON.stringify(hostView(a)) === JSON.stringify(hostView(b)))
 
 export class Engine {
   readonly desired = new DesiredIndex()

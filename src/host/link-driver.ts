@@ -29,33 +29,45 @@ export class LinkDriver implements KindDriver {
   async observe(scope: ObserveScope): Promise<HostObject[]> {
     const names = new Set<string>()
     const linkKeys = new Set<string>()
+    /** Links whose addresses, neighbours or FDB entries were asked about. */
+    const onKeys = new Set<string>()
     for (const k of scope.keys) {
       const rest = keyRest(k)
       if (k.startsWith('link ')) {
         names.add(rest)
         linkKeys.add(rest)
       } else {
-        names.add(rest.split(' ')[0] as string)
+        const link = rest.split(' ')[0] as string
+        names.add(link)
+        onKeys.add(link)
       }
     }
     const table = scope.allOwned || names.size > DUMP_OVER ? await listLinks(this.rtnl) : await this.getSome(names)
     const byIndex = new Map(table.map((l) => [l.index, l]))
     const out: HostObject[] = []
-    const ownedLinks: LinkObject[] = []
+    const owned = new Map<string, LinkObject>()
     for (const l of table) {
       const o = this.toObject(l, byIndex)
-      const owned = isOwned(o)
-      if (owned) ownedLinks.push(o)
-      if ((scope.allOwned && owned) || linkKeys.has(l.name)) out.push(o)
+      if (isOwned(o)) owned.set(l.name, o)
+      if ((scope.allOwned && isOwned(o)) || linkKeys.has(l.name)) out.push(o)
     }
-    // What sits on links: of the links asked about, and of every owned link in a full look.
-    const onLinks = new Set<string>([...names].filter((n) => table.some((l) => l.name === n)))
-    if (scope.allOwned) for (const l of ownedLinks) onLinks.add(l.name)
+    // What sits on links: of the links asked about, and in a full look, of every owned link.
+    const present = new Set(table.map((l) => l.name))
+    const on = new Set([...onKeys].filter((n) => present.has(n)))
+    if (scope.allOwned) for (const n of owned.keys()) on.add(n)
+    if (on.size === 0) return out
     const wanted = new Set(scope.keys)
-    for (const name of onLinks) {
-      for (const o of await this.objectsOn(name, ownedLinks.find((l) => l.name === name))) {
-        if (wanted.has(keyOf(o)) || (scope.allOwned && ownedLinks.some((l) => l.name === name))) out.push(o)
-      }
+    const keep = (o: HostObject) => wanted.has(keyOf(o)) || (scope.allOwned && owned.has((o as AddrObject).link))
+    // One dump of every address (the kernel dumps them all whatever the filter), grouped by link.
+    for (const a of await listAddresses(this.rtnl)) {
+      const link = byIndex.get(a.link)?.name
+      if (!link || !on.has(link) || a.scope === 'link') continue
+      const o: AddrObject = { kind: 'addr', link, cidr: a.cidr }
+      if (keep(o)) out.push(o)
+    }
+    for (const name of on) {
+      if (owned.get(name)?.type !== 'vxlan' && !onKeys.has(name)) continue
+      for (const o of await this.neighboursOn(name)) if (keep(o)) out.push(o)
     }
     return out
   }
@@ -90,20 +102,16 @@ export class LinkDriver implements KindDriver {
     return o
   }
 
-  /** Addresses (not the kernel's own link-local ones), and on vxlan ports the neighbour and FDB entries. */
-  private async objectsOn(name: string, link: LinkObject | undefined): Promise<HostObject[]> {
+  /** The static neighbour and FDB entries of a vxlan port. */
+  private async neighboursOn(name: string): Promise<HostObject[]> {
+    const link = await getLink(this.rtnl, name)
+    if (link?.kind !== 'vxlan') return []
     const out: HostObject[] = []
-    for (const a of await listAddresses(this.rtnl, { link: name })) {
-      if (a.scope === 'link') continue
-      out.push({ kind: 'addr', link: name, cidr: a.cidr })
+    for (const n of await listNeighbours(this.rtnl, name)) {
+      if (n.mac && n.state.includes('permanent')) out.push({ kind: 'neigh', link: name, ip: n.address, mac: n.mac } satisfies NeighObject)
     }
-    if (link?.type === 'vxlan') {
-      for (const n of await listNeighbours(this.rtnl, name)) {
-        if (n.mac && n.state.includes('permanent')) out.push({ kind: 'neigh', link: name, ip: n.address, mac: n.mac })
-      }
-      for (const f of await listFdb(this.rtnl, name)) {
-        if (f.dst) out.push({ kind: 'fdb', link: name, mac: f.mac, dst: f.dst })
-      }
+    for (const f of await listFdb(this.rtnl, name)) {
+      if (f.dst) out.push({ kind: 'fdb', link: name, mac: f.mac, dst: f.dst } satisfies FdbObject)
     }
     return out
   }
