@@ -13,6 +13,7 @@ import { endpointAlias, macFromSeed, networkAlias } from '../../../src/core/name
 import { parsePolicy } from '../../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../../src/core/records.js'
 import type { FakeHost, FakeLink } from '../../../src/host/fake-host.js'
+import { bridgeEdge } from '../../../src/modes/bridge.js'
 import { cidrValue, contains, ipValue, overlaps, sameIp, type CidrValue } from './ip.js'
 
 export interface Violation {
@@ -198,7 +199,7 @@ export function transitionProblems(method: string, req: unknown, resp: unknown, 
       if (Object.keys(a).length !== 0) fail(`answer should be {} but is ${short(JSON.stringify(resp))}`)
       if (rec && isObj(r.Options) && isObj(r.Options['com.docker.network.generic'])) {
         const name = r.Options['com.docker.network.generic']['com.docker.network.bridge.name']
-        if (typeof name === 'string' && rec.bridge !== name) fail(`asked for bridge ${JSON.stringify(name)} but the record says ${JSON.stringify(rec.bridge)}`)
+        if (typeof name === 'string' && rec.spec?.bridge !== name) fail(`asked for bridge ${JSON.stringify(name)} but the record says ${JSON.stringify(rec.spec?.bridge)}`)
       }
       break
     }
@@ -457,10 +458,11 @@ export function storeProblems(s: StoreView): Violation[] {
   const bridges = new Map<string, string>()
   for (const [id, n] of networks) {
     if (n.id !== id) fail(`network file ${id} holds network ${n.id}`)
-    if (typeof n.bridge !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(n.bridge) || n.bridge === '.' || n.bridge === '..') fail(`network ${id} has an unusable bridge name ${JSON.stringify(n.bridge)}`)
-    const other = bridges.get(n.bridge)
-    if (other !== undefined) fail(`networks ${other} and ${id} share bridge ${n.bridge}`)
-    bridges.set(n.bridge, id)
+    const bridge = n.spec?.bridge
+    if (typeof bridge !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(bridge) || bridge === '.' || bridge === '..') fail(`network ${id} has an unusable bridge name ${JSON.stringify(bridge)}`)
+    const other = bridges.get(bridge)
+    if (other !== undefined) fail(`networks ${other} and ${id} share bridge ${bridge}`)
+    bridges.set(bridge, id)
     if (!Number.isInteger(n.mtu) || n.mtu < 68 || n.mtu > 65535) fail(`network ${id} has MTU ${n.mtu}`)
     for (const [fam, list] of [[4, n.ipv4Subnets], [6, n.ipv6Subnets]] as const) {
       for (const sub of (list ?? []) as any[]) {
@@ -615,9 +617,10 @@ export function expectedEdge(s: StoreView): ExpectedEdge {
   const groups = new Map<string, number>()
   const endpoints = [...s.recs.endpoints.values()] as EndpointRecord[]
   for (const n of s.recs.networks.values() as Iterable<NetworkRecord>) {
-    groups.set(n.bridge, deviceGroupOf(n))
+    groups.set(n.spec.bridge, deviceGroupOf(n))
     const rules = n.policy ? parsePolicy(n.policy) : []
-    for (const e of [...networkEntries(n), ...allowEntries(n, endpoints.filter((x) => x.networkId === n.id), rules, () => [])]) {
+    const edge = bridgeEdge(n, n.spec.bridge)
+    for (const e of [...networkEntries(edge), ...allowEntries(edge, endpoints.filter((x) => x.networkId === n.id), rules, () => [])]) {
       const known = entries.get(entryKey(e))
       if (known) known.owners.add(e.comment)
       else entries.set(entryKey(e), { entry: e, owners: new Set([e.comment]) })
