@@ -11,7 +11,8 @@ import { checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndp
 import { checkPolicySize } from '../core/edge-plan.js'
 import { flowsToForget } from '../core/flows.js'
 import { genericOptions } from '../core/options.js'
-import { DAEMON_KEYS } from '../core/docker-keys.js'
+import { DAEMON_KEYS, OPT } from '../core/docker-keys.js'
+import { parseExposedPorts, parsePortMap } from '../core/ports.js'
 import { checkOptionKeys } from '../core/network-plan.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
 import { conflict, withContext } from '../errors.js'
@@ -135,8 +136,16 @@ export class NetworkDriver {
       const record = existing ?? plan.record
       const clash = [...this.state.endpoints.values()].find((e) => e.id !== record.id && e.hostIf !== undefined && e.hostIf === record.hostIf)
       if (clash) throw conflict(`endpoint ${short(req.EndpointID)} would reuse interface ${clash.hostIf} of endpoint ${short(clash.id)}`)
-      await this.engine.change(this.state.endpointChanges(n, record.id, record), {
-        doing: `creating endpoint ${short(record.id)}`,
+      const doing = `creating endpoint ${short(record.id)}`
+      let changes: Changes
+      try {
+        // Rendering refuses too (a policy the new endpoint would take past its cap): say which endpoint.
+        changes = this.state.endpointChanges(n, record.id, record)
+      } catch (err) {
+        throw withContext(err, doing)
+      }
+      await this.engine.change(changes, {
+        doing,
         verify: [epOwner(record.id)],
         persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record),
         log,
@@ -173,6 +182,10 @@ export class NetworkDriver {
       const n = this.state.knownNetwork(req.NetworkID)
       const e = this.state.knownEndpoint(req.NetworkID, req.EndpointID)
       const sandboxKey = checkSandboxKey(req.SandboxKey)
+      // Docker repeats the port map here; a broken one is refused as in CreateEndpoint.
+      const options = req.Options ?? {}
+      parsePortMap(options[OPT.portMap])
+      parseExposedPorts(options[OPT.exposedPorts])
       const mode = modeOf(n)
       const response = mode.join(n, e)
       if (!e.joined || e.sandboxKey !== sandboxKey) {
