@@ -15,6 +15,7 @@ import { IpamService } from './services/ipam-service.js'
 import { NetworkService } from './services/network-service.js'
 import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
+import { keepRecords } from './store/migrate.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
 
@@ -55,7 +56,8 @@ export interface Services {
 }
 
 export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent')): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
+  // Schema-1 records keep their shape on this branch; core/record-upgrade.ts's transform goes here.
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, upgrade: keepRecords })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.

@@ -6,12 +6,14 @@ import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord, PublishedP
 import { bindAddressOf } from './core/ports.js'
 import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
+import { keepRecords } from './store/migrate.js'
 
 export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } })
   const stateDir = resolve(values['state-dir'] ?? env.TSNET_STATE_DIR ?? DEFAULT_STATE_DIR)
-  // The daemon may be writing meanwhile: read only, and refuse records it would refuse.
-  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord })
+  // The daemon may be writing meanwhile: read only, and refuse records it would refuse. A store
+  // the daemon has not migrated yet is read through the same upgrade it will apply.
+  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord, upgrade: keepRecords })
   const networks = (await store.list<NetworkRecord>('networks')).map((r) => r.value)
   const endpoints = (await store.list<EndpointRecord>('endpoints')).map((r) => r.value)
   const pools = (await store.list<PoolRecord>('pools')).map((r) => r.value)

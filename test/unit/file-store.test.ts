@@ -10,7 +10,7 @@ import { openServices } from '../../src/main.js'
 import { OPT } from '../../src/protocol/types.js'
 import { NetworkService } from '../../src/services/network-service.js'
 import { FileStore } from '../../src/store/file-store.js'
-import { STORE_SCHEMA } from '../../src/store/store.js'
+import { type Listing, STORE_SCHEMA } from '../../src/store/store.js'
 import { TsnetError } from '../../src/errors.js'
 import { dockerId, tempDir } from './fixtures/util.js'
 
@@ -18,17 +18,19 @@ const quiet = pino({ level: 'silent' })
 const GOOD_NET = dockerId('0c')
 const GOOD_EP = dockerId('ec')
 
-const sortById = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+/** A listing as id and value, sorted by id (revisions are checked in store-contract). */
+const records = <T>(xs: Listing<T>) => xs.map(({ id, value }) => ({ id, value }))
+const sortById = <T>(xs: ReadonlyArray<{ id: string; value: T }>) => xs.map(({ id, value }) => ({ id, value })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
 
 t.test('open creates the collections and the schema record', async (t) => {
   const dir = await tempDir(t)
   const store = await FileStore.open(dir)
   t.same((await readdir(join(dir, 'store'))).sort(), ['endpoints', 'leases', 'meta', 'networks', 'pools'])
   t.same(JSON.parse(await readFile(join(dir, 'store', 'meta', 'schema.json'), 'utf8')), { version: STORE_SCHEMA })
-  t.same(await store.list('meta'), [{ id: 'schema', value: { version: 1 } }])
-  t.same(await store.list('networks'), [])
+  t.same(records(await store.list('meta')), [{ id: 'schema', value: { version: STORE_SCHEMA } }])
+  t.same(records(await store.list('networks')), [])
   const again = await FileStore.open(dir)
-  t.same(await again.list('meta'), [{ id: 'schema', value: { version: 1 } }], 'opening again keeps the schema')
+  t.same(records(await again.list('meta')), [{ id: 'schema', value: { version: STORE_SCHEMA } }], 'opening again keeps the schema')
 })
 
 t.test('put / list / delete round trip', async (t) => {
@@ -38,14 +40,14 @@ t.test('put / list / delete round trip', async (t) => {
   await store.put('networks', 'n2', { a: 2 })
   await store.put('endpoints', 'e1', { e: true })
   t.same(sortById(await store.list('networks')), [{ id: 'n1', value: { a: 1, nested: { b: [1, 2, 3] } } }, { id: 'n2', value: { a: 2 } }])
-  t.same(await store.list('endpoints'), [{ id: 'e1', value: { e: true } }], 'collections are separate')
+  t.same(records(await store.list('endpoints')), [{ id: 'e1', value: { e: true } }], 'collections are separate')
   await store.put('networks', 'n1', { a: 'replaced' })
   t.same(sortById(await store.list('networks')), [{ id: 'n1', value: { a: 'replaced' } }, { id: 'n2', value: { a: 2 } }], 'put replaces')
   await store.delete('networks', 'n1')
-  t.same(await store.list('networks'), [{ id: 'n2', value: { a: 2 } }])
+  t.same(records(await store.list('networks')), [{ id: 'n2', value: { a: 2 } }])
   const reopened = await FileStore.open(dir)
-  t.same(await reopened.list('networks'), [{ id: 'n2', value: { a: 2 } }], 'what was written is there after reopening')
-  t.same(await reopened.list('endpoints'), [{ id: 'e1', value: { e: true } }])
+  t.same(records(await reopened.list('networks')), [{ id: 'n2', value: { a: 2 } }], 'what was written is there after reopening')
+  t.same(records(await reopened.list('endpoints')), [{ id: 'e1', value: { e: true } }])
   const files = await readdir(join(dir, 'store', 'networks'))
   t.same(files, ['n2.json'], 'no temporary files are left behind')
 })
@@ -77,7 +79,7 @@ t.test('deleting a missing record is fine', async (t) => {
   await store.put('networks', 'x', {})
   await store.delete('networks', 'x')
   await t.resolves(store.delete('networks', 'x'), 'twice')
-  t.same(await store.list('networks'), [])
+  t.same(records(await store.list('networks')), [])
 })
 
 t.test('a leftover *.tmp file is ignored and removed at list', async (t) => {
@@ -87,10 +89,10 @@ t.test('a leftover *.tmp file is ignored and removed at list', async (t) => {
   const coll = join(dir, 'store', 'networks')
   await writeFile(join(coll, 'n1.json.tmp'), '{"v":"half-writ') // a crash during a later write of n1
   await writeFile(join(coll, 'n9.json.tmp'), '') // a crash during the first write of n9
-  t.same(await store.list('networks'), [{ id: 'n1', value: { v: 'old' } }], 'the old record is intact; the torn write is not a record')
+  t.same(records(await store.list('networks')), [{ id: 'n1', value: { v: 'old' } }], 'the old record is intact; the torn write is not a record')
   t.same(await readdir(coll), ['n1.json'], 'the temporary files are gone')
   await writeFile(join(coll, 'README'), 'not a record')
-  t.same(await store.list('networks'), [{ id: 'n1', value: { v: 'old' } }], 'files that are not .json are skipped')
+  t.same(records(await store.list('networks')), [{ id: 'n1', value: { v: 'old' } }], 'files that are not .json are skipped')
 })
 
 t.test('a corrupt record makes list throw a TsnetError naming the file', async (t) => {
@@ -139,7 +141,7 @@ t.test('open refuses a store of an unknown schema version', async (t) => {
   await FileStore.open(dir)
   const schema = join(dir, 'store', 'meta', 'schema.json')
   await writeFile(schema, JSON.stringify({ version: 99 }))
-  await t.rejects(FileStore.open(dir), { name: 'TsnetError', kind: 'host', message: /schema version 99, but this tsnet reads version 1/ })
+  await t.rejects(FileStore.open(dir), { name: 'TsnetError', kind: 'host', message: /schema version 99, but this tsnet reads version 2/ })
   await writeFile(schema, JSON.stringify({}))
   await t.rejects(FileStore.open(dir), { name: 'TsnetError', message: /schema version undefined/ }, 'a schema record without a version')
   await writeFile(schema, 'garbage{')
@@ -202,7 +204,8 @@ t.test('measurement: put and delete cost at 10 vs 5,000 records', async (t) => {
 
 t.test('records of the wrong shape are quarantined on load, with the reason, and tsnet starts without them', async (t) => {
   const dir = await tempDir(t)
-  const config = loadConfig(['--state-dir', dir], {})
+  // With the Docker API configured, so that Docker's names are loaded (records are checked as they are read).
+  const config = loadConfig(['--state-dir', dir, '--docker-host', `unix://${join(dir, 'no-docker.sock')}`], {})
   // A store as tsnet leaves it: a network with an endpoint, its pool and leases.
   const first = await openServices(config, new FakeHost(), quiet)
   const { PoolID, Pool } = await first.ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '10.30.0.0/24' }, quiet)
@@ -253,7 +256,7 @@ t.test('read-only (tsnet status beside the daemon): no temporary file removed, n
   const coll = join(dir, 'store', 'networks')
   await writeFile(join(coll, 'n2.json.1234.1.tmp'), '{"v":') // the daemon's write in flight
   const reader = await FileStore.open(dir, quiet, { readOnly: true })
-  t.same(await reader.list('networks'), [{ id: 'n1', value: { v: 1 } }])
+  t.same(records(await reader.list('networks')), [{ id: 'n1', value: { v: 1 } }])
   t.ok(existsSync(join(coll, 'n2.json.1234.1.tmp')), 'the temporary file is left alone')
   const checking = await FileStore.open(dir, quiet, { readOnly: true, check: (_c, id) => (id === 'n1' ? 'not liked' : undefined) })
   await t.rejects(checking.list('networks'), { name: 'TsnetError', message: /n1\.json cannot be read: not liked/ }, 'a refused record is an error, even with a logger')

@@ -42,14 +42,19 @@ class FlakyStore implements Store {
   failPut = false
   failDelete = false
   constructor(private readonly inner: Store) {}
-  list<T>(c: Collection) { return this.inner.list<T>(c) }
+  list<T>(prefix: string) { return this.inner.list<T>(prefix) }
+  get<T>(key: string) { return this.inner.get<T>(key) }
+  txn(...args: Parameters<Store['txn']>) { return this.inner.txn(...args) }
+  watch(...args: Parameters<Store['watch']>) { return this.inner.watch(...args) }
+  lease(ttl: number) { return this.inner.lease(ttl) }
+  close() { return this.inner.close() }
   async put(c: Collection, id: string, v: unknown) {
     if (this.failPut) { this.failPut = false; throw new Error('disk full (injected)') }
     return this.inner.put(c, id, v)
   }
   async delete(c: Collection, id: string) {
     if (this.failDelete) { this.failDelete = false; throw new Error('I/O error (injected)') }
-    return this.inner.delete(c, id)
+    await this.inner.delete(c, id)
   }
 }
 
