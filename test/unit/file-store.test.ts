@@ -1,7 +1,8 @@
 // store/file-store: one JSON file per record, atomic writes, schema check; plus a cost measurement.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { open, readdir, readFile, writeFile } from 'node:fs/promises'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../../src/config.js'
@@ -262,4 +263,59 @@ t.test('read-only (tsnet status beside the daemon): no temporary file removed, n
   await t.rejects(checking.list('networks'), { name: 'TsnetError', message: /n1\.json cannot be read: not liked/ }, 'a refused record is an error, even with a logger')
   t.ok(existsSync(join(coll, 'n1.json')), 'and stays where it is')
   t.notOk(existsSync(join(dir, 'store', 'quarantine')), 'nothing quarantined')
+})
+
+/** Counts FileHandle.sync/datasync calls (the fsyncs) while `fn` runs. */
+async function countSyncs(dir: string, fn: () => Promise<unknown>): Promise<{ sync: number; datasync: number }> {
+  const probe = await open(join(dir, 'probe'), 'w')
+  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> }
+  await probe.close()
+  const counts = { sync: 0, datasync: 0 }
+  const { sync, datasync } = proto
+  proto.sync = function (this: unknown) { counts.sync++; return sync.call(this) }
+  proto.datasync = function (this: unknown) { counts.datasync++; return datasync.call(this) }
+  try {
+    await fn()
+  } finally {
+    proto.sync = sync
+    proto.datasync = datasync
+  }
+  return counts
+}
+
+t.test('durable writes fsync the file and the directory; non-durable ones fsync nothing', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  t.same(await countSyncs(dir, () => store.put('endpoints', 'e1', { v: 1 })), { sync: 1, datasync: 1 }, 'durable put: the data, then the directory')
+  t.same(await countSyncs(dir, () => store.txn([{ key: 'endpoints/e2', absent: true }], [{ put: 'endpoints/e2', value: 2 }])), { sync: 1, datasync: 1 }, 'durable create: the same')
+  t.same(await countSyncs(dir, () => store.delete('endpoints', 'e2')), { sync: 1, datasync: 0 }, 'durable delete: the directory')
+  t.same(await countSyncs(dir, () => store.txn([], [{ put: 'endpoints/e3', value: 3 }, { put: 'leases/l', value: 4 }])), { sync: 2, datasync: 2 }, 'two collections: each file, each directory')
+  t.same(await countSyncs(dir, () => store.put('endpoints', 'e1', { v: 2 }, { durable: false })), { sync: 0, datasync: 0 }, 'non-durable put: none')
+  t.same(await countSyncs(dir, () => store.txn([{ key: 'endpoints/e4', absent: true }], [{ put: 'endpoints/e4', value: 4 }], { durable: false })), { sync: 0, datasync: 0 }, 'non-durable create: none')
+  t.same(await countSyncs(dir, () => store.delete('endpoints', 'e4', { durable: false })), { sync: 0, datasync: 0 }, 'non-durable delete: none')
+  t.same((await store.list<unknown>('endpoints/')).map((e) => [e.id, e.value]), [['e1', { v: 2 }], ['e3', 3]], 'and every write took effect')
+})
+
+t.test('a create that loses at link(2) to another writer undoes the creates before it and writes nothing', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const other = join(dir, 'store', 'pools', 'b.json')
+  // Another process creates pools/b after the conditions were checked, just before our link of it.
+  const fsp = createRequire(import.meta.url)('node:fs').promises as { link: (a: string, b: string) => Promise<void> }
+  const realLink = fsp.link
+  fsp.link = async (from: string, to: string) => {
+    if (to === other) await writeFile(other, '"theirs"')
+    return realLink(from, to)
+  }
+  syncBuiltinESMExports()
+  let result
+  try {
+    result = await store.txn([{ key: 'pools/a', absent: true }, { key: 'pools/b', absent: true }], [{ put: 'pools/a', value: 'mine' }, { put: 'pools/b', value: 'mine' }])
+  } finally {
+    fsp.link = realLink
+    syncBuiltinESMExports()
+  }
+  t.equal(result.ok, false, 'the transaction reports the loss')
+  t.same((await store.list<string>('pools/')).map((e) => [e.id, e.value]), [['b', 'theirs']], 'pools/a, linked first, was removed again; pools/b is theirs')
+  t.same((await readdir(join(dir, 'store', 'pools'))).sort(), ['b.json'], 'no temporary file is left')
 })
