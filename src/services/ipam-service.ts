@@ -176,13 +176,15 @@ export class IpamService {
     }
   }
 
+  /** The pool from the cache, or, when it is not there, from the store (another writer's); the caller holds the lock. */
+  private async poolNamed(poolId: string): Promise<PoolEntry | undefined> {
+    if (!this.book.pools.has(poolId)) await this.book.refreshPools()
+    return this.book.pools.get(poolId)
+  }
+
   /** Chooses an address from the cache and marks it there as being claimed; the caller holds the lock. */
   private async pick(req: RequestAddressRequest): Promise<{ pool: PoolEntry; value: bigint; lease: LeaseEntry; preferred: boolean }> {
-    let pool = this.book.pools.get(req.PoolID)
-    if (!pool) {
-      await this.book.refreshPools() // perhaps another writer's
-      pool = this.book.pools.get(req.PoolID)
-    }
+    const pool = await this.poolNamed(req.PoolID)
     if (!pool) throw notFound(`address pool ${clip(req.PoolID)} is unknown to tsnet`)
     let preferred: Ip | undefined
     if (req.Address) {
@@ -245,11 +247,13 @@ export class IpamService {
   /** Forgets the lease under the lock and deletes it from the store after it (see requestAddress). */
   async releaseAddress(req: ReleaseAddressRequest, log: Logger) {
     const found = await this.lock.run('ipam', async () => {
-      const pool = this.book.pools.get(req.PoolID)
       const ip = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
+      const pool = ip ? await this.poolNamed(req.PoolID) : undefined
       if (!pool || !ip || ip.family !== pool.prefix.family) return undefined
+      // Unknown here: perhaps another writer's lease, newer than our last look.
+      if (!pool.leases.has(ip.value)) await this.book.refreshLeases(pool, this.releasing.get(req.PoolID))
       const lease = pool.leases.get(ip.value)
-      if (!lease) return undefined
+      if (!lease || lease.rev === undefined) return undefined
       pool.leases.delete(ip.value)
       const releasing = this.releasing.get(req.PoolID) ?? new Set<bigint>()
       releasing.add(ip.value)

@@ -12,6 +12,7 @@ import { GcService, type GcOutcome } from '../../src/services/gc-service.js'
 import { GC_COOLDOWN_MS, IpamService } from '../../src/services/ipam-service.js'
 import { NetworkService } from '../../src/services/network-service.js'
 import { FileStore } from '../../src/store/file-store.js'
+import { ManualClock } from '../../src/engine/clock.js'
 import { FakeDocker, mockClock } from './fixtures/gc-fakes.js'
 import { dockerId, expectTsnetError, log, tempDir } from './fixtures/util.js'
 
@@ -526,4 +527,26 @@ t.test('a store with networks is not pinned to an engine that knows none of them
   env.docker.networks = [dnet(NET, SUBNET, [])] // the right engine
   t.match(await env.gc.pass(), { ran: true, collected: [] }, 'the right engine is pinned; its first pass only suspects')
   t.ok((await env.store.list('meta')).some((m) => m.id === 'engine'), 'engine recorded')
+})
+
+t.test("suspects age by the injected clock: collected once it has moved minAgeMs, whatever the wall clock did", async (t) => {
+  const dir = await tempDir(t)
+  const clock = new ManualClock()
+  const host = new FakeHost()
+  const store = await FileStore.open(dir)
+  const network = new NetworkService(store, host, {})
+  const ipam = new IpamService(store, host, { defaultPools: parseDefaultPools(DOCKER_DEFAULT_POOLS_TEXT) }, clock)
+  await network.load()
+  await ipam.load()
+  const docker = new FakeDocker(ENGINE_A)
+  const gc = new GcService(store, docker, network, ipam, { intervalMs: MIN_AGE, minAgeMs: MIN_AGE }, log, clock)
+  await gc.load()
+  const { PoolID } = await ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: SUBNET }, log)
+  const stale = await ipam.requestAddress({ PoolID }, log)
+  docker.networks = [dnet(NET, SUBNET, [])] // the pool is in use, the address is not
+  t.match(await gc.pass(), { ran: true, unexplained: 1, collected: [] }, 'first pass: a suspect')
+  clock.advance(MIN_AGE - 1)
+  t.match(await gc.pass(), { ran: true, unexplained: 1, collected: [] }, 'a millisecond short of minAgeMs by the clock: kept')
+  clock.advance(1)
+  t.same(ran(await gc.pass())?.collected, [{ kind: 'lease', poolId: PoolID, address: stale.Address.split('/')[0], createdAt: '2026-01-01T00:00:00.000Z' }], 'collected once the clock moved minAgeMs')
 })
