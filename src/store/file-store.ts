@@ -14,8 +14,9 @@
  *   transaction lose, the ones it already linked are removed again (another process may have seen
  *   them for that moment).
  * - Every other condition, and the all-or-nothing of a transaction, hold against the other calls
- *   on this object (they run one at a time), not against another process: `tsnet serve` holds the
- *   state directory's lock (store/state-lock.ts), so it is the only writer.
+ *   on this object (they run one at a time; transactions of creates alone run together, and one
+ *   can lose to another that is then undone), not against another process: `tsnet serve` holds
+ *   the state directory's lock (store/state-lock.ts), so it is the only writer.
  * - A crash part-way through a transaction can leave some of its writes done: its creates first,
  *   then the others in the order given. Callers order writes so a load can repair what is left.
  * - Watches see this object's writes only (store/watch-hub.ts); the last `watchHistory`
@@ -27,7 +28,6 @@ import { link, mkdir, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { TsnetError, errorMessage, invalid, quote, unavailable } from '../errors.js'
-import { KeyedLock } from '../util/keyed-lock.js'
 import { crashPoint } from './crash-points.js'
 import { FileLeases } from './file-leases.js'
 import { encodeId, parseKey, prefixTouches } from './keys.js'
@@ -35,6 +35,7 @@ import { EXIT_STORE_UNUSABLE, MIGRATING_DIR, STORE_DIR, declaredSchema, unusable
 import { type RecordUpgrade, migrateStore, recoverMigration } from './migrate.js'
 import { type FileIdentity, RECORD_SUFFIX, currentIdentity, stageFile, syncDir } from './record-files.js'
 import { RecordReader, Revisions } from './record-reader.js'
+import { SharedExclusiveLock } from './rw-lock.js'
 import {
   COLLECTIONS, type Condition, type Entry, type Lease, type Listing, type Revision, STORE_SCHEMA, StoreBase, type TxnResult,
   type Unwatch, type WatchEvent, type Write, type WriteOptions, listing,
@@ -67,7 +68,7 @@ export interface FileStoreOptions {
 
 export class FileStore extends StoreBase {
   private readonly revisions = new Revisions()
-  private readonly lock = new KeyedLock()
+  private readonly lock = new SharedExclusiveLock()
   private readonly hub: WatchHub
   /** Temporary files of writes in flight, by path: not debris. */
   private readonly inFlight = new Set<string>()
@@ -121,13 +122,13 @@ export class FileStore extends StoreBase {
   async get<T>(key: string): Promise<Entry<T> | undefined> {
     const { collection, id } = parseKey(key)
     this.assertOpen()
-    return this.lock.run('store', () => this.reader.read<T>(collection, id, `${encodeId(id)}${RECORD_SUFFIX}`))
+    return this.lock.run(true, () => this.reader.read<T>(collection, id, `${encodeId(id)}${RECORD_SUFFIX}`))
   }
 
   async list<T>(prefix: string): Promise<Listing<T>> {
     if (typeof prefix !== 'string') throw invalid(`a store prefix must be a string, not ${quote(prefix)}`)
     this.assertOpen()
-    return this.lock.run('store', async () => {
+    return this.lock.run(true, async () => {
       const entries: Array<Entry<T>> = []
       for (const collection of await this.reader.collections()) {
         if (!prefixTouches(prefix, collection)) continue
@@ -143,13 +144,26 @@ export class FileStore extends StoreBase {
     if (this.readOnly) throw invalid('this store was opened read-only')
     const durable = options.durable !== false
     const writes = prepareWrites(when, then, (c, id) => this.pathOf(c, id), (lease) => this.leases.live(lease))
-    for (const w of writes) if (w.kind === 'put') this.inFlight.add(w.tmp)
+    const creates = writes.filter((w): w is Prepared & { kind: 'put' } => w.kind === 'put' && w.create)
+    // An absent condition on a key the transaction creates is decided by link(2) itself.
+    const checked = when.filter((c) => !('absent' in c && creates.some((w) => w.key === c.key)))
+    // Creates alone exclude one another through link(2): they need not wait for each other.
+    const exclusive = checked.length > 0 || creates.length < writes.length
+    const leftover = new Set(writes.flatMap((w) => (w.kind === 'put' ? [w.tmp] : [])))
+    for (const tmp of leftover) this.inFlight.add(tmp)
     try {
-      for (const w of writes) if (w.kind === 'put') w.identity = await stageFile(w.path, w.text, durable, w.tmp)
-      const result = await this.lock.run('store', () => this.apply(when, writes))
-      if (result.ok && durable && result.dirs.size > 0) {
-        for (const dir of result.dirs) await syncDir(dir)
-        if (writes.some((w) => w.kind === 'put')) crashPoint('put:after-sync')
+      const staged = await Promise.allSettled(writes.map(async (w) => {
+        if (w.kind === 'put') w.identity = await stageFile(w.path, w.text, durable, w.tmp)
+      }))
+      const failed = staged.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (failed) throw failed.reason
+      const result = await this.lock.run(exclusive, () => this.apply(checked, writes))
+      if (result.ok) {
+        for (const w of writes) if (w.kind === 'put' && !w.create) leftover.delete(w.tmp) // renamed into place
+        const linked = creates.map((w) => w.tmp) // a second name of each created record
+        for (const tmp of linked) leftover.delete(tmp)
+        await Promise.all([...linked.map((tmp) => unlink(tmp).catch(() => undefined)), ...(durable ? [...result.dirs].map(syncDir) : [])])
+        if (durable && writes.some((w) => w.kind === 'put')) crashPoint('put:after-sync')
       }
       return { ok: result.ok, rev: result.rev }
     } catch (err) {
@@ -157,11 +171,8 @@ export class FileStore extends StoreBase {
       const what = writes.map((w) => `${w.kind} ${w.key}`).join(', ')
       throw new TsnetError('host', `cannot save the store change (${what}): ${errorMessage(err)}`, { cause: err })
     } finally {
-      for (const w of writes) {
-        if (w.kind !== 'put') continue
-        await unlink(w.tmp).catch(() => undefined) // renamed away already, or linked (a second name), or abandoned
-        this.inFlight.delete(w.tmp)
-      }
+      await Promise.all([...leftover].map((tmp) => unlink(tmp).catch(() => undefined))) // a write that did not happen
+      for (const w of writes) if (w.kind === 'put') this.inFlight.delete(w.tmp)
     }
   }
 
@@ -185,7 +196,7 @@ export class FileStore extends StoreBase {
     if (this.closed) return
     this.closed = true
     this.hub.close()
-    await this.lock.run('store', async () => undefined) // let the calls already running finish
+    await this.lock.run(true, async () => undefined) // let the calls already running finish
   }
 
   private assertOpen(): void {
@@ -197,28 +208,17 @@ export class FileStore extends StoreBase {
     return { dir, path: join(dir, `${encodeId(id)}${RECORD_SUFFIX}`) }
   }
 
-  /** Checks the conditions and applies the writes, creates first; the caller holds the lock. */
+  /**
+   * Checks the conditions and applies the writes, creates first. The caller holds the lock:
+   * exclusively, or shared when the writes are creates alone.
+   */
   private async apply(when: readonly Condition[], writes: Prepared[]): Promise<{ ok: boolean; rev: Revision; dirs: Set<string> }> {
-    const dirs = new Set<string>()
-    for (const c of when) if (!(await this.holds(c))) return { ok: false, rev: this.revisions.current, dirs }
+    for (const c of when) if (!(await this.holds(c))) return { ok: false, rev: this.revisions.current, dirs: new Set() }
     for (const w of writes) if (w.kind === 'put' && w.lease !== undefined && !this.leases.live(w.lease)) throw invalid(`lease ${quote(w.lease)} was revoked`)
-    const rev = this.revisions.current + 1n
-    const events: WatchEvent[] = []
-    const done = (w: Prepared) => {
-      dirs.add(w.dir)
-      if (w.kind === 'put') {
-        this.revisions.wrote(w.key, w.identity as FileIdentity, rev)
-        this.leases.attach(w.key, w.lease)
-        events.push({ type: 'put', key: w.key, rev, value: JSON.parse(w.text) as unknown })
-      } else {
-        this.revisions.forget(w.key)
-        this.leases.attach(w.key, undefined)
-        events.push({ type: 'delete', key: w.key, rev })
-      }
-    }
+    const applied: Prepared[] = []
+    let rev = this.revisions.current
     try {
       // Creates first: the only writes another process can make fail, so they alone are undone.
-      const linked: Prepared[] = []
       for (const w of writes) {
         if (w.kind !== 'put' || !w.create) continue
         crashPoint('put:before-rename')
@@ -226,13 +226,12 @@ export class FileStore extends StoreBase {
           await link(w.tmp, w.path)
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-          for (const l of linked) await unlink(l.path).catch(() => undefined)
+          for (const l of applied.splice(0)) await unlink(l.path).catch(() => undefined)
           return { ok: false, rev: this.revisions.current, dirs: new Set() }
         }
         crashPoint('put:after-rename')
-        linked.push(w)
+        applied.push(w)
       }
-      linked.forEach(done)
       for (const w of writes) {
         if (w.kind === 'put') {
           if (w.create) continue
@@ -249,15 +248,30 @@ export class FileStore extends StoreBase {
           }
           crashPoint('delete:after-unlink')
         }
-        done(w)
+        applied.push(w)
       }
     } finally {
-      if (events.length > 0) {
-        this.revisions.current = rev
-        this.hub.publish(rev, events)
-      }
+      rev = this.record(applied) // what was done, even when a later write failed
     }
-    return { ok: true, rev: this.revisions.current, dirs }
+    return { ok: true, rev, dirs: new Set(applied.map((w) => w.dir)) }
+  }
+
+  /** Gives the applied writes the next revision and tells the watchers, all at once (no await). */
+  private record(applied: Prepared[]): Revision {
+    if (applied.length === 0) return this.revisions.current
+    const rev = ++this.revisions.current
+    const events = applied.map((w): WatchEvent => {
+      if (w.kind === 'delete') {
+        this.revisions.forget(w.key)
+        this.leases.attach(w.key, undefined)
+        return { type: 'delete', key: w.key, rev }
+      }
+      this.revisions.wrote(w.key, w.identity as FileIdentity, rev)
+      this.leases.attach(w.key, w.lease)
+      return { type: 'put', key: w.key, rev, value: JSON.parse(w.text) as unknown }
+    })
+    this.hub.publish(rev, events)
+    return rev
   }
 
   private async holds(c: Condition): Promise<boolean> {
@@ -268,7 +282,7 @@ export class FileStore extends StoreBase {
 
   private async revoke(id: string): Promise<void> {
     this.assertOpen()
-    const result = await this.lock.run('store', () => this.apply([], this.leases.end(id).map((key): Prepared => {
+    const result = await this.lock.run(true, () => this.apply([], this.leases.end(id).map((key): Prepared => {
       const { collection, id: recordId } = parseKey(key)
       return { kind: 'delete', key, ...this.pathOf(collection, recordId) }
     })))

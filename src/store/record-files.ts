@@ -74,8 +74,9 @@ export async function stageFile(path: string, text: string, durable: boolean, tm
     await handle.writeFile(text.slice(0, text.length >> 1))
     crashPoint('put:mid-write')
     await handle.writeFile(text.slice(text.length >> 1))
-    if (durable) await handle.datasync() // data and size are what the rename needs; the directory sync covers the name
-    return identityOf(await handle.stat({ bigint: true }))
+    // Data and size are what the rename needs (the directory sync covers the name); a sync leaves the identity as it is.
+    const [stat] = await Promise.all([handle.stat({ bigint: true }), durable ? handle.datasync() : undefined])
+    return identityOf(stat)
   } catch (err) {
     await unlink(tmp).catch(() => undefined)
     throw err

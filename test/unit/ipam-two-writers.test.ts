@@ -17,6 +17,9 @@ import { FileStore } from '../../src/store/file-store.js'
 import { raceChildren } from './fixtures/children.js'
 import { log, tempDir } from './fixtures/util.js'
 
+// Child processes: a limit that catches a hang, not a slow machine.
+t.setTimeout(240_000)
+
 const here = dirname(fileURLToPath(import.meta.url))
 const writer = join(here, 'fixtures', 'ipam-writer.mjs')
 const built = existsSync(join(here, '..', '..', 'dist', 'services', 'ipam-service.js'))

@@ -11,6 +11,9 @@ import { pino } from 'pino'
 import { FileStore } from '../../src/store/file-store.js'
 import { WRITE_CRASH_POINTS } from '../../src/store/crash-points.js'
 
+// Some 25 writer processes, one after another: a limit that catches a hang, not a slow machine.
+t.setTimeout(300_000)
+
 const here = dirname(fileURLToPath(import.meta.url))
 const writer = join(here, 'fixtures', 'store-writer.mjs')
 const COUNT = 6
@@ -67,7 +70,7 @@ t.test('crash points inside put and delete', { skip: built ? false : 'build firs
 
 t.test('a transaction killed part-way: the writes before the kill are done, in order, each whole', { skip: built ? false : 'build first' }, async (t) => {
   for (const point of ['put:mid-write', 'put:before-rename', 'put:after-rename'] as const) {
-    for (const after of [1, 3, COUNT]) {
+    for (const after of [3, COUNT]) {
       const records = await crashWriter(t, point, after, 'txn')
       // Every temporary file is written before the first rename: mid-write kills before any rename.
       const renamed = point === 'put:mid-write' ? 0 : point === 'put:before-rename' ? after - 1 : after
@@ -80,7 +83,7 @@ t.test('a transaction killed part-way: the writes before the kill are done, in o
 
 t.test('a create (link) killed part-way: each new record is absent or whole', { skip: built ? false : 'build first' }, async (t) => {
   for (const point of ['put:mid-write', 'put:before-rename', 'put:after-rename', 'put:after-sync'] as const) {
-    for (const after of [1, 3]) {
+    for (const after of [3]) {
       const records = await crashWriter(t, point, after, 'create')
       const created = [...records.keys()].filter((k) => k.startsWith('c')).sort()
       const linked = point === 'put:mid-write' || point === 'put:before-rename' ? after - 1 : after

@@ -19,6 +19,9 @@ import { MIGRATE_CRASH_POINTS } from '../../src/store/crash-points.js'
 import { COLLECTIONS } from '../../src/store/store.js'
 import { tempDir } from './fixtures/util.js'
 
+// Several migrating processes, one after another: a limit that catches a hang, not a slow machine.
+t.setTimeout(240_000)
+
 const here = dirname(fileURLToPath(import.meta.url))
 const FIXTURE = join(here, '..', 'fixtures', 'store-schema-1', 'state')
 const migrator = join(here, 'fixtures', 'store-migrator.mjs')
