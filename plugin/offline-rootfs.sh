@@ -109,6 +109,13 @@ add_tool() {
 add_tool ipset ipset             # the per-network facts the firewall looks up (links libipset)
 add_tool conntrack conntrack     # clears the conntrack entries of revoked mappings
 
+# --- conntrack: forgets the flows of revoked UDP/SCTP ports (tsnet warns and carries on without it)
+conntrack_bin=$(readlink -f "$(command -v conntrack || true)")
+[ -x "$conntrack_bin" ] || die "conntrack not found: install Debian's conntrack"
+put "$conntrack_bin"
+[ "$conntrack_bin" = /usr/sbin/conntrack ] || ln -sf "$conntrack_bin" "$rootfs/usr/sbin/conntrack"
+add_libs "$conntrack_bin"
+
 # --- iptables (nf_tables backend): one multi-call binary, dispatching on the name it was called by
 put "$xt"
 xtdir=$(dirname "$xt")

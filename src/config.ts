@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { DOCKER_DEFAULT_POOLS_TEXT, type DefaultPool, parseDefaultPools } from './core/ipam.js'
-import { parseMtu } from './core/network-plan.js'
+import { parseMtu } from './core/options.js'
 import { TsnetError, errorMessage } from './errors.js'
 
 export interface Config {
@@ -22,6 +22,8 @@ export interface Config {
   gcIntervalSec: number
   /** Where the kernel settings are written: /proc/sys, or the host's mounted elsewhere (managed plugin). */
   procSys: string
+  /** Seconds between reconcile passes that repair drift on the host; 0 turns them off. */
+  reconcileIntervalSec: number
 }
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsnet.sock'
@@ -38,13 +40,16 @@ const SETTINGS = {
   dockerHost: { flag: 'docker-host', env: 'DOCKER_HOST' },
   gcInterval: { flag: 'gc-interval', env: 'TSNET_GC_INTERVAL' },
   procSys: { flag: 'proc-sys', env: 'TSNET_PROC_SYS' },
+  reconcileInterval: { flag: 'reconcile-interval', env: 'TSNET_RECONCILE_INTERVAL' },
 } as const
 
 export const DEFAULT_GC_INTERVAL_SEC = 60
+export const DEFAULT_RECONCILE_INTERVAL_SEC = 30
 
 export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
                    [--default-pools CIDR:SIZE,...] [--default-mtu N]
                    [--docker-host unix:///PATH] [--gc-interval SECONDS] [--proc-sys DIR]
+                   [--reconcile-interval SECONDS]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
@@ -59,7 +64,10 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
   --gc-interval    seconds between garbage collection passes, 0 = off; needs --docker-host
                    (env TSNET_GC_INTERVAL, default ${DEFAULT_GC_INTERVAL_SEC})
   --proc-sys       where kernel settings are written (env TSNET_PROC_SYS, default /proc/sys;
-                   a managed plugin gets the host's /proc/sys mounted at /host/proc/sys)`
+                   a managed plugin gets the host's /proc/sys mounted at /host/proc/sys)
+  --reconcile-interval  seconds between passes that compare the host with tsnet's records and
+                   repair what something else changed, 0 = off (env TSNET_RECONCILE_INTERVAL,
+                   default ${DEFAULT_RECONCILE_INTERVAL_SEC})`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -99,6 +107,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   }
   const gcText = get('gcInterval') ?? String(DEFAULT_GC_INTERVAL_SEC)
   if (!/^\d{1,6}$/.test(gcText)) throw settingError('gcInterval', `"${gcText}" is not a whole number of seconds`)
+  const reconcileText = get('reconcileInterval') ?? String(DEFAULT_RECONCILE_INTERVAL_SEC)
+  if (!/^\d{1,6}$/.test(reconcileText)) throw settingError('reconcileInterval', `"${reconcileText}" is not a whole number of seconds`)
   const procSys = resolve(get('procSys') ?? '/proc/sys')
   if (!existsSync(join(procSys, 'net'))) throw settingError('procSys', `${procSys} has no net/ directory: it is not a /proc/sys`)
   const socket = resolve(get('socket') ?? DEFAULT_SOCKET)
@@ -112,5 +122,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     ...(dockerHost !== undefined ? { dockerHost } : {}),
     gcIntervalSec: Number(gcText),
     procSys,
+    reconcileIntervalSec: Number(reconcileText),
   })
 }

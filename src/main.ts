@@ -5,17 +5,23 @@ import { dirname } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { Config } from './config.js'
 import { TsnetError } from './errors.js'
+import { systemClock, type Clock } from './engine/clock.js'
+import { Engine } from './engine/engine.js'
+import { Reconciler } from './engine/reconciler.js'
 import { LinuxHost } from './host/linux-host.js'
-import { ProcSysctls } from './host/sysctl.js'
+import { preflight } from './host/preflight.js'
 import { DockerNames } from './services/docker-names.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
 import { IpamService } from './services/ipam-service.js'
-import { NetworkService } from './services/network-service.js'
+import { NetworkDriver } from './services/network-driver.js'
+import { NetworkState } from './services/network-state.js'
+import { PolicyService } from './services/policy-service.js'
+import { PortPublisher } from './services/port-publisher.js'
 import { checkStoredRecord } from './core/record-check.js'
+import { upgradeRecord } from './core/record-upgrade.js'
 import { FileStore } from './store/file-store.js'
-import { keepRecords } from './store/migrate.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
 
@@ -50,24 +56,36 @@ async function prepareSocket(path: string): Promise<void> {
 
 export interface Services {
   store: Store
-  network: NetworkService
+  state: NetworkState
+  engine: Engine
+  driver: NetworkDriver
+  ports: PortPublisher
+  policy: PolicyService
   ipam: IpamService
   names: DockerNames
+  reconciler: Reconciler
 }
 
-export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent')): Promise<Services> {
-  // Schema-1 records keep their shape on this branch; core/record-upgrade.ts's transform goes here.
-  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, upgrade: keepRecords })
+export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
+  // A store of an earlier schema is migrated here, crash-safely, through the same pure transform
+  // NetworkState applies again on load (a no-op on a migrated store, kept as a defence).
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, upgrade: upgradeRecord })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
   if (config.dockerHost !== undefined) await names.load()
-  const network = new NetworkService(store, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, names)
-  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
-  await network.load()
+  const facts = await host.facts()
+  const state = new NetworkState(store, names, () => facts)
+  const engine = new Engine(host)
+  const driver = new NetworkDriver(state, engine, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, clock)
+  const ports = new PortPublisher(driver, host)
+  const policy = new PolicyService(driver)
+  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools }, clock)
+  await state.load()
   await ipam.load()
-  names.onChange(() => network.namesChanged(log))
-  return { store, network, ipam, names }
+  names.onChange(() => policy.namesChanged(log))
+  const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler }
 }
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
@@ -84,7 +102,7 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   const view = new DockerodeView(dockerHost)
   void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
   if (gcIntervalSec === 0) return undefined
-  const gc = new GcService(services.store, view, services.network, services.ipam,
+  const gc = new GcService(services.store, view, services.driver, services.ipam,
     { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
   await gc.load()
   void ready.then(() => gc.start())
@@ -96,7 +114,10 @@ const MANAGED_PROC_SYS = '/host/proc/sys'
 
 /** Serves until SIGTERM/SIGINT; resolves once the socket is closed and removed. */
 export async function serve(config: Config, logger = createLogger(config.logLevel)): Promise<void> {
-  // First of all: a second instance on this store must change nothing, neither store nor host.
+  // A missing tool would otherwise surface as a failed CreateNetwork much later.
+  const checked = await preflight(process.env, config.procSys)
+  for (const warning of checked.warnings) logger.warn({ preflight: 'degraded' }, warning)
+  // Then: a second instance on this store must change nothing, neither store nor host.
   const pidNamespace = ownPidNamespace()
   const lock = StateLock.acquire(config.stateDir, {
     pid: process.pid,
@@ -114,12 +135,12 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
 }
 
 async function serveLocked(config: Config, logger: Logger): Promise<void> {
-  const services = await openServices(config, new LinuxHost({ sysctls: new ProcSysctls(config.procSys) }), logger)
-  const { network, ipam } = services
+  const host = new LinuxHost({ procSys: config.procSys })
+  const services = await openServices(config, host, logger)
   await prepareSocket(config.socket)
-  // Listen at once (a managed plugin must answer within seconds); requests wait for the restore.
-  const ready = network.restoreHost(logger)
-  const app = buildApp({ logger, network, ipam, ready })
+  // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
+  const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
+  const app = buildApp({ logger, services, ready })
   // Docker runs as root; nobody else needs to reach the driver. The umask covers the moment
   // between bind and chmod.
   const previousUmask = process.umask(0o117)
@@ -136,12 +157,13 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
       logger.info({ signal }, 'stopping')
       gc?.stop()
       services.names.stop()
+      services.reconciler.stop()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
   })
-  const counts = network.snapshot()
+  const counts = services.state.snapshot()
   logger.info({ ...(await buildInfo()), socket: config.socket, stateDir: config.stateDir, networks: counts.networks.length, endpoints: counts.endpoints.length }, 'tsnet listening')
 
   if (config.dockerHost === undefined) {
@@ -150,6 +172,17 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   } else {
     gc = await followDocker(config.dockerHost, config.gcIntervalSec, services, ready, logger)
   }
+  void ready.then(() => services.reconciler.start(config.reconcileIntervalSec * 1000))
+  // A tsnet link deleted or renamed behind tsnet's back: reconcile at once, not at the next period.
+  const unwatch = await host.watchOwnedLinks?.((why) => {
+    logger.warn({ why }, 'a tsnet link changed behind tsnet\'s back: reconciling now')
+    services.reconciler.trigger()
+  }, logger).catch((err: unknown) => {
+    logger.warn({ err }, 'link events are not available; the periodic reconcile still runs')
+    return undefined
+  })
   await stopped
+  unwatch?.()
+  await services.driver.host.releasePorts()
   logger.info('tsnet stopped')
 }

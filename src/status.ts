@@ -5,19 +5,19 @@ import { DEFAULT_STATE_DIR } from './config.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord, PublishedPort } from './core/records.js'
 import { bindAddressOf } from './core/ports.js'
 import { checkStoredRecord } from './core/record-check.js'
+import { upgradeRecord } from './core/record-upgrade.js'
 import { FileStore } from './store/file-store.js'
-import { keepRecords } from './store/migrate.js'
 
 export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } })
   const stateDir = resolve(values['state-dir'] ?? env.TSNET_STATE_DIR ?? DEFAULT_STATE_DIR)
   // The daemon may be writing meanwhile: read only, and refuse records it would refuse. A store
   // the daemon has not migrated yet is read through the same upgrade it will apply.
-  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord, upgrade: keepRecords })
-  const networks = (await store.list<NetworkRecord>('networks')).map((r) => r.value)
-  const endpoints = (await store.list<EndpointRecord>('endpoints')).map((r) => r.value)
-  const pools = (await store.list<PoolRecord>('pools')).map((r) => r.value)
-  const leases = (await store.list<LeaseRecord>('leases')).map((r) => r.value)
+  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord, upgrade: upgradeRecord })
+  const networks = (await store.list<NetworkRecord>('networks/')).map((r) => r.value)
+  const endpoints = (await store.list<EndpointRecord>('endpoints/')).map((r) => r.value)
+  const pools = (await store.list<PoolRecord>('pools/')).map((r) => r.value)
+  const leases = (await store.list<LeaseRecord>('leases/')).map((r) => r.value)
   if (values.json) {
     console.log(JSON.stringify({ networks, endpoints, pools, leases }, null, 2))
     return 0
@@ -27,7 +27,7 @@ export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   for (const n of networks) {
     const subnets = [...n.ipv4Subnets, ...n.ipv6Subnets].map((s) => `${s.pool}${s.gateway ? ` gw ${s.gateway}` : ''}`).join(', ')
     const flags = [n.internal ? 'internal' : '', n.enableIcc ? '' : 'icc off', n.enableIpMasquerade ? '' : 'no masquerade'].filter(Boolean).join(', ')
-    console.log(`  ${n.id.slice(0, 12)}  bridge ${n.bridge}  mtu ${n.mtu}${flags ? `  ${flags}` : ''}  ${subnets}${n.policy ? `  allow: ${n.policy}` : ''}`)
+    console.log(`  ${n.id.slice(0, 12)}  bridge ${n.spec.bridge}  mtu ${n.mtu}${flags ? `  ${flags}` : ''}  ${subnets}${n.policy ? `  allow: ${n.policy}` : ''}`)
     for (const e of endpoints.filter((x) => x.networkId === n.id)) {
       const host = (p: PublishedPort) => (p.family === 6 ? `[${bindAddressOf(p)}]` : bindAddressOf(p))
       const dest = (p: PublishedPort) => (p.family === 6 ? `[${p.containerIp}]` : p.containerIp)

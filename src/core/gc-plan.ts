@@ -6,7 +6,7 @@
 import { formatIp, formatPrefix, parseCidr, parseIp } from './addr.js'
 import { GLOBAL_SPACE } from './ipam.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from './records.js'
-import type { DockerSnapshot } from '../docker/docker-view.js'
+import type { DockerSnapshot } from './docker-facts.js'
 
 export interface TsnetView {
   networks: NetworkRecord[]

@@ -63,7 +63,7 @@ export function pairsPerContainer(grants: Map<string, Grant>): number {
 }
 
 /** Distinct container addresses per family, canonical, in endpoint order. */
-export function containerIps(endpoints: EndpointRecord[]): Record<Family, string[]> {
+export function containerIps(endpoints: readonly EndpointRecord[]): Record<Family, string[]> {
   const out: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() }
   for (const e of endpoints) {
     for (const addr of [e.address, e.addressV6]) {

@@ -73,14 +73,28 @@ const shape = (fields: Record<string, Check>): Check => (v, at) => {
 
 const subnet = (family: Family) => shape({ pool: cidr(family), gateway: optional(cidr(family)), auxAddresses: optional(mapOf(cidr(family))) })
 
-const network = shape({
-  id: dockerId, bridge: ifName, bridgeNamedByUser: bool, mtu, internal: bool, ipv6: bool,
+const commonNetwork = {
+  id: dockerId, mtu, internal: bool, ipv6: bool,
   ipv4Subnets: listOf(subnet(4)), ipv6Subnets: listOf(subnet(6)), enableIpMasquerade: bool, enableIcc: bool,
   genericOptions: mapOf(str), policy: optional(str), createdAt: str,
+}
+/** Schema 1 (no modes: a bridge at the top level), read and upgraded by core/record-upgrade.ts. */
+const networkV1 = shape({ ...commonNetwork, bridge: ifName, bridgeNamedByUser: bool })
+const SPECS: Record<string, Check> = {
+  bridge: shape({ bridge: ifName, bridgeNamedByUser: bool }),
+}
+const networkV2 = shape({
+  ...commonNetwork,
+  mode: oneOf(...Object.keys(SPECS)),
+  spec: anything,
 })
+const network: Check = (v, at) => {
+  if (!isObject(v) || v.mode === undefined) return networkV1(v, at)
+  return networkV2(v, at) ?? (SPECS[v.mode as string] as Check)(v.spec, 'field spec')
+}
 
 const endpoint = shape({
-  id: dockerId, networkId: dockerId, hostIf: ifName, containerIf: ifName, mac, macFromDocker: bool, mtu,
+  id: dockerId, networkId: dockerId, hostIf: optional(ifName), containerIf: ifName, mac, macFromDocker: bool, mtu,
   address: optional(cidr(4)), addressV6: optional(cidr(6)),
   portMappings: listOf(shape({ proto, containerPort: port, hostIp: ipOrEmpty, hostPort: port, hostPortEnd: port })),
   exposedPorts: listOf(shape({ proto, port })),

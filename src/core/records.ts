@@ -1,4 +1,4 @@
-/** What tsnet persists. These are the source of truth; kernel objects are derived from them. */
+/** What tsnet persists (store schema 2). These are the source of truth; kernel objects are derived from them. */
 
 export interface SubnetRecord {
   /** Canonical CIDR of the pool Docker gave the network. */
@@ -8,17 +8,24 @@ export interface SubnetRecord {
   auxAddresses?: Record<string, string>
 }
 
-export interface NetworkRecord {
-  id: string
+export type ModeName = 'bridge' | 'overlay' | 'macvlan'
+
+/** What a bridge-mode network adds: the Linux bridge its endpoints sit on. */
+export interface BridgeSpec {
   bridge: string
   /** The bridge name came from -o com.docker.network.bridge.name. */
   bridgeNamedByUser: boolean
+}
+
+/** The part of a network record every mode shares. */
+export interface CommonNetwork {
+  id: string
   mtu: number
   internal: boolean
   ipv6: boolean
   ipv4Subnets: SubnetRecord[]
   ipv6Subnets: SubnetRecord[]
-  /** Parsed network options (issue-3 features read these). */
+  /** Parsed network options (the edge reads these; modes without an edge refuse them). */
   enableIpMasquerade: boolean
   enableIcc: boolean
   /** The -o options exactly as given, for status output. */
@@ -27,6 +34,14 @@ export interface NetworkRecord {
   policy?: string
   createdAt: string
 }
+
+export interface BridgeNetwork extends CommonNetwork {
+  mode: 'bridge'
+  spec: BridgeSpec
+}
+
+/** Every mode's record; `mode` says which spec it carries. */
+export type NetworkRecord = BridgeNetwork
 
 /** A published port as programmed: the host port actually chosen, and where it leads. */
 export interface PublishedPort {
@@ -50,9 +65,9 @@ export interface PortMapping {
 export interface EndpointRecord {
   id: string
   networkId: string
-  /** Host end of the veth pair, attached to the bridge. */
-  hostIf: string
-  /** Container end; Docker moves it into the sandbox and renames it. */
+  /** Host end of the veth pair, attached to the bridge (modes whose endpoint is one link have none). */
+  hostIf?: string
+  /** The link Docker moves into the sandbox and renames. */
   containerIf: string
   mac: string
   /** True when the MAC came from Docker (--mac-address); false when tsnet chose it. */

@@ -4,39 +4,8 @@
  */
 import Docker from 'dockerode'
 
-export interface DockerIpamConfig {
-  subnet: string
-  ipRange?: string
-  gateway?: string
-  auxAddresses: string[]
-}
-
-export interface DockerEndpoint {
-  endpointId: string
-  ipv4?: string
-  ipv6?: string
-}
-
-export interface DockerNetwork {
-  id: string
-  scope: string
-  ipam: DockerIpamConfig[]
-  /** Present when the network was inspected (tsnet's own networks, and those holding tsnet pools). */
-  endpoints?: DockerEndpoint[]
-}
-
-export interface DockerSnapshot {
-  engineId: string
-  networks: DockerNetwork[]
-}
-
-/** A network as `docker network ls` knows it: what policies name, and what isolation keeps apart. */
-export interface NamedNetwork {
-  id: string
-  name: string
-  driver: string
-  subnets: string[]
-}
+import type { DockerIpamConfig, DockerNetwork, DockerSnapshot, NamedNetwork } from '../core/docker-facts.js'
+export type { DockerEndpoint, DockerIpamConfig, DockerNetwork, DockerSnapshot, NamedNetwork } from '../core/docker-facts.js'
 
 export interface DockerView {
   /** Reads Docker's networks, inspecting those for which `inspect(id, subnets)` says so. */

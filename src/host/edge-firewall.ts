@@ -8,10 +8,11 @@
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, FAMILIES, JUMPS, SET_TYPE, SET_KINDS, type SetEntry, entryKey, filterRules, postroutingRules, setName,
+  ALL_SETS, CHAIN, DOCKER_USER, FAMILIES, LEGACY_JUMPS, SET_TYPE, SET_KINDS, type Jump, type SetEntry, entryKey, filterRules, jumps, postroutingRules,
+  rawRules, setName,
 } from '../core/edge-plan.js'
-import { checkTag } from '../core/names.js'
-import { invalid, withContext } from '../errors.js'
+import { withContext } from '../errors.js'
+import { canonicalEntry, checkEntry, checkRule, quotedComment, unquoted } from './firewall-text.js'
 import { type Runner, runOk } from './exec.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 
@@ -19,32 +20,6 @@ const WAIT = ['-w', '10']
 /** Room for thousands of networks and large policies (ipset's default is 65536 members). */
 const SET_MAXELEM = 1_048_576
 const tools = (f: Family) => (f === 4 ? { save: 'iptables', restore: 'iptables-restore' } : { save: 'ip6tables', restore: 'ip6tables-restore' })
-/** `iptables -S` quotes a comment only when it holds special characters; compare without quotes. */
-const unquoted = (rule: string) => rule.replace(/"/g, '')
-/** Set members, comments and rule bodies are written into batch input: plain characters only. */
-const SAFE_ENTRY = /^[0-9A-Za-z.:/,_-]{1,120}$/
-const SAFE_RULE = /^[0-9A-Za-z.:/_\-[\] "]{1,400}$/
-
-function checkEntry(e: SetEntry): void {
-  if (!ALL_SETS.includes(e.set)) throw invalid(`ipset ${e.set} is not one of tsnet's`)
-  if (!SAFE_ENTRY.test(e.entry)) throw invalid(`ipset entry "${e.entry}" holds characters tsnet never writes`)
-  checkTag(e.comment, 'ipset comment')
-}
-function checkRule(rule: string): void {
-  if (!SAFE_RULE.test(rule)) throw invalid(`firewall rule "${rule}" holds characters tsnet never writes`)
-}
-
-/** ipset prints a full-length prefix as a bare address; entries are compared in the form tsnet writes. */
-function canonicalEntry(set: string, entry: string): string {
-  const family = set.endsWith('6') ? 6 : 4
-  const full = family === 4 ? '/32' : '/128'
-  const parts = entry.split(',')
-  const netAt = set.startsWith('tsnet-allow') ? 2 : 0
-  const net = parts[netAt]
-  if (net !== undefined && !net.includes('/')) parts[netAt] = net + full
-  return parts.join(',').replace('ipv6-icmp:', 'icmpv6:')
-}
-
 export interface ChainState {
   chains: Set<string>
   rules: Map<string, string[]>
@@ -54,10 +29,14 @@ export class EdgeFirewall {
   private readonly lock = new KeyedLock()
   /** What tsnet's sets hold, keyed by `set entry`; read once from the kernel, then kept by every change. */
   private mirror: Map<string, SetEntry> | undefined
+  /** Whether the chains are as ensureBase left them, as far as this process knows. */
+  private baseKnown: boolean | undefined
+  /** TSNET-DNAT's rules as this process last read or changed them. */
+  private dnat: Array<{ family: Family; rule: string }> | undefined
 
   constructor(private readonly runner: Runner) {}
 
-  private async tableState(f: Family, table: 'filter' | 'nat'): Promise<ChainState> {
+  private async tableState(f: Family, table: Jump['table']): Promise<ChainState> {
     const out = await runOk(this.runner, tools(f).save, [...WAIT, '-t', table, '-S'])
     const chains = new Set<string>()
     const rules = new Map<string, string[]>()
@@ -87,6 +66,7 @@ export class EdgeFirewall {
         try {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
+          const raw = await this.tableState(f, 'raw')
           const rules = filterRules(f)
           const lines = ['*filter',
             `:${CHAIN.forward} - [0:0]`, `:${CHAIN.from} - [0:0]`, `:${CHAIN.to} - [0:0]`,
@@ -95,15 +75,19 @@ export class EdgeFirewall {
             ...rules.to.map((r) => `-A ${CHAIN.to} ${r}`),
           ]
           if (!filter.chains.has(DOCKER_USER)) lines.push(`-N ${DOCKER_USER}`)
-          lines.push(...jumpLines('filter', filter), 'COMMIT', '*nat', `:${CHAIN.postrouting} - [0:0]`, ...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`))
+          lines.push(...jumpLines(f, 'filter', filter), 'COMMIT', '*nat', `:${CHAIN.postrouting} - [0:0]`, ...postroutingRules(f).map((r) => `-A ${CHAIN.postrouting} ${r}`))
           if (!nat.chains.has(CHAIN.dnat)) lines.push(`-N ${CHAIN.dnat}`)
-          lines.push(...jumpLines('nat', nat), 'COMMIT')
+          lines.push(...legacyJumpLines('nat', nat), ...jumpLines(f, 'nat', nat), 'COMMIT')
+          // The raw table: its rules drop before conntrack and NAT see a packet.
+          lines.push('*raw', `:${CHAIN.raw} - [0:0]`, ...rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`), ...jumpLines(f, 'raw', raw), 'COMMIT')
           await this.restore(f, lines)
           log.debug({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps in place")
         } catch (err) {
+          this.baseKnown = undefined
           throw withContext(err, `setting up tsnet's chains (${tools(f).save})`)
         }
       }
+      this.baseKnown = true
     })
   }
 
@@ -127,22 +111,19 @@ export class EdgeFirewall {
         try {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
-          const lines = ['*filter']
-          for (const j of JUMPS.filter((x) => x.table === 'filter')) {
-            for (const r of filter.rules.get(j.chain) ?? []) if (r === unquoted(j.rule)) lines.push(`-D ${j.chain} ${j.rule}`)
-          }
+          const raw = await this.tableState(f, 'raw')
+          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter)]
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-F ${c}`)
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-X ${c}`)
           const dockerUserLeft = (filter.rules.get(DOCKER_USER) ?? []).filter((r) => r !== unquoted(`-j ${CHAIN.forward}`))
           const referenced = [...filter.rules.values()].flat().some((r) => r.endsWith(`-j ${DOCKER_USER}`))
           if (filter.chains.has(DOCKER_USER) && dockerUserLeft.length === 0 && !referenced) lines.push(`-X ${DOCKER_USER}`)
-          lines.push('COMMIT', '*nat')
-          for (const j of JUMPS.filter((x) => x.table === 'nat')) {
-            for (const r of nat.rules.get(j.chain) ?? []) if (r === unquoted(j.rule)) lines.push(`-D ${j.chain} ${j.rule}`)
-          }
+          lines.push('COMMIT', '*nat', ...jumpDeletions(f, 'nat', nat), ...legacyJumpLines('nat', nat))
           for (const c of [CHAIN.dnat, CHAIN.postrouting]) if (nat.chains.has(c)) lines.push(`-F ${c}`, `-X ${c}`)
+          lines.push('COMMIT', '*raw', ...jumpDeletions(f, 'raw', raw))
+          if (raw.chains.has(CHAIN.raw)) lines.push(`-F ${CHAIN.raw}`, `-X ${CHAIN.raw}`)
           lines.push('COMMIT')
-          if (lines.length > 4) {
+          if (lines.length > 6) {
             await this.restore(f, lines)
             log.info({ host: 'firewall.removed', tool: tools(f).save }, "tsnet's chains and jumps removed: no tsnet network left")
           }
@@ -156,11 +137,42 @@ export class EdgeFirewall {
         log.info({ host: 'ipset.destroyed', sets: existing }, "tsnet's ipsets removed")
       }
       this.mirror = new Map()
+      this.dnat = []
+      this.baseKnown = false
     })
   }
 
-  private async loadMirror(): Promise<Map<string, SetEntry>> {
-    if (this.mirror) return this.mirror
+  /**
+   * Whether tsnet's chains, jumps and sets are in place as ensureBase leaves them. Without
+   * `fresh`, what this process last made them (a firewall reload is found by the periodic
+   * reconcile, which reads the kernel).
+   */
+  async chainsState(fresh: boolean): Promise<'intact' | 'partial' | 'absent'> {
+    if (!fresh && this.baseKnown !== undefined) return this.baseKnown ? 'intact' : 'absent'
+    return this.lock.run('fw', async () => {
+      const sets = new Set((await runOk(this.runner, 'ipset', ['list', '-n'])).split('\n'))
+      let intact = ALL_SETS.every((x) => sets.has(x))
+      let any = ALL_SETS.some((x) => sets.has(x))
+      for (const f of FAMILIES) {
+        const filter = await this.tableState(f, 'filter')
+        const nat = await this.tableState(f, 'nat')
+        const raw = await this.tableState(f, 'raw')
+        const rules = filterRules(f)
+        const same = (state: ChainState, chain: string, want: string[]) => JSON.stringify(state.rules.get(chain) ?? []) === JSON.stringify(want.map(unquoted))
+        intact &&= same(filter, CHAIN.forward, rules.forward) && same(filter, CHAIN.from, rules.from) && same(filter, CHAIN.to, rules.to)
+          && same(nat, CHAIN.postrouting, postroutingRules(f)) && nat.chains.has(CHAIN.dnat) && same(raw, CHAIN.raw, rawRules(f))
+          && jumpLines(f, 'filter', filter).length === 0 && jumpLines(f, 'nat', nat).length === 0 && jumpLines(f, 'raw', raw).length === 0
+          && legacyJumpLines('nat', nat).length === 0
+        any ||= [CHAIN.forward, CHAIN.from, CHAIN.to].some((c) => filter.chains.has(c)) || [CHAIN.dnat, CHAIN.postrouting].some((c) => nat.chains.has(c))
+          || raw.chains.has(CHAIN.raw)
+      }
+      this.baseKnown = intact ? true : any ? undefined : false
+      return intact ? 'intact' : any ? 'partial' : 'absent'
+    })
+  }
+
+  private async loadMirror(fresh = false): Promise<Map<string, SetEntry>> {
+    if (this.mirror && !fresh) return this.mirror
     const mirror = new Map<string, SetEntry>()
     const r = await this.runner.run('ipset', ['save'])
     if (r.code === 0) {
@@ -175,90 +187,99 @@ export class EdgeFirewall {
     return mirror
   }
 
-  /**
-   * Makes the entries whose comment `owns` picks exactly `desired`, in one batch. The mirror
-   * changes only after the kernel accepted the batch.
-   */
-  syncEntries(owns: (comment: string) => boolean, desired: SetEntry[], log: Logger, what: string, others: SetEntry[] = []): Promise<void> {
-    desired.forEach(checkEntry)
-    others.forEach(checkEntry)
+  /** The members of tsnet's sets, by `set entry`. */
+  entries(fresh: boolean): Promise<Map<string, SetEntry>> {
+    return this.lock.run('fw', () => this.loadMirror(fresh))
+  }
+
+  /** Deletes and adds (or re-comments) set members in one batch; the copy changes only once the kernel took it. */
+  applyEntries(del: SetEntry[], add: SetEntry[], log: Logger): Promise<void> {
+    del.forEach(checkEntry)
+    add.forEach(checkEntry)
     return this.lock.run('fw', async () => {
-      const mirror = await this.loadMirror()
-      const want = new Map(desired.map((e) => [entryKey(e), e]))
-      const heirs = new Map(others.map((e) => [entryKey(e), e]))
-      const del: SetEntry[] = []
-      const add = [...want.values()].filter((e) => mirror.get(entryKey(e))?.comment !== e.comment)
-      for (const e of mirror.values()) {
-        if (!owns(e.comment) || want.get(entryKey(e))?.comment === e.comment) continue
-        if (want.has(entryKey(e))) continue // re-added above with its new comment
-        const heir = heirs.get(entryKey(e))
-        if (heir) add.push(heir) // `add -exist` updates the comment: the member changes hands
-        else del.push(e)
-      }
       if (del.length === 0 && add.length === 0) return
+      const mirror = await this.loadMirror()
       const lines = [...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
       try {
         await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: lines.join('\n') + '\n' })
       } catch (err) {
         this.mirror = undefined // partly applied: read the kernel again next time
-        throw withContext(err, `updating tsnet's ipsets for ${what}`)
+        throw withContext(err, "updating tsnet's ipsets")
       }
       for (const e of del) mirror.delete(entryKey(e))
       for (const e of add) mirror.set(entryKey(e), e)
-      log.info({ host: 'ipset.updated', for: what, added: add.length, removed: del.length }, 'ipset entries updated')
+      log.info({ host: 'ipset.updated', added: add.map(entryKey), removed: del.map(entryKey) }, 'ipset entries updated')
     })
   }
 
-  /** Adds DNAT rules (bodies from edge-plan's dnatRule) to TSNET-DNAT, one batch per family. */
-  addPortRules(rules: Array<{ family: Family; rule: string }>, log: Logger): Promise<void> {
-    rules.forEach((r) => checkRule(r.rule))
+  /** The rules in TSNET-DNAT, per family (read from the kernel when `fresh` or not known yet). */
+  dnatRules(fresh: boolean): Promise<Array<{ family: Family; rule: string }>> {
     return this.lock.run('fw', async () => {
+      if (this.dnat && !fresh) return [...this.dnat]
+      const out: Array<{ family: Family; rule: string }> = []
       for (const f of FAMILIES) {
-        const mine = rules.filter((r) => r.family === f)
-        if (mine.length === 0) continue
-        const existing = new Set((await this.tableState(f, 'nat')).rules.get(CHAIN.dnat) ?? [])
-        const lines = mine.filter((r) => !existing.has(unquoted(r.rule))).map((r) => `-A ${CHAIN.dnat} ${r.rule}`)
-        if (lines.length === 0) continue
-        try {
-          await this.restore(f, ['*nat', ...lines, 'COMMIT'])
-        } catch (err) {
-          throw withContext(err, `adding DNAT rules (${tools(f).save})`)
-        }
-        log.info({ host: 'firewall.dnat.added', tool: tools(f).save, rules: lines }, 'DNAT rules added')
+        for (const r of (await this.tableState(f, 'nat')).rules.get(CHAIN.dnat) ?? []) out.push({ family: f, rule: quotedComment(r) })
       }
+      this.dnat = out
+      return [...out]
     })
   }
 
-  /** Deletes the DNAT rules whose comment `doomed` picks, one batch per family. */
-  removePortRules(doomed: (tag: string) => boolean, log: Logger, what: string): Promise<void> {
+  /** Deletes and adds DNAT rules (bodies from edge-plan's dnatRule), one batch per family. */
+  applyDnat(del: Array<{ family: Family; rule: string }>, add: Array<{ family: Family; rule: string }>, log: Logger): Promise<void> {
+    add.forEach((r) => checkRule(r.rule))
+    del.forEach((r) => checkRule(r.rule))
     return this.lock.run('fw', async () => {
       for (const f of FAMILIES) {
-        const state = await this.tableState(f, 'nat')
-        const lines = (state.rules.get(CHAIN.dnat) ?? []).filter((r) => {
-          const tag = /--comment (\S+)/.exec(r)?.[1]
-          return tag !== undefined && doomed(tag)
-        }).map((r) => `-D ${CHAIN.dnat} ${r.replace(/--comment (\S+)/, '--comment "$1"')}`)
+        const lines = [
+          ...del.filter((r) => r.family === f).map((r) => `-D ${CHAIN.dnat} ${r.rule}`),
+          ...add.filter((r) => r.family === f).map((r) => `-A ${CHAIN.dnat} ${r.rule}`),
+        ]
         if (lines.length === 0) continue
         try {
           await this.restore(f, ['*nat', ...lines, 'COMMIT'])
         } catch (err) {
-          throw withContext(err, `removing DNAT rules for ${what} (${tools(f).save})`)
+          this.dnat = undefined
+          throw withContext(err, `changing DNAT rules (${tools(f).save})`)
         }
-        log.info({ host: 'firewall.dnat.removed', tool: tools(f).save, for: what, rules: lines }, 'DNAT rules removed')
+        if (this.dnat) {
+          const gone = new Set(del.filter((r) => r.family === f).map((r) => r.rule))
+          this.dnat = [...this.dnat.filter((r) => r.family !== f || !gone.has(r.rule)), ...add.filter((r) => r.family === f)]
+        }
+        log.info({ host: 'firewall.dnat', tool: tools(f).save, rules: lines }, 'DNAT rules changed')
       }
     })
   }
 }
 
 /** Jump lines that put each jump of `table` first in its chain, once. */
-function jumpLines(table: 'filter' | 'nat', state: ChainState): string[] {
+function jumpLines(f: Family, table: Jump['table'], state: ChainState): string[] {
   const out: string[] = []
-  for (const j of JUMPS.filter((x) => x.table === table)) {
+  for (const j of jumps(f).filter((x) => x.table === table)) {
     const rules = state.rules.get(j.chain) ?? []
     const want = unquoted(j.rule)
-    if (rules[0] === want && rules.filter((r) => r === want).length === 1) continue
+    if ((rules[0] === want || behindDockerUser(j, rules, state)) && rules.filter((r) => r === want).length === 1) continue
     for (const r of rules) if (r === want) out.push(`-D ${j.chain} ${j.rule}`)
     out.push(`-I ${j.chain} 1 ${j.rule}`)
   }
   return out
+}
+
+/**
+ * Docker puts its jump to DOCKER-USER first in FORWARD whenever it creates a network, whatever
+ * the driver. While DOCKER-USER starts with tsnet's jump, TSNET-FORWARD still decides first, so
+ * that order is as good; moving tsnet's jump back would only start a tug of war with Docker.
+ */
+function behindDockerUser(j: Jump, rules: readonly string[], state: ChainState): boolean {
+  return j.chain === 'FORWARD' && rules[0] === `-j ${DOCKER_USER}` && state.rules.get(DOCKER_USER)?.[0] === unquoted(`-j ${CHAIN.forward}`)
+}
+
+/** Deletions of every copy of tsnet's jumps in `table`. */
+function jumpDeletions(f: Family, table: Jump['table'], state: ChainState): string[] {
+  return jumps(f).filter((j) => j.table === table).flatMap((j) => (state.rules.get(j.chain) ?? []).filter((r) => r === unquoted(j.rule)).map(() => `-D ${j.chain} ${j.rule}`))
+}
+
+/** Deletions of the jumps an earlier tsnet made in `table` (see LEGACY_JUMPS). */
+function legacyJumpLines(table: Jump['table'], state: ChainState): string[] {
+  return LEGACY_JUMPS.filter((j) => j.table === table).flatMap((j) => (state.rules.get(j.chain) ?? []).filter((r) => r === unquoted(j.rule)).map(() => `-D ${j.chain} ${j.rule}`))
 }

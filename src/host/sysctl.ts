@@ -1,6 +1,8 @@
 /**
- * The few kernel settings tsnet needs: forwarding, route_localnet on its bridges (DNAT from
- * 127.0.0.1), and bridge-nf-call-ip(6)tables (frames inside a bridge meet the firewall).
+ * The few kernel settings tsnet needs: forwarding, route_localnet on those of its bridges that
+ * published ports need it on (DNAT from 127.0.0.1), accept_ra off on its bridges (containers send
+ * no Router Advertisements to the host), and bridge-nf-call-ip(6)tables (frames inside a bridge
+ * meet the firewall).
  * A managed plugin's own /proc/sys is read-only, so the root is configurable (the host's
  * /proc/sys mounted elsewhere); the values are per network namespace either way.
  */
@@ -15,6 +17,8 @@ import { type Runner, runOk } from './exec.js'
 export type SysctlOutcome = 'changed' | 'unchanged' | 'absent'
 
 export interface Sysctls {
+  /** The value of `key`; undefined when this kernel has no such key. */
+  get(key: string): Promise<string | undefined>
   /** Sets `key` (slash form, e.g. net/ipv4/ip_forward). */
   set(key: string, value: string, log: Logger): Promise<SysctlOutcome>
 }
@@ -25,11 +29,21 @@ function checkKey(key: string): void {
   if (!KEY_RE.test(key) || key.includes('..')) throw new Error(`sysctl key ${key} is not one tsnet sets`)
 }
 
-/** Keys of one bridge; the name is validated because it becomes a path. */
-export const bridgeKey = (bridge: string, leaf: string) => `net/ipv4/conf/${checkIfName(bridge, 'bridge name')}/${leaf}`
+/** Keys of one bridge (IPv4's conf by default); the name is validated because it becomes a path. */
+export const bridgeKey = (bridge: string, leaf: string, family: 4 | 6 = 4) => `net/ipv${family}/conf/${checkIfName(bridge, 'bridge name')}/${leaf}`
 
 export class ProcSysctls implements Sysctls {
   constructor(private readonly root = '/proc/sys') {}
+
+  async get(key: string): Promise<string | undefined> {
+    checkKey(key)
+    try {
+      return (await readFile(join(this.root, key), 'utf8')).trim()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw withContext(err, `reading ${join(this.root, key)}`)
+    }
+  }
 
   async set(key: string, value: string, log: Logger): Promise<SysctlOutcome> {
     checkKey(key)
@@ -55,6 +69,12 @@ export class ProcSysctls implements Sysctls {
 /** For tests in a namespace: `sysctl` run through the runner's prefix. */
 export class RunnerSysctls implements Sysctls {
   constructor(private readonly runner: Runner) {}
+
+  async get(key: string): Promise<string | undefined> {
+    checkKey(key)
+    const r = await this.runner.run('sysctl', ['-n', key])
+    return r.code === 0 ? r.stdout.trim() : undefined
+  }
 
   async set(key: string, value: string, log: Logger): Promise<SysctlOutcome> {
     checkKey(key)

@@ -102,3 +102,10 @@ export const policy = {
   properties: { Network: { type: 'string', minLength: 1, maxLength: 128 }, Allow: str },
   additionalProperties: false,
 } as const
+
+/** tsnet's own call: compare the host with the records (DryRun: only report), as doctor and tests do. */
+export const reconcile = {
+  type: 'object',
+  properties: { DryRun: { type: 'boolean' } },
+  additionalProperties: false,
+} as const

@@ -86,16 +86,5 @@ export interface ReleasePoolRequest {
   PoolID: string
 }
 
-/** Option keys Docker puts in CreateNetwork/CreateEndpoint/Join. */
-export const OPT = {
-  generic: 'com.docker.network.generic',
-  enableIpv4: 'com.docker.network.enable_ipv4',
-  enableIpv6: 'com.docker.network.enable_ipv6',
-  internal: 'com.docker.network.internal',
-  portMap: 'com.docker.network.portmap',
-  exposedPorts: 'com.docker.network.endpoint.exposedports',
-  endpointMac: 'com.docker.network.endpoint.macaddress',
-  requestAddressType: 'RequestAddressType',
-  gatewayType: 'com.docker.network.gateway',
-  endpointName: 'com.docker.network.endpoint.name',
-} as const
+/** Option keys Docker puts in CreateNetwork/CreateEndpoint/Join (defined with the planning code that reads them). */
+export { OPT } from '../core/docker-keys.js'

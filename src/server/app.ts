@@ -4,15 +4,13 @@
  */
 import Fastify, { LogController, type FastifyError, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { TsnetError, invalid } from '../errors.js'
-import * as schemas from '../protocol/schemas.js'
-import type { IpamService } from '../services/ipam-service.js'
-import type { NetworkService } from '../services/network-service.js'
+import { TsnetError } from '../errors.js'
+import { dockerRoutes, type Route, type Services } from './docker-routes.js'
+import { tsnetRoutes } from './tsnet-routes.js'
 
 export interface AppDeps {
   logger: Logger
-  network: NetworkService
-  ipam: IpamService
+  services: Services
   /** Requests wait for this (e.g. the boot reconcile) before they are handled. */
   ready?: Promise<void>
   /** SERVER_LIMITS, some changed (tests shorten the timeouts). */
@@ -57,52 +55,7 @@ export const SERVER_LIMITS: ServerLimits = {
   maxConnections: 256,
 }
 
-type Handler = (body: any, log: Logger) => unknown
-
-interface Route {
-  schema?: object
-  handler: Handler
-}
-
-export const IMPLEMENTS = ['NetworkDriver', 'IpamDriver']
 const ERR_MAX = 1000
-
-function routes(d: AppDeps): Record<string, Route> {
-  const n = d.network
-  const i = d.ipam
-  return {
-    '/Plugin.Activate': { handler: () => ({ Implements: IMPLEMENTS }) },
-    '/NetworkDriver.GetCapabilities': { handler: () => n.capabilities() },
-    '/NetworkDriver.CreateNetwork': { schema: schemas.createNetwork, handler: (b, log) => n.createNetwork(b, log) },
-    '/NetworkDriver.DeleteNetwork': { schema: schemas.networkRef, handler: (b, log) => n.deleteNetwork(b, log) },
-    '/NetworkDriver.AllocateNetwork': { schema: schemas.allocateNetwork, handler: (b) => n.allocateNetwork(b) },
-    '/NetworkDriver.FreeNetwork': { schema: schemas.networkRef, handler: () => ({}) },
-    '/NetworkDriver.CreateEndpoint': { schema: schemas.createEndpoint, handler: (b, log) => n.createEndpoint(b, log) },
-    '/NetworkDriver.EndpointOperInfo': { schema: schemas.endpointRef, handler: (b) => n.endpointOperInfo(b) },
-    '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => n.deleteEndpoint(b, log) },
-    '/NetworkDriver.Join': { schema: schemas.join, handler: (b, log) => n.join(b, log) },
-    '/NetworkDriver.Leave': { schema: schemas.endpointRef, handler: (b, log) => n.leave(b, log) },
-    '/NetworkDriver.ProgramExternalConnectivity': { schema: schemas.connectivity, handler: (b, log) => n.programExternalConnectivity(b, log) },
-    '/NetworkDriver.RevokeExternalConnectivity': { schema: schemas.endpointRef, handler: (b, log) => n.revokeExternalConnectivity(b, log) },
-    '/NetworkDriver.DiscoverNew': { schema: schemas.discovery, handler: () => ({}) },
-    '/NetworkDriver.DiscoverDelete': { schema: schemas.discovery, handler: () => ({}) },
-    '/IpamDriver.GetCapabilities': { handler: () => i.capabilities() },
-    '/IpamDriver.GetDefaultAddressSpaces': { handler: () => i.defaultAddressSpaces() },
-    '/IpamDriver.RequestPool': { schema: schemas.requestPool, handler: (b, log) => i.requestPool(b, log) },
-    '/IpamDriver.ReleasePool': { schema: schemas.releasePool, handler: (b, log) => i.releasePool(b, log) },
-    '/IpamDriver.RequestAddress': { schema: schemas.requestAddress, handler: (b, log) => i.requestAddress(b, log) },
-    '/IpamDriver.ReleaseAddress': { schema: schemas.releaseAddress, handler: (b, log) => i.releaseAddress(b, log) },
-    // tsnet's own command channel (`tsnet policy`): Docker never calls it.
-    '/Tsnet.Policy': {
-      schema: schemas.policy,
-      handler: async (b: { Network?: string; Allow?: string }, log) => {
-        if (b.Allow === undefined) return { Policies: n.policies(b.Network) }
-        if (b.Network === undefined) throw invalid('name the network whose policy to change')
-        return { Policies: [await n.setPolicy(b.Network, b.Allow, log)] }
-      },
-    },
-  }
-}
 
 /** Turns ajv's findings into a sentence: "field Interface.Address must be string". */
 function validationMessage(err: FastifyError): string {
@@ -183,7 +136,8 @@ export function buildApp(d: AppDeps) {
     void reply.code(404).send({ Err: `tsnet does not implement ${methodOf(req)}` })
   })
 
-  for (const [path, route] of Object.entries(routes(d))) {
+  const routes: Record<string, Route> = { ...dockerRoutes(d.services), ...tsnetRoutes(d.services) }
+  for (const [path, route] of Object.entries(routes)) {
     app.post(path, route.schema ? { schema: { body: route.schema } } : {}, async (req) => {
       const result = await route.handler(req.body, req.log)
       return result ?? {}

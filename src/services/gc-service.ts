@@ -11,7 +11,7 @@ import { type Clock, systemClock } from '../engine/clock.js'
 import { errorMessage } from '../errors.js'
 import type { Store } from '../store/store.js'
 import type { IpamService } from './ipam-service.js'
-import type { NetworkService } from './network-service.js'
+import type { NetworkDriver } from './network-driver.js'
 
 export interface GcOptions {
   intervalMs: number
@@ -32,7 +32,7 @@ export class GcService {
   constructor(
     private readonly store: Store,
     private readonly docker: DockerView,
-    private readonly network: NetworkService,
+    private readonly network: NetworkDriver,
     private readonly ipam: IpamService,
     private readonly options: GcOptions,
     private readonly log: Logger,

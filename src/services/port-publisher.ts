@@ -1,71 +1,96 @@
 /**
- * The host side of published ports: each host port held by a socket of tsnet's, and one DNAT
- * rule per mapping and address family, tagged with the endpoint. The network service keeps the
- * endpoint records (what is published); this keeps what holds it on the host.
+ * Published ports: ProgramExternalConnectivity and RevokeExternalConnectivity. Programming
+ * chooses and holds a host port per mapping (a socket of tsnet's, so nothing else takes it),
+ * then records them on the endpoint; the endpoint's objects (a DNAT rule per port and family,
+ * the held ports) follow through the engine like everything else.
  */
 import type { Logger } from 'pino'
-import { dnatRule, endpointTag } from '../core/edge-plan.js'
 import {
-  MAX_PORT_TRIES, PortHolders, bindAddressOf, endpointOverlap, kernelOverlap, type PublishRequest,
+  MAX_PORT_TRIES, PortHolders, bindAddressOf, endpointOverlap, kernelOverlap, parseExposedPorts, parsePortMap, planPublish, type PublishRequest,
 } from '../core/ports.js'
+import { OPT } from '../core/docker-keys.js'
 import type { EndpointRecord, PublishedPort } from '../core/records.js'
 import { TsnetError, conflict, invalid, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import type { Binding, Reservation } from '../host/port-reservations.js'
 import { yieldToLoop } from '../util/yield.js'
+import { modeOf } from '../modes/index.js'
+import { BRIDGE_OPTION } from '../modes/bridge.js'
+import type { ConnectivityRequest, EndpointRef } from '../protocol/types.js'
+import type { NetworkDriver } from './network-driver.js'
+import { short } from './network-state.js'
 
-const short = (id: string) => id.slice(0, 12)
 /**
  * Free host ports of a range are handed to the host in growing chunks, the loop yielding in
  * between: the first free port usually binds, and a range in use elsewhere is still walked fast.
  */
 const MAX_CHUNK = 32
 
-/** The ports other endpoints publish, by (protocol, port). */
-function holdersOf(endpoints: Iterable<EndpointRecord>, except: string): PortHolders {
-  const holders = new PortHolders(endpointOverlap)
-  for (const o of endpoints) {
-    if (o.id === except) continue
-    for (const p of o.published ?? []) holders.add(p.proto, p.hostPort, { family: p.family, bind: bindAddressOf(p) }, `endpoint ${short(o.id)} of network ${short(o.networkId)}`)
-  }
-  return holders
-}
-
-/** What one publish may still spend (MAX_PORT_TRIES), and the refusal when it is spent. */
-class PortBudget {
-  private left = MAX_PORT_TRIES
-
-  spend(r: PublishRequest, index: number): void {
-    if (this.left-- > 0) return
-    const m = r.mapping
-    const ports = m.hostPort === 0 ? 'an ephemeral port' : m.hostPort === m.hostPortEnd ? `${m.hostPort}` : `${m.hostPort}-${m.hostPortEnd}`
-    throw invalid(`publishing this port map would look at more than ${MAX_PORT_TRIES} host ports, the most tsnet looks at for one request (reached at port mapping #${index + 1}, ${m.proto} host ${ports} to container port ${m.containerPort}): publish fewer mappings or narrower host port ranges`)
-  }
-}
-
-/** The DNAT rules of an endpoint's published ports. */
-export const dnatRulesOf = (e: EndpointRecord) => (e.published ?? []).map((p) => ({ family: p.family, rule: dnatRule(e.id, p) }))
-
 export class PortPublisher {
-  /** Sockets holding published host ports, by endpoint. */
-  private readonly held = new Map<string, Reservation[]>()
+  constructor(private readonly driver: NetworkDriver, private readonly host: Host) {}
 
-  constructor(private readonly host: Host) {}
-
-  holds(endpointId: string): boolean {
-    return this.held.has(endpointId)
+  /**
+   * Publishes the container's ports (Docker calls this for its gateway endpoint only). All or
+   * nothing: a port that cannot be had undoes the others.
+   */
+  program(req: ConnectivityRequest, log: Logger) {
+    const state = this.driver.state
+    return this.driver.lock.run(req.NetworkID, async () => {
+      const n = state.knownNetwork(req.NetworkID)
+      const e = state.knownEndpoint(req.NetworkID, req.EndpointID)
+      const options = req.Options ?? {}
+      const mode = modeOf(n)
+      const hostIp = mode.defaultHostIp?.(n) ?? ''
+      // As Docker sent them (and as they are stored); a mapping without a HostIP then takes the
+      // network's default host address (-o host_binding_ipv4).
+      const sent = parsePortMap(options[OPT.portMap])
+      const defaulted = hostIp !== '' && sent.some((m) => m.hostIp === '')
+      const mappings = sent.map((m) => (m.hostIp === '' && hostIp !== '' ? { ...m, hostIp } : m))
+      parseExposedPorts(options[OPT.exposedPorts])
+      if (n.internal || !modeOf(n).supports.publish) {
+        if (sent.some((m) => m.hostPort !== 0 || m.hostIp !== '')) {
+          throw invalid(n.internal ? `network ${short(n.id)} is internal: it publishes no ports` : `a ${n.mode} network publishes no ports: host netfilter never sees its traffic`)
+        }
+        return {}
+      }
+      // Most containers publish nothing: nothing to hold, program or write.
+      if (mappings.length === 0 && !e.published?.length) return {}
+      const requests = planPublish(e, mappings)
+      const doing = `publishing ports of endpoint ${short(e.id)}`
+      if (e.published && JSON.stringify(e.portMappings) === JSON.stringify(sent)) {
+        // Repeated (also after a restart): make sure the rules and holds are there.
+        await this.driver.updateEndpoint(e, doing, log)
+        return {}
+      }
+      if (e.published?.length) await this.withdraw(e, log)
+      const current = state.endpoints.get(e.id) ?? e
+      const peers = [...state.endpoints.values()].filter((o) => o.id !== e.id)
+      const published = await this.hold(requests, peers).catch((err: unknown) => {
+        const where = defaulted ? `network ${state.label(n)} publishes on ${hostIp} (${BRIDGE_OPTION.hostBinding})` : undefined
+        const failed = withContext(err, `${doing} (rolled back: the host is as it was)`)
+        throw where ? withContext(failed, where) : failed
+      })
+      // The holds are on the host now; if this change fails, the engine's undo releases them.
+      await this.driver.updateEndpoint({ ...current, portMappings: sent, published }, doing, log)
+      // Packets that arrived while no rule held these ports started flows of their own.
+      await this.driver.forgetFlows(published, log)
+      for (const p of published) {
+        log.info({ endpoint: e.id, network: n.id, proto: p.proto, hostIp: bindAddressOf(p), hostPort: p.hostPort, to: `${p.containerIp}:${p.containerPort}` }, 'port published')
+      }
+      return {}
+    })
   }
 
   /**
-   * Holds a host port for each request and adds the DNAT rules. All or nothing: a port that
-   * cannot be had undoes the others, and the error says whether the undo completed. `others`
-   * are the endpoints whose published ports count as taken.
+   * Holds a port for each request: all or none. Ports other endpoints or earlier mappings hold
+   * are skipped by lookup, the rest are tried on the host in order, a chunk at a time, the event
+   * loop running between chunks (and before each mapping, so thousands of single mappings do not
+   * hold the daemon either). Every port looked at is spent from the request's budget.
    */
-  async publish(e: EndpointRecord, requests: PublishRequest[], others: Iterable<EndpointRecord>, log: Logger): Promise<PublishedPort[]> {
+  private async hold(requests: PublishRequest[], peers: Iterable<EndpointRecord>): Promise<PublishedPort[]> {
     const held: Reservation[] = []
-    this.held.set(e.id, held)
     const published: PublishedPort[] = []
-    const taken = holdersOf(others, e.id)
+    const taken = holdersOf(peers)
     // This request's own earlier mappings: the kernel would refuse their ports, so skip them without asking it.
     const mine = new PortHolders(kernelOverlap)
     const budget = new PortBudget()
@@ -79,19 +104,14 @@ export class PortPublisher {
           published.push({ family: t.family, proto: r.mapping.proto, hostIp: r.mapping.hostIp, hostPort: reservation.port, containerIp: t.containerIp, containerPort: r.mapping.containerPort })
         }
       }
-      await this.host.addPortRules(published.map((p) => ({ family: p.family, rule: dnatRule(e.id, p) })), log)
     } catch (err) {
-      throw withContext(err, `publishing ports of endpoint ${short(e.id)}${await this.rollback(e.id, log)}`)
+      await Promise.all(held.map((h) => h.release()))
+      throw err
     }
     return published
   }
 
-  /**
-   * Holds one host port of the request's range: ports other endpoints or earlier mappings hold
-   * are skipped by lookup, the rest are tried on the host in order, a chunk at a time, the event
-   * loop running between chunks (and before each mapping, so thousands of single mappings do
-   * not hold the daemon either). Every port looked at is spent from the request's budget.
-   */
+  /** Holds one host port of the request's range (see hold). */
   private async reserve(r: PublishRequest, index: number, bindings: Binding[], taken: PortHolders, mine: PortHolders, budget: PortBudget): Promise<Reservation> {
     const proto = r.mapping.proto
     await yieldToLoop()
@@ -100,7 +120,6 @@ export class PortPublisher {
       return this.host.reservePort(proto, bindings, undefined)
     }
     const { from, to } = r.hostPorts
-    const wanted = r.targets
     let holder: string | undefined
     let busy: TsnetError | undefined
     let size = 1
@@ -108,7 +127,7 @@ export class PortPublisher {
       const chunk: number[] = []
       for (; port <= to && chunk.length < size; port++) {
         budget.spend(r, index)
-        const h = taken.holder(proto, port, wanted) ?? mine.holder(proto, port, wanted)
+        const h = taken.holder(proto, port, r.targets) ?? mine.holder(proto, port, r.targets)
         if (h === undefined) chunk.push(port)
         else holder ??= h
       }
@@ -128,58 +147,48 @@ export class PortPublisher {
     throw conflict(`host port ${range}: every port of the range is already in use on this host${holder ? ` or published by tsnet (the first by ${holder})` : ''}`)
   }
 
-  /** Undoes publish (it or its caller failed); the outcome, as the end of an error message. */
-  async rollback(endpointId: string, log: Logger): Promise<string> {
-    const held = this.held.get(endpointId) ?? []
-    this.held.delete(endpointId)
-    await Promise.all(held.map((h) => h.release()))
-    return this.host.removePortRules((tag) => tag === endpointTag(endpointId), log, `endpoint ${short(endpointId)}`).then(
-      () => ' (rolled back: nothing was published)',
-      (err: unknown) => {
-        log.error({ err, endpoint: endpointId }, 'rollback: DNAT rules not removed')
-        return ' (rollback incomplete: see the tsnet log)'
-      },
-    )
-  }
-
-  /** Removes exactly what publish added: the DNAT rules, then the held ports (kept while a rule may still point at the container). */
-  async withdraw(endpointId: string, log: Logger): Promise<void> {
-    await this.host.removePortRules((tag) => tag === endpointTag(endpointId), log, `endpoint ${short(endpointId)}`)
-    const held = this.held.get(endpointId) ?? []
-    this.held.delete(endpointId)
-    await Promise.all(held.map((h) => h.release()))
-  }
-
-  /** Lets every held port go, as the process's exit would (the DNAT rules stay for the next start). */
-  async releaseAll(): Promise<void> {
-    const all = [...this.held.values()].flat()
-    this.held.clear()
-    await Promise.all(all.map((h) => h.release()))
-  }
-
-  /** Puts the DNAT rules of ports already published back (a repeated Program). */
-  reapply(e: EndpointRecord, log: Logger): Promise<void> {
-    return this.host.addPortRules(dnatRulesOf(e), log)
-  }
-
-  /** Holds the stored host ports of an endpoint again (after a restart or reboot); all or none. */
-  async rehold(e: EndpointRecord): Promise<void> {
-    if (this.held.has(e.id)) return
-    const held: Reservation[] = []
-    const groups = new Map<string, PublishedPort[]>()
-    for (const p of e.published ?? []) {
-      const key = `${p.proto}/${p.hostPort}/${p.hostIp}`
-      groups.set(key, [...(groups.get(key) ?? []), p])
-    }
+  /** Removes exactly what program added: the record first, then the rules and the held ports. */
+  private async withdraw(e: EndpointRecord, log: Logger): Promise<void> {
+    const { published: gone, ...rest } = e
+    const doing = `unpublishing ports of endpoint ${short(e.id)}`
+    await this.driver.saveEndpoint(rest, doing)
     try {
-      for (const ports of groups.values()) {
-        const first = ports[0] as PublishedPort
-        held.push(await this.host.reservePort(first.proto, ports.map((p) => ({ family: p.family, address: bindAddressOf(p) })), [first.hostPort]))
-      }
-    } catch (err) {
-      await Promise.all(held.map((h) => h.release()))
-      throw err
+      await this.driver.applyEndpoint(rest, doing, log)
+    } finally {
+      // Also when the host change failed: a retry no longer knows the ports (the record forgot them).
+      await this.driver.forgetFlows(gone ?? [], log)
     }
-    this.held.set(e.id, held)
+    for (const p of gone ?? []) log.info({ endpoint: e.id, proto: p.proto, hostPort: p.hostPort }, 'port unpublished')
+  }
+
+  revoke(req: EndpointRef, log: Logger) {
+    const state = this.driver.state
+    return this.driver.lock.run(req.NetworkID, async () => {
+      const e = state.endpoints.get(req.EndpointID)
+      if (!e || e.networkId !== req.NetworkID || !e.published?.length) return {}
+      await this.withdraw(e, log)
+      return {}
+    })
+  }
+}
+
+/** The ports other endpoints publish, by (protocol, port). */
+function holdersOf(endpoints: Iterable<EndpointRecord>): PortHolders {
+  const holders = new PortHolders(endpointOverlap)
+  for (const o of endpoints) {
+    for (const p of o.published ?? []) holders.add(p.proto, p.hostPort, { family: p.family, bind: bindAddressOf(p) }, `endpoint ${short(o.id)} of network ${short(o.networkId)}`)
+  }
+  return holders
+}
+
+/** What one publish may still spend (MAX_PORT_TRIES), and the refusal when it is spent. */
+class PortBudget {
+  private left = MAX_PORT_TRIES
+
+  spend(r: PublishRequest, index: number): void {
+    if (this.left-- > 0) return
+    const m = r.mapping
+    const ports = m.hostPort === 0 ? 'an ephemeral port' : m.hostPort === m.hostPortEnd ? `${m.hostPort}` : `${m.hostPort}-${m.hostPortEnd}`
+    throw invalid(`publishing this port map would look at more than ${MAX_PORT_TRIES} host ports, the most tsnet looks at for one request (reached at port mapping #${index + 1}, ${m.proto} host ${ports} to container port ${m.containerPort}): publish fewer mappings or narrower host port ranges`)
   }
 }

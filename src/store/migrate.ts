@@ -36,9 +36,6 @@ import { absentAs, decodeName } from './record-reader.js'
  */
 export type RecordUpgrade = (collection: string, id: string, value: unknown) => unknown
 
-/** The upgrade for records whose shape did not change between the two schemas. */
-export const keepRecords: RecordUpgrade = (_collection, _id, value) => value
-
 const WRITE_CONCURRENCY = 32
 
 export type Recovery = 'none' | 'finished' | 'discarded'

@@ -34,7 +34,7 @@ import {
   type Engine,
   type TsnetHandle,
 } from './lib/index.js';
-import { withDiagnostics } from './lib/scenario.js';
+import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import {
   containerNetns,
   counterDelta,
@@ -73,6 +73,14 @@ const ICC = 'tsnet: icc disabled';
  * image (exit 139, even for an address literal). `-w 2` bounds the connect, `timeout 5` the rest.
  */
 const HTTP_NC = `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w 2`;
+/** Sends "ping" to HOST PORT from local port FROM every 100 ms and prints every answer: one UDP flow that never pauses. */
+const UDP_SENDER_JS = `
+const [host, port, from] = process.argv.slice(1);
+const s = require('dgram').createSocket('udp4');
+s.on('error', () => {});
+s.on('message', (m) => console.log(String(m).trim()));
+s.bind(Number(from), () => setInterval(() => s.send('ping', Number(port), host), 100));
+`;
 
 let E: Engine | undefined;
 let ts: TsnetHandle | undefined;
@@ -81,9 +89,14 @@ let out: Outside | undefined;
 const procs: NsProcess[] = [];
 const figures: Record<string, unknown> = {};
 
+/** A subtest ending with the idempotence check; its failures carry the daemons' logs. */
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
+  const body = async (tt: Test) => {
+    await fn(tt);
+    await expectIdle(tt, ts?.running ? ts.socketPath : undefined);
+  };
   return t.test(name, (tt) =>
-    withDiagnostics(tt, fn, (tt) => {
+    withDiagnostics(tt, body, (tt) => {
       if (!E) return;
       tt.comment(`--- tail of ${E.stateDir}/tsnet.log:\n${ts?.logTail(30) ?? '(tsnet not started)'}`);
       tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(12)}`);
@@ -378,6 +391,82 @@ if (!E || !ts || !out) {
     t.equal(await nsPorts('tcp', 8099), 'free', 'and another process can bind 8099');
     const gone = await o.http(ENGINE_IP, 8099, 'pu2');
     t.notOk(gone.ok, `outside -> ${ENGINE_IP}:8099 reaches nothing: ${gone.err}`);
+  });
+
+  await scenario('published ports: -o host_binding_ipv4 serves -p 8077:80 on that host address only', async (t) => {
+    const bad = await e.docker(['network', 'create', ...TS, '--subnet', '10.81.16.0/24', '-o', 'com.docker.network.bridge.host_binding_ipv4=not-an-ip', 'ehbad']);
+    t.not(bad.code, 0, 'network create with host_binding_ipv4=not-an-ip fails');
+    t.match(bad.stderr, /host_binding_ipv4="not-an-ip" is not an IP address/, `naming the option and the value: ${bad.stderr.trim()}`);
+    await net('ehb', ['10.81.16.0/24'], ['-o', `com.docker.network.bridge.host_binding_ipv4=${ENGINE_IP}`]);
+    await server('hb1', ['--network', 'ehb', '-p', '8077:80'], [80]);
+    await reach(t, `outside -> ${ENGINE_IP}:8077 reaches hb1 (the network's host address)`, () => fromOutside(ENGINE_IP, 8077, 'hb1'));
+    await reach(t, `engine netns -> ${ENGINE_IP}:8077 reaches hb1`, () => fromEngine(ENGINE_IP, 8077, 'hb1'));
+    // Another host address (docker0's), from outside and from the host, each after a control on the same path.
+    const unroute = await o.routeVia('172.17.0.1/32');
+    try {
+      await reach(t, 'control: outside -> 172.17.0.1:8080 (a1, published on every address) works', () => fromOutside('172.17.0.1', 8080, 'a1'));
+      const other = await o.http('172.17.0.1', 8077, 'hb1');
+      t.notOk(other.ok, `outside -> 172.17.0.1:8077 (another host address) does not reach hb1: ${other.err || other.out.slice(0, 80)}`);
+    } finally {
+      await unroute();
+    }
+    await reach(t, 'control: engine netns -> 172.17.0.1:8080 reaches a1', () => fromEngine('172.17.0.1', 8080, 'a1'));
+    const local = await httpFrom(e.netnsPath, '172.17.0.1', 8077, 'hb1');
+    t.notOk(local.ok, `engine netns -> 172.17.0.1:8077 does not reach hb1: ${local.err || local.out.slice(0, 80)}`);
+    const nat4 = (await natRules(e)).filter((l) => /--dport 8077\b/.test(l));
+    t.ok(nat4.length === 1 && /-d 198\.51\.100\.1(\/32)?\b/.test(nat4[0] ?? ''), `one DNAT rule for 8077, for ${ENGINE_IP}: ${nat4.join(' | ')}`);
+    t.same((await natRules(e, true)).filter((l) => /--dport 8077\b/.test(l)), [], 'no IPv6 rule beside it (as Docker 20.10)');
+    t.equal(await portState(e.netnsPath, 'tcp', 8077, ENGINE_IP), 'EADDRINUSE', `tsnet holds 8077 on ${ENGINE_IP}`);
+    t.equal(await portState(e.netnsPath, 'tcp', 8077, '172.17.0.1'), 'free', 'and not on another address');
+
+    await net('ehfar', ['10.81.17.0/24'], ['-o', 'com.docker.network.bridge.host_binding_ipv4=192.0.2.10']);
+    const nat0 = await natRules(e);
+    const far = await e.docker(['run', '-d', '--init', '--name', 'hb2', '--network', 'ehfar', '-p', '8076:80', BB, 'sleep', '3600']);
+    t.not(far.code, 0, 'on a network whose host_binding_ipv4 is not an address of this host, docker run -p 8076:80 fails');
+    t.match(far.stderr, /192\.0\.2\.10 \(com\.docker\.network\.bridge\.host_binding_ipv4\).*not an address of this host/, `naming the option and the address: ${far.stderr.trim()}`);
+    t.same(await natRules(e), nat0, 'nat table unchanged');
+    await e.docker(['rm', '-f', 'hb2']);
+  });
+
+  await scenario('published UDP port: a client that keeps sending reaches the container that replaces the removed one (moby#8795)', async (t) => {
+    await runSleeper(e, 'uc1', ['--network', 'ea', '-p', '8078:5353/udp']);
+    await udpServer('uc1', 5353, 'uc1');
+    const sender = spawnInNetns(o.nsPath, [process.execPath, '-e', UDP_SENDER_JS, ENGINE_IP, '8078', '40078'], 'udp sender in the outside netns');
+    procs.push(sender);
+    const answered = (tag: string, from = 0) => sender.lines.slice(from).some((l) => l.startsWith(`${tag} src=`));
+    await waitFor(async () => answered('uc1'), { timeoutMs: 10_000, what: 'uc1 answering the outside sender' });
+    t.pass('the outside sender (one source port, every 100 ms) reaches uc1 through 8078/udp');
+    const logOff = (await readFile(ts!.logPath)).length;
+    const uc1 = await ip4('uc1', 'ea');
+    await e.dockerOk(['rm', '-f', 'uc1']);
+    const mark = sender.lines.length;
+    // Another address: the IPAM would hand uc1's freed one out again, and the old flow would lead there anyway.
+    await runSleeper(e, 'uc2', ['--network', 'ea', '--ip', '10.81.1.201', '-p', '8078:5353/udp']);
+    t.not(await ip4('uc2', 'ea'), uc1, `uc2 (10.81.1.201) does not have uc1's address ${uc1}`);
+    await udpServer('uc2', 5353, 'uc2');
+    const t0 = Date.now();
+    const ok = await waitFor(async () => answered('uc2', mark), { timeoutMs: 10_000, what: 'uc2 answering the same sender' }).then(() => true, () => false);
+    t.ok(ok, `the same sender, never pausing, reaches uc2 ${Date.now() - t0} ms after uc2's server started (answers since: ${sender.lines.slice(mark).slice(-3).join(' | ')})`);
+    const logged = (await readFile(ts!.logPath)).subarray(logOff).toString();
+    t.match(logged, /conntrack entries of published ports forgotten/, 'tsnet logged that it made the kernel forget the old flows');
+    await sender.stop();
+    await e.dockerOk(['rm', '-f', 'uc2']);
+  });
+
+  await scenario("overlapping subnets: Docker's default IPAM accepts one, tsnet refuses it naming both networks", async (t) => {
+    await net('ov1', ['10.81.18.0/24']);
+    const before = await snapshotHost(e);
+    const sets0 = await ipsetSave(e);
+    // Docker's own IPAM does not know tsnet's pools: only tsnet can see the overlap.
+    const r = await e.docker(['network', 'create', '-d', 'tsnet', '--subnet', '10.81.18.128/25', 'ov2']);
+    t.not(r.code, 0, 'docker network create -d tsnet --subnet 10.81.18.128/25 (default IPAM) fails');
+    t.match(r.stderr, /subnet 10\.81\.18\.128\/25 of network [0-9a-f]{12} overlaps subnet 10\.81\.18\.0\/24 of tsnet network (ov1|[0-9a-f]{12})/, `naming both networks and subnets: ${r.stderr.trim()}`);
+    t.notOk((await e.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').includes('ov2'), 'no network ov2');
+    t.same(diffSnapshots(before, await snapshotHost(e)), [], 'links, iptables, ip6tables and store unchanged');
+    t.same(await ipsetSave(e), sets0, 'ipsets unchanged');
+    const good = await e.docker(['network', 'create', '-d', 'tsnet', '--subnet', '10.81.19.0/24', 'ov3']);
+    t.equal(good.code, 0, `control: the same command with a free subnet works: ${good.stderr.trim()}`);
+    await e.docker(['network', 'rm', 'ov3', 'ov1']);
   });
 
   // ---------- 3. isolation ----------

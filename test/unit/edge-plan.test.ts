@@ -2,10 +2,11 @@
 import fc from 'fast-check'
 import t from 'tap'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, JUMPS, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE, allowEntries, allowEntryCount,
-  checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, networkEntries, postroutingRules,
-  setName, type NameResolver, type SetEntry,
+  ALL_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
+  allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
+  needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
+import { bridgeEdge } from '../../src/modes/bridge.js'
 import { networkTag } from '../../src/core/names.js'
 import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
@@ -15,11 +16,15 @@ const NET = dockerId('aa11')
 const TAG = networkTag(NET)
 const NOW = '2026-01-01T00:00:00.000Z'
 
-function network(over: Partial<NetworkRecord> = {}): NetworkRecord {
+/** Record fields, with the bridge name at the top for brevity. */
+type Over = Partial<Omit<NetworkRecord, 'mode' | 'spec'>> & { bridge?: string }
+
+function record(over: Over = {}): NetworkRecord {
+  const { bridge = 'tsbr-aa11012345', ...rest } = over
   return {
     id: NET,
-    bridge: 'tsbr-aa11012345',
-    bridgeNamedByUser: false,
+    mode: 'bridge',
+    spec: { bridge, bridgeNamedByUser: false },
     mtu: 1500,
     internal: false,
     ipv6: false,
@@ -29,10 +34,15 @@ function network(over: Partial<NetworkRecord> = {}): NetworkRecord {
     enableIcc: true,
     genericOptions: {},
     createdAt: NOW,
-    ...over,
+    ...rest,
   }
 }
-const dual = (over: Partial<NetworkRecord> = {}) => network({ ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64' }], ...over })
+/** What the edge sees of a bridge network (as the bridge mode says). */
+function network(over: Over = {}): EdgeNetwork {
+  const n = record(over)
+  return bridgeEdge(n, n.spec.bridge)
+}
+const dual = (over: Over = {}) => network({ ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64' }], ...over })
 
 function endpoint(lead: string, address?: string, addressV6?: string): EndpointRecord {
   const id = dockerId(lead)
@@ -63,18 +73,25 @@ t.test('constants: sets, chains, jumps', async (t) => {
   t.same(SET_TYPE, { src: 'hash:net,iface', masq: 'hash:net', allow: 'hash:ip,port,net', foreign: 'hash:net' })
   t.equal(setName('allow', 6), 'tsnet-allow6')
   t.same(ALL_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6'])
-  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING' })
+  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING', raw: 'TSNET-RAW' })
   t.equal(DOCKER_USER, 'DOCKER-USER')
-  t.same(JUMPS, [
-    { table: 'filter', chain: 'FORWARD', rule: '-j TSNET-FORWARD' },
-    { table: 'filter', chain: 'DOCKER-USER', rule: '-j TSNET-FORWARD' },
-    { table: 'nat', chain: 'PREROUTING', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
-    { table: 'nat', chain: 'OUTPUT', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
-    { table: 'nat', chain: 'POSTROUTING', rule: '-j TSNET-POSTROUTING' },
-  ], 'FORWARD and DOCKER-USER jump to TSNET-FORWARD; nat jumps for local destinations and POSTROUTING')
+  t.same(LOOPBACK, { 4: '127.0.0.0/8', 6: '::1/128' })
+  for (const f of FAMILIES) {
+    t.same(jumps(f), [
+      { table: 'filter', chain: 'FORWARD', rule: '-j TSNET-FORWARD' },
+      { table: 'filter', chain: 'DOCKER-USER', rule: '-j TSNET-FORWARD' },
+      { table: 'nat', chain: 'PREROUTING', rule: `! -d ${LOOPBACK[f]} -m addrtype --dst-type LOCAL -j TSNET-DNAT` },
+      { table: 'nat', chain: 'OUTPUT', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' },
+      { table: 'nat', chain: 'POSTROUTING', rule: '-j TSNET-POSTROUTING' },
+      { table: 'raw', chain: 'PREROUTING', rule: '-j TSNET-RAW' },
+    ], `IPv${f}: FORWARD and DOCKER-USER jump to TSNET-FORWARD; DNAT for local destinations (from outside: not loopback ones); POSTROUTING; raw PREROUTING`)
+  }
+  t.same(LEGACY_JUMPS, [{ table: 'nat', chain: 'PREROUTING', rule: '-m addrtype --dst-type LOCAL -j TSNET-DNAT' }], 'the PREROUTING jump of earlier versions, which DNATed 127.0.0.1 from anywhere, is known so it can go')
+  t.notOk(FAMILIES.some((f) => jumps(f).some((j) => LEGACY_JUMPS.some((l) => l.table === j.table && l.chain === j.chain && l.rule === j.rule))), 'no legacy jump is a current one')
   t.equal(entryKey({ set: 'tsnet-src4', entry: '10.0.0.0/8,br0', comment: 'x' }), 'tsnet-src4 10.0.0.0/8,br0', 'the key ignores the comment')
   t.equal(FOREIGN_TAG, 'tsnet:docker')
-  t.same(Object.values(DROP), ['tsnet: icc disabled', 'tsnet: spoofed source', 'tsnet: internal network', 'tsnet: to a Docker network', 'tsnet: not allowed'], 'the documented drop comments')
+  t.same(Object.values(DROP), ['tsnet: icc disabled', 'tsnet: spoofed source', 'tsnet: internal network', 'tsnet: to a Docker network', 'tsnet: not allowed', 'tsnet: loopback from outside'], 'the documented drop comments')
+  t.same(DOCKER_BRIDGES, ['docker0', 'docker_gwbridge', 'br-+'], 'Docker\'s bridge names: default, swarm egress, user networks')
 })
 
 t.test('deviceGroupOf', async (t) => {
@@ -86,7 +103,7 @@ t.test('deviceGroupOf', async (t) => {
   for (const g of [true, false].flatMap((icc) => [true, false].map((internal) => deviceGroupOf({ enableIcc: icc, internal })))) {
     t.equal((g & GROUP.mask) >>> 0, GROUP.base, `0x${g.toString(16)} carries the tsnet marker under the mask`)
   }
-  t.equal(deviceGroupOf(network()), 0x74730000, 'from a whole record')
+  t.equal(deviceGroupOf(record()), 0x74730000, 'from a whole record')
 })
 
 t.test('filterRules: fixed, per family, referencing the family\'s sets', async (t) => {
@@ -104,6 +121,9 @@ t.test('filterRules: fixed, per family, referencing the family\'s sets', async (
       '-m devgroup --src-group 0x2/0x2 -m comment --comment "tsnet: internal network" -j DROP',
       '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
       '-m devgroup --dst-group 0x74730000/0xffff0000 -j TSNET-TO',
+      '-o docker0 -m comment --comment "tsnet: to a Docker network" -j DROP',
+      '-o docker_gwbridge -m comment --comment "tsnet: to a Docker network" -j DROP',
+      '-o br-+ -m comment --comment "tsnet: to a Docker network" -j DROP',
       `-m set --match-set tsnet-foreign${f} dst -m comment --comment "tsnet: to a Docker network" -j DROP`,
       '-j ACCEPT',
     ], `IPv${f}: the FROM chain`)
@@ -116,8 +136,30 @@ t.test('filterRules: fixed, per family, referencing the family\'s sets', async (
     ], `IPv${f}: the TO chain ends in the not-allowed drop`)
     const all = [...r.forward, ...r.from, ...r.to].join('\n')
     t.notMatch(all, new RegExp(`tsnet-\\w+${other}\\b`), `IPv${f}: no IPv${other} set is referenced`)
-    for (const why of Object.values(DROP)) t.equal(all.split(`"${why}"`).length - 1, why === DROP.internal ? 2 : 1, `IPv${f}: "${why}" counted`)
+    const times: Partial<Record<string, number>> = { [DROP.internal]: 2, [DROP.docker]: 4, [DROP.loopback]: 0 }
+    for (const why of Object.values(DROP)) t.equal(all.split(`"${why}"`).length - 1, times[why] ?? 1, `IPv${f}: "${why}" counted`)
+    const from = r.from.join('\n')
+    t.ok(from.indexOf('-j TSNET-TO') < from.indexOf('-o br-+'), `IPv${f}: a tsnet bridge named br-... is decided by TSNET-TO before the Docker names`)
   }
+})
+
+t.test('rawRules: nothing from outside lo is addressed to loopback', async (t) => {
+  t.same(rawRules(4), ['-d 127.0.0.0/8 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
+  t.same(rawRules(6), ['-d ::1/128 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
+})
+
+t.test('needsRouteLocalnet: IPv4 ports the host reaches through 127.0.0.1', async (t) => {
+  const p = (family: 4 | 6, hostIp: string) => ({ family, hostIp })
+  t.equal(needsRouteLocalnet([]), false, 'nothing published')
+  t.equal(needsRouteLocalnet([p(4, '')]), true, 'a wildcard binding (the host connects through 127.0.0.1 too)')
+  t.equal(needsRouteLocalnet([p(4, '0.0.0.0')]), true, 'an explicit wildcard')
+  t.equal(needsRouteLocalnet([p(4, '127.0.0.1')]), true, 'a loopback binding')
+  t.equal(needsRouteLocalnet([p(4, '127.1.2.3')]), true, 'anywhere in 127.0.0.0/8')
+  t.equal(needsRouteLocalnet([p(4, '192.0.2.10')]), false, 'a specific host address: the host connects from it, not from 127.0.0.1')
+  t.equal(needsRouteLocalnet([p(4, '128.0.0.1'), p(4, '12.7.0.1')]), false, 'addresses that only look close')
+  t.equal(needsRouteLocalnet([p(6, ''), p(6, '::'), p(6, '::1')]), false, 'IPv6: the kernel never routes ::1 off lo, route_localnet is IPv4\'s')
+  t.equal(needsRouteLocalnet([p(4, '192.0.2.10'), p(4, '')]), true, 'any one port is enough')
+  t.equal(needsRouteLocalnet(new Set([p(4, '127.0.0.1')])), true, 'any iterable')
 })
 
 t.test('postroutingRules', async (t) => {
@@ -323,7 +365,7 @@ const smallPolicy = fc.array(fc.tuple(
 const someEndpoints = fc.array(fc.tuple(fc.constantFrom(undefined, '172.18.0.2/16', '172.18.0.3/16', '172.18.0.2/24'), fc.constantFrom(undefined, 'fd00:1::2/64', 'FD00:1:0::2/64', 'fd00:1::3/64')), { maxLength: 4 })
 
 /** The entries spelled out the plain way (every rule, source, port and address; duplicates collapsed by a set): the reference. */
-function naiveEntries(n: NetworkRecord, endpoints: EndpointRecord[], text: string, resolve: NameResolver): Set<string> {
+function naiveEntries(n: EdgeNetwork, endpoints: EndpointRecord[], text: string, resolve: NameResolver): Set<string> {
   const out = new Set<string>()
   if (n.internal) return out
   // A source's canonical members, as networkEntries writes a pool of the same CIDR (the halves of a /0 included).

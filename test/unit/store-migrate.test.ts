@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { loadConfig } from '../../src/config.js'
 import { checkStoredRecord } from '../../src/core/record-check.js'
+import { upgradeRecord } from '../../src/core/record-upgrade.js'
 import { FakeHost } from '../../src/host/fake-host.js'
 import { openServices } from '../../src/main.js'
 import { statusCommand } from '../../src/status.js'
@@ -27,20 +28,9 @@ const FIXTURE = join(here, '..', 'fixtures', 'store-schema-1', 'state')
 const migrator = join(here, 'fixtures', 'store-migrator.mjs')
 const built = existsSync(join(here, '..', '..', 'dist', 'store', 'file-store.js'))
 
-/** The stand-in for the lead's network transform (the same as in fixtures/store-migrator.mjs). */
-function standIn(collection: string, _id: string, value: unknown): unknown {
-  if (collection !== 'networks') return value
-  const { bridge, bridgeNamedByUser, ...rest } = value as Record<string, unknown>
-  return { ...rest, mode: 'bridge', spec: { bridge, bridgeNamedByUser } }
-}
-
-/** Today's shape checks, with the network check reading the bridge from the stand-in's spec. */
-function standInCheck(collection: string, id: string, value: unknown): string | undefined {
-  if (collection !== 'networks' || typeof value !== 'object' || value === null) return checkStoredRecord(collection, id, value)
-  const { mode, spec, ...rest } = value as { mode?: unknown; spec?: { bridge?: unknown; bridgeNamedByUser?: unknown } }
-  if (mode !== 'bridge') return `mode is ${String(mode)}`
-  return checkStoredRecord(collection, id, { ...rest, bridge: spec?.bridge, bridgeNamedByUser: spec?.bridgeNamedByUser })
-}
+/** The transform tsnet serve migrates with: schema-1 networks get a mode and a bridge spec; the rest stays. */
+const upgrade = upgradeRecord
+const check = checkStoredRecord
 
 /** Every file under `dir`, relative path → text; undefined when there is no such directory. */
 async function files(dir: string): Promise<Record<string, string> | undefined> {
@@ -57,11 +47,11 @@ async function files(dir: string): Promise<Record<string, string> | undefined> {
 }
 
 const OLD = (await files(join(FIXTURE, 'store'))) as Record<string, string>
-/** The schema-2 store the stand-in makes of the fixture, byte for byte. */
+/** The schema-2 store the migration makes of the fixture, byte for byte. */
 const NEW = Object.fromEntries(Object.entries(OLD).map(([path, text]) => {
   if (path === join('meta', 'schema.json')) return [path, JSON.stringify({ version: 2 })]
   const [collection, name] = path.split('/') as [string, string]
-  return [path, JSON.stringify(standIn(collection, decodeURIComponent(name.slice(0, -5)), JSON.parse(text)))]
+  return [path, JSON.stringify(upgrade(collection, decodeURIComponent(name.slice(0, -5)), JSON.parse(text)))]
 }))
 
 async function fixtureCopy(t: Test): Promise<string> {
@@ -87,16 +77,16 @@ t.test('the fixture migrates: schema 2 on disk, the old store kept as the backup
   const dir = await fixtureCopy(t)
   const lines: Array<Record<string, unknown>> = []
   const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>) } })
-  const store = await FileStore.open(dir, log, { upgrade: standIn, check: standInCheck })
+  const store = await FileStore.open(dir, log, { upgrade, check })
   t.same(await files(join(dir, 'store')), NEW, 'store/ is exactly the migrated store')
   t.same(await files(join(dir, 'store.schema-1')), OLD, 'store.schema-1/ is exactly the old store')
   t.same((await readdir(dir)).sort(), ['store', 'store.schema-1'], 'no migration directory is left')
   t.same(await everything(store), expectedRecords, 'every record reads back, networks in the new shape')
   const nets = (await store.list<{ mode: string; spec: { bridge: string }; bridge?: string }>('networks/')).map((e) => e.value)
   t.same(nets.map((n) => [n.mode, n.spec.bridge, n.bridge]), [['bridge', 'br-web', undefined], ['bridge', 'tsbr-0b01234567', undefined]], 'bridge and bridgeNamedByUser moved into spec')
-  t.notOk(existsSync(join(dir, 'store', 'quarantine')), "today's shape checks (network check reading spec) pass on every migrated record")
+  t.notOk(existsSync(join(dir, 'store', 'quarantine')), "today's shape checks pass on every migrated record")
   t.match(lines.find((l) => l.store === 'migrated'), { from: 1, to: 2, records: 19, quarantined: 0 }, 'the migration is logged with its counts')
-  const again = await FileStore.open(dir, log, { upgrade: () => { throw new Error('must not run twice') }, check: standInCheck })
+  const again = await FileStore.open(dir, log, { upgrade: () => { throw new Error('must not run twice') }, check })
   t.same(await everything(again), expectedRecords, 'opening again reads schema 2 as it is')
 })
 
@@ -107,17 +97,20 @@ t.test('tsnet serve boots on the fixture unchanged: networks, endpoints, pools, 
   const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>) } })
   const host = new FakeHost()
   const services = await openServices(config, host, log)
-  t.same(services.network.snapshot().networks.map((n) => n.id.slice(0, 2)).sort(), ['0a', '0b'])
-  t.same(services.network.snapshot().endpoints.map((e) => e.id.slice(0, 2)).sort(), ['e1', 'e2', 'e3'])
+  t.same(services.driver.snapshot().networks.map((n) => n.id.slice(0, 2)).sort(), ['0a', '0b'])
+  t.same(services.driver.snapshot().endpoints.map((e) => e.id.slice(0, 2)).sort(), ['e1', 'e2', 'e3'])
+  t.same(services.driver.snapshot().networks.map((n) => [n.mode, n.spec.bridge]).sort(), [['bridge', 'br-web'], ['bridge', 'tsbr-0b01234567']], 'networks in the schema-2 shape')
   t.same(services.ipam.snapshot().map((p) => [p.pool, p.leases.length]).sort(), [['10.20.0.0/16', 3], ['172.18.0.0/16', 2], ['fda8:e96d:6be8::/64', 3]])
   t.same(services.names.resolve('web'), ['10.20.0.0/16', 'fda8:e96d:6be8::/64'], "Docker's names came through")
   t.notOk(lines.some((l) => l.store === 'quarantined'), 'nothing was quarantined')
-  await services.network.restoreHost(log)
+  await services.reconciler.boot()
   t.ok(host.links.has('br-web') && host.links.has('tsbr-0b01234567'), 'both bridges restored')
   t.ok(host.edge, 'the firewall edge is in place')
   t.same([...host.heldPorts].sort(), ['tcp/32768', 'tcp/8080', 'udp/5300'], 'the published ports are held again')
   t.equal(host.portRules.size, 5, 'and their five DNAT rules are back')
-  await services.network.close()
+  t.same((await services.reconciler.pass('event', true)).changes, [], 'and a reconcile right after plans nothing')
+  services.reconciler.stop()
+  await services.store.close()
   t.equal(JSON.parse(await readFile(join(dir, 'store', 'meta', 'schema.json'), 'utf8')).version, 2, 'the store is schema 2 now')
 })
 
@@ -141,7 +134,7 @@ t.test('tsnet status reads schema 1 and schema 2 alike, and writes nothing', asy
   t.same(old.after, old.before, 'on schema 1: no file written, moved or made')
   const out = old.out as { networks: unknown[]; endpoints: unknown[]; pools: unknown[]; leases: unknown[] }
   t.same([out.networks.length, out.endpoints.length, out.pools.length, out.leases.length], [2, 3, 3, 8], 'everything listed')
-  await (await FileStore.open(dir, undefined, { upgrade: (_c, _id, v) => v })).close()
+  await (await FileStore.open(dir, undefined, { upgrade })).close()
   const migrated = await status(dir)
   t.same(migrated.out, old.out, 'after the migration: the same')
   t.same(migrated.after, migrated.before, 'no file written')
@@ -169,11 +162,11 @@ t.test('kill -9 during the migration: old or new, never a mix; the next open fin
     }
     // A reader that must not write (tsnet status) right now: it sees every record and changes nothing.
     const before = await files(dir)
-    const reader = await FileStore.open(dir, undefined, { readOnly: true, upgrade: standIn })
+    const reader = await FileStore.open(dir, undefined, { readOnly: true, upgrade })
     t.same(await everything(reader), expectedRecords, `${name}: a read-only open reads every record`)
     t.same(await files(dir), before, `${name}: and writes nothing`)
     // The next start: recovery, then the migration if it is still to do.
-    const store = await FileStore.open(dir, pino({ level: 'silent' }), { upgrade: standIn, check: standInCheck })
+    const store = await FileStore.open(dir, pino({ level: 'silent' }), { upgrade, check })
     t.same(await files(join(dir, 'store')), NEW, `${name}: after the next open, store/ is the new store`)
     t.same(await files(join(dir, 'store.schema-1')), OLD, `${name}: and the backup the old one`)
     t.same((await readdir(dir)).sort(), ['store', 'store.schema-1'], `${name}: nothing else is left`)
@@ -184,14 +177,13 @@ t.test('kill -9 during the migration: old or new, never a mix; the next open fin
 t.test('tsnet status between the two renames of a migration shows what it shows before and after', { skip: built ? false : 'build first' }, async (t) => {
   const dir = await fixtureCopy(t)
   const old = await status(dir)
-  // Migrated with main's upgrade on this branch (records unchanged), so today's status and checks read it.
-  const child = spawnSync(process.execPath, [migrator, dir, 'keep'], { env: { ...process.env, TSNET_TEST_CRASH_AT: 'migrate:after-backup' }, encoding: 'utf8' })
+  const child = spawnSync(process.execPath, [migrator, dir], { env: { ...process.env, TSNET_TEST_CRASH_AT: 'migrate:after-backup' }, encoding: 'utf8' })
   t.equal(child.signal, 'SIGKILL', 'killed between the renames')
   t.notOk(existsSync(join(dir, 'store')), 'store/ is absent')
   const between = await status(dir)
   t.same(between.after, between.before, 'status wrote nothing')
   t.same(between.out, old.out, 'it showed what it showed on schema 1')
-  await (await FileStore.open(dir, undefined, { upgrade: (_c, _id, v) => v })).close()
+  await (await FileStore.open(dir, undefined, { upgrade })).close()
   t.same((await status(dir)).out, old.out, 'and what it shows once the migration is finished')
 })
 
@@ -199,11 +191,11 @@ t.test('a record that cannot be migrated: refused without a logger (store unchan
   const dir = await fixtureCopy(t)
   await writeFile(join(dir, 'store', 'networks', 'torn.json'), '{"id":')
   const before = await files(dir)
-  await t.rejects(FileStore.open(dir, undefined, { upgrade: standIn }), { name: 'TsnetError', context: { exitCode: 78 }, message: /cannot migrate the store .* from schema 1 to 2 \(it is unchanged\): record .*torn\.json cannot be migrated/ })
+  await t.rejects(FileStore.open(dir, undefined, { upgrade }), { name: 'TsnetError', context: { exitCode: 78 }, message: /cannot migrate the store .* from schema 1 to 2 \(it is unchanged\): record .*torn\.json cannot be migrated/ })
   t.same(await files(dir), before, 'the state directory is exactly as it was')
   const lines: Array<Record<string, unknown>> = []
   const log = pino({ level: 'error' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>) } })
-  const store = await FileStore.open(dir, log, { upgrade: standIn, check: standInCheck })
+  const store = await FileStore.open(dir, log, { upgrade, check })
   t.same(await everything(store), expectedRecords, 'with a logger the other records migrate')
   const quarantined = await readdir(join(dir, 'store', 'quarantine'))
   t.equal(quarantined.length, 1, 'the torn record is in store/quarantine')

@@ -12,7 +12,7 @@
  */
 import { conflict, invalid, TsnetError } from '../../errors.js'
 import { checkIfName, checkMac, checkTag } from '../../core/names.js'
-import { MTU_MAX, MTU_MIN } from '../../core/network-plan.js'
+import { MTU_MAX, MTU_MIN } from '../../core/options.js'
 import { IFF_UP, IFLA, MACVLAN_MODES, NLM_F, RTM, VLAN_PROTOCOLS } from './constants.js'
 import { explain, type Known } from './errno.js'
 import { type BridgeOptions, encodeLinkInfo, type KindRequest, type MacvlanMode, type VethPeer, type VlanProtocol, type VxlanData } from './link-kinds.js'

@@ -1,0 +1,54 @@
+/**
+ * The seam between network modes. A mode is pure: it reads its own `-o` keys, renders the
+ * kernel objects a network and an endpoint need, answers Join, and tells the edge firewall what
+ * it sees of a network. Everything else (the verb pipeline, locks, diff, apply, rollback, the
+ * store, IPAM, published ports) is shared and never copied into a mode.
+ */
+import type { EdgeNetwork } from '../core/edge-plan.js'
+import type { HostFacts } from '../core/host-facts.js'
+import type { HostObject } from '../core/objects.js'
+import type { CommonNetwork, EndpointRecord, ModeName, NetworkRecord } from '../core/records.js'
+
+export interface PlanContext {
+  /** MTU for a network without -o com.docker.network.driver.mtu. */
+  defaultMtu: number
+  facts: HostFacts
+}
+
+export interface RenderContext {
+  facts: HostFacts
+  /** Subnets of a Docker network by name, for policies (empty when unknown). */
+  resolve: (name: string) => string[]
+}
+
+/** What Join answers (the wire shape, which core defines for itself). */
+export interface JoinAnswer {
+  InterfaceName: { SrcName: string; DstPrefix: string }
+  Gateway?: string
+  GatewayIPv6?: string
+  DisableGatewayService?: boolean
+}
+
+export interface NetworkMode {
+  readonly name: ModeName
+  /** `-o` keys this mode reads, besides the common ones (listed in refusals of unknown keys). */
+  readonly optionKeys: readonly string[]
+  /** What the network edge can do for this mode; a mode without it refuses the options that need it. */
+  readonly supports: { policy: boolean; publish: boolean }
+  /** Pure: the mode's part of a new network record. Every refusal happens here. */
+  planSpec(generic: Readonly<Record<string, string>>, common: CommonNetwork, ctx: PlanContext): NetworkRecord
+  /** Kernel names of an endpoint's links. */
+  linkNames(endpointId: string): { hostIf?: string; containerIf: string }
+  /** Kernel names a network claims for itself: two networks may not share one. */
+  claimedNames(n: NetworkRecord): string[]
+  /** The objects of a network, given its endpoints (a policy and published ports depend on them). */
+  renderNetwork(n: NetworkRecord, endpoints: readonly EndpointRecord[], ctx: RenderContext): HostObject[]
+  /** Whether renderNetwork reads the endpoints, so an endpoint change must render the network again. */
+  networkDependsOnEndpoints(n: NetworkRecord): boolean
+  renderEndpoint(e: EndpointRecord, n: NetworkRecord, ctx: RenderContext): HostObject[]
+  join(n: NetworkRecord, e: EndpointRecord): JoinAnswer
+  /** The host address ports published without one bind to ('' for every address). */
+  defaultHostIp?(n: NetworkRecord): string
+  /** What the edge firewall sees of the network; undefined when host netfilter never sees its traffic. */
+  edge(n: NetworkRecord): EdgeNetwork | undefined
+}

@@ -1,0 +1,53 @@
+/** Docker's route table: every NetworkDriver and IpamDriver call, mapped onto the services. */
+import type { Logger } from 'pino'
+import * as schemas from '../protocol/schemas.js'
+import type { IpamService } from '../services/ipam-service.js'
+import type { NetworkDriver } from '../services/network-driver.js'
+import type { PolicyService } from '../services/policy-service.js'
+import type { PortPublisher } from '../services/port-publisher.js'
+import type { Reconciler } from '../engine/reconciler.js'
+
+export interface Services {
+  driver: NetworkDriver
+  ports: PortPublisher
+  policy: PolicyService
+  ipam: IpamService
+  reconciler: Reconciler
+}
+
+type Handler = (body: any, log: Logger) => unknown
+
+export interface Route {
+  schema?: object
+  handler: Handler
+}
+
+export const IMPLEMENTS = ['NetworkDriver', 'IpamDriver']
+
+export function dockerRoutes(s: Services): Record<string, Route> {
+  const n = s.driver
+  const i = s.ipam
+  return {
+    '/Plugin.Activate': { handler: () => ({ Implements: IMPLEMENTS }) },
+    '/NetworkDriver.GetCapabilities': { handler: () => n.capabilities() },
+    '/NetworkDriver.CreateNetwork': { schema: schemas.createNetwork, handler: (b, log) => n.createNetwork(b, log) },
+    '/NetworkDriver.DeleteNetwork': { schema: schemas.networkRef, handler: (b, log) => n.deleteNetwork(b, log) },
+    '/NetworkDriver.AllocateNetwork': { schema: schemas.allocateNetwork, handler: (b) => n.allocateNetwork(b) },
+    '/NetworkDriver.FreeNetwork': { schema: schemas.networkRef, handler: () => ({}) },
+    '/NetworkDriver.CreateEndpoint': { schema: schemas.createEndpoint, handler: (b, log) => n.createEndpoint(b, log) },
+    '/NetworkDriver.EndpointOperInfo': { schema: schemas.endpointRef, handler: (b) => n.endpointOperInfo(b) },
+    '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => n.deleteEndpoint(b, log) },
+    '/NetworkDriver.Join': { schema: schemas.join, handler: (b, log) => n.join(b, log) },
+    '/NetworkDriver.Leave': { schema: schemas.endpointRef, handler: (b, log) => n.leave(b, log) },
+    '/NetworkDriver.ProgramExternalConnectivity': { schema: schemas.connectivity, handler: (b, log) => s.ports.program(b, log) },
+    '/NetworkDriver.RevokeExternalConnectivity': { schema: schemas.endpointRef, handler: (b, log) => s.ports.revoke(b, log) },
+    '/NetworkDriver.DiscoverNew': { schema: schemas.discovery, handler: () => ({}) },
+    '/NetworkDriver.DiscoverDelete': { schema: schemas.discovery, handler: () => ({}) },
+    '/IpamDriver.GetCapabilities': { handler: () => i.capabilities() },
+    '/IpamDriver.GetDefaultAddressSpaces': { handler: () => i.defaultAddressSpaces() },
+    '/IpamDriver.RequestPool': { schema: schemas.requestPool, handler: (b, log) => i.requestPool(b, log) },
+    '/IpamDriver.ReleasePool': { schema: schemas.releasePool, handler: (b, log) => i.releasePool(b, log) },
+    '/IpamDriver.RequestAddress': { schema: schemas.requestAddress, handler: (b, log) => i.requestAddress(b, log) },
+    '/IpamDriver.ReleaseAddress': { schema: schemas.releaseAddress, handler: (b, log) => i.releaseAddress(b, log) },
+  }
+}

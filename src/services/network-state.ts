@@ -1,0 +1,115 @@
+/**
+ * The networks and endpoints tsnet keeps, and what each wants on the host. Records are the
+ * truth (the store holds them; these maps are their copy); owners in the engine's index are
+ * `net:<id>` (a network with its policy entries) and `ep:<id>` (an endpoint with its ports).
+ */
+import { foreignEntries, setEntryObject } from '../core/edge-plan.js'
+import type { HostFacts } from '../core/host-facts.js'
+import type { HostObject } from '../core/objects.js'
+import type { EndpointRecord, NetworkRecord } from '../core/records.js'
+import { upgradeNetwork } from '../core/record-upgrade.js'
+import { notFound } from '../errors.js'
+import { modeOf } from '../modes/index.js'
+import type { RenderContext } from '../modes/mode.js'
+import type { Store } from '../store/store.js'
+
+/** Docker's network names and subnets as last seen (services/docker-names.ts); none in unit tests. */
+export interface NetworkDirectory {
+  resolve(name: string): string[]
+  foreignSubnets(): string[]
+  lookup(ref: string): { id: string; name: string } | undefined
+  nameOf(id: string): string | undefined
+}
+
+export const NO_DIRECTORY: NetworkDirectory = { resolve: () => [], foreignSubnets: () => [], lookup: () => undefined, nameOf: () => undefined }
+
+export const netOwner = (id: string) => `net:${id}`
+export const epOwner = (id: string) => `ep:${id}`
+export const short = (id: string) => id.slice(0, 12)
+
+export type Changes = Map<string, HostObject[] | undefined>
+
+export class NetworkState {
+  readonly networks = new Map<string, NetworkRecord>()
+  readonly endpoints = new Map<string, EndpointRecord>()
+
+  constructor(
+    readonly store: Store,
+    readonly directory: NetworkDirectory,
+    private readonly facts: () => HostFacts,
+  ) {}
+
+  async load(): Promise<void> {
+    for (const { value } of await this.store.list<NetworkRecord>('networks/')) this.networks.set(value.id, upgradeNetwork(value))
+    for (const { value } of await this.store.list<EndpointRecord>('endpoints/')) this.endpoints.set(value.id, value)
+  }
+
+  endpointsOf(networkId: string): EndpointRecord[] {
+    return [...this.endpoints.values()].filter((e) => e.networkId === networkId)
+  }
+
+  knownNetwork(id: string): NetworkRecord {
+    const n = this.networks.get(id)
+    if (!n) throw notFound(`network ${short(id)} is unknown to tsnet (was it created with another driver, or was tsnet's state directory lost?)`)
+    return n
+  }
+
+  knownEndpoint(networkId: string, endpointId: string): EndpointRecord {
+    const e = this.endpoints.get(endpointId)
+    if (!e || e.networkId !== networkId) throw notFound(`endpoint ${short(endpointId)} of network ${short(networkId)} is unknown to tsnet`)
+    return e
+  }
+
+  /** A network's name for messages: Docker's, else the short ID. */
+  label(n: NetworkRecord): string {
+    return this.directory.nameOf(n.id) ?? short(n.id)
+  }
+
+  renderContext(): RenderContext {
+    return { facts: this.facts(), resolve: (name) => this.directory.resolve(name) }
+  }
+
+  /**
+   * What a network wants, with `endpoints` as its endpoints. Every network also keeps Docker's
+   * own bridge subnets in the set its containers may not reach (the same members for all, so
+   * they stay while any network does).
+   */
+  renderNetwork(n: NetworkRecord, endpoints: readonly EndpointRecord[] = this.endpointsOf(n.id)): HostObject[] {
+    const ctx = this.renderContext()
+    const foreign = foreignEntries(this.directory.foreignSubnets()).map(setEntryObject)
+    return [...modeOf(n).renderNetwork(n, endpoints, ctx), ...foreign]
+  }
+
+  renderEndpoint(e: EndpointRecord, n: NetworkRecord = this.knownNetwork(e.networkId)): HostObject[] {
+    return modeOf(n).renderEndpoint(e, n, this.renderContext())
+  }
+
+  /**
+   * The changes for an endpoint that becomes `next` (undefined: goes away): its own objects, and
+   * its network's when the network's objects depend on its endpoints.
+   */
+  endpointChanges(n: NetworkRecord, id: string, next: EndpointRecord | undefined): Changes {
+    const changes: Changes = new Map([[epOwner(id), next ? this.renderEndpoint(next, n) : undefined]])
+    if (modeOf(n).networkDependsOnEndpoints(n)) {
+      const others = this.endpointsOf(n.id).filter((x) => x.id !== id)
+      changes.set(netOwner(n.id), this.renderNetwork(n, next ? [...others, next] : others))
+    }
+    return changes
+  }
+
+  /** Everything every record wants (the boot reconcile's index). */
+  allChanges(): Changes {
+    const changes: Changes = new Map()
+    for (const n of this.networks.values()) changes.set(netOwner(n.id), this.renderNetwork(n))
+    for (const e of this.endpoints.values()) {
+      const n = this.networks.get(e.networkId)
+      if (n) changes.set(epOwner(e.id), this.renderEndpoint(e, n))
+    }
+    return changes
+  }
+
+  /** For status output and garbage collection. */
+  snapshot() {
+    return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()] }
+  }
+}
