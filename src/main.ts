@@ -20,6 +20,7 @@ import { NetworkState } from './services/network-state.js'
 import { PolicyService } from './services/policy-service.js'
 import { PortPublisher } from './services/port-publisher.js'
 import { checkStoredRecord } from './core/record-check.js'
+import { upgradeRecord } from './core/record-upgrade.js'
 import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import type { Store } from './store/store.js'
@@ -66,7 +67,9 @@ export interface Services {
 }
 
 export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
+  // A store of an earlier schema is migrated here, crash-safely, through the same pure transform
+  // NetworkState applies again on load (a no-op on a migrated store, kept as a defence).
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, upgrade: upgradeRecord })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
@@ -77,7 +80,7 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   const driver = new NetworkDriver(state, engine, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, clock)
   const ports = new PortPublisher(driver, host)
   const policy = new PolicyService(driver)
-  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
+  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools }, clock)
   await state.load()
   await ipam.load()
   names.onChange(() => policy.namesChanged(log))

@@ -5,17 +5,20 @@ import { DEFAULT_STATE_DIR } from './config.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord, PublishedPort } from './core/records.js'
 import { bindAddressOf } from './core/ports.js'
 import { checkStoredRecord } from './core/record-check.js'
+import { upgradeNetwork, upgradeRecord } from './core/record-upgrade.js'
 import { FileStore } from './store/file-store.js'
 
 export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } })
   const stateDir = resolve(values['state-dir'] ?? env.TSNET_STATE_DIR ?? DEFAULT_STATE_DIR)
-  // The daemon may be writing meanwhile: read only, and refuse records it would refuse.
-  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord })
-  const networks = (await store.list<NetworkRecord>('networks')).map((r) => r.value)
-  const endpoints = (await store.list<EndpointRecord>('endpoints')).map((r) => r.value)
-  const pools = (await store.list<PoolRecord>('pools')).map((r) => r.value)
-  const leases = (await store.list<LeaseRecord>('leases')).map((r) => r.value)
+  // The daemon may be writing meanwhile: read only, and refuse records it would refuse. A store
+  // the daemon has not migrated yet is read through the same upgrade it will apply.
+  const store = await FileStore.open(stateDir, undefined, { readOnly: true, check: checkStoredRecord, upgrade: upgradeRecord })
+  // As NetworkState loads them: a schema-1 record in a migrated store is read in today's shape too.
+  const networks = (await store.list<NetworkRecord>('networks/')).map((r) => upgradeNetwork(r.value))
+  const endpoints = (await store.list<EndpointRecord>('endpoints/')).map((r) => r.value)
+  const pools = (await store.list<PoolRecord>('pools/')).map((r) => r.value)
+  const leases = (await store.list<LeaseRecord>('leases/')).map((r) => r.value)
   if (values.json) {
     console.log(JSON.stringify({ networks, endpoints, pools, leases }, null, 2))
     return 0

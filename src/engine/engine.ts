@@ -19,7 +19,7 @@ export interface ChangeOptions {
   /** Owners whose every object is checked on the host, not only the changed ones (a retried create). */
   verify?: readonly string[]
   /** The store write; runs after the host change, inside the same locks. A failure undoes the host change. */
-  persist?: () => Promise<void>
+  persist?: () => Promise<unknown>
   /**
    * The records were changed first (a removal): a failure is not undone, which would bring back
    * what the store no longer holds. The index lets go all the same, so a reconcile removes the rest.

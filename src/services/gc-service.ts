@@ -7,6 +7,7 @@
 import type { Logger } from 'pino'
 import { confirm, findUnexplained, needsInspection, staleKey, type Stale } from '../core/gc-plan.js'
 import type { DockerView } from '../docker/docker-view.js'
+import { type Clock, systemClock } from '../engine/clock.js'
 import { errorMessage } from '../errors.js'
 import type { Store } from '../store/store.js'
 import type { IpamService } from './ipam-service.js'
@@ -35,11 +36,11 @@ export class GcService {
     private readonly ipam: IpamService,
     private readonly options: GcOptions,
     private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async load(): Promise<void> {
-    const meta = (await this.store.list<{ id: string }>('meta')).find((m) => m.id === 'engine')
-    this.engineId = meta?.value.id
+    this.engineId = (await this.store.get<{ id: string }>('meta/engine'))?.value.id
   }
 
   /** One pass; concurrent callers share it. */
@@ -77,7 +78,7 @@ export class GcService {
     // The store may have moved on while Docker answered: judge against a fresh view of it.
     const fresh = { ...this.network.snapshot(), pools: this.ipam.poolsWithLeases() }
     const unexplained = findUnexplained(fresh, docker)
-    const { collect, suspects } = confirm(unexplained, this.suspects, Date.now(), this.options.minAgeMs)
+    const { collect, suspects } = confirm(unexplained, this.suspects, this.clock.now(), this.options.minAgeMs)
     this.suspects = suspects
     const collected: Stale[] = []
     for (const s of order(collect)) {

@@ -23,6 +23,7 @@ import type { AllocateNetworkRequest, CreateEndpointRequest, CreateNetworkReques
 import { type Changes, type NetworkState, epOwner, netOwner, short } from './network-state.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 import type { Clock } from '../engine/clock.js'
+import type { WriteOptions } from '../store/store.js'
 
 export interface NetworkConfig {
   /** MTU for networks without -o com.docker.network.driver.mtu; undefined: the default route's, else 1500. */
@@ -32,6 +33,22 @@ export interface NetworkConfig {
 const FALLBACK_MTU = 1500
 /** Removals write the store first: a store that cannot remove the record changes nothing. */
 const UNCHANGED = 'nothing was changed, because its record could not be removed'
+
+/**
+ * CreateEndpoint's and Join's records, on every container start, are written without waiting for
+ * an fsync (store/store.ts, durable: false). Safe because what they describe dies with the machine:
+ * - tsnet killed (kill -9, a crash of tsnet alone): the write is in the kernel's page cache, so
+ *   the next start reads it as if it had been synced (test/unit/file-store-processes.test.ts).
+ * - power loss or kernel crash: every veth and sandbox is gone as well. The record may read as
+ *   before the write (absent, or not joined) or be an empty file the store quarantines. Either is
+ *   an endpoint Docker cleans up after its own restart (DeleteEndpoint of one tsnet does not know
+ *   answers {}), and its address stays taken: the lease was written durably by RequestAddress
+ *   before CreateEndpoint, so it is never handed out twice, and garbage collection releases it
+ *   once Docker no longer explains it (test/unit/endpoint-durability.test.ts).
+ * Everything else stays durable: removals (one that came undone would bring back what Docker
+ * considers gone), Leave, published ports, networks, and IPAM's claims.
+ */
+const ON_CONTAINER_START = { durable: false } as const
 
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
@@ -158,7 +175,7 @@ export class NetworkDriver {
       await this.engine.change(changes, {
         doing,
         verify: [epOwner(record.id)],
-        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record),
+        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record, ON_CONTAINER_START),
         log,
       })
       this.state.endpoints.set(record.id, record)
@@ -200,7 +217,7 @@ export class NetworkDriver {
       const mode = modeOf(n)
       const response = mode.join(n, e)
       if (!e.joined || e.sandboxKey !== sandboxKey) {
-        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log)
+        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log, ON_CONTAINER_START)
         log.info({ endpoint: e.id, sandboxKey, interface: e.containerIf }, 'endpoint joined')
       }
       return response
@@ -223,10 +240,10 @@ export class NetworkDriver {
    * the network's lock. Every object of the endpoint is checked, so a repeated request puts back
    * what went missing (a flushed DNAT rule).
    */
-  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger): Promise<void> {
+  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, write?: WriteOptions): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
     await this.engine.change(this.state.endpointChanges(n, next.id, next), {
-      doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next), log,
+      doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next, write), log,
     })
     this.state.endpoints.set(next.id, next)
   }

@@ -40,8 +40,8 @@ export class NetworkState {
   ) {}
 
   async load(): Promise<void> {
-    for (const { value } of await this.store.list<NetworkRecord>('networks')) this.networks.set(value.id, upgradeNetwork(value))
-    for (const { value } of await this.store.list<EndpointRecord>('endpoints')) this.endpoints.set(value.id, value)
+    for (const { value } of await this.store.list<NetworkRecord>('networks/')) this.networks.set(value.id, upgradeNetwork(value))
+    for (const { value } of await this.store.list<EndpointRecord>('endpoints/')) this.endpoints.set(value.id, value)
   }
 
   endpointsOf(networkId: string): EndpointRecord[] {
