@@ -75,11 +75,24 @@ function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError 
 }
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }])),
-  })
+  return loadCommandLine(argv, env).config
+}
+
+/** A command's own flags, besides the settings every command shares with `tsnet serve`. */
+export type CommandOptions = Record<string, { type: 'string' | 'boolean'; short?: string }>
+
+export const settingOptions = (): CommandOptions => Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]))
+
+/**
+ * Every command's arguments: the settings `tsnet serve` takes (so `status`, `doctor` and `policy`
+ * find the same state directory, socket and Docker API), plus the command's own flags.
+ */
+export function loadCommandLine(argv: string[], env: NodeJS.ProcessEnv, own: CommandOptions = {}, allowPositionals = false) {
+  const { values, positionals } = parseArgs({ args: argv, strict: true, allowPositionals, options: { ...settingOptions(), ...own } })
+  return { config: configFrom(values as Record<string, string | undefined>, env), values: values as Record<string, string | boolean | undefined>, positionals }
+}
+
+function configFrom(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Config {
   const get = (name: keyof typeof SETTINGS): string | undefined => {
     const v = values[SETTINGS[name].flag] ?? env[SETTINGS[name].env]
     return v === '' ? undefined : (v as string | undefined)

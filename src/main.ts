@@ -11,6 +11,8 @@ import { Reconciler } from './engine/reconciler.js'
 import { LinuxHost } from './host/linux-host.js'
 import { preflight } from './host/preflight.js'
 import { DockerNames } from './services/docker-names.js'
+import { DockerContact, watchedView } from './services/docker-contact.js'
+import { DaemonInfo } from './services/daemon-info.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
@@ -63,10 +65,21 @@ export interface Services {
   ipam: IpamService
   names: DockerNames
   reconciler: Reconciler
+  daemon: DaemonInfo
 }
 
-export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
+export interface OpenOptions {
+  /**
+   * Only read the store: nothing is written, moved or removed (a write is refused with an error).
+   * `tsnet doctor` builds the services this way, beside or instead of the daemon, for a dry-run
+   * reconcile. IPAM is not loaded (its first start writes this host's IPv6 prefix): such services
+   * answer no request.
+   */
+  readOnly?: boolean
+}
+
+export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock, opts: OpenOptions = {}): Promise<Services> {
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, ...(opts.readOnly ? { readOnly: true } : {}) })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
@@ -79,10 +92,15 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   const policy = new PolicyService(driver)
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
   await state.load()
-  await ipam.load()
+  if (!opts.readOnly) await ipam.load()
   names.onChange(() => policy.namesChanged(log))
   const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
-  return { store, state, engine, driver, ports, policy, ipam, names, reconciler }
+  const gcOff = config.dockerHost === undefined ? 'no Docker API (--docker-host is empty)' : config.gcIntervalSec === 0 ? '--gc-interval is 0' : undefined
+  const daemon = new DaemonInfo({
+    version: (await buildInfo()).version, startedAt: clock.iso(), socket: config.socket, stateDir: config.stateDir,
+    reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
+  }, reconciler)
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon }
 }
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
@@ -96,12 +114,16 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   if (kind === 'other') logger.warn({ dockerHost }, `${path} is not a socket: garbage collection and network names wait for Docker there (managed plugin: set docker-socket.source too)`)
   // dockerode is only for the background work: load it after the socket answers.
   const { DockerodeView } = await import('./docker/docker-view.js')
-  const view = new DockerodeView(dockerHost)
+  // Every answer and failure of Docker's API is counted: a long silence is said once in the log.
+  const contact = new DockerContact(dockerHost, systemClock, logger.child({ component: 'docker' }))
+  services.daemon.contact = contact
+  const view = watchedView(new DockerodeView(dockerHost), contact)
   void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
   if (gcIntervalSec === 0) return undefined
   const gc = new GcService(services.store, view, services.driver, services.ipam,
     { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
   await gc.load()
+  services.daemon.gc = gc
   void ready.then(() => gc.start())
   return gc
 }
@@ -171,7 +193,8 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   }
   void ready.then(() => services.reconciler.start(config.reconcileIntervalSec * 1000))
   // A tsnet link deleted or renamed behind tsnet's back: reconcile at once, not at the next period.
-  const unwatch = await host.watchOwnedLinks?.((why) => {
+  // An interval of 0 turns every automatic repair off (drift stays for `tsnet doctor` to show).
+  const unwatch = config.reconcileIntervalSec === 0 ? undefined : await host.watchOwnedLinks?.((why) => {
     logger.warn({ why }, 'a tsnet link changed behind tsnet\'s back: reconciling now')
     services.reconciler.trigger()
   }, logger).catch((err: unknown) => {

@@ -12,7 +12,8 @@ import type { Engine, ReconcileReport } from './engine.js'
 export interface ReconcileStatus {
   /** When the last pass ended (ISO), and what it found and did. */
   at: string
-  kind: 'boot' | 'periodic' | 'event'
+  /** `request`: asked for on the socket (`tsnet doctor --fix`). */
+  kind: 'boot' | 'periodic' | 'event' | 'request'
   report: ReconcileReport
 }
 
@@ -24,6 +25,8 @@ export class Reconciler {
   private soon: NodeJS.Timeout | undefined
   private running: Promise<ReconcileReport> | undefined
   last: ReconcileStatus | undefined
+  /** The last pass that changed something on the host (`tsnet status` shows what was repaired). */
+  lastRepair: ReconcileStatus | undefined
 
   constructor(
     private readonly engine: Engine,
@@ -43,6 +46,7 @@ export class Reconciler {
     if (dryRun) return this.engine.reconcile({ dryRun: true, log: this.log })
     this.running ??= this.engine.reconcile({ log: this.log }).then((report) => {
       this.last = { at: this.clock.iso(), kind, report }
+      if (report.changes.length > 0) this.lastRepair = this.last
       this.record(kind, report)
       return report
     }).finally(() => { this.running = undefined })

@@ -103,7 +103,8 @@ export function buildApp(d: AppDeps) {
 
   app.addHook('preValidation', async (req) => {
     if (req.body === undefined || req.body === null) req.body = {}
-    if (d.ready) await d.ready
+    // `tsnet status` may ask during a long boot reconcile: it reads, and says the boot is not over.
+    if (d.ready && methodOf(req) !== 'Tsnet.Status') await d.ready
   })
 
   app.addHook('onResponse', async (req, reply) => {

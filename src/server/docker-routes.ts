@@ -6,6 +6,7 @@ import type { NetworkDriver } from '../services/network-driver.js'
 import type { PolicyService } from '../services/policy-service.js'
 import type { PortPublisher } from '../services/port-publisher.js'
 import type { Reconciler } from '../engine/reconciler.js'
+import type { DaemonInfo } from '../services/daemon-info.js'
 
 export interface Services {
   driver: NetworkDriver
@@ -13,6 +14,8 @@ export interface Services {
   policy: PolicyService
   ipam: IpamService
   reconciler: Reconciler
+  /** The daemon's health for `/Tsnet.Status` (absent in tests that build the routes by hand). */
+  daemon?: DaemonInfo
 }
 
 type Handler = (body: any, log: Logger) => unknown

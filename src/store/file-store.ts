@@ -26,8 +26,9 @@ export interface FileStoreOptions {
   /** Says what is wrong with a parsed record (core/record-check.ts), which then counts as unreadable. */
   check?: (collection: Collection, id: string, value: unknown) => string | undefined
   /**
-   * Another process (the daemon) may be writing: never remove or move a file. `tsnet status`
-   * opens the store this way, so it cannot delete a write the daemon has in flight.
+   * Another process (the daemon) may be writing: never create, write, remove or move a file (a
+   * write throws). `tsnet status` and `tsnet doctor` open the store this way, so they cannot
+   * delete a write the daemon has in flight; a store that does not exist yet reads as empty.
    */
   readOnly?: boolean
 }
@@ -43,7 +44,7 @@ export class FileStore implements Store {
   static async open(stateDir: string, log?: Logger, options: FileStoreOptions = {}): Promise<FileStore> {
     const root = join(stateDir, 'store')
     try {
-      for (const c of COLLECTIONS) await mkdir(join(root, c), { recursive: true, mode: 0o700 })
+      if (!options.readOnly) for (const c of COLLECTIONS) await mkdir(join(root, c), { recursive: true, mode: 0o700 })
     } catch (err) {
       throw unusable(`cannot create the state directory ${root}: ${errorMessage(err)}`, err)
     }
@@ -61,7 +62,7 @@ export class FileStore implements Store {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(`cannot read ${path}: ${errorMessage(err)}`, err)
     }
     if (text === undefined) {
-      await this.put('meta', 'schema', { version: STORE_SCHEMA })
+      if (!this.options.readOnly) await this.put('meta', 'schema', { version: STORE_SCHEMA })
       return
     }
     let version: unknown
@@ -78,7 +79,10 @@ export class FileStore implements Store {
 
   async list<T>(collection: Collection): Promise<Array<{ id: string; value: T }>> {
     const dir = join(this.root, collection)
-    const names = await readdir(dir)
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' && this.options.readOnly) return [] // no store here yet
+      throw err
+    })
     const records = names.filter((n) => n.endsWith('.json'))
     // A write that a crash interrupted; the old record (if any) is intact. (Read-only: perhaps one in flight.)
     if (!this.options.readOnly) await Promise.all(names.filter((n) => n.endsWith(TMP_SUFFIX)).map((n) => unlink(join(dir, n)).catch(() => undefined)))
@@ -118,6 +122,7 @@ export class FileStore implements Store {
   }
 
   async put(collection: Collection, id: string, value: unknown): Promise<void> {
+    this.refuseWrite(`save ${collection} record ${id}`)
     const dir = join(this.root, collection)
     const path = join(dir, fileName(id))
     const tmp = tmpNameFor(path)
@@ -144,6 +149,7 @@ export class FileStore implements Store {
   }
 
   async delete(collection: Collection, id: string): Promise<void> {
+    this.refuseWrite(`delete ${collection} record ${id}`)
     const dir = join(this.root, collection)
     try {
       await unlink(join(dir, fileName(id)))
@@ -153,6 +159,10 @@ export class FileStore implements Store {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
       throw new TsnetError('host', `cannot delete ${collection} record ${id}: ${errorMessage(err)}`, { cause: err })
     }
+  }
+
+  private refuseWrite(what: string): void {
+    if (this.options.readOnly) throw new TsnetError('host', `cannot ${what}: the store was opened read-only (the daemon owns it)`)
   }
 
   private async syncDir(dir: string): Promise<void> {
