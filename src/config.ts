@@ -66,8 +66,9 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
   --proc-sys       where kernel settings are written (env TSNET_PROC_SYS, default /proc/sys;
                    a managed plugin gets the host's /proc/sys mounted at /host/proc/sys)
   --reconcile-interval  seconds between passes that compare the host with tsnet's records and
-                   repair what something else changed, 0 = off (env TSNET_RECONCILE_INTERVAL,
-                   default ${DEFAULT_RECONCILE_INTERVAL_SEC})`
+                   repair what something else changed; a deleted tsnet link is also repaired at
+                   once. 0 = no automatic repair (the boot reconcile and tsnet doctor --fix still
+                   repair) (env TSNET_RECONCILE_INTERVAL, default ${DEFAULT_RECONCILE_INTERVAL_SEC})`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]

@@ -33,7 +33,7 @@ export function examinationText(x: ExaminationView): string[] {
   }
   out.push(`${x.findings.length} problem(s):`)
   x.findings.forEach((f, i) => {
-    out.push(`  ${i + 1}. [${f.area}] ${f.problem}.`)
+    out.push(`  ${i + 1}. [${f.area}] ${f.problem}`)
     out.push(`     fix: ${f.fix}`)
   })
   return out
