@@ -83,7 +83,8 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
-  if (config.dockerHost !== undefined) await names.load()
+  // A read-only dry run (doctor beside a stopped daemon) takes the copy the daemon would boot with.
+  if (config.dockerHost !== undefined || opts.readOnly) await names.load()
   const facts = await host.facts()
   const state = new NetworkState(store, names, () => facts)
   const engine = new Engine(host)
@@ -93,7 +94,7 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
   await state.load()
   if (!opts.readOnly) await ipam.load()
-  names.onChange(() => policy.namesChanged(log))
+  names.onChange(() => policy.namesChanged(log.child({ component: 'names' })))
   const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
   const gcOff = config.dockerHost === undefined ? 'no Docker API (--docker-host is empty)' : config.gcIntervalSec === 0 ? '--gc-interval is 0' : undefined
   const daemon = new DaemonInfo({

@@ -31,7 +31,7 @@ function print(p: PolicyView): void {
 export const policyCommand: Command = {
   name: 'policy',
   synopsis: "tsnet policy show|set|clear [NETWORK] ['SOURCES PORTS; ...']",
-  summary: 'which other networks and addresses may reach a network (docs/network-edge.md)',
+  summary: 'which networks and addresses may reach a network',
   usage: POLICY_USAGE,
   options: { json: { type: 'boolean' } },
   positionals: true,
