@@ -234,7 +234,9 @@ if (!E || !W || !ts || !wrong) {
       }
     }).slice(from);
     const changes = lines.filter((l) => typeof l.host === 'string');
-    t.ok(changes.length >= 6, `the run and rm changed the host (${changes.length} logged changes: ${[...new Set(changes.map((c) => c.host))].join(', ')})`);
+    const kinds = new Set(changes.map((c) => c.host));
+    for (const k of ['link.created', 'firewall.dnat', 'port.released', 'link.deleted']) t.ok(kinds.has(k), `the run and rm logged ${k} (${[...kinds].join(', ')})`);
+    t.ok(lines.some((l) => l.msg === 'port published' && l.hostPort === 8181 && typeof l.reqId === 'string'), 'the port reservation is logged with its request as "port published"');
     t.same(changes.filter((c) => c.reqId === undefined && c.component === undefined), [], 'every host change names its request (or its background component)');
     const seen = new Set<string>();
     const twice: string[] = [];

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process'
 import { accessSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseCommand } from '../../src/cli/index.js'
+import { COMMANDS, parseCommand } from '../../src/cli/index.js'
 import { parsePolicy } from '../../src/core/policy.js'
 
 const ROOT = join(import.meta.dirname, '../..')
@@ -47,19 +47,37 @@ function blocksOf(file: string): { blocks: Block[]; unmarked: string[] } {
   return { blocks, unmarked }
 }
 
-/** Shell words of one line: single and double quotes, adjacent parts joined, no expansion (the examples need none). */
-function words(line: string): string[] {
-  const out: string[] = []
-  const re = /'([^']*)'|"([^"]*)"|([^\s'"]+)/g
-  let m: RegExpExecArray | null
-  let end = -1
-  while ((m = re.exec(line))) {
-    const w = m[1] ?? m[2] ?? m[3] ?? ''
-    if (m.index === end && out.length) out[out.length - 1] += w
-    else out.push(w)
-    end = re.lastIndex
+/**
+ * The simple commands of one line as shell words: single and double quotes (adjacent parts
+ * joined), `&&`, `||`, `|` and `;` outside quotes between commands; no expansion (the examples need none).
+ */
+function commands(line: string): string[][] {
+  const out: string[][] = [[]]
+  let word: string | undefined
+  let quote: string | undefined
+  const end = () => {
+    if (word !== undefined) (out[out.length - 1] as string[]).push(word)
+    word = undefined
   }
-  return out
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string
+    if (quote) {
+      if (c === quote) quote = undefined
+      else word += c
+    } else if (c === "'" || c === '"') {
+      quote = c
+      word ??= ''
+    } else if (/\s/.test(c)) {
+      end()
+    } else if (c === ';' || c === '|' || c === '&') {
+      end()
+      if ((out[out.length - 1] as string[]).length) out.push([])
+    } else {
+      word = (word ?? '') + c
+    }
+  }
+  end()
+  return out.filter((w) => w.length > 0)
 }
 
 const all = DOCS.map(blocksOf)
@@ -80,7 +98,7 @@ t.test('the commands that need nothing real run as written', { skip: existsSync(
   writeFileSync(join(bin, 'tsnet'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`)
   chmodSync(join(bin, 'tsnet'), 0o755)
   const env = { PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, TSNET_STATE_DIR: join(dir, 'state'), TSNET_SOCKET: join(dir, 'tsnet.sock'), HOME: dir }
-  const sh = (script: string) => spawnSync('sh', ['-e', '-c', script], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 })
+  const sh = (script: string) => spawnSync('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 })
   for (const b of blocks) {
     if (b.kind === 'run') {
       const r = sh(b.body)
@@ -99,13 +117,14 @@ t.test('the commands that need nothing real run as written', { skip: existsSync(
 t.test('the examples that need a real host still parse, name scripts that exist, and hold valid policies', async (t) => {
   for (const b of blocks.filter((x) => x.kind.startsWith('needs ') || x.kind === 'run')) {
     for (const raw of b.body.split('\n')) {
-      const line = raw.replace(/\s+#\s.*$/, '').trim()
-      for (const cmd of line.split(/\s*(?:&&|\|)\s*/)) {
-        const w = words(cmd)
-        const at = w.findIndex((x) => x === 'tsnet' || x.endsWith('/cli.js'))
+      const line = raw.replace(/(^|\s+)#(\s.*)?$/, '').trim()
+      for (const w of commands(line)) {
+        // tsnet itself, or node running the executable (`node /opt/tsnet/dist/cli.js status`)
+        const at = w[0] === 'tsnet' ? 0 : w.findIndex((x, i) => i > 0 && x.endsWith('/cli.js') && /(^|\/)node$/.test(w[i - 1] ?? ''))
         if (at >= 0 && !w.some((x) => x.includes('['))) {
           const argv = w.slice(at + 1)
-          t.doesNotThrow(() => parseCommand(argv), `${b.file}:${b.line}: tsnet ${argv.join(' ')} parses`)
+          if (argv[0] === 'help') t.ok(argv.length === 1 || COMMANDS.some((c) => c.name === argv[1]), `${b.file}:${b.line}: tsnet ${argv.join(' ')} names a command`)
+          else t.doesNotThrow(() => parseCommand(argv), `${b.file}:${b.line}: tsnet ${argv.join(' ')} parses`)
         }
         for (const s of w.filter((x) => /^(scripts|plugin)\/[\w.-]+\.sh$/.test(x))) {
           t.doesNotThrow(() => accessSync(join(ROOT, s), constants.X_OK), `${b.file}:${b.line}: ${s} exists and is executable`)
