@@ -7,7 +7,8 @@ import type { Config } from '../config.js'
 import { needsInspection } from '../core/gc-plan.js'
 import { errorMessage } from '../errors.js'
 import { buildDirectory } from '../observe/directory.js'
-import { type Finding, reconcileFindings } from '../observe/findings.js'
+import type { Examination } from '../observe/doctor-text.js'
+import { reconcileFindings } from '../observe/findings.js'
 import { hostFindings } from '../observe/host-checks.js'
 import { dockerFindings, leasesWithoutEndpoints, tsnetView } from '../observe/record-checks.js'
 import { containerNames, type DaemonView } from '../observe/status-view.js'
@@ -15,16 +16,6 @@ import { readDocker } from './docker-read.js'
 import { readHost } from './host-read.js'
 import { kernelDrift } from './kernel-drift.js'
 import { readStore } from './state-read.js'
-
-export interface Examination {
-  findings: Finding[]
-  /** What was compared, one phrase each. */
-  compared: string[]
-  /** What was not, and why; `open`: the verdict cannot be "clean" without it. */
-  notCompared: Array<{ what: string; open: boolean }>
-  /** A note on the kernel comparison (what a reconcile outside the daemon cannot judge). */
-  notes: string[]
-}
 
 export async function examine(config: Config, daemon: DaemonView, now = Date.now()): Promise<Examination> {
   const out: Examination = { findings: [], compared: [], notCompared: [], notes: [] }

@@ -6,12 +6,12 @@
  */
 import { staleKey, type Stale } from '../core/gc-plan.js'
 import { errorMessage } from '../errors.js'
-import { type FixReport, daemonLine, examinationText, fixText } from '../observe/doctor-text.js'
+import { type Examination, type FixReport, daemonLine, examinationText, fixText } from '../observe/doctor-text.js'
 import type { DaemonView } from '../observe/status-view.js'
 import type { Config } from '../config.js'
 import { type Command, SHARED_SETTINGS } from './command.js'
 import { callDaemon } from './daemon-client.js'
-import { type Examination, examine, exitCodeFor } from './doctor-checks.js'
+import { examine, exitCodeFor } from './doctor-checks.js'
 import { askDaemon } from './state-read.js'
 
 async function fix(config: Config, daemon: DaemonView, x: Examination): Promise<FixReport> {

@@ -5,15 +5,12 @@ import { checkStoredRecord } from '../core/record-check.js'
 import { upgradeNetwork } from '../core/record-upgrade.js'
 import { errorMessage } from '../errors.js'
 import type { DaemonStatus } from '../observe/daemon-status.js'
+import type { Records } from '../observe/record-checks.js'
 import type { DaemonView } from '../observe/status-view.js'
 import { FileStore } from '../store/file-store.js'
 import { DaemonAbsent, callDaemon } from './daemon-client.js'
 
-export interface StoredState {
-  networks: NetworkRecord[]
-  endpoints: EndpointRecord[]
-  pools: PoolRecord[]
-  leases: LeaseRecord[]
+export interface StoredState extends Records {
   /** Docker's names as the daemon last saw them (it keeps them only with a Docker API). */
   cachedNames: NamedNetwork[]
   /** The Docker engine garbage collection is pinned to. */

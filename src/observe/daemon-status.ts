@@ -2,16 +2,12 @@
  * What only the running daemon knows about its health, as `/Tsnet.Status` answers it and
  * `tsnet status` shows it. Plain data: the daemon fills it, the commands format it.
  */
+import type { ReconcileReport } from '../core/reconcile-report.js'
 
-export interface ReconcilePass {
+export interface ReconcilePass extends ReconcileReport {
   /** When the pass ended (ISO). */
   at: string
   kind: 'boot' | 'periodic' | 'event' | 'request'
-  changes: string[]
-  failed: Array<{ change: string; error: string }>
-  missing: string[]
-  foreign: string[]
-  ms: number
 }
 
 export type GcStatus =

@@ -2,10 +2,14 @@
 import type { Finding } from './findings.js'
 import type { DaemonView } from './status-view.js'
 
-export interface ExaminationView {
+/** One examination by `tsnet doctor`. */
+export interface Examination {
   findings: Finding[]
+  /** What was compared, one phrase each. */
   compared: string[]
+  /** What was not, and why; `open`: the verdict cannot be "clean" without it. */
   notCompared: Array<{ what: string; open: boolean }>
+  /** Notes on what a comparison could not judge (a reconcile outside the daemon). */
   notes: string[]
 }
 
@@ -22,7 +26,7 @@ export function daemonLine(d: DaemonView): string {
   return d.running ? `daemon running (pid ${d.status.pid}, version ${d.status.version}) on ${d.socket}` : `daemon ${d.reason}`
 }
 
-export function examinationText(x: ExaminationView): string[] {
+export function examinationText(x: Examination): string[] {
   const out: string[] = []
   if (x.compared.length) out.push(`compared: ${x.compared.join('; ')}`)
   for (const n of x.notCompared) out.push(`not compared: ${n.what}`)

@@ -3,6 +3,7 @@
  * The kernel's drift comes from the engine's own reconcile in dry run (the daemon's, or one built
  * read-only in the command); this module only says its changes in words. Pure.
  */
+import type { ReconcileReport } from '../core/reconcile-report.js'
 import type { Directory } from './directory.js'
 
 /**
@@ -20,12 +21,8 @@ export interface Finding {
   remedy: Remedy
 }
 
-/** What a reconcile reports (engine's ReconcileReport, or the /Tsnet.Reconcile answer). */
-export interface ReconcileDrift {
-  changes: string[]
-  missing: string[]
-  foreign: string[]
-}
+/** What a dry-run reconcile reports that doctor turns into findings (the engine's report, or /Tsnet.Reconcile's answer). */
+export type ReconcileDrift = Pick<ReconcileReport, 'changes' | 'missing' | 'foreign'>
 
 export const FIX_RECONCILE = "tsnet doctor --fix (the daemon's reconcile puts back what tsnet owns, and nothing else)"
 

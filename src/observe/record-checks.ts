@@ -5,7 +5,7 @@
  */
 import { formatIp, parseCidr, parseIp } from '../core/addr.js'
 import type { DockerSnapshot } from '../core/docker-facts.js'
-import { findUnexplained, type Stale, type TsnetView } from '../core/gc-plan.js'
+import { createdAtOf, findUnexplained, olderThan, type TsnetView } from '../core/gc-plan.js'
 import { GLOBAL_SPACE } from '../core/ipam.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../core/records.js'
 import type { Directory } from './directory.js'
@@ -21,11 +21,9 @@ const bare = (text: string) => {
   return ip ? formatIp(ip) : text
 }
 
-const settled = (createdAt: string | undefined, now: number) => {
-  const t = createdAt === undefined ? NaN : Date.parse(createdAt)
-  return Number.isFinite(t) && now - t >= SETTLED_MS
-}
+const settled = (createdAt: string | undefined, now: number) => olderThan(createdAt, now, SETTLED_MS)
 
+/** The store's records, as the commands read them. */
 export interface Records {
   networks: NetworkRecord[]
   endpoints: EndpointRecord[]
@@ -35,14 +33,6 @@ export interface Records {
 
 export function tsnetView(r: Records): TsnetView {
   return { networks: r.networks, endpoints: r.endpoints, pools: r.pools.map((p) => ({ ...p, leases: r.leases.filter((l) => l.poolId === p.id) })) }
-}
-
-function createdAtOf(s: Stale, r: Records): string | undefined {
-  switch (s.kind) {
-    case 'network': return r.networks.find((n) => n.id === s.networkId)?.createdAt
-    case 'endpoint': return r.endpoints.find((e) => e.id === s.endpointId)?.createdAt
-    default: return s.createdAt
-  }
 }
 
 /** What Docker's snapshot does not explain, as findings (records younger than SETTLED_MS left out). */

@@ -7,6 +7,7 @@ import { formatIp, parseCidr, parseIp } from '../core/addr.js'
 import type { NamedNetwork } from '../core/docker-facts.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../core/records.js'
 import type { DaemonStatus } from './daemon-status.js'
+import type { Records } from './record-checks.js'
 
 export type DaemonView =
   | { running: true; socket: string; status: DaemonStatus }
@@ -16,12 +17,8 @@ export type DaemonView =
 /** Where Docker's names came from: its API just now, the daemon's cached copy, or nowhere. */
 export type NamesSource = 'docker' | 'cache' | 'none'
 
-export interface StatusInput {
+export interface StatusInput extends Records {
   stateDir: string
-  networks: NetworkRecord[]
-  endpoints: EndpointRecord[]
-  pools: PoolRecord[]
-  leases: LeaseRecord[]
   names: { source: NamesSource; networks: NamedNetwork[]; error?: string }
   /** Container names by endpoint ID, from Docker's API. */
   containers: ReadonlyMap<string, string>

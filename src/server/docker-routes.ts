@@ -13,9 +13,9 @@ export interface Services {
   ports: PortPublisher
   policy: PolicyService
   ipam: IpamService
-  reconciler: Reconciler
   /** The daemon's health for `/Tsnet.Status` (absent in tests that build the routes by hand). */
   daemon?: DaemonInfo
+  reconciler: Reconciler
 }
 
 type Handler = (body: any, log: Logger) => unknown

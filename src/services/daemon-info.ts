@@ -4,12 +4,7 @@ import type { DaemonStatus, GcStatus, ReconcilePass } from '../observe/daemon-st
 import type { DockerContact } from './docker-contact.js'
 import type { GcService } from './gc-service.js'
 
-export interface DaemonFacts {
-  version: string
-  startedAt: string
-  socket: string
-  stateDir: string
-  reconcileIntervalSec: number
+export type DaemonFacts = Pick<DaemonStatus, 'version' | 'startedAt' | 'socket' | 'stateDir' | 'reconcileIntervalSec'> & {
   /** Why garbage collection is off when it is (no Docker API, interval 0); undefined: it runs. */
   gcOff?: string
 }

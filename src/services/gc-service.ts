@@ -5,7 +5,7 @@
  * recorded, and does nothing while Docker does not answer.
  */
 import type { Logger } from 'pino'
-import { confirm, findUnexplained, needsInspection, staleKey, type Stale } from '../core/gc-plan.js'
+import { confirm, createdAtOf, findUnexplained, needsInspection, olderThan, staleKey, type Stale } from '../core/gc-plan.js'
 import type { DockerView } from '../docker/docker-view.js'
 import { systemClock, type Clock } from '../engine/clock.js'
 import { errorMessage } from '../errors.js'
@@ -121,7 +121,7 @@ export class GcService {
     const now = this.clock.now()
     let collect: Stale[]
     if (asked) {
-      collect = unexplained.filter((s) => old(createdAtOf(s, fresh), now, ASKED_MIN_AGE_MS))
+      collect = unexplained.filter((s) => olderThan(createdAtOf(s, fresh), now, ASKED_MIN_AGE_MS))
       if (asked.dryRun) return { ran: true, unexplained: unexplained.length, collected: collect }
     } else {
       const confirmed = confirm(unexplained, this.suspects, now, this.options.minAgeMs)
@@ -169,20 +169,6 @@ export class GcService {
   stop(): void {
     if (this.timer) clearTimeout(this.timer)
   }
-}
-
-/** When the record behind a stale item was made (ISO), as the store says. */
-function createdAtOf(s: Stale, view: { networks: Array<{ id: string; createdAt: string }>; endpoints: Array<{ id: string; createdAt: string }> }): string | undefined {
-  switch (s.kind) {
-    case 'network': return view.networks.find((n) => n.id === s.networkId)?.createdAt
-    case 'endpoint': return view.endpoints.find((e) => e.id === s.endpointId)?.createdAt
-    default: return s.createdAt
-  }
-}
-
-const old = (createdAt: string | undefined, now: number, minAgeMs: number) => {
-  const t = createdAt === undefined ? NaN : Date.parse(createdAt)
-  return Number.isFinite(t) && now - t >= minAgeMs
 }
 
 /** Endpoints before networks, leases before pools: each removal finds its parent still there. */
