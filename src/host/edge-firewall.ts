@@ -161,7 +161,7 @@ export class EdgeFirewall {
         const same = (state: ChainState, chain: string, want: string[]) => JSON.stringify(state.rules.get(chain) ?? []) === JSON.stringify(want.map(unquoted))
         intact &&= same(filter, CHAIN.forward, rules.forward) && same(filter, CHAIN.from, rules.from) && same(filter, CHAIN.to, rules.to)
           && same(nat, CHAIN.postrouting, postroutingRules(f)) && nat.chains.has(CHAIN.dnat) && same(raw, CHAIN.raw, rawRules(f))
-          && filterJumpsInPlace(f, filter) && jumpLines(f, 'nat', nat).length === 0 && jumpLines(f, 'raw', raw).length === 0
+          && jumpLines(f, 'filter', filter).length === 0 && jumpLines(f, 'nat', nat).length === 0 && jumpLines(f, 'raw', raw).length === 0
           && legacyJumpLines('nat', nat).length === 0
         any ||= [CHAIN.forward, CHAIN.from, CHAIN.to].some((c) => filter.chains.has(c)) || [CHAIN.dnat, CHAIN.postrouting].some((c) => nat.chains.has(c))
           || raw.chains.has(CHAIN.raw)
@@ -258,7 +258,7 @@ function jumpLines(f: Family, table: Jump['table'], state: ChainState): string[]
   for (const j of jumps(f).filter((x) => x.table === table)) {
     const rules = state.rules.get(j.chain) ?? []
     const want = unquoted(j.rule)
-    if (rules[0] === want && rules.filter((r) => r === want).length === 1) continue
+    if ((rules[0] === want || behindDockerUser(j, rules, state)) && rules.filter((r) => r === want).length === 1) continue
     for (const r of rules) if (r === want) out.push(`-D ${j.chain} ${j.rule}`)
     out.push(`-I ${j.chain} 1 ${j.rule}`)
   }
@@ -266,20 +266,12 @@ function jumpLines(f: Family, table: Jump['table'], state: ChainState): string[]
 }
 
 /**
- * Whether every forwarded packet meets TSNET-FORWARD first. Docker re-inserts its DOCKER-USER
- * jump at the head of FORWARD whenever any network is created (libnetwork's
- * arrangeUserFilterRule); when DOCKER-USER itself starts with tsnet's jump, tsnet still comes
- * first. That order is in place too, or every `docker network create` would look like drift.
+ * Docker puts its jump to DOCKER-USER first in FORWARD whenever it creates a network, whatever
+ * the driver. While DOCKER-USER starts with tsnet's jump, TSNET-FORWARD still decides first, so
+ * that order is as good; moving tsnet's jump back would only start a tug of war with Docker.
  */
-function filterJumpsInPlace(f: Family, filter: ChainState): boolean {
-  const missing = jumpLines(f, 'filter', filter)
-  if (missing.length === 0) return true
-  const ours = unquoted(`-j ${CHAIN.forward}`)
-  const forward = filter.rules.get('FORWARD') ?? []
-  const dockerUser = filter.rules.get(DOCKER_USER) ?? []
-  return missing.every((l) => /^-[DI] FORWARD /.test(l))
-    && forward[0] === unquoted(`-j ${DOCKER_USER}`) && forward.filter((r) => r === ours).length === 1
-    && dockerUser[0] === ours && dockerUser.filter((r) => r === ours).length === 1
+function behindDockerUser(j: Jump, rules: readonly string[], state: ChainState): boolean {
+  return j.chain === 'FORWARD' && rules[0] === `-j ${DOCKER_USER}` && state.rules.get(DOCKER_USER)?.[0] === unquoted(`-j ${CHAIN.forward}`)
 }
 
 /** Deletions of every copy of tsnet's jumps in `table`. */
