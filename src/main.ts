@@ -21,6 +21,10 @@ import { NetworkDriver } from './services/network-driver.js'
 import { NetworkState } from './services/network-state.js'
 import { PolicyService } from './services/policy-service.js'
 import { PortPublisher } from './services/port-publisher.js'
+import { Metrics } from './services/metrics.js'
+import type { EndpointRecord, NetworkRecord } from './core/records.js'
+import { meteredHost } from './services/metered-host.js'
+import { serveMetrics } from './server/metrics-server.js'
 import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
@@ -66,6 +70,8 @@ export interface Services {
   names: DockerNames
   reconciler: Reconciler
   daemon: DaemonInfo
+  /** Counters and gauges, when metrics are on (--metrics-address, or asked for by a test). */
+  metrics?: Metrics
 }
 
 export interface OpenOptions {
@@ -76,9 +82,17 @@ export interface OpenOptions {
    * answer no request.
    */
   readOnly?: boolean
+  /** Count metrics even without --metrics-address (tests read services.metrics). */
+  metrics?: boolean
 }
 
-export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock, opts: OpenOptions = {}): Promise<Services> {
+export async function openServices(config: Config, bareHost: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock, opts: OpenOptions = {}): Promise<Services> {
+  // Closures: the gauges read the services below at scrape time.
+  const metrics: Metrics | undefined = config.metricsAddress !== undefined || opts.metrics ? new Metrics({
+    networks: (): NetworkRecord[] => state.snapshot().networks, endpoints: (): EndpointRecord[] => state.snapshot().endpoints,
+    pools: () => ipam.poolsWithLeases(), nameOf: (id) => names.nameOf(id),
+  }) : undefined
+  const host: Host = metrics ? meteredHost(bareHost, metrics) : bareHost
   const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, ...(opts.readOnly ? { readOnly: true } : {}) })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
@@ -96,12 +110,13 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   if (!opts.readOnly) await ipam.load()
   names.onChange(() => policy.namesChanged(log.child({ component: 'names' })))
   const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
+  if (metrics) reconciler.onPass = (kind, report) => metrics.reconciled(kind, report)
   const gcOff = config.dockerHost === undefined ? 'no Docker API (--docker-host is empty)' : config.gcIntervalSec === 0 ? '--gc-interval is 0' : undefined
   const daemon = new DaemonInfo({
     version: (await buildInfo()).version, startedAt: clock.iso(), socket: config.socket, stateDir: config.stateDir,
     reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
   }, reconciler)
-  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon }
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}) }
 }
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
@@ -124,6 +139,8 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   const gc = new GcService(services.store, view, services.driver, services.ipam,
     { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
   await gc.load()
+  const metrics = services.metrics
+  if (metrics) gc.onPass = (o) => metrics.gcPassed(o)
   services.daemon.gc = gc
   void ready.then(() => gc.start())
   return gc
@@ -160,7 +177,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
-  const app = buildApp({ logger, services, ready })
+  const app = buildApp({ logger, services, ready, ...(services.metrics ? { metrics: services.metrics } : {}) })
   // Docker runs as root; nobody else needs to reach the driver. The umask covers the moment
   // between bind and chmod.
   const previousUmask = process.umask(0o117)
@@ -170,6 +187,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
     process.umask(previousUmask)
   }
   await chmod(config.socket, 0o660)
+  const metricsServer = services.metrics && config.metricsAddress ? await serveMetrics(services.metrics, config.metricsAddress, logger) : undefined
   // From here on a SIGTERM closes the socket cleanly, whatever is still starting.
   let gc: GcService | undefined
   const stopped = new Promise<void>((resolve) => {
@@ -178,6 +196,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
       gc?.stop()
       services.names.stop()
       services.reconciler.stop()
+      metricsServer?.close()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))

@@ -29,6 +29,8 @@ export class Reconciler {
   last: ReconcileStatus | undefined
   /** The last pass that changed something on the host (`tsnet status` shows what was repaired). */
   lastRepair: ReconcileStatus | undefined
+  /** Told of every pass that was not a dry run (metrics). */
+  onPass: ((kind: ReconcileStatus['kind'], report: ReconcileReport) => void) | undefined
 
   constructor(
     private readonly engine: Engine,
@@ -50,6 +52,7 @@ export class Reconciler {
       this.last = { at: this.clock.iso(), kind, report }
       if (report.changes.length > 0) this.lastRepair = this.last
       this.record(kind, report)
+      this.onPass?.(kind, report)
       return report
     }).finally(() => { this.running = undefined })
     return this.running

@@ -36,6 +36,8 @@ export class GcService {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<GcOutcome> | undefined
   private state: GcStatus
+  /** Told of every pass that was not a dry run (metrics). */
+  onPass: ((o: GcOutcome) => void) | undefined
 
   constructor(
     private readonly store: Store,
@@ -68,7 +70,7 @@ export class GcService {
 
   /** One pass; concurrent callers share it. */
   pass(): Promise<GcOutcome> {
-    this.running ??= this.runPass().finally(() => { this.running = undefined })
+    this.running ??= this.runPass().then((o) => this.told(o)).finally(() => { this.running = undefined })
     return this.running
   }
 
@@ -78,9 +80,14 @@ export class GcService {
    */
   async collectNow(dryRun: boolean): Promise<GcOutcome> {
     while (this.running) await this.running.catch(() => undefined)
-    const asked = this.runPass({ dryRun })
+    const asked = this.runPass({ dryRun }).then((o) => (dryRun ? o : this.told(o)))
     this.running = asked.finally(() => { this.running = undefined })
     return this.running
+  }
+
+  private told(o: GcOutcome): GcOutcome {
+    this.onPass?.(o)
+    return o
   }
 
   private async runPass(asked?: { dryRun: boolean }): Promise<GcOutcome> {

@@ -4,16 +4,12 @@ import { randomBytes } from 'node:crypto'
 import { type Ip, type Prefix, formatCidr, formatIp, formatPrefix, parseCidr, parseIp } from '../core/addr.js'
 import {
   ADDRESS_SPACES, DOCKER_GLOBAL_POOLS_TEXT, GLOBAL_SPACE, LOCAL_SPACE, type DefaultPool, checkExplicitPool, chooseDefaultPool,
-  parseDefaultPools, parsePoolRequest,
-  pickAddress, poolIdOf,
+  parseDefaultPools, parsePoolRequest, pickAddress, poolIdOf,
 } from '../core/ipam.js'
 import type { LeaseRecord, PoolRecord } from '../core/records.js'
 import { clip, exhausted, invalid, notFound, quote, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
-import type {
-  ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest,
-} from '../protocol/types.js'
-import { OPT } from '../protocol/types.js'
+import { OPT, type ReleaseAddressRequest, type ReleasePoolRequest, type RequestAddressRequest, type RequestPoolRequest } from '../protocol/types.js'
 import type { Store } from '../store/store.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 
@@ -49,7 +45,6 @@ export class IpamService {
   /** Per pool, addresses whose lease file is being deleted (outside the lock). */
   private readonly releasing = new Map<string, Set<bigint>>()
   private ula48!: Prefix
-
   private readonly globalPools: DefaultPool[]
 
   constructor(private readonly store: Store, private readonly host: Host, private readonly config: IpamConfig) {
@@ -227,9 +222,7 @@ export class IpamService {
   }
 
   /** Addresses whose lease file is being deleted right now: not handed out until it is gone. */
-  private releasingIn(poolId: string): bigint[] {
-    return [...(this.releasing.get(poolId) ?? [])]
-  }
+  private releasingIn = (poolId: string): bigint[] => [...(this.releasing.get(poolId) ?? [])]
 
   private coolingIn(poolId: string): bigint[] {
     const entries = this.cooling.get(poolId)
@@ -303,7 +296,5 @@ export class IpamService {
   }
 
   /** For status output and tests. */
-  snapshot() {
-    return [...this.pools.values()].map((p) => ({ ...p.record, leases: [...p.leases.values()].map((l) => l.address) }))
-  }
+  snapshot = () => [...this.pools.values()].map((p) => ({ ...p.record, leases: [...p.leases.values()].map((l) => l.address) }))
 }
