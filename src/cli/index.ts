@@ -10,8 +10,9 @@ import { doctorCommand } from './doctor.js'
 import { policyCommand } from './policy.js'
 import { serveCommand } from './serve.js'
 import { statusCommand } from './status.js'
+import { topologyCommand } from './topology.js'
 
-export const COMMANDS: readonly Command[] = [serveCommand, statusCommand, doctorCommand, policyCommand]
+export const COMMANDS: readonly Command[] = [serveCommand, statusCommand, doctorCommand, topologyCommand, policyCommand]
 
 const commandOf = (name: string | undefined) => COMMANDS.find((c) => c.name === name)
 
