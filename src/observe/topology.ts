@@ -81,7 +81,7 @@ export function topologyDot(t: Topology): string {
   const out: string[] = [
     'digraph tsnet {',
     '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, nodesep=0.3, ranksep=0.9];',
-    '  node [fontname="Helvetica", fontsize=10];',
+    '  node [fontname="Helvetica", fontsize=10, margin="0.2,0.08"];',
     '  edge [fontname="Helvetica", fontsize=9];',
     `  subgraph "cluster_host" {`,
     `    label=${q(`host ${t.host}`)}; style="rounded"; color="#888888";`,
@@ -95,7 +95,7 @@ export function topologyDot(t: Topology): string {
     out.push(`    ${nodeId('ctr', c.name)} [label=${q(`container ${c.name}`)}, shape=box, style=filled, fillcolor="#f3f3f3"];`)
     for (const a of c.attachments) out.push(`    ${nodeId('ctr', c.name)} -> ${nodeId('net', a.network)} [label=${q(a.address)}, dir=none];`)
     for (const p of c.ports) {
-      out.push(`    ${nodeId('port', `${c.name} ${p}`)} [label=${q(`published ${p}`)}, shape=cds, style=filled, fillcolor="#fde8c8"];`)
+      out.push(`    ${nodeId('port', `${c.name} ${p}`)} [label=${q(`published ${p}`)}, shape=box, style=filled, fillcolor="#fde8c8", margin="0.25,0.06"];`)
       out.push(`    ${nodeId('port', `${c.name} ${p}`)} -> ${nodeId('ctr', c.name)};`)
     }
   }
