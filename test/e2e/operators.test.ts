@@ -10,7 +10,9 @@
 // one request ID per request in the log. About 6 minutes (the five-minute silence bounds it).
 // Run: npm run build && flock /tmp/tsnet-e2e.lock npx tap run --timeout=900 test/e2e/operators.test.ts  (as root)
 import t, { type Test } from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { XMLValidator } from 'fast-xml-parser';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -39,7 +41,16 @@ t.setTimeout(900_000);
 const TS = ['-d', 'tsnet', '--ipam-driver', 'tsnet'];
 const SUBNET = '10.31.0.0/24';
 const POOL = `LocalDefault/${SUBNET}`;
-const OPTS: TsnetOptions = { extraArgs: ['--reconcile-interval', '0'], env: { TSNET_GC_INTERVAL: '3600' } };
+const METRICS = 'http://127.0.0.1:9464/metrics';
+const OPTS: TsnetOptions = { extraArgs: ['--reconcile-interval', '0', '--metrics-address', '127.0.0.1:9464'], env: { TSNET_GC_INTERVAL: '3600' } };
+/** Where the topology picture of this lab is left (docs/topology-example.svg is a copy of one). */
+const TOPOLOGY_EXAMPLE = join(tmpdir(), 'tsnet-topology-example.svg');
+
+/** The value of one sample (`name{labels} value`) in a scrape; undefined when absent. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
 const SILENCE_MS = 5 * 60_000;
 
 let E: Engine | undefined;
@@ -167,6 +178,52 @@ if (!E || !W || !ts || !wrong) {
     const cached = await tsnet(e, ts!, 'status');
     t.match(cached.stdout, /names as the daemon last saw them/, 'without --docker-host: the names the daemon cached');
     t.match(cached.stdout, /\n  web \([0-9a-f]{12}\)  bridge /, '... still the network names');
+  });
+
+  await scenario('metrics: scraped while a container starts and stops, the counters and gauges move', async (t) => {
+    const scrape = () => nsExecOk(e, ['curl', '-sf', '--max-time', '10', METRICS]);
+    const joins = (x: string) => sample(x, 'tsnet_request_duration_seconds_count{call="NetworkDriver.Join"}') ?? 0;
+    const leaves = (x: string) => sample(x, 'tsnet_request_duration_seconds_count{call="NetworkDriver.Leave"}') ?? 0;
+    const linkCreates = (x: string) => sample(x, 'tsnet_host_changes_total{kind="link",op="create"}') ?? 0;
+    const before = await scrape();
+    t.equal(sample(before, 'tsnet_networks'), 4, 'four networks');
+    t.equal(sample(before, 'tsnet_endpoints{joined="true"}'), 6, 'six joined endpoints (web2 is on two networks)');
+    t.equal(sample(before, 'tsnet_published_ports{proto="tcp"}'), 2);
+    t.equal(sample(before, 'tsnet_reconcile_runs_total{trigger="boot"}'), 1);
+    t.match(before, /\nprocess_cpu_seconds_total \d/, 'process metrics');
+    const webLeased = `tsnet_ipam_pool_leased_addresses{pool="${SUBNET}",network="web"}`;
+    const leased = sample(before, webLeased);
+    t.ok(leased !== undefined && leased >= 3, `web's pool usage by network name: ${leased}`);
+    await runSleeper(e, 'm1', ['--network', 'web', '-p', '8282:80']);
+    const up = await scrape();
+    t.equal(joins(up), joins(before) + 1, 'one more Join timed');
+    t.ok(linkCreates(up) > linkCreates(before), 'the veth created on the host');
+    t.equal(sample(up, 'tsnet_endpoints{joined="true"}'), 7);
+    t.equal(sample(up, 'tsnet_published_ports{proto="tcp"}'), 3);
+    t.equal(sample(up, webLeased), (leased ?? 0) + 1, 'one more address leased in web');
+    await e.dockerOk(['rm', '-f', 'm1']);
+    const down = await waitFor(async () => { const x = await scrape(); return sample(x, 'tsnet_endpoints{joined="true"}') === 6 ? x : undefined; }, { timeoutMs: 20_000, intervalMs: 500, what: 'the endpoint gone from the metrics' });
+    t.equal(leaves(down), leaves(before) + 1, 'one more Leave timed');
+    t.equal(sample(down, 'tsnet_published_ports{proto="tcp"}'), 2, 'its port unpublished');
+    t.ok((sample(down, 'tsnet_host_changes_total{kind="link",op="delete"}') ?? 0) >= 1, 'the veth deleted on the host');
+    t.ok((sample(down, 'tsnet_host_apply_duration_seconds_count') ?? 0) > 0, 'host changes timed');
+    captured.metrics = down.split('\n').filter((l) => l.startsWith('tsnet_') && !l.includes('_bucket')).join('\n');
+  });
+
+  await scenario('topology: an SVG laid out by Graphviz, valid XML, with every container and network by name', async (t) => {
+    const out = join(ts!.stateDir, 'topology.svg');
+    const r = await tsnet(e, ts!, 'topology', '-o', out, ...withDocker(e));
+    t.equal(r.code, 0, `topology exits 0: ${r.stderr}`);
+    const svg = readFileSync(out, 'utf8');
+    t.equal(XMLValidator.validate(svg), true, 'the SVG parses as XML');
+    for (const c of ['web1', 'web2', 'ui1', 'api1', 'safe1']) t.match(svg, `>container ${c}</text>`, `container ${c} is in the picture`);
+    for (const n of ['web', 'ui', 'api', 'vault']) t.match(svg, `>network ${n}</text>`, `network ${n} is in the picture`);
+    t.match(svg, '>published *:8080&#45;&gt;80/tcp</text>', "web1's published port");
+    t.match(svg, '>may reach tcp/8080</text>', 'the policy arrow from ui to api');
+    const dot = await tsnet(e, ts!, 'topology', '--format', 'dot', ...withDocker(e));
+    t.match(dot.stdout, /^digraph tsnet \{/);
+    copyFileSync(out, TOPOLOGY_EXAMPLE);
+    t.comment(`the picture: ${TOPOLOGY_EXAMPLE}`);
   });
 
   await scenario('drift behind tsnet\'s back: found by doctor, repaired by doctor --fix', async (t) => {
