@@ -36,7 +36,10 @@ ${SHARED_SETTINGS}`,
   options: { format: { type: 'string' }, output: { type: 'string', short: 'o' } },
   async run({ config, values }) {
     const format = (values.format ?? 'svg') as string
-    if (!(FORMATS as readonly string[]).includes(format)) throw invalid(`--format ${JSON.stringify(format.slice(0, 40))}: use svg, dot or json`)
+    if (!(FORMATS as readonly string[]).includes(format)) {
+      console.error(`tsnet topology: --format ${JSON.stringify(format.slice(0, 40))}: use svg, dot or json`)
+      return 2
+    }
     const graph = topologyOf(await readStatusModel(config), hostname())
     const text = format === 'json' ? `${JSON.stringify(graph, null, 2)}\n` : format === 'dot' ? topologyDot(graph) : await renderSvg(topologyDot(graph))
     if (typeof values.output === 'string') await writeFile(values.output, text)

@@ -86,6 +86,8 @@ export function topologyDot(t: Topology): string {
     `  subgraph "cluster_host" {`,
     `    label=${q(`host ${t.host}`)}; style="rounded"; color="#888888";`,
   ]
+  // Graphviz draws no empty box: say so instead of an empty picture.
+  if (t.networks.length === 0 && t.containers.length === 0) out.push(`    "empty" [label="no tsnet networks", shape=plaintext];`)
   for (const n of t.networks) {
     const flags = [n.internal ? 'internal' : '', n.icc ? '' : 'icc off'].filter(Boolean).join(', ')
     const label = [`network ${n.name}`, `${n.mode}${n.bridge ? ` ${n.bridge}` : ''}`, ...n.subnets, ...(flags ? [flags] : [])].join('\n')

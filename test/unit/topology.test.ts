@@ -2,6 +2,10 @@
 // Graphviz in WebAssembly draws from it, parsed as XML and searched for every name.
 import t from 'tap'
 import { XMLParser, XMLValidator } from 'fast-xml-parser'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runCli } from '../../src/cli/index.js'
 import { renderSvg } from '../../src/cli/topology.js'
 import type { EndpointRecord, NetworkRecord } from '../../src/core/records.js'
 import { statusModel, type StatusInput } from '../../src/observe/status-view.js'
@@ -92,4 +96,19 @@ t.test('SVG from Graphviz in WebAssembly: valid XML holding every container, net
 
 t.test('a graph Graphviz cannot read is a clear error', async (t) => {
   await t.rejects(renderSvg('digraph { a -> '), /Graphviz could not lay out the picture/)
+})
+
+t.test('the command: an empty store draws an empty host; -o writes the file; a wrong --format is a usage error (2)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tsnet-topology-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const shared = ['--state-dir', join(dir, 'state'), '--socket', join(dir, 'none.sock')]
+  t.equal(await runCli(['topology', '-o', join(dir, 'x.svg'), ...shared], {}), 0)
+  const svg = await readFile(join(dir, 'x.svg'), 'utf8')
+  t.equal(XMLValidator.validate(svg), true, 'an SVG, valid XML')
+  t.match(svg, />host \S+<\/text>/, 'the host box')
+  t.match(svg, />no tsnet networks<\/text>/, 'saying it holds nothing')
+  t.equal(await runCli(['topology', '--format', 'json', '-o', join(dir, 'x.json'), ...shared], {}), 0)
+  t.same(JSON.parse(await readFile(join(dir, 'x.json'), 'utf8')), { host: JSON.parse(await readFile(join(dir, 'x.json'), 'utf8')).host, networks: [], containers: [], policies: [] })
+  t.equal(await runCli(['topology', '--format', 'png', '-o', join(dir, 'y'), ...shared], {}), 2)
+  await t.rejects(readFile(join(dir, 'y')), 'nothing written')
 })
