@@ -8,6 +8,7 @@
 import type { Logger } from 'pino'
 import { describeOp, diff, foreignSentence, refuseForeign } from '../core/diff.js'
 import { type HostObject, type Op, TSNET_TAG_PREFIX, keyOf, needsOf, providesOf } from '../core/objects.js'
+import type { ReconcileReport } from '../core/reconcile-report.js'
 import { TsnetError, errorMessage, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { DesiredIndex } from './desired-index.js'
@@ -28,17 +29,7 @@ export interface ChangeOptions {
   log: Logger
 }
 
-export interface ReconcileReport {
-  /** Changes made (or, in a dry run, that would be made). */
-  changes: string[]
-  /** Changes that failed, with why. */
-  failed: Array<{ change: string; error: string }>
-  /** Wanted objects that are gone and are not made again (a joined veth whose container went). */
-  missing: string[]
-  /** Wanted objects whose key is held by something tsnet does not own. */
-  foreign: string[]
-  ms: number
-}
+export type { ReconcileReport }
 
 /** Whether two wanted objects ask the host for the same thing (`recreate` only says what a reconcile may do). */
 const hostView = (o: HostObject) => (o.kind === 'link' ? { ...o, recreate: undefined } : o)

@@ -81,7 +81,7 @@ export class EdgeFirewall {
           // The raw table: its rules drop before conntrack and NAT see a packet.
           lines.push('*raw', `:${CHAIN.raw} - [0:0]`, ...rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`), ...jumpLines(f, 'raw', raw), 'COMMIT')
           await this.restore(f, lines)
-          log.debug({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps in place")
+          log.info({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps written")
         } catch (err) {
           this.baseKnown = undefined
           throw withContext(err, `setting up tsnet's chains (${tools(f).save})`)

@@ -6,12 +6,15 @@ import type { NetworkDriver } from '../services/network-driver.js'
 import type { PolicyService } from '../services/policy-service.js'
 import type { PortPublisher } from '../services/port-publisher.js'
 import type { Reconciler } from '../engine/reconciler.js'
+import type { DaemonInfo } from '../services/daemon-info.js'
 
 export interface Services {
   driver: NetworkDriver
   ports: PortPublisher
   policy: PolicyService
   ipam: IpamService
+  /** The daemon's health for `/Tsnet.Status` (absent in tests that build the routes by hand). */
+  daemon?: DaemonInfo
   reconciler: Reconciler
 }
 

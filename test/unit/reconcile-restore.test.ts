@@ -8,7 +8,7 @@ import { COMMON_OPTION } from '../../src/core/docker-keys.js'
 import { bridgeNameFor, containerVethFor, endpointAlias, hostVethFor, networkAlias, networkTag } from '../../src/core/names.js'
 import type { NetworkRecord } from '../../src/core/records.js'
 import { FakeHost } from '../../src/host/fake-host.js'
-import { statusCommand } from '../../src/status.js'
+import { runCli } from '../../src/cli/index.js'
 import { BRIDGE_OPTION, bridgeEdge } from '../../src/modes/bridge.js'
 import { TestHost, attach, entriesOf, netReq, openUnit, plant, program, revoke, tcp } from './fixtures/services.js'
 import { captureLog, ERROR_LEVEL } from './fixtures/gc-fakes.js'
@@ -165,11 +165,11 @@ for (const declared of [1, 2]) t.test(`a state directory written by the old reco
   const real = console.log
   console.log = (text: string) => { printed.push(text) }
   try {
-    await statusCommand(['--state-dir', u0.dir], {})
+    await runCli(['status', '--state-dir', u0.dir, '--socket', join(u0.dir, 'no-daemon.sock')], {})
   } finally {
     console.log = real
   }
-  t.ok(printed.some((l) => l.includes('bridge oldbr0')), 'tsnet status shows the user-named bridge')
+  t.ok(printed.some((l) => l.includes('oldbr0')), 'tsnet status shows the user-named bridge')
   t.match(host.links.get(bridgeNameFor(NET)), { type: 'bridge', alias: networkAlias(NET), addresses: ['10.7.0.1/24'] }, 'NET\'s bridge')
   t.match(host.links.get('oldbr0'), { type: 'bridge', alias: networkAlias(NET2), addresses: ['10.8.0.1/24'] }, 'NET2\'s bridge under its user name')
   t.match(host.links.get(hostVethFor(EP)), { type: 'veth', alias: endpointAlias(EP), master: bridgeNameFor(NET) }, 'the endpoint not yet joined gets its veth')

@@ -14,7 +14,7 @@ import { checkStoredRecord } from '../../src/core/record-check.js'
 import { upgradeRecord } from '../../src/core/record-upgrade.js'
 import { FakeHost } from '../../src/host/fake-host.js'
 import { openServices } from '../../src/main.js'
-import { statusCommand } from '../../src/status.js'
+import { readStore } from '../../src/cli/state-read.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { MIGRATE_CRASH_POINTS } from '../../src/store/crash-points.js'
 import { COLLECTIONS } from '../../src/store/store.js'
@@ -114,18 +114,11 @@ t.test('tsnet serve boots on the fixture unchanged: networks, endpoints, pools, 
   t.equal(JSON.parse(await readFile(join(dir, 'store', 'meta', 'schema.json'), 'utf8')).version, 2, 'the store is schema 2 now')
 })
 
-/** What `tsnet status --json` prints, with the state directory's files before and after. */
+/** What `tsnet status` reads of the store (cli/state-read.ts), with the state directory's files before and after. */
 async function status(dir: string): Promise<{ out: unknown; before: unknown; after: unknown }> {
   const before = await files(dir)
-  const printed: string[] = []
-  const real = console.log
-  console.log = (text: string) => { printed.push(text) }
-  try {
-    await statusCommand(['--state-dir', dir, '--json'], {})
-  } finally {
-    console.log = real
-  }
-  return { out: JSON.parse(printed.join('\n')) as unknown, before, after: await files(dir) }
+  const out = JSON.parse(JSON.stringify(await readStore(dir))) as unknown
+  return { out, before, after: await files(dir) }
 }
 
 t.test('tsnet status reads schema 1 and schema 2 alike, and writes nothing', async (t) => {
