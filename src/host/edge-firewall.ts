@@ -8,7 +8,7 @@
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, FAMILIES, LEGACY_JUMPS, SET_TYPE, SET_KINDS, type Jump, type SetEntry, entryKey, filterRules, jumps, postroutingRules,
+  ALL_SETS, BASE_SETS, BASE_SET_KINDS, CHAIN, DOCKER_USER, FAMILIES, LEGACY_JUMPS, SET_TYPE, type Jump, type SetEntry, entryKey, filterRules, jumps, postroutingRules,
   rawRules, setName,
 } from '../core/edge-plan.js'
 import { withContext } from '../errors.js'
@@ -56,7 +56,7 @@ export class EdgeFirewall {
   /** Creates tsnet's sets, chains and jumps, or brings them back to spec (jumps first in their chains). */
   ensureBase(log: Logger): Promise<void> {
     return this.lock.run('fw', async () => {
-      const creates = FAMILIES.flatMap((f) => SET_KINDS.map((k) => `create ${setName(k, f)} ${SET_TYPE[k]} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${SET_MAXELEM} comment`))
+      const creates = FAMILIES.flatMap((f) => BASE_SET_KINDS.map((k) => `create ${setName(k, f)} ${SET_TYPE[k]} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${SET_MAXELEM} comment`))
       try {
         await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: creates.join('\n') + '\n' })
       } catch (err) {
@@ -151,8 +151,8 @@ export class EdgeFirewall {
     if (!fresh && this.baseKnown !== undefined) return this.baseKnown ? 'intact' : 'absent'
     return this.lock.run('fw', async () => {
       const sets = new Set((await runOk(this.runner, 'ipset', ['list', '-n'])).split('\n'))
-      let intact = ALL_SETS.every((x) => sets.has(x))
-      let any = ALL_SETS.some((x) => sets.has(x))
+      let intact = BASE_SETS.every((x) => sets.has(x))
+      let any = BASE_SETS.some((x) => sets.has(x))
       for (const f of FAMILIES) {
         const filter = await this.tableState(f, 'filter')
         const nat = await this.tableState(f, 'nat')
