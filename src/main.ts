@@ -22,6 +22,10 @@ import { PortPublisher } from './services/port-publisher.js'
 import { checkStoredRecord } from './core/record-check.js'
 import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
+import { SwarmService } from './services/swarm-service.js'
+import { VniService } from './services/vni-service.js'
+import { UdpAnnouncer, type Announcer } from './host/vxlan-announcer.js'
+import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT } from './modes/overlay-options.js'
 import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
@@ -63,9 +67,14 @@ export interface Services {
   ipam: IpamService
   names: DockerNames
   reconciler: Reconciler
+  swarm: SwarmService
+  vnis: VniService
 }
 
-export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
+/** Announcements go nowhere unless serve() gives the real sender: tests never send to addresses they did not make. */
+const SILENT: Announcer = { send: async () => undefined }
+
+export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock, announcer: Announcer = SILENT): Promise<Services> {
   const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
@@ -74,15 +83,23 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   const facts = await host.facts()
   const state = new NetworkState(store, names, () => facts)
   const engine = new Engine(host)
-  const driver = new NetworkDriver(state, engine, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, clock)
+  const scope = config.scope ?? 'local'
+  let swarm: SwarmService | undefined
+  const driver = new NetworkDriver(state, engine, host, {
+    ...(config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}), scope, underlay: async () => swarm?.underlay(),
+  }, clock)
+  swarm = new SwarmService(driver, store, host, announcer, scope)
+  const vnis = new VniService(store, host, { scope, range: config.vniRange ?? DEFAULT_VNI_RANGE, port: config.vxlanPort ?? DEFAULT_VXLAN_PORT })
   const ports = new PortPublisher(driver, host)
   const policy = new PolicyService(driver)
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
   await state.load()
   await ipam.load()
+  await swarm.load()
+  await vnis.load()
   names.onChange(() => policy.namesChanged(log))
   const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
-  return { store, state, engine, driver, ports, policy, ipam, names, reconciler }
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, swarm, vnis }
 }
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
@@ -133,7 +150,7 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
 
 async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const host = new LinuxHost({ procSys: config.procSys })
-  const services = await openServices(config, host, logger)
+  const services = await openServices(config, host, logger, systemClock, new UdpAnnouncer())
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
@@ -155,6 +172,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
       gc?.stop()
       services.names.stop()
       services.reconciler.stop()
+      services.swarm.stop()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))

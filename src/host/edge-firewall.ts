@@ -13,6 +13,7 @@ import {
 } from '../core/edge-plan.js'
 import { withContext } from '../errors.js'
 import { canonicalEntry, checkEntry, checkRule, quotedComment, unquoted } from './firewall-text.js'
+import { vtepSetCreates } from './guard-firewall.js'
 import { type Runner, runOk } from './exec.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 
@@ -26,7 +27,8 @@ export interface ChainState {
 }
 
 export class EdgeFirewall {
-  private readonly lock = new KeyedLock()
+  /** One batch at a time on tsnet's tables (host/guard-firewall.ts shares it). */
+  readonly lock = new KeyedLock()
   /** What tsnet's sets hold, keyed by `set entry`; read once from the kernel, then kept by every change. */
   private mirror: Map<string, SetEntry> | undefined
   /** Whether the chains are as ensureBase left them, as far as this process knows. */
@@ -112,7 +114,7 @@ export class EdgeFirewall {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
           const raw = await this.tableState(f, 'raw')
-          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter)]
+          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter), ...inputDeletions(filter)]
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-F ${c}`)
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-X ${c}`)
           const dockerUserLeft = (filter.rules.get(DOCKER_USER) ?? []).filter((r) => r !== unquoted(`-j ${CHAIN.forward}`))
@@ -199,7 +201,7 @@ export class EdgeFirewall {
     return this.lock.run('fw', async () => {
       if (del.length === 0 && add.length === 0) return
       const mirror = await this.loadMirror()
-      const lines = [...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
+      const lines = [...vtepSetCreates(add.map((e) => e.set)), ...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
       try {
         await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: lines.join('\n') + '\n' })
       } catch (err) {
@@ -250,6 +252,13 @@ export class EdgeFirewall {
       }
     })
   }
+}
+
+/** TSNET-INPUT (overlay guards) and its jumps, when removing everything. */
+function inputDeletions(state: ChainState): string[] {
+  if (!state.chains.has(CHAIN.input)) return []
+  const jumpsIn = (state.rules.get('INPUT') ?? []).filter((r) => r === `-j ${CHAIN.input}`).map(() => `-D INPUT -j ${CHAIN.input}`)
+  return [...jumpsIn, `-F ${CHAIN.input}`, `-X ${CHAIN.input}`]
 }
 
 /** Jump lines that put each jump of `table` first in its chain, once. */
