@@ -24,6 +24,7 @@ import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import { SwarmService } from './services/swarm-service.js'
 import { VniService } from './services/vni-service.js'
+import { OverlayFollower } from './services/overlay-follower.js'
 import { UdpAnnouncer, type Announcer } from './host/vxlan-announcer.js'
 import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT } from './modes/overlay-options.js'
 import type { Store } from './store/store.js'
@@ -102,6 +103,9 @@ export async function openServices(config: Config, host: Host, log: Logger = cre
   return { store, state, engine, driver, ports, policy, ipam, names, reconciler, swarm, vnis }
 }
 
+/** What followDocker started that a SIGTERM stops. */
+const stoppers: Array<() => void> = []
+
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
 const NAMES_REFRESH_MS = 30_000
 
@@ -115,6 +119,12 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   const { DockerodeView } = await import('./docker/docker-view.js')
   const view = new DockerodeView(dockerHost)
   void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
+  if (services.driver.capabilities().Scope === 'global') {
+    const { DockerodeSwarmView } = await import('./docker/swarm-view.js')
+    const follower = new OverlayFollower(new DockerodeSwarmView(dockerHost), services.state, services.swarm, logger.child({ component: 'overlay' }))
+    void ready.then(() => follower.start())
+    stoppers.push(() => follower.stop())
+  }
   if (gcIntervalSec === 0) return undefined
   const gc = new GcService(services.store, view, services.driver, services.ipam,
     { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
@@ -173,6 +183,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
       services.names.stop()
       services.reconciler.stop()
       services.swarm.stop()
+      for (const stopIt of stoppers) stopIt()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))

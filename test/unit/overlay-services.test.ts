@@ -146,3 +146,32 @@ t.test('refusals at CreateNetwork change nothing', async (t) => {
   t.same(s.state.networks.size, 0)
   s.swarm.stop()
 })
+
+t.test("the follower: Docker's peer lists reach the book, a VIP-mode service is named once", async (t) => {
+  const { OverlayFollower } = await import('../../src/services/overlay-follower.js')
+  const { pino } = await import('pino')
+  const host = fresh()
+  const { s } = await open(await tempDir(t), host)
+  await discover(s, '10.250.0.1', true)
+  await createNet(s, { 'tsnet.vni': '300' })
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'warn' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) })
+  let calls = 0
+  const view = {
+    async network(id: string) {
+      calls++
+      return id === NET ? { peers: ['10.250.0.1', '10.250.0.5'], vipServices: ['web'] } : undefined
+    },
+  }
+  const f = new OverlayFollower(view, s.state, s.swarm, logger)
+  await f.pass()
+  await f.pass()
+  t.equal(calls, 2, 'one read per overlay network and pass')
+  t.same(s.swarm.view().peers, ['10.250.0.5'], 'a host from the list is added')
+  t.ok(host.objects.has(`fdb tsvx-q1w2e3r4t5 ${FLOOD_MAC} 10.250.0.5`), 'and flooded to')
+  const vip = lines.filter((l) => typeof l.msg === 'string' && /uses a VIP.*--endpoint-mode dnsrr/.test(l.msg as string))
+  t.equal(vip.length, 1, 'the VIP warning is logged once per service')
+  await t.rejects(new OverlayFollower({ network: async () => { throw new Error('API down') } }, s.state, s.swarm, logger).pass(), /API down/)
+  t.same(s.swarm.view().peers, ['10.250.0.5'], 'an API that fails changes nothing')
+  s.swarm.stop()
+})
