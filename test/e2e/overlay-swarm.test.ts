@@ -11,7 +11,10 @@ import { BB } from './lib/containers.js';
 import { pluginLines, removeAllPlugins } from './lib/plugin.js';
 import { TSNET_CLI } from './lib/tsnet.js';
 import { waitFor } from './lib/wait.js';
-import { withDiagnostics } from './lib/scenario.js';
+import { expectIdle, withDiagnostics } from './lib/scenario.js';
+import { pluginSocketPath } from './lib/plugin.js';
+import { REPO_ROOT } from './lib/tsnet.js';
+import { join } from 'node:path';
 import { createOutside, createUnderlay, type Underlay } from './lib/underlay.js';
 import { installPlugin, pluginCall, runningTasks, swarmInit, swarmJoin, waitReady, type SwarmNode } from './lib/swarm.js';
 
@@ -20,6 +23,8 @@ const T0 = Date.now();
 const P = 'tsnet-swarm:latest';
 const OUTSIDE_IP = '10.251.0.100';
 const HTTPD = 'mkdir -p /w && hostname > /w/index.html && exec httpd -f -p 80 -h /w';
+/** Sends tsnet's VXLAN-wrapped gratuitous ARP from one address to a node, as any host could. */
+const SEND_VXLAN = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'send-vxlan.mjs');
 
 let U: Underlay | undefined;
 let OUT: Engine | undefined;
@@ -29,8 +34,17 @@ let vxlan = '';
 
 const [A, B, C] = [0, 1, 2].map((i) => () => nodes[i] as SwarmNode) as [() => SwarmNode, () => SwarmNode, () => SwarmNode];
 
+/** Every scenario ends with the idempotence check on each running node: a dry-run reconcile plans nothing. */
+async function idleEverywhere(t: Test): Promise<void> {
+  for (const n of nodes) await expectIdle(t, n.e.running && n.pluginId ? pluginSocketPath(n.e, n.pluginId) : undefined, `tsnet on ${n.e.name}`);
+}
+
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
-  return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, fn, (tt) => {
+  const body = async (tt: Test) => {
+    await fn(tt);
+    await idleEverywhere(tt);
+  };
+  return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, body, (tt) => {
     for (const n of nodes) {
       if (n.pluginId) tt.comment(`--- plugin on ${n.e.name}:\n${pluginLines(n.e, n.pluginId).slice(-12).map((l) => `[${l.level}] ${l.text.slice(0, 400)}`).join('\n')}`);
       tt.comment(`--- dockerd ${n.e.name}:\n${n.e.dockerdLogTail(8)}`);
@@ -170,6 +184,23 @@ await scenario('a VIP-mode service is named in a warning: only dnsrr works on pl
 
 await scenario('egress: the attachable container reaches the outside namespace', async (t) => {
   t.equal(await httpFrom(A().e, 'probe', OUTSIDE_IP), 'outside', 'HTTP to a host beyond the cluster, NATed by docker_gwbridge');
+});
+
+await scenario('VXLAN from a host that is not a node is dropped; the same packet from a node is taken', async (t) => {
+  // The outside namespace sits on the underlay like a hostile machine on the hosts' LAN. It sends
+  // the network's port and VNI a frame claiming a MAC; node B sends the same kind of frame (the
+  // positive control on the same path). A's VXLAN device learns a MAC only from what reached it.
+  const send = (from: Engine, src: string, mac: string, ip: string) => nsExecOk(from, [process.execPath, SEND_VXLAN, src, A().ip, '4789', '256', mac, ip]);
+  await send(OUT as Engine, OUTSIDE_IP, '02:42:0a:d2:00:fe', '10.210.0.254');
+  await send(B().e, B().ip, '02:42:0a:d2:00:fd', '10.210.0.253');
+  const learnt = await waitFor(async () => {
+    const entries = await remoteEntries(A().e);
+    return entries.some((x) => x.mac === '02:42:0a:d2:00:fd') ? entries : undefined;
+  }, { timeoutMs: 5_000, intervalMs: 100, what: "A to learn the control frame's MAC" });
+  t.equal(learnt.find((x) => x.mac === '02:42:0a:d2:00:fd')?.dst, B().ip, 'control: the frame from node B was taken (A learnt its MAC behind B)');
+  t.notOk(learnt.some((x) => x.mac === '02:42:0a:d2:00:fe' || x.dst === OUTSIDE_IP), 'the frame from the outside host was dropped before the VXLAN device saw it');
+  const drops = (await nsExecOk(A().e, ['iptables', '-w', '-nvxL', 'TSNET-INPUT'])).split('\n').filter((l) => /DROP/.test(l) && /udp/.test(l));
+  t.ok(drops.some((l) => Number(l.trim().split(/\s+/)[0]) >= 1), `TSNET-INPUT counted the drop:\n${drops.join('\n')}`);
 });
 
 await scenario("Docker's overlay on the same engines at the same time", async (t) => {
