@@ -128,7 +128,7 @@ await t.test('setup: underlay, three engines, the plugin on each, a swarm', asyn
 t.teardown(async () => {
   for (const n of nodes) {
     if (n.e.running) {
-      await n.e.docker(['service', 'rm', 'web', 'web2', 'vip'], { timeoutMs: 30_000 }).catch(() => undefined);
+      await n.e.docker(['service', 'rm', 'web', 'web2', 'vip', 'pub'], { timeoutMs: 30_000 }).catch(() => undefined);
       await removeAllPlugins(n.e).catch(() => undefined);
     }
   }
@@ -201,6 +201,41 @@ await scenario('VXLAN from a host that is not a node is dropped; the same packet
   t.notOk(learnt.some((x) => x.mac === '02:42:0a:d2:00:fe' || x.dst === OUTSIDE_IP), 'the frame from the outside host was dropped before the VXLAN device saw it');
   const drops = (await nsExecOk(A().e, ['iptables', '-w', '-nvxL', 'TSNET-INPUT'])).split('\n').filter((l) => /DROP/.test(l) && /udp/.test(l));
   t.ok(drops.some((l) => Number(l.trim().split(/\s+/)[0]) >= 1), `TSNET-INPUT counted the drop:\n${drops.join('\n')}`);
+});
+
+await scenario('an --internal network with tsnet IPAM: its containers reach each other across nodes, nothing beyond, nothing of another network', async (t) => {
+  await A().e.dockerOk(['network', 'create', '-d', P, '--ipam-driver', P, '--attachable', '--internal', '--subnet', '10.212.0.0/24', 'iov']);
+  await A().e.dockerOk(['run', '-d', '--init', '--name', 'ia', '--cap-add', 'NET_ADMIN', '--network', 'iov', BB, 'sleep', '3600']);
+  await B().e.dockerOk(['run', '-d', '--init', '--name', 'ib', '--network', 'iov', BB, 'sh', '-c', HTTPD]);
+  const ib = await B().e.dockerOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "iov").IPAddress}}', 'ib']);
+  t.match(ib, /^10\.212\.0\.\d+$/, `tsnet's IPAM gave ib ${ib}`);
+  t.ok(await waitFor(() => pingFrom(A().e, 'ia', ib), { timeoutMs: 10_000, what: `ia to reach ${ib}` }), 'A → B on the internal network');
+  t.equal(await httpFrom(A().e, 'ia', ib), (await B().e.dockerOk(['inspect', '-f', '{{.Config.Hostname}}', 'ib'])), 'and over HTTP');
+  t.notMatch(await A().e.dockerOk(['exec', 'ia', 'ip', 'route']), /^default/m, '--internal: no default route (no docker_gwbridge)');
+  // Forged routes: the container (NET_ADMIN) points the outside and the other network at its eth0.
+  // Controls on the same targets: probe on ov reaches both.
+  const webA = (await taskContainers('web', 'ov')).find((x) => x.n === A()) as { ip: string };
+  await A().e.dockerOk(['exec', 'ia', 'ip', 'route', 'add', '10.210.0.0/24', 'dev', 'eth0']);
+  await A().e.dockerOk(['exec', 'ia', 'ip', 'route', 'add', 'default', 'dev', 'eth0']);
+  t.ok(await pingFrom(A().e, 'probe', webA.ip), `control: probe on ov reaches the web task ${webA.ip} on A`);
+  t.notOk(await pingFrom(A().e, 'ia', webA.ip), 'ia on iov does not, even with a route of its own');
+  t.equal(await httpFrom(A().e, 'probe', OUTSIDE_IP), 'outside', 'control: probe reaches the outside');
+  t.equal(await httpFrom(A().e, 'ia', OUTSIDE_IP), '', 'ia does not, even with a default route of its own');
+});
+
+await scenario('--publish mode=host: a dnsrr service on the overlay answers on its node\'s address', async (t) => {
+  await A().e.dockerOk(['service', 'create', '-d', '--name', 'pub', '--endpoint-mode', 'dnsrr', '--network', 'ov', '--publish', 'mode=host,published=8080,target=80',
+    '--constraint', `node.hostname==${B().e.netns}`, '--init', '--no-resolve-image', BB, 'sh', '-c', HTTPD]);
+  await waitFor(async () => (await runningTasks(A(), 'pub')).length === 1, { timeoutMs: 60_000, intervalMs: 1000, what: 'pub running on B' });
+  const [task] = await taskContainers('pub', 'ov');
+  t.equal(task?.n, B(), 'the task runs on B');
+  const body = await waitFor(async () => {
+    const r = await nsExec(OUT as Engine, ['sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 busybox nc -w 2 ${B().ip} 8080`], { timeoutMs: 20_000 });
+    const b = r.code === 0 ? r.stdout.split('\r\n\r\n').slice(1).join('').trim() : '';
+    return b || undefined;
+  }, { timeoutMs: 15_000, intervalMs: 500, what: `HTTP on ${B().ip}:8080 from outside` });
+  t.equal(body, task?.id, `the outside host fetched from the task through ${B().ip}:8080`);
+  await A().e.dockerOk(['service', 'rm', 'pub']);
 });
 
 await scenario("Docker's overlay on the same engines at the same time", async (t) => {
@@ -278,9 +313,14 @@ await scenario('the engine comes back; removing everything leaves no tsnet objec
   await startDockerd(C().e);
   await waitReady(A(), 3, 90_000);
   await A().e.dockerOk(['service', 'rm', 'web', 'web2']);
-  await A().e.dockerOk(['rm', '-f', 'probe', 'na']);
-  await B().e.dockerOk(['rm', '-f', 'nb']);
-  await waitFor(async () => (await A().e.docker(['network', 'rm', 'ov', 'nat'])).code === 0, { timeoutMs: 60_000, intervalMs: 2000, what: 'the networks to be removable' });
+  await A().e.dockerOk(['rm', '-f', 'probe', 'na', 'ia']);
+  await B().e.dockerOk(['rm', '-f', 'nb', 'ib']);
+  for (const net of ['ov', 'nat', 'iov']) {
+    await waitFor(async () => {
+      const r = await A().e.docker(['network', 'rm', net]);
+      return r.code === 0 || /No such network|not found/i.test(r.stderr);
+    }, { timeoutMs: 60_000, intervalMs: 2000, what: `network ${net} to be removable` });
+  }
   for (const n of nodes) {
     const left = await waitFor(async () => {
       const all = [...(await tsnetLinks(n.e)), ...(await tsnetFirewall(n.e))];
