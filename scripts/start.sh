@@ -22,8 +22,8 @@ fi
 command -v node >/dev/null || { echo "tsnet needs Node.js 20 or newer (https://nodejs.org or NodeSource packages); Debian 12's nodejs is 18" >&2; exit 1; }
 major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || { echo "tsnet needs Node.js 20 or newer; this is $(node --version)" >&2; exit 1; }
-for tool in ip ipset iptables ip6tables iptables-restore conntrack; do
-  command -v "$tool" >/dev/null || { echo "installing iproute2, ipset, iptables and conntrack from Debian"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 ipset iptables conntrack >/dev/null; break; }
+for tool in ipset iptables ip6tables iptables-restore conntrack; do
+  command -v "$tool" >/dev/null || { echo "installing ipset, iptables and conntrack from Debian"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ipset iptables conntrack >/dev/null; break; }
 done
 
 npm ci --no-audit --no-fund --loglevel=error
