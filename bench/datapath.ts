@@ -39,7 +39,7 @@ function tally(files: string[]): string[] {
 }
 
 /** An image with busybox and Debian's iperf3 (and its libraries), made with docker import. */
-async function importNetImage(e: Engine): Promise<void> {
+export async function importNetImage(e: Engine): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-bench-img-'))
   try {
     const put = (src: string, dst = src) => {
@@ -65,12 +65,12 @@ async function importNetImage(e: Engine): Promise<void> {
   }
 }
 
-async function ensureIperf(): Promise<void> {
+export async function ensureIperf(): Promise<void> {
   if ((await run('sh', ['-c', 'command -v iperf3'])).code === 0) return
   await runOk('apt-get', ['install', '-y', '--no-install-recommends', 'iperf3'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 300_000 })
 }
 
-function parsePing(out: string): Pick<PathSample, 'rttAvgUs' | 'rttMinUs' | 'rttMdevUs'> {
+export function parsePing(out: string): Pick<PathSample, 'rttAvgUs' | 'rttMinUs' | 'rttMdevUs'> {
   const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)(?:\/([\d.]+))? ms/.exec(out)
   if (!m) throw new Error(`no ping summary in: ${out}`)
   const min = Number(m[1]) * 1000
@@ -79,7 +79,7 @@ function parsePing(out: string): Pick<PathSample, 'rttAvgUs' | 'rttMinUs' | 'rtt
   return { rttMinUs: min, rttAvgUs: avg, rttMdevUs: m[4] ? Number(m[4]) * 1000 : (max - min) / 2 }
 }
 
-const parseIperf = (json: string) => (JSON.parse(json) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9
+export const parseIperf = (json: string) => (JSON.parse(json) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9
 
 /** Two namespaces on a plain bridge in a third, no iptables rules and no bridge netfilter. */
 async function setupPlain(): Promise<void> {

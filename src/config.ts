@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path'
 import { parseIp } from './core/addr.js'
 import { DOCKER_DEFAULT_POOLS_TEXT, type DefaultPool, parseDefaultPools } from './core/ipam.js'
 import { parseMtu } from './core/options.js'
+import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT, formatVniRange, parsePort, parseVniRange, type VniRange } from './modes/overlay-options.js'
 import { TsnetError, errorMessage } from './errors.js'
 
 export interface Config {
@@ -27,6 +28,12 @@ export interface Config {
   reconcileIntervalSec: number
   /** Where Prometheus metrics are served (GET /metrics); absent: off. */
   metricsAddress?: { host: string; port: number }
+  /** 'global': a swarm's driver (Scope and ConnectivityScope global, overlay networks); default 'local'. */
+  scope?: 'local' | 'global'
+  /** VNIs the Swarm leader gives tsnet's overlay networks (default 256-4095, below Docker's overlay). */
+  vniRange?: VniRange
+  /** UDP port of the overlay networks the leader allocates (default 4789, shared with Docker's overlay). */
+  vxlanPort?: number
 }
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsnet.sock'
@@ -45,6 +52,9 @@ const SETTINGS = {
   procSys: { flag: 'proc-sys', env: 'TSNET_PROC_SYS' },
   reconcileInterval: { flag: 'reconcile-interval', env: 'TSNET_RECONCILE_INTERVAL' },
   metricsAddress: { flag: 'metrics-address', env: 'TSNET_METRICS_ADDRESS' },
+  scope: { flag: 'scope', env: 'TSNET_SCOPE' },
+  vniRange: { flag: 'vni-range', env: 'TSNET_VNI_RANGE' },
+  vxlanPort: { flag: 'vxlan-port', env: 'TSNET_VXLAN_PORT' },
 } as const
 
 export const DEFAULT_GC_INTERVAL_SEC = 60
@@ -54,6 +64,7 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
                    [--default-pools CIDR:SIZE,...] [--default-mtu N]
                    [--docker-host unix:///PATH] [--gc-interval SECONDS] [--proc-sys DIR]
                    [--reconcile-interval SECONDS] [--metrics-address IP:PORT]
+                   [--scope local|global] [--vni-range FIRST-LAST] [--vxlan-port PORT]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
@@ -74,7 +85,13 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
                    once. 0 = no automatic repair (the boot reconcile and tsnet doctor --fix still
                    repair) (env TSNET_RECONCILE_INTERVAL, default ${DEFAULT_RECONCILE_INTERVAL_SEC})
   --metrics-address  serve Prometheus metrics at http://IP:PORT/metrics, e.g. 127.0.0.1:9464
-                   or [::1]:9464 (env TSNET_METRICS_ADDRESS; default empty: off)`
+                   or [::1]:9464 (env TSNET_METRICS_ADDRESS; default empty: off)
+  --scope          local (default) or global (env TSNET_SCOPE): global registers tsnet as a swarm's
+                   multi-host driver, whose networks are overlays across the nodes (docs/overlay.md)
+  --vni-range      VNIs the swarm leader gives overlay networks (env TSNET_VNI_RANGE, default
+                   ${formatVniRange(DEFAULT_VNI_RANGE)}: below 4096, where Docker's overlay VNIs start)
+  --vxlan-port     UDP port of new overlay networks (env TSNET_VXLAN_PORT, default ${DEFAULT_VXLAN_PORT},
+                   shared with Docker's overlay; read on the leader)`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -136,6 +153,20 @@ function configFrom(values: Record<string, string | undefined>, env: NodeJS.Proc
   if (metricsAddress === undefined && metricsText !== undefined) {
     throw settingError('metricsAddress', `"${metricsText.slice(0, 80)}" is not IP:PORT (e.g. 127.0.0.1:9464 or [::1]:9464; leave it empty for no metrics)`)
   }
+  const scope = get('scope') ?? 'local'
+  if (scope !== 'local' && scope !== 'global') throw settingError('scope', `"${scope}" is not local or global`)
+  let vniRange: VniRange
+  let vxlanPort: number
+  try {
+    vniRange = parseVniRange(get('vniRange') ?? formatVniRange(DEFAULT_VNI_RANGE))
+  } catch (err) {
+    throw settingError('vniRange', errorMessage(err))
+  }
+  try {
+    vxlanPort = parsePort(get('vxlanPort') ?? String(DEFAULT_VXLAN_PORT), 'value')
+  } catch (err) {
+    throw settingError('vxlanPort', errorMessage(err))
+  }
   const socket = resolve(get('socket') ?? DEFAULT_SOCKET)
   if (Buffer.byteLength(socket) > 107) throw settingError('socket', `the path is ${Buffer.byteLength(socket)} bytes; unix sockets allow at most 107`)
   return Object.freeze({
@@ -149,6 +180,9 @@ function configFrom(values: Record<string, string | undefined>, env: NodeJS.Proc
     procSys,
     reconcileIntervalSec: Number(reconcileText),
     ...(metricsAddress !== undefined ? { metricsAddress } : {}),
+    scope,
+    vniRange,
+    vxlanPort,
   })
 }
 

@@ -29,6 +29,11 @@ import { checkStoredRecord } from './core/record-check.js'
 import { upgradeRecord } from './core/record-upgrade.js'
 import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
+import { SwarmService } from './services/swarm-service.js'
+import { VniService } from './services/vni-service.js'
+import { OverlayFollower } from './services/overlay-follower.js'
+import { UdpAnnouncer, type Announcer } from './host/vxlan-announcer.js'
+import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT } from './modes/overlay-options.js'
 import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
@@ -73,7 +78,12 @@ export interface Services {
   daemon: DaemonInfo
   /** Counters and gauges, when metrics are on (--metrics-address, or asked for by a test). */
   metrics?: Metrics
+  swarm: SwarmService
+  vnis: VniService
 }
+
+/** Announcements go nowhere unless serve() gives the real sender: tests never send to addresses they did not make. */
+const SILENT: Announcer = { send: async () => undefined }
 
 export interface OpenOptions {
   /**
@@ -85,6 +95,8 @@ export interface OpenOptions {
   readOnly?: boolean
   /** Count metrics even without --metrics-address (tests read services.metrics). */
   metrics?: boolean
+  /** Where overlay announcements (VXLAN-wrapped gratuitous ARP) go; serve() gives the real sender. */
+  announcer?: Announcer
 }
 
 export async function openServices(config: Config, bareHost: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock, opts: OpenOptions = {}): Promise<Services> {
@@ -106,12 +118,20 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
   const facts = await host.facts()
   const state = new NetworkState(store, names, () => facts)
   const engine = new Engine(host)
-  const driver = new NetworkDriver(state, engine, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, clock)
+  const scope = config.scope ?? 'local'
+  let swarm: SwarmService | undefined
+  const driver = new NetworkDriver(state, engine, host, {
+    ...(config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}), scope, underlay: async () => swarm?.underlay(),
+  }, clock)
+  swarm = new SwarmService(driver, store, host, opts.announcer ?? SILENT, scope)
+  const vnis = new VniService(store, host, { scope, range: config.vniRange ?? DEFAULT_VNI_RANGE, port: config.vxlanPort ?? DEFAULT_VXLAN_PORT })
   const ports = new PortPublisher(driver, host)
   const policy = new PolicyService(driver)
   const ipam = new IpamService(store, host, { defaultPools: config.defaultPools }, clock)
   await state.load()
   if (!opts.readOnly) await ipam.load()
+  await swarm.load()
+  await vnis.load()
   names.onChange(() => policy.namesChanged(log.child({ component: 'names' })))
   const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
   if (metrics) reconciler.onPass = (kind, report) => metrics.reconciled(kind, report)
@@ -120,8 +140,11 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
     version: (await buildInfo()).version, startedAt: clock.iso(), socket: config.socket, stateDir: config.stateDir,
     reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
   }, reconciler)
-  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}) }
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}), swarm, vnis }
 }
+
+/** What followDocker started that a SIGTERM stops. */
+const stoppers: Array<() => void> = []
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
 const NAMES_REFRESH_MS = 30_000
@@ -139,6 +162,12 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   services.daemon.contact = contact
   const view = watchedView(new DockerodeView(dockerHost), contact)
   void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
+  if (services.driver.capabilities().Scope === 'global') {
+    const { DockerodeSwarmView } = await import('./docker/swarm-view.js')
+    const follower = new OverlayFollower(new DockerodeSwarmView(dockerHost), services.state, services.swarm, logger.child({ component: 'overlay' }))
+    void ready.then(() => follower.start())
+    stoppers.push(() => follower.stop())
+  }
   if (gcIntervalSec === 0) return undefined
   const gc = new GcService(services.store, view, services.driver, services.ipam,
     { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
@@ -177,7 +206,7 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
 
 async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const host = new LinuxHost({ procSys: config.procSys })
-  const services = await openServices(config, host, logger)
+  const services = await openServices(config, host, logger, systemClock, { announcer: new UdpAnnouncer() })
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
@@ -201,6 +230,8 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
       services.names.stop()
       services.reconciler.stop()
       metricsServer?.close()
+      services.swarm.stop()
+      for (const stopIt of stoppers) stopIt()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))

@@ -82,6 +82,7 @@ const commonNetwork = {
 const networkV1 = shape({ ...commonNetwork, bridge: ifName, bridgeNamedByUser: bool })
 const SPECS: Record<string, Check> = {
   bridge: shape({ bridge: ifName, bridgeNamedByUser: bool }),
+  overlay: shape({ bridge: ifName, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), underlayMtu: mtu }),
 }
 const networkV2 = shape({
   ...commonNetwork,
@@ -114,6 +115,9 @@ const META: Record<string, Check> = {
   ipam: shape({ ula48: cidr(6) }),
   engine: shape({ id: str }),
   'docker-networks': shape({ networks: listOf(shape({ id: str, name: str, driver: str, subnets: listOf(str) })) }),
+  // Overlay mode: the leader's VNI claims (network ID → VNI), and the hosts of the swarm.
+  'overlay-vnis': shape({ claims: mapOf(int(1, 0xffffff)) }),
+  'swarm-peers': shape({ self: optional(ip()), peers: mapOf(oneOf('discovery', 'docker')) }),
 }
 
 /** The ID a record must be stored under, for the records whose ID follows from their content. */

@@ -16,7 +16,7 @@ import { createRunner, type Runner } from './exec.js'
 import { FirewallDriver } from './firewall-driver.js'
 import type { Host, ObserveQuery } from './host.js'
 import { LinkDriver } from './link-driver.js'
-import { type Rtnl, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
+import { type Rtnl, listAddresses, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
 import { BRIDGE_PREFIX, HOST_VETH_PREFIX } from '../core/names.js'
 import { PortDriver } from './port-driver.js'
 import { type Binding, type PortReserver, SocketPortReserver } from './port-reservations.js'
@@ -53,7 +53,7 @@ export class LinuxHost implements Host {
     this.links = new LinkDriver(this.rtnl)
     const all: KindDriver[] = [
       this.links,
-      new FirewallDriver(firewall),
+      new FirewallDriver(firewall, runner),
       new SysctlDriver(parts.sysctls ?? new ProcSysctls(this.procSys), (f, log) => firewall.dropForwardingByDefault(f, log)),
       this.portDriver,
     ]
@@ -95,6 +95,8 @@ export class LinuxHost implements Host {
     if (this.known) return this.known
     const kinds = new Set(['bridge', 'veth'])
     for (const l of await listLinks(this.rtnl)) if (l.kind) kinds.add(l.kind)
+    // Built in or loaded (a built-in module with a version shows here too): overlay encryption's precondition.
+    if (existsSync('/sys/module/wireguard')) kinds.add('wireguard')
     this.known = {
       brNetfilter: existsSync(join(this.procSys, 'net/bridge/bridge-nf-call-iptables')),
       ipv6: existsSync(join(this.procSys, 'net/ipv6/conf/all')),
@@ -118,6 +120,12 @@ export class LinuxHost implements Host {
     const route = (await listRoutes(this.rtnl, 4)).find((r) => r.dst === 'default' && r.table === MAIN_TABLE && r.dev !== undefined)
     if (!route) return undefined
     return (await listLinks(this.rtnl)).find((l) => l.index === route.dev)?.mtu
+  }
+
+  async underlayOf(address: string): Promise<{ link: string; mtu: number } | undefined> {
+    const found = (await listAddresses(this.rtnl)).find((a) => a.address === address)
+    const link = found && (await listLinks(this.rtnl)).find((l) => l.index === found.link)
+    return link ? { link: link.name, mtu: link.mtu } : undefined
   }
 
   reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined) {

@@ -4,16 +4,19 @@ import { COMMON_OPTION } from '../core/docker-keys.js'
 import type { ModeName, NetworkRecord } from '../core/records.js'
 import { bridgeMode } from './bridge.js'
 import type { NetworkMode } from './mode.js'
+import { overlayMode } from './overlay.js'
 
-const MODES: Partial<Record<ModeName, NetworkMode>> = { bridge: bridgeMode }
+const MODES: Partial<Record<ModeName, NetworkMode>> = { bridge: bridgeMode, overlay: overlayMode }
 const PLANNED: Record<string, string> = {
-  overlay: 'overlay mode is not available in this version of tsnet',
   macvlan: 'macvlan mode is not available in this version of tsnet',
 }
 
-/** The mode `-o tsnet.mode=` asks for (bridge when absent). */
-export function modeFor(generic: Readonly<Record<string, string>>): NetworkMode {
-  const name = generic[COMMON_OPTION.mode] ?? 'bridge'
+/**
+ * The mode `-o tsnet.mode=` asks for; without it `fallback` (bridge, or overlay for a plugin in
+ * global scope, whose networks span the hosts of a swarm).
+ */
+export function modeFor(generic: Readonly<Record<string, string>>, fallback: ModeName = 'bridge'): NetworkMode {
+  const name = generic[COMMON_OPTION.mode] ?? fallback
   const mode = MODES[name as ModeName]
   if (mode) return mode
   const planned = PLANNED[name]

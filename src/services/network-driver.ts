@@ -19,6 +19,7 @@ import { conflict, withContext } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import type { Host } from '../host/host.js'
 import { modeFor, modeOf } from '../modes/index.js'
+import type { PlanContext } from '../modes/mode.js'
 import type { AllocateNetworkRequest, CreateEndpointRequest, CreateNetworkRequest, EndpointRef, JoinRequest, NetworkRef } from '../protocol/types.js'
 import { type Changes, type NetworkState, epOwner, netOwner, short } from './network-state.js'
 import { KeyedLock } from '../util/keyed-lock.js'
@@ -28,6 +29,10 @@ import type { WriteOptions } from '../store/store.js'
 export interface NetworkConfig {
   /** MTU for networks without -o com.docker.network.driver.mtu; undefined: the default route's, else 1500. */
   defaultMtu?: number
+  /** 'global': a swarm's multi-host driver, whose networks are overlays by default. */
+  scope?: 'local' | 'global'
+  /** What overlay planning needs from the swarm service (this node's data-path address and its MTU). */
+  underlay?: () => Promise<PlanContext['underlay']>
 }
 
 const FALLBACK_MTU = 1500
@@ -65,7 +70,8 @@ export class NetworkDriver {
   ) {}
 
   capabilities() {
-    return { Scope: 'local', ConnectivityScope: 'local' }
+    const scope = this.config.scope ?? 'local'
+    return { Scope: scope, ConnectivityScope: scope }
   }
 
   private async defaultMtu(): Promise<number> {
@@ -80,9 +86,10 @@ export class NetworkDriver {
   createNetwork(req: CreateNetworkRequest, log: Logger) {
     return this.lock.run(req.NetworkID, async () => {
       const generic = genericOptions(req.Options ?? {})
-      const mode = modeFor(generic)
+      const mode = modeFor(generic, this.config.scope === 'global' ? 'overlay' : 'bridge')
       checkOptionKeys(generic, mode, DAEMON_KEYS)
-      const ctx = { defaultMtu: await this.defaultMtu(), facts: await this.host.facts() }
+      const ctx: PlanContext = { defaultMtu: await this.defaultMtu(), facts: await this.host.facts(), scope: this.config.scope ?? 'local' }
+      if (mode.name === 'overlay') ctx.underlay = await this.config.underlay?.()
       const planned = planNetwork(req, mode, generic, ctx, this.clock.iso())
       const existing = this.state.networks.get(req.NetworkID)
       if (existing && !sameNetwork(existing, planned)) {

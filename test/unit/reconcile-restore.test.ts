@@ -109,7 +109,7 @@ t.test('two stored networks on one subnet (an older tsnet allowed it) share set 
   await first.services.driver.createNetwork(netReq(NET, '10.9.0.0/24', '10.9.0.1/24'), log)
   // CreateNetwork refuses the overlap now; a store written before that may still hold one.
   const twin: NetworkRecord = {
-    ...(await first.storedNetwork(NET)), id: NET2, spec: { bridge: 'twin0', bridgeNamedByUser: true }, genericOptions: { [BRIDGE_OPTION.bridgeName]: 'twin0' },
+    ...(await first.storedNetwork(NET)), id: NET2, mode: 'bridge', spec: { bridge: 'twin0', bridgeNamedByUser: true }, genericOptions: { [BRIDGE_OPTION.bridgeName]: 'twin0' },
   }
   await writeFile(join(first.dir, 'store', 'networks', `${NET2}.json`), JSON.stringify(twin))
   const u = await first.restart()

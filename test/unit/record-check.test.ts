@@ -89,7 +89,7 @@ t.test('every record the services write passes', async (t) => {
   for (const r of records) t.equal(checkStoredRecord(r.collection, r.id, r.value), undefined, `${r.collection}/${r.id} passes`)
   // The scenario really used what the checks look at (else passing would prove little).
   const of = <T>(c: string) => records.filter((r) => r.collection === c).map((r) => r.value as T)
-  t.ok(of<NetworkRecord>('networks').some((n) => n.policy && n.ipv6Subnets.length > 0 && n.ipv4Subnets[0]?.auxAddresses && n.spec.bridgeNamedByUser), 'a network with a policy, IPv6, aux addresses and a user bridge name')
+  t.ok(of<NetworkRecord>('networks').some((n) => n.policy && n.ipv6Subnets.length > 0 && n.ipv4Subnets[0]?.auxAddresses && n.mode === 'bridge' && n.spec.bridgeNamedByUser), 'a network with a policy, IPv6, aux addresses and a user bridge name')
   t.ok(of<NetworkRecord>('networks').some((n) => n.internal), 'an internal network')
   t.ok(of<EndpointRecord>('endpoints').some((e) => e.published?.length && e.sandboxKey && e.joined && e.addressV6 && e.macFromDocker), 'an endpoint joined, with published ports, both families and a given MAC')
   t.ok(of<EndpointRecord>('endpoints').some((e) => e.address === undefined), 'an IPv6-only endpoint')
@@ -168,7 +168,8 @@ t.test('the wrong shape in any collection is refused with a sentence saying what
     ['networks', NET, { ...network(), policy: null }, /field policy is null, not a string/],
     ['networks', NET, { ...network(), id: 'not/an/id' }, /field id is "not\/an\/id", not a Docker ID/],
     ['networks', dockerId('ff'), network(), new RegExp(`the network record stored as "${dockerId('ff')}" describes "${NET}"`)],
-    ['networks', NET, { ...networkV2(), mode: 'overlay' }, /field mode is "overlay", not one of "bridge"/],
+    ['networks', NET, { ...networkV2(), mode: 'macvlan' }, /field mode is "macvlan", not one of "bridge", "overlay"/],
+    ['networks', NET, { ...networkV2(), mode: 'overlay' }, /field spec\.vxlan is missing, not an interface name/],
     ['networks', NET, { ...networkV2(), spec: null }, /field spec is null, not an object/],
     ['networks', NET, { ...networkV2(), spec: { bridge: 'br; rm -rf', bridgeNamedByUser: false } }, /field spec\.bridge is "br; rm -rf", not an interface name/],
     ['networks', NET, { ...networkV2(), spec: { bridge: 'tsbr-0a01234567' } }, /field spec\.bridgeNamedByUser is missing, not true or false/],

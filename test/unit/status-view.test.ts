@@ -2,7 +2,7 @@
 // when Docker is not asked), addresses, MACs and published ports, and one health line per kind
 // of state the daemon reports (or "unknown" when it does not run). --json keeps the records whole.
 import t from 'tap'
-import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../../src/core/records.js'
+import type { BridgeNetwork, EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../../src/core/records.js'
 import type { DaemonStatus } from '../../src/observe/daemon-status.js'
 import { gcLine, reconcileLine, statusText, when } from '../../src/observe/status-text.js'
 import { statusModel, type StatusInput } from '../../src/observe/status-view.js'
@@ -14,7 +14,7 @@ const B = 'bb'.repeat(32)
 const E1 = 'e1'.repeat(32)
 const E2 = 'e2'.repeat(32)
 
-const network = (id: string, pool: string, extra: Partial<NetworkRecord> = {}): NetworkRecord => ({
+const network = (id: string, pool: string, extra: Partial<BridgeNetwork> = {}): NetworkRecord => ({
   id, mode: 'bridge', spec: { bridge: `tsbr-${id.slice(0, 10)}`, bridgeNamedByUser: false }, mtu: 1450, internal: false, ipv6: false,
   ipv4Subnets: [{ pool, gateway: pool.replace(/0\/24$/, '1/24') }], ipv6Subnets: [], enableIpMasquerade: true, enableIcc: true, genericOptions: {}, createdAt: ago(600), ...extra,
 })

@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli } from '../../src/cli/index.js'
 import { renderSvg } from '../../src/cli/topology.js'
-import type { EndpointRecord, NetworkRecord } from '../../src/core/records.js'
+import type { BridgeNetwork, EndpointRecord, NetworkRecord } from '../../src/core/records.js'
 import { statusModel, type StatusInput } from '../../src/observe/status-view.js'
 import { topologyDot, topologyOf } from '../../src/observe/topology.js'
 
 const id = (lead: string) => lead.repeat(32)
 const [WEB, UI, API] = [id('aa'), id('bb'), id('cc')]
-const network = (nid: string, pool: string, extra: Partial<NetworkRecord> = {}): NetworkRecord => ({
+const network = (nid: string, pool: string, extra: Partial<BridgeNetwork> = {}): NetworkRecord => ({
   id: nid, mode: 'bridge', spec: { bridge: `tsbr-${nid.slice(0, 10)}`, bridgeNamedByUser: false }, mtu: 1500, internal: false, ipv6: false,
   ipv4Subnets: [{ pool, gateway: pool.replace(/0\/24$/, '1/24') }], ipv6Subnets: [], enableIpMasquerade: true, enableIcc: true, genericOptions: {}, createdAt: '2026-01-01T00:00:00Z', ...extra,
 })
