@@ -12,7 +12,8 @@ import type { ReconcileReport } from '../core/reconcile-report.js'
 import { TsnetError, errorMessage, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { DesiredIndex } from './desired-index.js'
-import { KeySetLock, SharedExclusiveGate } from './locks.js'
+import { SharedExclusiveLock } from '../util/shared-exclusive-lock.js'
+import { KeySetLock } from './locks.js'
 
 export interface ChangeOptions {
   /** What the request does, as the start of an error message ("creating network 0a01…"). */
@@ -39,7 +40,7 @@ const sameWanted = (a: HostObject | undefined, b: HostObject | undefined) =>
 export class Engine {
   readonly desired = new DesiredIndex()
   private readonly keyLocks = new KeySetLock()
-  private readonly gate = new SharedExclusiveGate()
+  private readonly gate = new SharedExclusiveLock()
 
   constructor(private readonly host: Host) {}
 

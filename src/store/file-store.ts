@@ -35,7 +35,7 @@ import { EXIT_STORE_UNUSABLE, MIGRATING_DIR, STORE_DIR, declaredSchema, unusable
 import { type RecordUpgrade, migrateStore, recoverMigration } from './migrate.js'
 import { type FileIdentity, RECORD_SUFFIX, currentIdentity, stageFile, syncDir } from './record-files.js'
 import { RecordReader, Revisions } from './record-reader.js'
-import { SharedExclusiveLock } from './rw-lock.js'
+import { SharedExclusiveLock } from '../util/shared-exclusive-lock.js'
 import {
   COLLECTIONS, type Condition, type Entry, type Lease, type Listing, type Revision, STORE_SCHEMA, StoreBase, type TxnResult,
   type Unwatch, type WatchEvent, type Write, type WriteOptions, listing,
