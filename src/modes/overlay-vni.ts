@@ -19,19 +19,22 @@ export interface VniDecision {
   evicted?: string
 }
 
+/** A network's own claim: an ID such as `__proto__` must not find what every object inherits. */
+const claimOf = (claims: VniClaims, networkId: string): number | undefined => (Object.hasOwn(claims, networkId) ? claims[networkId] : undefined)
+
 /**
  * The VNI of `networkId`: the one Swarm's options carry (`given`), else the one already claimed,
  * else the lowest free one of `range`.
  */
 export function claimVni(claims: VniClaims, networkId: string, given: number | undefined, range: VniRange): VniDecision {
   if (given !== undefined) {
-    if (claims[networkId] === given) return { vni: given, claims, how: 'kept' }
+    if (claimOf(claims, networkId) === given) return { vni: given, claims, how: 'kept' }
     const holder = Object.keys(claims).find((id) => id !== networkId && claims[id] === given)
     const next: Record<string, number> = { ...claims, [networkId]: given }
     if (holder !== undefined) delete next[holder]
     return { vni: given, claims: next, how: 'given', ...(holder !== undefined ? { evicted: holder } : {}) }
   }
-  const mine = claims[networkId]
+  const mine = claimOf(claims, networkId)
   if (mine !== undefined) return { vni: mine, claims, how: 'kept' }
   const used = new Set(Object.values(claims))
   for (let vni = range.first; vni <= range.last; vni++) {
@@ -42,7 +45,7 @@ export function claimVni(claims: VniClaims, networkId: string, given: number | u
 
 /** The claims without `networkId` (FreeNetwork); unchanged when it held none. */
 export function releaseVni(claims: VniClaims, networkId: string): VniClaims {
-  if (claims[networkId] === undefined) return claims
+  if (claimOf(claims, networkId) === undefined) return claims
   const next = { ...claims }
   delete next[networkId]
   return next
