@@ -35,7 +35,7 @@ run_suite() { # name, per-file timeout (s), parallel files, dir
 }
 run_suite unit 60 2 test/unit
 run_suite contract 60 2 test/contract
-run_suite integration 120 2 test/integration
+run_suite integration 300 2 test/integration
 run_suite fuzz 300 1 test/fuzz
 run_suite e2e 900 1 test/e2e
 
