@@ -6,28 +6,14 @@
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import type { Netns } from './lib/netns.js'
 import { container, discover, startTsnet, underlay } from './lib/overlay-hosts.js'
+import { firewallDump } from './lib/firewall-dump.js'
 
 const GOLDEN = fileURLToPath(new URL('../golden/overlay.txt', import.meta.url))
 const UPDATE = process.env.TSNET_UPDATE_GOLDENS === '1'
 const NET = 'g0l1d2e3n4o5v6e7r8l9a0yab'
 
-async function dump(ns: Netns): Promise<string> {
-  const clean = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.replace(/^\[\d+:\d+\] /, '').replace(/ \[\d+:\d+\]$/, ' [0:0]'))
-  const sets = (await ns.ok('ipset', ['save'])).split('\n').filter((l) => l !== '').map((l) => l.replace(/ initval 0x[0-9a-f]+/, ''))
-  const bySet = new Map<string, string[]>()
-  for (const l of sets) {
-    const name = l.split(' ')[1] ?? ''
-    bySet.set(name, [...(bySet.get(name) ?? []), l])
-  }
-  const ipset = [...bySet.values()].flatMap((ls) => [ls[0] ?? '', ...ls.slice(1).sort()])
-  return [
-    '== iptables-save', ...clean(await ns.ok('iptables-save', [])),
-    '== ip6tables-save', ...clean(await ns.ok('ip6tables-save', [])),
-    '== ipset save', ...ipset, '',
-  ].join('\n')
-}
+const dump = firewallDump
 
 t.test('overlay: one network, two other hosts, one container', async (t) => {
   const { hosts, dir } = await underlay(t, ['10.99.0.1'])
