@@ -11,6 +11,8 @@ import type { DockerSnapshot } from './docker-facts.js'
 export interface TsnetView {
   networks: NetworkRecord[]
   endpoints: EndpointRecord[]
+  /** Endpoints whose CreateEndpoint is running: not judged, but the addresses they hold are taken. */
+  creating?: EndpointRecord[]
   pools: Array<PoolRecord & { leases: LeaseRecord[] }>
 }
 
@@ -49,23 +51,45 @@ export function needsInspection(view: TsnetView): (n: { id: string; subnets: str
   return (n) => ours.has(n.id) || n.subnets.some((s) => poolSubnets.has(canonicalCidr(s) ?? s))
 }
 
+export interface JudgeOptions {
+  /**
+   * When Docker was asked for the snapshot (ms since the epoch). A record made since cannot be in
+   * Docker's answer, so it gets no verdict from it: Docker may be creating it right now.
+   */
+  askedAt?: number
+  /**
+   * A lease whose address one of tsnet's endpoints holds is explained by that endpoint (background
+   * passes): Docker leases the address before it creates the endpoint and shows the endpoint only
+   * after, so under load the lease can look unexplained for long; a stale endpoint goes first and
+   * its lease a pass later. Endpoints still being created always hold their addresses.
+   */
+  endpointsExplainLeases?: boolean
+}
+
 /** Everything of tsnet's that Docker's snapshot does not explain right now. */
-export function findUnexplained(view: TsnetView, docker: DockerSnapshot): Stale[] {
+export function findUnexplained(view: TsnetView, docker: DockerSnapshot, opts: JudgeOptions = {}): Stale[] {
   const out: Stale[] = []
   const dockerNets = new Map(docker.networks.map((n) => [n.id, n]))
+  const madeSince = (createdAt: string) => {
+    const t = Date.parse(createdAt)
+    return opts.askedAt !== undefined && Number.isFinite(t) && t > opts.askedAt
+  }
 
   for (const n of view.networks) {
-    if (!dockerNets.has(n.id)) out.push({ kind: 'network', networkId: n.id })
+    if (!dockerNets.has(n.id) && !madeSince(n.createdAt)) out.push({ kind: 'network', networkId: n.id })
   }
   for (const e of view.endpoints) {
     const dn = dockerNets.get(e.networkId)
     if (!dn) continue // the whole network goes
     if (!dn.endpoints) continue // not inspected: no verdict
+    if (madeSince(e.createdAt)) continue
     if (!dn.endpoints.some((x) => x.endpointId === e.id)) out.push({ kind: 'endpoint', networkId: e.networkId, endpointId: e.id })
   }
+  const heldByEndpoints = endpointAddresses(opts.endpointsExplainLeases ? [...view.endpoints, ...(view.creating ?? [])] : view.creating ?? [], view.networks)
 
   for (const p of view.pools) {
     if (p.addressSpace === GLOBAL_SPACE) continue // swarm allocations: Docker's local view does not show them
+    if (madeSince(p.createdAt)) continue
     const users = docker.networks.filter((n) => n.ipam.some((c) => canonicalCidr(c.subnet) === p.pool && (canonicalCidr(c.ipRange) ?? undefined) === (p.subPool ?? undefined)))
     if (users.length === 0) {
       out.push({ kind: 'pool', poolId: p.id, createdAt: p.createdAt })
@@ -89,11 +113,28 @@ export function findUnexplained(view: TsnetView, docker: DockerSnapshot): Stale[
     }
     for (const l of p.leases) {
       // Docker's API does not show a gateway it did not get from the user: gateways go with their pool.
-      if (l.kind === 'gateway') continue
-      if (!explained.has(bareIp(l.address) ?? l.address)) out.push({ kind: 'lease', poolId: p.id, address: l.address, createdAt: l.createdAt })
+      if (l.kind === 'gateway' || madeSince(l.createdAt)) continue
+      const ip = bareIp(l.address) ?? l.address
+      if (explained.has(ip) || heldByEndpoints.has(`${p.pool} ${ip}`)) continue
+      out.push({ kind: 'lease', poolId: p.id, address: l.address, createdAt: l.createdAt })
     }
   }
   return out
+}
+
+/** "<subnet> <address>" for every address of these endpoints, by their networks' subnets. */
+function endpointAddresses(endpoints: EndpointRecord[], networkList: NetworkRecord[]): Set<string> {
+  const networks = new Map(networkList.map((n) => [n.id, n]))
+  const held = new Set<string>()
+  for (const e of endpoints) {
+    const n = networks.get(e.networkId)
+    if (!n) continue
+    for (const [address, subnets] of [[e.address, n.ipv4Subnets], [e.addressV6, n.ipv6Subnets]] as const) {
+      const ip = bareIp(address)
+      if (ip) for (const s of subnets) held.add(`${canonicalCidr(s.pool) ?? s.pool} ${ip}`)
+    }
+  }
+  return held
 }
 
 /**

@@ -92,6 +92,8 @@ export class GcService {
   private async runPass(asked?: { dryRun: boolean }): Promise<GcOutcome> {
     const view = { ...this.network.snapshot(), pools: this.ipam.poolsWithLeases() }
     let docker
+    // Records made from here on cannot be in Docker's answer: they are not judged by it.
+    const askedAt = this.clock.now()
     try {
       docker = await this.docker.snapshot(needsInspection(view))
     } catch (err) {
@@ -123,7 +125,8 @@ export class GcService {
     }
     // The store may have moved on while Docker answered: judge against a fresh view of it.
     const fresh = { ...this.network.snapshot(), pools: this.ipam.poolsWithLeases() }
-    const unexplained = findUnexplained(fresh, docker)
+    // An operator's pass (records at least a minute old) collects a stale endpoint and its lease at once.
+    const unexplained = findUnexplained(fresh, docker, { askedAt, endpointsExplainLeases: !asked })
     const now = this.clock.now()
     let collect: Stale[]
     if (asked) {

@@ -32,6 +32,8 @@ export type Changes = Map<string, HostObject[] | undefined>
 export class NetworkState {
   readonly networks = new Map<string, NetworkRecord>()
   readonly endpoints = new Map<string, EndpointRecord>()
+  /** Endpoints between the start and the end of their CreateEndpoint: their addresses are taken. */
+  readonly creating = new Map<string, EndpointRecord>()
   /** Where this node sends overlay traffic from and to (the swarm service sets it). */
   overlay: () => OverlayView = () => NO_OVERLAY
 
@@ -110,8 +112,8 @@ export class NetworkState {
     return changes
   }
 
-  /** For status output and garbage collection. */
+  /** For status output and garbage collection; `creating`: endpoints whose CreateEndpoint is still running. */
   snapshot() {
-    return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()] }
+    return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()], creating: [...this.creating.values()] }
   }
 }

@@ -59,7 +59,7 @@ t.test('endpoint lifecycle: CreateEndpoint, Join, Leave, DeleteEndpoint, DeleteN
   t.same(await driver.deleteNetwork({ NetworkID: NET }, log), {})
   t.equal(host.state(), new FakeHost().state(), 'bridge, group, entries and chains are gone')
   t.same(await u.services.store.list('networks'), [])
-  t.same(driver.snapshot(), { networks: [], endpoints: [] })
+  t.same(driver.snapshot(), { networks: [], endpoints: [], creating: [] })
 })
 
 t.test('CreateEndpoint with a MAC from Docker answers without a MAC', async (t) => {

@@ -295,3 +295,40 @@ t.test('confirm does not change the suspects it is given', async (t) => {
   t.same([...before], [...copy])
   t.notOk(out.suspects.has('network:gone'))
 })
+
+t.test('a lease whose address one of tsnet\'s endpoints holds is explained by it (Docker shows the endpoint only later)', async (t) => {
+  const p = pool('10.0.0.0/24', [['10.0.0.1', 'gateway'], ['10.0.0.2', 'endpoint'], ['10.0.0.3', 'endpoint']])
+  const v = view({ networks: [network(NET)], endpoints: [endpoint(EP, NET, '10.0.0.2/24')], pools: [p] })
+  const d = docker(dnet(NET, [cfg('10.0.0.0/24')], []))
+  t.same(keys(findUnexplained(v, d, { endpointsExplainLeases: true })), [`endpoint:${EP}`, `lease:${p.id}#10.0.0.3@${LEASE_AT}`].sort(),
+    'the endpoint is judged; its address is not, while the address no endpoint holds is')
+  t.same(keys(findUnexplained(v, d)), [`endpoint:${EP}`, `lease:${p.id}#10.0.0.2@${LEASE_AT}`, `lease:${p.id}#10.0.0.3@${LEASE_AT}`].sort(),
+    'without the option (an operator\'s pass) both addresses are judged')
+  const other = pool('10.1.0.0/24', [['10.1.0.2', 'endpoint']])
+  const d2 = docker(dnet(NET, [cfg('10.0.0.0/24')], []), dnet(FOREIGN, [cfg('10.1.0.0/24')], []))
+  const v2 = view({ networks: [network(NET)], endpoints: [endpoint(EP, NET, '10.1.0.2/24')], pools: [other] })
+  t.same(keys(findUnexplained(v2, d2, { endpointsExplainLeases: true })), [`endpoint:${EP}`, `lease:${other.id}#10.1.0.2@${LEASE_AT}`].sort(),
+    'the same address in another network\'s pool is not held by this network\'s endpoint')
+})
+
+t.test('records made after Docker was asked get no verdict from its answer', async (t) => {
+  const asked = Date.parse(LEASE_AT)
+  const late = '2024-01-01T00:02:00.001Z'
+  const p = pool('10.0.0.0/24', [['10.0.0.2', 'endpoint'], ['10.0.0.3', 'endpoint', late]])
+  const lateNet = { ...network(NET2, '10.0.1.0/24', '10.0.1.1/24'), createdAt: late }
+  const lateEp = { ...endpoint(EP2, NET, '10.0.0.9/24'), createdAt: late }
+  const latePool = pool('10.0.2.0/24', [], { createdAt: late })
+  const v = view({ networks: [network(NET), lateNet], endpoints: [endpoint(EP, NET), lateEp], pools: [p, latePool] })
+  const d = docker(dnet(NET, [cfg('10.0.0.0/24')], []))
+  t.same(keys(findUnexplained(v, d, { askedAt: asked })), [`endpoint:${EP}`, `lease:${p.id}#10.0.0.2@${LEASE_AT}`].sort(),
+    'a network, endpoint, pool and lease stamped after the ask are left out; those stamped at or before it are judged')
+  t.same(keys(findUnexplained(v, d)).length, 6, 'positive control: without askedAt all six are judged')
+})
+
+t.test('an endpoint whose CreateEndpoint is still running holds its address, and gets no verdict itself', async (t) => {
+  const p = pool('10.0.0.0/24', [['10.0.0.2', 'endpoint']])
+  const d = docker(dnet(NET, [cfg('10.0.0.0/24')], []))
+  const v = view({ networks: [network(NET)], creating: [endpoint(EP, NET, '10.0.0.2/24')], pools: [p] })
+  t.same(findUnexplained(v, d), [], 'neither the endpoint being created nor its lease')
+  t.same(keys(findUnexplained({ ...v, creating: [] }, d)), [`lease:${p.id}#10.0.0.2@${LEASE_AT}`], 'positive control: once it is not being created, the lease is judged')
+})

@@ -298,7 +298,7 @@ t.test('DeleteNetwork removes endpoints still attached; a second one and unknown
   await services.driver.deleteNetwork({ NetworkID: NET }, log)
   t.equal(host.state(), new FakeHost().state(), 'nothing left on the host: bridge, veths, group, entries and chains are gone')
   t.equal(await storeState(), JSON.stringify({}), 'no network or endpoint record')
-  t.same(services.driver.snapshot(), { networks: [], endpoints: [] })
+  t.same(services.driver.snapshot(), { networks: [], endpoints: [], creating: [] })
   const calls = host.calls.length
   t.same(await services.driver.deleteNetwork({ NetworkID: NET }, log), {}, 'a repeated DeleteNetwork')
   t.same(host.changesSince(calls), [], 'applies nothing')
