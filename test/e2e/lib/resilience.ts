@@ -520,3 +520,19 @@ export async function linkDetails(e: Engine): Promise<Map<string, { alias?: stri
   }>;
   return new Map(raw.map((l) => [l.ifname, { alias: l.ifalias, master: l.master, kind: l.linkinfo?.info_kind }]));
 }
+
+/**
+ * What the logs say of the addresses and names in a leak report: tsnet's lines naming any of
+ * them, and dockerd's warnings about the plugin (its retries, its failed rollbacks). For the
+ * failure message of a check that compares Docker's view with tsnet's; bounded in size.
+ */
+export async function leakEvidence(leaks: readonly string[], tsnetLog: string, dockerdLog: string, maxLines = 40): Promise<string> {
+  const needles = [...new Set(leaks.flatMap((l) => l.match(/\d+\.\d+\.\d+\.\d+|ts[a-z]*[0-9a-f]{6,}/g) ?? []))];
+  if (needles.length === 0) return '(no address or link name in the report)';
+  const read = (p: string) => readFile(p, 'utf8').catch(() => '');
+  const [ts, dd] = await Promise.all([read(tsnetLog), read(dockerdLog)]);
+  const pick = (text: string, keep: (line: string) => boolean) => text.split('\n').filter(keep).slice(-maxLines).map((l) => l.slice(0, 400));
+  const tsLines = pick(ts, (l) => needles.some((n) => l.includes(`"${n}`) || l.includes(`${n}/`) || l.includes(`#${n}`)));
+  const ddLines = pick(dd, (l) => /plugin|Failed to release|tsnet/i.test(l) && /warn|erro/i.test(l));
+  return [`tsnet log lines naming ${needles.join(', ')}:`, ...tsLines, 'dockerd warnings and errors about the plugin:', ...ddLines].join('\n');
+}
