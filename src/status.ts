@@ -25,12 +25,12 @@ export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   for (const n of networks) {
     const subnets = [...n.ipv4Subnets, ...n.ipv6Subnets].map((s) => `${s.pool}${s.gateway ? ` gw ${s.gateway}` : ''}`).join(', ')
     const flags = [n.internal ? 'internal' : '', n.enableIcc ? '' : 'icc off', n.enableIpMasquerade ? '' : 'no masquerade'].filter(Boolean).join(', ')
-    console.log(`  ${n.id.slice(0, 12)}  bridge ${n.spec.bridge}  mtu ${n.mtu}${flags ? `  ${flags}` : ''}  ${subnets}${n.policy ? `  allow: ${n.policy}` : ''}`)
+    console.log(`  ${n.id.slice(0, 12)}  ${n.mode === 'bridge' ? `bridge ${n.spec.bridge}` : `${n.mode} on ${n.spec.parent}${n.spec.macvlanMode === 'bridge' ? '' : ` (${n.spec.macvlanMode})`}`}  mtu ${n.mtu}${flags ? `  ${flags}` : ''}  ${subnets}${n.policy ? `  allow: ${n.policy}` : ''}`)
     for (const e of endpoints.filter((x) => x.networkId === n.id)) {
       const host = (p: PublishedPort) => (p.family === 6 ? `[${bindAddressOf(p)}]` : bindAddressOf(p))
       const dest = (p: PublishedPort) => (p.family === 6 ? `[${p.containerIp}]` : p.containerIp)
       const ports = (e.published ?? []).map((p) => `${host(p)}:${p.hostPort}->${dest(p)}:${p.containerPort}/${p.proto}`).join(' ')
-      console.log(`    endpoint ${e.id.slice(0, 12)}  ${e.hostIf}  ${e.mac}  ${[e.address, e.addressV6].filter(Boolean).join(' ')}${e.joined ? '  joined' : ''}${ports ? `  ports ${ports}` : ''}`)
+      console.log(`    endpoint ${e.id.slice(0, 12)}  ${e.hostIf ?? e.containerIf}  ${e.mac}  ${[e.address, e.addressV6].filter(Boolean).join(' ')}${e.joined ? '  joined' : ''}${ports ? `  ports ${ports}` : ''}`)
     }
   }
   console.log(`pools: ${pools.length}`)

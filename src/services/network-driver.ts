@@ -13,6 +13,7 @@ import { flowsToForget } from '../core/flows.js'
 import { genericOptions } from '../core/options.js'
 import { DAEMON_KEYS } from '../core/docker-keys.js'
 import { checkOptionKeys } from '../core/network-plan.js'
+import type { LinkObject } from '../core/objects.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
 import { conflict, withContext } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
@@ -57,12 +58,21 @@ export class NetworkDriver {
     }
   }
 
+  /** Host links a mode plans with (a macvlan parent), as they are now, by name. */
+  private async hostLinks(names: readonly string[]): Promise<Map<string, LinkObject>> {
+    if (names.length === 0) return new Map()
+    const seen = await this.host.observe({ keys: names.map((n) => `link ${n}`), fresh: true })
+    return new Map([...seen.values()].flatMap((o) => (o.kind === 'link' ? [[o.name, o] as const] : [])))
+  }
+
   createNetwork(req: CreateNetworkRequest, log: Logger) {
     return this.lock.run(req.NetworkID, async () => {
       const generic = genericOptions(req.Options ?? {})
-      const mode = modeFor(generic)
+      const facts = await this.host.facts()
+      const mode = modeFor(generic, facts)
       checkOptionKeys(generic, mode, DAEMON_KEYS)
-      const ctx = { defaultMtu: await this.defaultMtu(), facts: await this.host.facts() }
+      const links = await this.hostLinks(mode.hostLinks?.(generic) ?? [])
+      const ctx = { defaultMtu: await this.defaultMtu(), facts, links }
       const planned = planNetwork(req, mode, generic, ctx, this.clock.iso())
       const existing = this.state.networks.get(req.NetworkID)
       if (existing && !sameNetwork(existing, planned)) {
@@ -75,6 +85,10 @@ export class NetworkDriver {
       const names = new Set(mode.claimedNames(record))
       const clash = others.find((n) => modeOf(n).claimedNames(n).some((x) => names.has(x)))
       if (clash) throw conflict(`bridge name ${[...names].join(', ')} is already used by network ${short(clash.id)}`)
+      for (const other of existing ? [] : others) {
+        const why = mode.conflictWith?.(planned, other, (n) => this.state.label(n))
+        if (why) throw conflict(why)
+      }
       // Checked and claimed with no await in between: two creates of overlapping networks cannot both pass.
       const overlap = existing ? undefined : findSubnetOverlap(planned, others)
       if (overlap) {

@@ -44,8 +44,9 @@ export class PortPublisher {
       // A mapping without a HostIP takes the network's default host address (-o host_binding_ipv4).
       const mappings = parsePortMap(options[OPT.portMap]).map((m) => (m.hostIp === '' && hostIp !== '' ? { ...m, hostIp } : m))
       parseExposedPorts(options[OPT.exposedPorts])
-      if (n.internal || !modeOf(n).supports.publish) {
-        if (mappings.some((m) => m.hostPort !== 0 || m.hostIp !== '')) {
+      if (n.internal || !mode.supports.publish) {
+        // -p 80 (any host port) asks for publishing too; only an internal network lets it pass quietly, as before.
+        if (mappings.some((m) => !n.internal || m.hostPort !== 0 || m.hostIp !== '')) {
           throw invalid(n.internal ? `network ${short(n.id)} is internal: it publishes no ports` : `a ${n.mode} network publishes no ports: host netfilter never sees its traffic`)
         }
         return {}
