@@ -13,7 +13,7 @@ import { run, runOk } from '../test/e2e/lib/proc.js'
 import { startTsnet } from '../test/e2e/lib/tsnet.js'
 import { median } from './lib/stats.js'
 
-const IMAGE = 'bench-net:latest'
+export const IMAGE = 'bench-net:latest'
 const TS = ['-d', 'tsnet', '--ipam-driver', 'tsnet']
 const PLAIN = { br: 'tsbp-br', a: 'tsbp-a', b: 'tsbp-b' }
 
@@ -23,7 +23,7 @@ export interface DatapathRow { networks: number; rounds: Array<Record<PathName, 
 export interface DockerRunResult { tsnetMs: number[]; bridgeMs: number[] }
 
 /** An image with busybox and Debian's iperf3 (and its libraries), made with docker import. */
-async function importNetImage(e: Engine): Promise<void> {
+export async function importNetImage(e: Engine): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tsnet-bench-img-'))
   try {
     const put = (src: string, dst = src) => {
@@ -49,7 +49,7 @@ async function importNetImage(e: Engine): Promise<void> {
   }
 }
 
-async function ensureIperf(): Promise<void> {
+export async function ensureIperf(): Promise<void> {
   if ((await run('sh', ['-c', 'command -v iperf3'])).code === 0) return
   await runOk('apt-get', ['install', '-y', '--no-install-recommends', 'iperf3'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 300_000 })
 }
