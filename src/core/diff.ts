@@ -3,7 +3,7 @@
  * list of changes. Pure; the engine observes, calls this, and applies the result.
  */
 import { conflict } from '../errors.js'
-import { type HostObject, type Op, isOwned, keyOf, linkOf, rankOf, sameObject, updatable } from './objects.js'
+import { type HostObject, type LinkObject, type Op, isOwned, keyOf, linkOf, rankOf, sameObject, updatable } from './objects.js'
 
 export interface DiffResult {
   ops: Op[]
@@ -19,7 +19,11 @@ export interface DiffResult {
  * never changed: a desired key they hold is reported as foreign. Deletions come first, in
  * reverse creation order, and skip what goes with a deleted link; then creations and updates.
  */
-export function diff(keys: Iterable<string>, desired: ReadonlyMap<string, HostObject>, observed: ReadonlyMap<string, HostObject>): DiffResult {
+export function diff(
+  keys: Iterable<string>, desired: ReadonlyMap<string, HostObject>, observed: ReadonlyMap<string, HostObject>,
+  /** A tsnet link whose owner no record has any more: the wanting owner takes it over, as an untagged one. */
+  orphaned: (have: LinkObject) => boolean = () => false,
+): DiffResult {
   const deletes: HostObject[] = []
   const changes: Op[] = []
   const missing: HostObject[] = []
@@ -32,7 +36,7 @@ export function diff(keys: Iterable<string>, desired: ReadonlyMap<string, HostOb
       else if (!want.inSandbox) missing.push(want)
     } else if (want && have) {
       if (sameObject(want, have)) continue
-      if (have.kind === 'link' && want.kind === 'link' && (!isOwned(have) || (have.alias !== '' && have.alias !== want.alias))) {
+      if (have.kind === 'link' && want.kind === 'link' && (!isOwned(have) || (have.alias !== '' && have.alias !== want.alias && !orphaned(have)))) {
         foreign.push({ want, have })
       } else if (updatable(want, have)) {
         changes.push({ op: 'update', obj: want, from: have })

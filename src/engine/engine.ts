@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino'
 import { describeOp, diff, foreignSentence, refuseForeign } from '../core/diff.js'
-import { type HostObject, type Op, keyOf, needsOf, providesOf } from '../core/objects.js'
+import { type HostObject, type Op, TSNET_TAG_PREFIX, keyOf, needsOf, providesOf } from '../core/objects.js'
 import { TsnetError, errorMessage, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { DesiredIndex } from './desired-index.js'
@@ -20,6 +20,11 @@ export interface ChangeOptions {
   verify?: readonly string[]
   /** The store write; runs after the host change, inside the same locks. A failure undoes the host change. */
   persist?: () => Promise<void>
+  /**
+   * The records were changed first (a removal): a failure is not undone, which would bring back
+   * what the store no longer holds. The index lets go all the same, so a reconcile removes the rest.
+   */
+  removal?: boolean
   log: Logger
 }
 
@@ -85,7 +90,9 @@ export class Engine {
           try {
             await this.host.apply(plan.ops, opts.log)
           } catch (err) {
-            throw await this.undo(err, keys, before, opts)
+            if (!opts.removal) throw await this.undo(err, keys, before, opts)
+            this.desired.commit(staged)
+            throw withContext(err, opts.doing)
           }
         }
         if (opts.persist) {
@@ -179,7 +186,9 @@ export class Engine {
         const w = this.desired.get(k)
         if (w) wanted.set(k, w)
       }
-      const plan = diff(keys, wanted, observed)
+      // No request runs meanwhile, so a tagged link whose owner is not in the index is a leftover.
+      const live = new Set([...this.desired.owners()].map((o) => TSNET_TAG_PREFIX + o))
+      const plan = diff(keys, wanted, observed, (have) => !live.has(have.alias))
       const foreignKeys = new Set(plan.foreign.map((f) => keyOf(f.want)))
       const ops = plan.ops.filter((op) => !foreignKeys.has(keyOf(op.obj)))
       const failed = opts.dryRun ? [] : await this.applyEach(ops, opts.log)

@@ -23,6 +23,8 @@ export class Reconciler {
   private timer: NodeJS.Timeout | undefined
   private soon: NodeJS.Timeout | undefined
   private running: Promise<ReconcileReport> | undefined
+  /** The missing objects last logged: a container's lost veth stays missing until Docker removes it, say so once. */
+  private missingLogged = ''
   last: ReconcileStatus | undefined
 
   constructor(
@@ -55,6 +57,9 @@ export class Reconciler {
     if (r.changes.length > 0 && kind !== 'boot') this.log.warn({ ...summary, repaired: r.changes }, 'reconcile repaired drift on the host')
     if (r.failed.length > 0) this.log.error({ ...summary, failedChanges: r.failed }, 'reconcile could not fix some objects')
     if (r.foreign.length > 0) this.log.warn({ ...summary, foreignObjects: r.foreign }, 'objects tsnet wants are held by something else')
+    const missing = r.missing.join('\n')
+    if (missing !== '' && missing !== this.missingLogged) this.log.warn({ ...summary, missingObjects: r.missing }, 'wanted objects are gone and are not made again')
+    this.missingLogged = missing
   }
 
   /** Every `intervalMs` (0: never). */

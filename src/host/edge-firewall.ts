@@ -258,11 +258,20 @@ function jumpLines(f: Family, table: Jump['table'], state: ChainState): string[]
   for (const j of jumps(f).filter((x) => x.table === table)) {
     const rules = state.rules.get(j.chain) ?? []
     const want = unquoted(j.rule)
-    if (rules[0] === want && rules.filter((r) => r === want).length === 1) continue
+    if ((rules[0] === want || behindDockerUser(j, rules, state)) && rules.filter((r) => r === want).length === 1) continue
     for (const r of rules) if (r === want) out.push(`-D ${j.chain} ${j.rule}`)
     out.push(`-I ${j.chain} 1 ${j.rule}`)
   }
   return out
+}
+
+/**
+ * Docker puts its jump to DOCKER-USER first in FORWARD whenever it creates a network, whatever
+ * the driver. While DOCKER-USER starts with tsnet's jump, TSNET-FORWARD still decides first, so
+ * that order is as good; moving tsnet's jump back would only start a tug of war with Docker.
+ */
+function behindDockerUser(j: Jump, rules: readonly string[], state: ChainState): boolean {
+  return j.chain === 'FORWARD' && rules[0] === `-j ${DOCKER_USER}` && state.rules.get(DOCKER_USER)?.[0] === unquoted(`-j ${CHAIN.forward}`)
 }
 
 /** Deletions of every copy of tsnet's jumps in `table`. */

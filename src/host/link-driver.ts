@@ -21,10 +21,25 @@ export function canonicalCidr(cidr: string): string {
   return c ? formatCidr(c.ip, c.prefix.bits) : cidr
 }
 
+/** How long a link this process deleted is expected to show up in a delete event. */
+const OWN_DELETE_MS = 10_000
+
 export class LinkDriver implements KindDriver {
   readonly kinds = ['link', 'addr', 'neigh', 'fdb'] as const
+  /** Links this process is deleting, until their delete event is seen (by name: when it expires). */
+  private readonly ownDeletes = new Map<string, number>()
 
   constructor(private readonly rtnl: Rtnl) {}
+
+  /**
+   * Whether the kernel's report that `name` was deleted is about a deletion of this process's
+   * own (consumed once): that is no drift, and must not set off a reconcile.
+   */
+  deletedHere(name: string): boolean {
+    const until = this.ownDeletes.get(name)
+    this.ownDeletes.delete(name)
+    return until !== undefined && until >= Date.now()
+  }
 
   async observe(scope: ObserveScope): Promise<HostObject[]> {
     const names = new Set<string>()
@@ -131,7 +146,11 @@ export class LinkDriver implements KindDriver {
     switch (o.kind) {
       case 'link':
         if (op.op === 'delete') {
-          await deleteLink(this.rtnl, o.name)
+          this.ownDeletes.set(o.name, Date.now() + OWN_DELETE_MS)
+          await deleteLink(this.rtnl, o.name).catch((err: unknown) => {
+            this.ownDeletes.delete(o.name)
+            throw err
+          })
           log.info({ host: 'link.deleted', link: o.name, type: o.type }, 'link deleted')
         } else if (op.op === 'create') {
           await createLink(this.rtnl, specOf(o))

@@ -38,6 +38,7 @@ export interface LinuxHostParts {
 export class LinuxHost implements Host {
   private readonly rtnl: Rtnl
   private readonly drivers = new Map<ObjectKind, KindDriver>()
+  private readonly links: LinkDriver
   private readonly portDriver: PortDriver
   private readonly procSys: string
   private readonly conntrack: ConntrackFlows
@@ -50,8 +51,9 @@ export class LinuxHost implements Host {
     const firewall = new EdgeFirewall(runner)
     this.conntrack = new ConntrackFlows(runner)
     this.portDriver = new PortDriver(parts.ports ?? new SocketPortReserver())
+    this.links = new LinkDriver(this.rtnl)
     const all: KindDriver[] = [
-      new LinkDriver(this.rtnl),
+      this.links,
       new FirewallDriver(firewall),
       new SysctlDriver(parts.sysctls ?? new ProcSysctls(this.procSys), (f, log) => firewall.dropForwardingByDefault(f, log)),
       this.portDriver,
@@ -135,7 +137,8 @@ export class LinuxHost implements Host {
     const watch = watchLinks((e) => {
       // Docker moves a macvlan endpoint's link into its container, which this namespace hears as a delete.
       if (e.type === 'delete' && e.kind === 'macvlan' && (e.alias ?? '').startsWith(ENDPOINT_TAG)) return
-      if (e.type === 'delete' && ours(e.name, e.alias)) onDrift(`link ${e.name} was deleted`)
+      // tsnet's own deletions (DeleteEndpoint, DeleteNetwork, a rollback) are no drift.
+      if (e.type === 'delete' && ours(e.name, e.alias) && !this.links.deletedHere(e.name)) onDrift(`link ${e.name} was deleted`)
       else if (e.type === 'change' && e.previousName !== undefined && ours(e.previousName, e.alias)) onDrift(`link ${e.previousName} was renamed ${e.name}`)
     }, {
       onOverflow: () => onDrift('link events were lost'),

@@ -101,7 +101,7 @@ export function joinAnswer(n: NetworkRecord, e: EndpointRecord): JoinAnswer {
 }
 
 /** The bridge of a bridge-mode network (modes are chosen by the record, so another mode here is a bug). */
-function bridgeOf(n: NetworkRecord): string {
+export function bridgeOf(n: NetworkRecord): string {
   if (n.mode !== 'bridge') throw new Error(`network ${n.id.slice(0, 12)} is a ${n.mode} network, not a bridge one`)
   return n.spec.bridge
 }

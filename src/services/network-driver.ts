@@ -11,7 +11,8 @@ import { checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndp
 import { checkPolicySize } from '../core/edge-plan.js'
 import { flowsToForget } from '../core/flows.js'
 import { genericOptions } from '../core/options.js'
-import { DAEMON_KEYS } from '../core/docker-keys.js'
+import { DAEMON_KEYS, OPT } from '../core/docker-keys.js'
+import { parseExposedPorts, parsePortMap } from '../core/ports.js'
 import { checkOptionKeys } from '../core/network-plan.js'
 import type { LinkObject } from '../core/objects.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
@@ -30,6 +31,8 @@ export interface NetworkConfig {
 }
 
 const FALLBACK_MTU = 1500
+/** Removals write the store first: a store that cannot remove the record changes nothing. */
+const UNCHANGED = 'nothing was changed, because its record could not be removed'
 
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
@@ -97,7 +100,9 @@ export class NetworkDriver {
       }
       this.creating.set(record.id, record)
       try {
-        await this.engine.change(new Map([[netOwner(record.id), this.state.renderNetwork(record, [])]]), {
+        // A retry of a network that exists keeps what its containers want (policy entries, route_localnet).
+        const objects = this.state.renderNetwork(record, existing ? this.state.endpointsOf(record.id) : [])
+        await this.engine.change(new Map([[netOwner(record.id), objects]]), {
           doing: `creating network ${short(record.id)}`,
           verify: [netOwner(record.id)],
           persist: existing ? undefined : () => this.state.store.put('networks', record.id, record),
@@ -115,23 +120,31 @@ export class NetworkDriver {
     return this.lock.run(req.NetworkID, async () => {
       const n = this.state.networks.get(req.NetworkID)
       if (!n) return {}
+      const doing = `deleting network ${short(n.id)}`
       const removed: Changes = new Map()
-      const gone = this.state.endpointsOf(n.id).flatMap((e) => e.published ?? [])
+      const gone: PublishedPort[] = []
+      let failure: unknown
       try {
         for (const e of this.state.endpointsOf(n.id)) {
           await this.state.store.delete('endpoints', e.id)
           this.state.endpoints.delete(e.id)
           removed.set(epOwner(e.id), undefined)
+          gone.push(...(e.published ?? []))
         }
         await this.state.store.delete('networks', n.id)
         this.state.networks.delete(n.id)
         removed.set(netOwner(n.id), undefined)
+      } catch (err) {
+        failure = withContext(err, removed.size === 0 ? `${doing}: ${UNCHANGED}` : `${doing}: stopped part way, because a record could not be removed (the endpoints removed so far are gone from the host too)`)
+      }
+      // What the store no longer holds goes from the host too, even when the store failed part way.
+      if (this.state.networks.has(n.id)) removed.set(netOwner(n.id), this.state.renderNetwork(n))
+      try {
+        await this.engine.change(removed, { doing, removal: true, log })
       } finally {
-        // What the store no longer holds goes from the host too, even when the store failed part way.
-        if (this.state.networks.has(n.id)) removed.set(netOwner(n.id), this.state.renderNetwork(n))
-        if (removed.size > 0) await this.engine.change(removed, { doing: `deleting network ${short(n.id)}`, log })
         await this.forgetFlows(gone, log)
       }
+      if (failure) throw failure
       log.info({ network: n.id }, 'network deleted')
       return {}
     })
@@ -149,8 +162,15 @@ export class NetworkDriver {
       const record = existing ?? plan.record
       const clash = [...this.state.endpoints.values()].find((e) => e.id !== record.id && e.hostIf !== undefined && e.hostIf === record.hostIf)
       if (clash) throw conflict(`endpoint ${short(req.EndpointID)} would reuse interface ${clash.hostIf} of endpoint ${short(clash.id)}`)
-      await this.engine.change(this.state.endpointChanges(n, record.id, record), {
-        doing: `creating endpoint ${short(record.id)}`,
+      const doing = `creating endpoint ${short(record.id)}`
+      let changes: Changes
+      try {
+        changes = this.state.endpointChanges(n, record.id, record) // a policy too large for one more container is refused here
+      } catch (err) {
+        throw withContext(err, doing)
+      }
+      await this.engine.change(changes, {
+        doing,
         verify: [epOwner(record.id)],
         persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record),
         log,
@@ -171,10 +191,11 @@ export class NetworkDriver {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID) return {}
       const n = this.state.knownNetwork(e.networkId)
-      await this.state.store.delete('endpoints', e.id)
+      const doing = `deleting endpoint ${short(e.id)}`
+      await this.state.store.delete('endpoints', e.id).catch((err: unknown) => { throw withContext(err, `${doing}: ${UNCHANGED}`) })
       this.state.endpoints.delete(e.id)
       try {
-        await this.engine.change(this.state.endpointChanges(n, e.id, undefined), { doing: `deleting endpoint ${short(e.id)}`, log })
+        await this.engine.change(this.state.endpointChanges(n, e.id, undefined), { doing, removal: true, log })
       } finally {
         await this.forgetFlows(e.published ?? [], log)
       }
@@ -187,6 +208,9 @@ export class NetworkDriver {
       const n = this.state.knownNetwork(req.NetworkID)
       const e = this.state.knownEndpoint(req.NetworkID, req.EndpointID)
       const sandboxKey = checkSandboxKey(req.SandboxKey)
+      // Docker repeats the container's ports here; Program publishes them, but bad ones are refused now.
+      parsePortMap(req.Options?.[OPT.portMap])
+      parseExposedPorts(req.Options?.[OPT.exposedPorts])
       const mode = modeOf(n)
       const response = mode.join(n, e)
       if (!e.joined || e.sandboxKey !== sandboxKey) {
@@ -208,10 +232,16 @@ export class NetworkDriver {
     })
   }
 
-  /** Writes a changed endpoint record and brings its objects along (host first); the caller holds the network's lock. */
+  /**
+   * Writes a changed endpoint record and brings its objects along (host first); the caller holds
+   * the network's lock. Every object of the endpoint is checked, so a repeated request puts back
+   * what went missing (a flushed DNAT rule).
+   */
   async updateEndpoint(next: EndpointRecord, doing: string, log: Logger): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
-    await this.engine.change(this.state.endpointChanges(n, next.id, next), { doing, persist: () => this.state.store.put('endpoints', next.id, next), log })
+    await this.engine.change(this.state.endpointChanges(n, next.id, next), {
+      doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next), log,
+    })
     this.state.endpoints.set(next.id, next)
   }
 
@@ -226,9 +256,9 @@ export class NetworkDriver {
     this.state.endpoints.set(next.id, next)
   }
 
-  /** Brings the host to an endpoint record already saved. */
+  /** Brings the host to an endpoint record already saved (so a failure is not undone: see ChangeOptions.removal). */
   async applyEndpoint(e: EndpointRecord, doing: string, log: Logger): Promise<void> {
-    await this.engine.change(this.state.endpointChanges(this.state.knownNetwork(e.networkId), e.id, e), { doing, log })
+    await this.engine.change(this.state.endpointChanges(this.state.knownNetwork(e.networkId), e.id, e), { doing, removal: true, log })
   }
 
   /**

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino'
 import { canonicalPolicy, parsePolicy, policyNetworkNames } from '../core/policy.js'
 import type { NetworkRecord } from '../core/records.js'
-import { invalid, notFound, quote } from '../errors.js'
+import { invalid, notFound, quote, withContext } from '../errors.js'
 import { modeOf } from '../modes/index.js'
 import type { NetworkDriver } from './network-driver.js'
 import { netOwner } from './network-state.js'
@@ -27,8 +27,15 @@ export class PolicyService {
       const current = this.state.knownNetwork(n.id)
       const { policy: _old, ...rest } = current
       const updated = (policy === '' ? rest : { ...rest, policy }) as NetworkRecord
-      await this.driver.engine.change(new Map([[netOwner(n.id), this.state.renderNetwork(updated)]]), {
-        doing: `changing the policy of network ${this.state.label(n)}`,
+      const doing = `changing the policy of network ${this.state.label(n)}`
+      let objects
+      try {
+        objects = this.state.renderNetwork(updated) // a policy too large for the network's containers is refused here
+      } catch (err) {
+        throw withContext(err, doing)
+      }
+      await this.driver.engine.change(new Map([[netOwner(n.id), objects]]), {
+        doing,
         persist: () => this.state.store.put('networks', n.id, updated),
         log,
       })

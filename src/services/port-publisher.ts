@@ -41,12 +41,15 @@ export class PortPublisher {
       const options = req.Options ?? {}
       const mode = modeOf(n)
       const hostIp = mode.defaultHostIp?.(n) ?? ''
-      // A mapping without a HostIP takes the network's default host address (-o host_binding_ipv4).
-      const mappings = parsePortMap(options[OPT.portMap]).map((m) => (m.hostIp === '' && hostIp !== '' ? { ...m, hostIp } : m))
+      // As Docker sent them (and as they are stored); a mapping without a HostIP then takes the
+      // network's default host address (-o host_binding_ipv4).
+      const sent = parsePortMap(options[OPT.portMap])
+      const defaulted = hostIp !== '' && sent.some((m) => m.hostIp === '')
+      const mappings = sent.map((m) => (m.hostIp === '' && hostIp !== '' ? { ...m, hostIp } : m))
       parseExposedPorts(options[OPT.exposedPorts])
       if (n.internal || !mode.supports.publish) {
         // -p 80 (any host port) asks for publishing too; only an internal network lets it pass quietly, as before.
-        if (mappings.some((m) => !n.internal || m.hostPort !== 0 || m.hostIp !== '')) {
+        if (sent.some((m) => !n.internal || m.hostPort !== 0 || m.hostIp !== '')) {
           throw invalid(n.internal ? `network ${short(n.id)} is internal: it publishes no ports` : `a ${n.mode} network publishes no ports: host netfilter never sees its traffic`)
         }
         return {}
@@ -55,7 +58,7 @@ export class PortPublisher {
       if (mappings.length === 0 && !e.published?.length) return {}
       const requests = planPublish(e, mappings)
       const doing = `publishing ports of endpoint ${short(e.id)}`
-      if (e.published && JSON.stringify(e.portMappings) === JSON.stringify(mappings)) {
+      if (e.published && JSON.stringify(e.portMappings) === JSON.stringify(sent)) {
         // Repeated (also after a restart): make sure the rules and holds are there.
         await this.driver.updateEndpoint(e, doing, log)
         return {}
@@ -64,12 +67,12 @@ export class PortPublisher {
       const current = state.endpoints.get(e.id) ?? e
       const peers = [...state.endpoints.values()].filter((o) => o.id !== e.id)
       const published = await this.hold(requests, peers).catch((err: unknown) => {
-        const where = hostIp !== '' ? `network ${state.label(n)} publishes on ${hostIp} (${BRIDGE_OPTION.hostBinding})` : undefined
+        const where = defaulted ? `network ${state.label(n)} publishes on ${hostIp} (${BRIDGE_OPTION.hostBinding})` : undefined
         const failed = withContext(err, `${doing} (rolled back: the host is as it was)`)
         throw where ? withContext(failed, where) : failed
       })
       // The holds are on the host now; if this change fails, the engine's undo releases them.
-      await this.driver.updateEndpoint({ ...current, portMappings: mappings, published }, doing, log)
+      await this.driver.updateEndpoint({ ...current, portMappings: sent, published }, doing, log)
       // Packets that arrived while no rule held these ports started flows of their own.
       await this.driver.forgetFlows(published, log)
       for (const p of published) {

@@ -9,12 +9,16 @@ import t, { type Test } from 'tap'
 import { DOCKER_DEFAULT_POOLS_TEXT, parseDefaultPools } from '../../src/core/ipam.js'
 import type { Runner } from '../../src/host/exec.js'
 import { linuxHostVia } from '../../src/host/linux-host.js'
+import { Rtnl } from '../../src/host/netlink/index.js'
+import type { NlMessage } from '../../src/host/netlink/wire.js'
+import { openServices } from '../../src/main.js'
 import { buildApp } from '../../src/server/app.js'
-import { IpamService } from '../../src/services/ipam-service.js'
-import { NetworkService } from '../../src/services/network-service.js'
-import { FileStore } from '../../src/store/file-store.js'
 import { type Json, wireText } from '../fixtures/wire/loader.js'
 import { Driver } from './fixtures/driver.js'
+
+// About 130 cases, each over a fresh baseline: on a loaded machine this takes longer than the
+// package's 60 s file timeout. The limit only catches hangs; speed is bench/'s business.
+t.setTimeout(600_000)
 
 const N = '1d'.repeat(32) // the baseline network
 const E = '2e'.repeat(32) // its endpoint (created and joined)
@@ -261,30 +265,57 @@ t.test('host_binding_ipv4 with an address that is not the host\'s: Program is re
 
 t.test('a foreign link with the bridge name: refused, and the foreign link is left alone', async (t) => {
   const d = await baseline(t)
-  d.host.links.set('docker0', { name: 'docker0', kind: 'bridge', mtu: 1500, up: true, addresses: ['172.17.0.1/16'] })
+  // Docker's own bridge: no tsnet alias, a name tsnet does not reserve.
+  d.host.objects.set('link docker0', { kind: 'link', name: 'docker0', type: 'bridge', alias: '', mtu: 1500, up: true, recreate: false })
+  d.host.objects.set('addr docker0 172.17.0.1/16', { kind: 'addr', link: 'docker0', cidr: '172.17.0.1/16' })
   await expectRefused(t, d, { name: 'bridge named docker0', method: 'NetworkDriver.CreateNetwork', body: withGeneric({ 'com.docker.network.bridge.name': 'docker0' }), err: /docker0.*not tsnet's/ })
-  t.ok(d.link('docker0'), 'docker0 still exists')
+  t.same(d.link('docker0'), { kind: 'link', name: 'docker0', type: 'bridge', alias: '', mtu: 1500, up: true, recreate: false, addresses: ['172.17.0.1/16'] }, 'docker0 is exactly as it was')
 })
 
+// FakeHost fails the next change of a kind (`kind`) or of a kind and operation (`kind:op`).
+// Every failure after a host change is undone, and the Err says so in one format.
+const ROLLED_BACK = '\\(rolled back: the host is as it was\\)'
+
 t.test('a host failure is an {Err} and is rolled back', async (t) => {
-  for (const op of ['setSysctl', 'ensureBridge', 'syncSetEntries'] as const) {
+  // The baseline already made tsnet's chains and the host-wide settings: a second network adds its bridge, its settings and its set members.
+  for (const op of ['sysctl', 'link:create', 'addr:create', 'setEntry:create'] as const) {
     const d = await baseline(t)
     d.host.failNext.add(op)
-    await expectRefused(t, d, { name: `CreateNetwork with ${op} failing`, method: 'NetworkDriver.CreateNetwork', body: network(), err: new RegExp(`creating network 4a4a4a4a4a4a.*injected failure in ${op}`) })
+    await expectRefused(t, d, { name: `CreateNetwork with ${op} failing`, method: 'NetworkDriver.CreateNetwork', body: network(), err: new RegExp(`^creating network 4a4a4a4a4a4a ${ROLLED_BACK}: injected failure in ${op}`) })
   }
-  for (const op of ['ensureEdge', 'syncSetEntries'] as const) {
+  for (const op of ['chains', 'sysctl', 'link:create', 'setEntry:create'] as const) {
     const first = await Driver.start(t) // tsnet's chains come with the first network
     first.host.failNext.add(op)
-    await expectRefused(t, first, { name: `the first CreateNetwork with ${op} failing`, method: 'NetworkDriver.CreateNetwork', body: network(), err: new RegExp(`creating network 4a4a4a4a4a4a \\(rolled back: nothing was left on the host\\).*injected failure in ${op}`) })
+    await expectRefused(t, first, { name: `the first CreateNetwork with ${op} failing`, method: 'NetworkDriver.CreateNetwork', body: network(), err: new RegExp(`^creating network 4a4a4a4a4a4a ${ROLLED_BACK}: injected failure in ${op}`) })
+    t.equal(first.host.edge, false, `the first CreateNetwork with ${op} failing: tsnet's chains are not left behind`)
   }
   const d = await baseline(t)
-  d.host.failNext.add('ensureVeth')
-  await expectRefused(t, d, { name: 'CreateEndpoint with ensureVeth failing', method: 'NetworkDriver.CreateEndpoint', body: endpoint(), err: /creating endpoint 3f3f3f3f3f3f.*injected failure in ensureVeth/ })
-  for (const op of ['reservePort', 'addPortRules'] as const) {
+  d.host.failNext.add('link:create')
+  await expectRefused(t, d, { name: 'CreateEndpoint with link:create failing', method: 'NetworkDriver.CreateEndpoint', body: endpoint(), err: new RegExp(`^creating endpoint 3f3f3f3f3f3f ${ROLLED_BACK}: injected failure in link:create`) })
+  for (const op of ['reservePort', 'dnat:create'] as const) {
     const d = await baseline(t)
     d.host.failNext.add(op)
-    await expectRefused(t, d, { name: `Program with ${op} failing`, method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}), err: new RegExp(`publishing ports of endpoint 2e2e2e2e2e2e \\(rolled back: nothing was published\\).*injected failure in ${op}`) })
+    await expectRefused(t, d, { name: `Program with ${op} failing`, method: 'NetworkDriver.ProgramExternalConnectivity', body: program({}), err: new RegExp(`^publishing ports of endpoint 2e2e2e2e2e2e ${ROLLED_BACK}: injected failure in ${op}`) })
+    t.same([...d.host.heldPorts], [], `Program with ${op} failing: no host port stays held`)
   }
+  await t.test('loopback publishing turns route_localnet on: a failure there is rolled back too', async (t) => {
+    const d = await baseline(t)
+    d.host.failNext.add('sysctl:update')
+    await expectRefused(t, d, { name: 'Program -p 127.0.0.1:8080:80 with sysctl:update failing', method: 'NetworkDriver.ProgramExternalConnectivity', body: program({ HostIP: '127.0.0.1' }), err: new RegExp(`^publishing ports of endpoint 2e2e2e2e2e2e ${ROLLED_BACK}: injected failure in sysctl:update`) })
+  })
+  await t.test('a rollback that cannot finish says so', async (t) => {
+    const d = await baseline(t)
+    d.host.failNext.add('setEntry:create')
+    d.host.failNext.add('link:delete') // the undo cannot remove the new bridge
+    const before = await d.state()
+    const a = await d.send('NetworkDriver.CreateNetwork', network())
+    t.not(a.status, 200)
+    t.match(a.json?.Err, /^creating network 4a4a4a4a4a4a \(rollback incomplete: 1 change\(s\) could not be undone, see the tsnet log\): injected failure in setEntry:create/)
+    t.same(await d.storeFiles(), before.store, 'the store is unchanged')
+    t.ok(d.link('tsbr-4a4a4a4a4a'), 'the bridge the undo could not remove is still there')
+    t.equal((await d.send('Tsnet.Reconcile', {})).status, 200)
+    t.same(d.host.state(), before.host, 'the next reconcile removes it: the host is as before the request')
+  })
 })
 
 t.test('a host port already taken: refused naming it, nothing is published', async (t) => {
@@ -342,10 +373,9 @@ t.test('deletes and releases of unknown objects answer 200 {} and change nothing
   })
 })
 
-// IDs with control characters or spaces. With FakeHost they are simply accepted (the protocol
-// layer does not check IDs). The last test drives LinuxHost through a runner that only records the
-// commands (nothing is executed) to see what such IDs do on a real host: since the host layer checks
-// link aliases, a newline no longer becomes an extra `ip -batch` command, but ".." still passes.
+// IDs with control characters or spaces are refused by the protocol layer. The last test drives
+// a LinuxHost whose netlink socket and tools only record what they are asked (nothing reaches a
+// kernel), to see that such IDs never get as far as the host.
 const INJECTED_ID = `${'a'.repeat(10)}\nlink del dev eth0`
 
 for (const [name, method, body] of [
@@ -359,36 +389,58 @@ for (const [name, method, body] of [
   })
 }
 
-t.test('on a real host (LinuxHost, commands recorded and not run)', async (t) => {
-  const batches: string[] = []
+/** An rtnetlink client that records every request and answers as an empty kernel would. */
+class RecordingRtnl extends Rtnl {
+  readonly sent: Array<{ type: number; doing: string; bytes: string }> = []
+
+  override async request(type: number, _flags: number, body: readonly Buffer[], doing: string): Promise<NlMessage[]> {
+    this.sent.push({ type, doing, bytes: Buffer.concat(body).toString('latin1') })
+    return []
+  }
+
+  override async dump(): Promise<NlMessage[]> {
+    return []
+  }
+}
+
+t.test('on a real host (LinuxHost, netlink and tools recorded, nothing run)', async (t) => {
+  const commands: string[] = []
   const runner: Runner = {
     async run(cmd: string, args: readonly string[], opts: { input?: string } = {}) {
-      if (cmd === 'ip' && args[0] === '-batch') batches.push(opts.input ?? '')
-      if (cmd === 'ip' && args.includes('show') && args.includes('dev')) return { code: 1, stdout: '', stderr: `Device "${args.at(-1)}" does not exist.` }
-      if (cmd === 'ip' && args.includes('route')) return { code: 0, stdout: '[]', stderr: '' }
-      if (/tables$/.test(cmd)) return { code: 1, stdout: '', stderr: 'No chain/target/match by that name.' }
+      commands.push([cmd, ...args, opts.input ?? ''].join(' '))
       return { code: 0, stdout: '', stderr: '' }
     },
   }
+  const rtnl = new RecordingRtnl()
   const dir = await mkdtemp(join(tmpdir(), 'tsnet-contract-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const store = await FileStore.open(dir)
-  const host = linuxHostVia(runner)
-  const networkService = new NetworkService(store, host, {})
-  const ipamService = new IpamService(store, host, { defaultPools: parseDefaultPools(DOCKER_DEFAULT_POOLS_TEXT) })
-  await networkService.load()
-  await ipamService.load()
-  const app = buildApp({ logger: pino({ level: 'silent' }), network: networkService, ipam: ipamService })
+  const logger = pino({ level: 'silent' })
+  const config = {
+    socket: join(dir, 'tsnet.sock'), stateDir: dir, logLevel: 'silent', defaultPools: parseDefaultPools(DOCKER_DEFAULT_POOLS_TEXT),
+    gcIntervalSec: 0, procSys: '/proc/sys', reconcileIntervalSec: 0,
+  }
+  const services = await openServices(config, linuxHostVia(runner, rtnl), logger)
+  // As main.ts: requests wait for the boot reconcile, whose failure is only logged.
+  const app = buildApp({ logger, services, ready: services.reconciler.boot().then(() => undefined, () => undefined) })
   t.teardown(() => app.close())
   const create = (id: string) => app.inject({ method: 'POST', url: '/NetworkDriver.CreateNetwork', payload: wireText(network({ NetworkID: id })), headers: {} })
+  await app.ready()
+  await create('') // waits for the boot reconcile, so that only the requests below are recorded
+  const reached = () => ({ netlink: rtnl.sent.length, tools: commands.length })
+  const nothing = reached()
 
   const injected = await create(INJECTED_ID)
-  const lines = batches.join('\n').split('\n')
-  t.notOk(lines.includes('link del dev eth0'), 'a newline in the NetworkID never becomes its own ip -batch command')
   t.not(injected.statusCode, 200, `a NetworkID with a newline is refused (${injected.body})`)
   t.same(Object.keys(JSON.parse(injected.body)), ['Err'])
+  t.same(reached(), nothing, 'the request never reached the host: no netlink request, no tool run')
 
   const dots = await create('..')
   t.not(dots.statusCode, 200, `NetworkID ".." is refused (got ${dots.statusCode} ${dots.body})`)
-  t.notOk(batches.some((b) => b.includes('tsbr-..')), 'no bridge tsbr-.. is created')
+  t.same(reached(), nothing, 'nor did this one')
+
+  // Positive control: a valid NetworkID reaches the host through the same recorders.
+  const valid = 'ab'.repeat(32)
+  await create(valid)
+  t.ok(rtnl.sent.some((m) => m.bytes.includes(`tsbr-${valid.slice(0, 10)}`)), 'a valid CreateNetwork sends netlink requests naming its bridge')
+  t.notOk([...rtnl.sent.map((m) => m.bytes), ...commands].some((x) => x.includes('link del dev eth0') || x.includes('tsbr-..')), 'nothing sent to the host carries the hostile IDs')
 })

@@ -5,6 +5,9 @@ import { loadScenario } from '../fixtures/wire/loader.js'
 import { Driver } from './fixtures/driver.js'
 import { Replayer, assertNoEdge } from './fixtures/replay.js'
 
+// The package's 60 s file timeout is too short on a loaded machine; this limit only catches hangs (issue 11).
+t.setTimeout(600_000)
+
 t.test('00: a managed plugin gets GetCapabilities with an empty body, never Plugin.Activate', async (t) => {
   const d = await Driver.start(t)
   const r = new Replayer(t, d)

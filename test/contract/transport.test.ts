@@ -6,6 +6,9 @@ import t from 'tap'
 import { type Json, loadScenario, wireText } from '../fixtures/wire/loader.js'
 import { DOCKER_HEADERS, Driver } from './fixtures/driver.js'
 
+// The package's 60 s file timeout is too short on a loaded machine; this limit only catches hangs (issue 11).
+t.setTimeout(600_000)
+
 const NET = {
   NetworkID: '7e57'.repeat(16),
   Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': {} },

@@ -34,7 +34,7 @@ import {
   type HostSnapshot,
   type TsnetHandle,
 } from './lib/index.js';
-import { withDiagnostics } from './lib/scenario.js';
+import { expectIdle, withDiagnostics } from './lib/scenario.js';
 
 // The whole file takes 1-3 minutes; tell tap (its default per-file timeout may be shorter).
 t.setTimeout(600_000);
@@ -46,9 +46,16 @@ let base: HostSnapshot | undefined;
 let ts: TsnetHandle | undefined;
 let forwardingAtBase: { v4: string; v6: string } | undefined;
 
-/** A subtest that, when it fails, adds the tails of tsnet.log and dockerd.log to its output. */
+/**
+ * A subtest that ends with the idempotence check (a reconcile right after plans nothing) and,
+ * when it fails, adds the tails of tsnet.log and dockerd.log to its output.
+ */
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
-  return t.test(name, (tt) => withDiagnostics(tt, fn, (tt) => {
+  const body = async (tt: Test) => {
+    await fn(tt);
+    await expectIdle(tt, ts?.running ? ts.socketPath : undefined);
+  };
+  return t.test(name, (tt) => withDiagnostics(tt, body, (tt) => {
     if (!E) return;
     tt.comment(`--- tail of ${E.stateDir}/tsnet.log:\n${ts?.logTail(30) ?? '(tsnet not started)'}`);
     tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(15)}`);
@@ -246,6 +253,7 @@ if (!E || !base || !ts) {
 
   await scenario('teardown: everything removed, host back to the base snapshot', async (t) => {
     t.same(await removeAllContainersAndNetworks(e), [], 'all containers and networks removed');
+    await expectIdle(t, ts!.socketPath);
     const exit = await ts!.stop();
     t.same(exit, { code: 0, signal: null }, 'tsnet exits 0 on SIGTERM');
     const now = await snapshotHost(e);

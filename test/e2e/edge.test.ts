@@ -34,7 +34,7 @@ import {
   type Engine,
   type TsnetHandle,
 } from './lib/index.js';
-import { withDiagnostics } from './lib/scenario.js';
+import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import {
   containerNetns,
   counterDelta,
@@ -89,9 +89,14 @@ let out: Outside | undefined;
 const procs: NsProcess[] = [];
 const figures: Record<string, unknown> = {};
 
+/** A subtest ending with the idempotence check; its failures carry the daemons' logs. */
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
+  const body = async (tt: Test) => {
+    await fn(tt);
+    await expectIdle(tt, ts?.running ? ts.socketPath : undefined);
+  };
   return t.test(name, (tt) =>
-    withDiagnostics(tt, fn, (tt) => {
+    withDiagnostics(tt, body, (tt) => {
       if (!E) return;
       tt.comment(`--- tail of ${E.stateDir}/tsnet.log:\n${ts?.logTail(30) ?? '(tsnet not started)'}`);
       tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(12)}`);

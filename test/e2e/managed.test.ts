@@ -11,7 +11,7 @@ import { alive, run } from './lib/proc.js';
 import { startTsnet, tsnetStateDir, TSNET_CLI, type TsnetHandle } from './lib/tsnet.js';
 import { capMask, readProcessSandbox, setprivArgv } from './lib/sandbox.js';
 import { waitFor } from './lib/wait.js';
-import { withDiagnostics } from './lib/scenario.js';
+import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import {
   buildPlugin,
   legacyAlias,
@@ -52,8 +52,24 @@ let currentId = '';
 /** set while nothing after it can work (no plugin was built): later scenarios are skipped */
 let blocked: string | undefined;
 
+/**
+ * The socket of the tsnet that serves at the moment, as this process reaches it: the legacy one,
+ * or the enabled managed plugin's (<engine plugins dir>/<id>/tsnet.sock); undefined when none.
+ */
+async function servingSocket(e: Engine): Promise<string | undefined> {
+  if (legacy?.running) return legacy.socketPath;
+  if (!currentId) return undefined;
+  const enabled = await e.docker(['plugin', 'inspect', '-f', '{{.Enabled}}', currentId]);
+  return enabled.code === 0 && enabled.stdout.trim() === 'true' ? pluginSocketPath(e, currentId) : undefined;
+}
+
+/** A subtest ending with the idempotence check (legacy or managed, whichever serves); failures carry the logs. */
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
-  return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, fn, (tt) => {
+  const body = async (tt: Test) => {
+    await fn(tt);
+    if (E) await expectIdle(tt, await servingSocket(E), legacy?.running ? 'the legacy tsnet' : `plugin ${currentId.slice(0, 12)}`);
+  };
+  return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, body, (tt) => {
     if (!E) return;
     if (currentId) {
       const lines = pluginLines(E, currentId).slice(-15).map((l) => `[${l.level}] ${l.text}`);
@@ -500,6 +516,7 @@ if (!E) {
 
   await scenario('teardown: containers, networks and plugins removed', async (t) => {
     t.same(await removeAllContainersAndNetworks(e), [], 'all containers and networks removed');
+    await expectIdle(t, await servingSocket(e), `plugin ${currentId.slice(0, 12)}`);
     t.same(await removeAllPlugins(e), [], 'all plugins removed');
     t.equal(await e.dockerOk(['plugin', 'ls', '-q']), '', 'no plugin left');
     const alias = await legacyAlias(e, ['--remove']);

@@ -50,10 +50,12 @@ import {
   collectedItems,
   containersOf,
   countStoreEndpoints,
+  deletedLinks,
   dockerTsnetView,
   explain,
   fileSize,
   linkDetails,
+  listening,
   logSince,
   parsePing,
   pinnedEngine,
@@ -63,7 +65,7 @@ import {
   tsnetStatus,
   type Explanation,
 } from './lib/resilience.js';
-import { withDiagnostics } from './lib/scenario.js';
+import { expectIdle, withDiagnostics } from './lib/scenario.js';
 
 t.setTimeout(900_000);
 
@@ -93,7 +95,12 @@ const ONLY = process.env.TSE_RS_ONLY?.split(',').map((x) => x.trim()).filter(Boo
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
   const id = name.split(/[ .:]/)[0] ?? name;
   if (ONLY && id !== 'teardown' && !ONLY.includes(id)) return t.test(name, { skip: `not in TSE_RS_ONLY=${ONLY.join(',')}` }, async () => {});
-  return t.test(name, (tt) => withDiagnostics(tt, fn, (tt) => {
+  // every scenario ends with the idempotence check: a reconcile right after plans nothing
+  const body = async (tt: Test) => {
+    await fn(tt);
+    await expectIdle(tt, ts?.running ? ts.socketPath : undefined);
+  };
+  return t.test(name, (tt) => withDiagnostics(tt, body, (tt) => {
     if (!E) return;
     tt.comment(`--- tail of ${tsnetLogPath(E)}:\n${ts?.logTail(40) ?? alt?.logTail(40) ?? '(tsnet not started)'}`);
     tt.comment(`--- tail of ${E.logPath}:\n${E.dockerdLogTail(20)}`);
@@ -238,7 +245,7 @@ if (!E || !base || !ts) {
     const gcItems = collectedItems(since);
     const gcTimes = since.filter((l) => l.msg === 'removed what Docker no longer knows').map((l) => Date.parse(String(l.time)) - restartAt);
     t.comment(`unexplained when the runs had returned: extra ${conv.first?.extra.length ?? '?'} [${short(conv.first?.extra ?? [], 8)}], missing ${conv.first?.missing.length ?? '?'} [${short(conv.first?.missing ?? [], 8)}]`);
-    t.comment(`boot reconcile: ${JSON.stringify(boot && { ms: boot.ms, orphanLinks: boot.orphanLinks, endpoints: boot.endpoints, failed: boot.failed })}; garbage collection removed ${gcItems.length} items (${gcItems.map((i) => i.kind).join(' ')}) in passes ${gcTimes.join(', ')} ms after the restart`);
+    t.comment(`boot reconcile: ${JSON.stringify(boot && { ms: boot.ms, changes: boot.changes, failed: boot.failed, missing: boot.missing, linksDeleted: deletedLinks(since).length })}; garbage collection removed ${gcItems.length} items (${gcItems.map((i) => i.kind).join(' ')}) in passes ${gcTimes.join(', ')} ms after the restart`);
     t.ok(conv.ok, `store and kernel converge to Docker's view (${conv.ms} ms after the last run returned, ${runsDoneAt - restartAt + conv.ms} ms after the restart)`);
     if (!conv.ok) t.comment(`still unexplained: extra:\n  ${short(conv.last?.extra ?? [])}\nmissing:\n  ${short(conv.last?.missing ?? [])}`);
     const convergedAfterRestart = runsDoneAt - restartAt + conv.ms;
@@ -273,7 +280,7 @@ if (!E || !base || !ts) {
       s1_gcCollected: gcItems.length,
       s1_gcPassesMsAfterRestart: gcTimes,
       s1_bootReconcileMs: boot?.ms,
-      s1_orphanLinksAtBoot: boot?.orphanLinks,
+      s1_bootReconcileChanges: boot?.changes,
       s1_convergedMsAfterRunsReturned: conv.ms,
       s1_convergedMsAfterRestart: convergedAfterRestart,
       s1_leaksAfterConvergence: x.extra.length,
@@ -340,7 +347,8 @@ if (!E || !base || !ts) {
     const readyMs = ms(t0);
     const conv = await converge(e, 30_000);
     const boot = await waitFor(async () => bootReconcile(await logSince(logPath, off)), { timeoutMs: 20_000, what: 'boot reconcile done' });
-    t.equal(boot?.endpoints, 100, 'boot reconcile saw 100 endpoints');
+    t.equal(listening(await logSince(logPath, off))?.endpoints, 100, 'tsnet loaded 100 endpoints at start (the boot reconcile covers them)');
+    t.equal(boot?.failed, 0, 'the boot reconcile failed nowhere');
     t.ok(conv.ok, `after kill -9 and restart with 100 endpoints: tsnet answers after ${readyMs} ms, boot reconcile took ${boot?.ms} ms, store and kernel match Docker after ${readyMs + conv.ms} ms`);
     const probe = await e.docker(['run', '--rm', '--network', 'c100', BB, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
     const probeIp = /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(probe.stdout)?.[1] ?? '';
@@ -651,8 +659,10 @@ if (!E || !base || !ts) {
     const off = await fileSize(logPath);
     ts = await startTsnet(e);
     await waitFor(async () => bootReconcile(await logSince(logPath, off)), { timeoutMs: 10_000, what: 'boot reconcile' });
-    const boot = bootReconcile(await logSince(logPath, off));
-    t.equal(boot?.orphanLinks, 3, `boot reconcile removed 3 orphan links in ${boot?.ms} ms`);
+    const bootLines = await logSince(logPath, off);
+    const boot = bootReconcile(bootLines);
+    const orphans = deletedLinks(bootLines);
+    t.same(orphans.sort(), [orphanBr, v1, v2].sort(), `boot reconcile removed the 3 orphan links (${boot?.changes} changes in ${boot?.ms} ms)`);
     const links = await linkDetails(e);
     t.same([orphanBr, v1, v2, `tsc${ep1.slice(0, 12)}`, `tsc${ep2.slice(0, 12)}`].filter((n) => links.has(n)), [], 'the tagged bridge and veths (both ends) are gone');
     t.ok(links.has('rsforeign0') && links.get('rsfa0')?.alias === 'other:owner:1', 'the foreign bridge and veth (alias other:owner:1) stay');
@@ -675,7 +685,7 @@ if (!E || !base || !ts) {
     await ip('link del rsfa0');
     await ip('link del rsforeign0');
     await nsExecOk(e, ['ipset', 'destroy', 'rsforeign']);
-    figures.s8_orphanLinksRemoved = boot?.orphanLinks;
+    figures.s8_orphanLinksRemoved = orphans.length;
   });
 
   // ---------------------------------------------------------------------------------------------
@@ -743,6 +753,7 @@ if (!E || !base || !ts) {
   // ---------------------------------------------------------------------------------------------
   await scenario('teardown: everything removed, host back to the base snapshot', async (t) => {
     t.same(await removeEverything(e), [], 'all containers and networks removed');
+    await expectIdle(t, ts!.socketPath);
     const exit = await ts!.stop();
     t.same(exit, { code: 0, signal: null }, 'tsnet exits 0 on SIGTERM');
     const now = await snapshotHost(e);

@@ -1,5 +1,6 @@
 // Stale UDP flows of a revoked published port (moby#8795), on the real kernel: a "host" namespace
-// running tsnet's services over the real host layer, two "container" namespaces on its bridge, and
+// running tsnet's services over the real host layer (lib/services.ts: built as `tsnet serve`
+// builds them, the host layer inside the namespace, holding the published port there), two "container" namespaces on its bridge, and
 // a "LAN" namespace whose client keeps sending UDP from one source port to the host's published
 // port. The port is revoked from the first container and published for the second; the client's
 // packets must reach the second. The same run with a host whose forgetPortFlows does nothing shows
@@ -7,17 +8,9 @@
 // pass without the clearing doing its work.
 import t, { type Test } from 'tap'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { containerVethFor } from '../../src/core/names.js'
-import { createRunner } from '../../src/host/exec.js'
-import { LinuxHost } from '../../src/host/linux-host.js'
-import type { PortReserver } from '../../src/host/port-reservations.js'
-import { RunnerSysctls } from '../../src/host/sysctl.js'
-import { NetworkService } from '../../src/services/network-service.js'
-import { FileStore } from '../../src/store/file-store.js'
 import { createNetns, log, type Netns } from './lib/netns.js'
+import { overriding, tsnetIn } from './lib/services.js'
 
 const NET = 'c7'.repeat(32)
 const EP1 = 'c1'.repeat(32)
@@ -27,23 +20,6 @@ const CLIENT_IP = '192.168.77.2'
 const PORT = 5000
 const UDP = 17
 const portMap = [{ Proto: UDP, IP: '', Port: PORT, HostIP: '', HostPort: PORT, HostPortEnd: PORT }]
-
-/** Sockets would bind in the test process's namespace, not the host namespace: take the first candidate. */
-const firstCandidate: PortReserver = {
-  async reserve(_proto, _bindings, candidates) {
-    return { port: candidates?.[0] ?? 49999, release: async () => undefined }
-  },
-}
-
-/** The real host layer in `ns`; `forget: false` plays a tsnet that never clears conntrack entries. */
-function hostIn(ns: Netns, forget: boolean): LinuxHost {
-  const runner = createRunner(ns.prefix)
-  const parts = { runner, sysctls: new RunnerSysctls(runner), ports: firstCandidate }
-  if (forget) return new LinuxHost(parts)
-  return new (class extends LinuxHost {
-    override async forgetPortFlows(): Promise<void> {}
-  })(parts)
-}
 
 /** Prints each datagram it receives on 0.0.0.0:PORT, one line each. */
 const RECEIVER_JS = `
@@ -115,18 +91,16 @@ async function world(t: Test, forget: boolean) {
   await lan.ok('ip', ['addr', 'add', `${CLIENT_IP}/24`, 'dev', 'eth0'])
   await lan.ok('ip', ['link', 'set', 'eth0', 'up'])
 
-  const dir = await mkdtemp(join(tmpdir(), 'tsnet-conntrack-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const svc = new NetworkService(await FileStore.open(dir), hostIn(host, forget), { defaultMtu: 1500 })
-  await svc.load()
-  await svc.restoreHost(log)
-  await svc.createNetwork({
+  // `forget: false` plays a tsnet that never clears conntrack entries.
+  const tsnet = await tsnetIn(t, host, forget ? {} : { wrap: (h) => overriding(h, { forgetPortFlows: async () => undefined }) })
+  const svc = tsnet.services
+  await svc.driver.createNetwork({
     NetworkID: NET, Options: { 'com.docker.network.generic': {} }, IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.77.1.0/24', Gateway: '10.77.1.1/24' }], IPv6Data: [],
   }, log)
   const containers: Array<[string, Netns, string]> = [[EP1, c1, '10.77.1.2'], [EP2, c2, '10.77.1.3']]
   for (const [ep, ns, ip] of containers) {
-    await svc.createEndpoint({ NetworkID: NET, EndpointID: ep, Interface: { Address: `${ip}/24`, AddressIPv6: '', MacAddress: '' }, Options: {} }, log)
-    await svc.join({ NetworkID: NET, EndpointID: ep, SandboxKey: `/run/netns/${ns.name}`, Options: {} }, log)
+    await svc.driver.createEndpoint({ NetworkID: NET, EndpointID: ep, Interface: { Address: `${ip}/24`, AddressIPv6: '', MacAddress: '' }, Options: {} }, log)
+    await svc.driver.join({ NetworkID: NET, EndpointID: ep, SandboxKey: `/run/netns/${ns.name}`, Options: {} }, log)
     const dev = containerVethFor(ep)
     await host.ok('ip', ['link', 'set', 'dev', dev, 'netns', ns.name])
     await ns.ok('ip', ['addr', 'add', `${ip}/24`, 'dev', dev])
@@ -135,8 +109,8 @@ async function world(t: Test, forget: boolean) {
   }
   const r1 = await nodeIn(t, c1, RECEIVER_JS, [String(PORT)])
   const r2 = await nodeIn(t, c2, RECEIVER_JS, [String(PORT)])
-  const program = (ep: string) => svc.programExternalConnectivity({ NetworkID: NET, EndpointID: ep, Options: { 'com.docker.network.portmap': portMap } }, log)
-  const revoke = (ep: string) => svc.revokeExternalConnectivity({ NetworkID: NET, EndpointID: ep }, log)
+  const program = (ep: string) => svc.ports.program({ NetworkID: NET, EndpointID: ep, Options: { 'com.docker.network.portmap': portMap } }, log)
+  const revoke = (ep: string) => svc.ports.revoke({ NetworkID: NET, EndpointID: ep }, log)
   await program(EP1)
   await nodeIn(t, lan, SENDER_JS, [HOST_IP, String(PORT), '40000'])
   t.ok(await waitForMore(r1, 3, 5_000), `precondition: the LAN client's packets reach container 1 through the published port (${received(r1)} so far)`)

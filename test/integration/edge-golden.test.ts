@@ -1,35 +1,18 @@
-// Golden firewall state per option combination: tsnet's services over the real host layer in a
-// throwaway netns, then iptables-save, ip6tables-save and ipset save, normalised (no counters,
+// Golden firewall state per option combination: tsnet's services (built as `tsnet serve` builds
+// them) over the real host layer in a throwaway netns (lib/services.ts), then iptables-save, ip6tables-save and ipset save, normalised (no counters,
 // timestamps or hash seeds; set members sorted). Any drift fails; rule changes are reviewed on
 // purpose by regenerating with `npm run goldens` and reading the diff.
 import t from 'tap'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createRunner } from '../../src/host/exec.js'
-import { linuxHostVia } from '../../src/host/linux-host.js'
-import type { PortReserver } from '../../src/host/port-reservations.js'
-import { NetworkService, type NetworkDirectory } from '../../src/services/network-service.js'
-import { FileStore } from '../../src/store/file-store.js'
+import type { NamedNetwork } from '../../src/docker/docker-view.js'
+import type { Services } from '../../src/main.js'
 import { createNetns, log, type Netns } from './lib/netns.js'
+import { tsnetIn } from './lib/services.js'
 
 const GOLDEN_DIR = fileURLToPath(new URL('../golden/', import.meta.url))
 const UPDATE = process.env.TSNET_UPDATE_GOLDENS === '1'
-
-/** Sockets would bind in the test process's namespace, not the netns: take the first candidate. */
-const firstCandidate: PortReserver = {
-  async reserve(_proto, _bindings, candidates) {
-    return { port: candidates?.[0] ?? 49999, release: async () => undefined }
-  },
-}
-
-const directory = (names: Record<string, string[]>, foreign: string[] = []): NetworkDirectory => ({
-  resolve: (name) => names[name] ?? [],
-  foreignSubnets: () => foreign,
-  lookup: () => undefined,
-  nameOf: () => undefined,
-})
 
 const id = (c: string) => c.repeat(64)
 const generic = 'com.docker.network.generic'
@@ -63,9 +46,9 @@ async function dump(ns: Netns): Promise<string> {
 
 interface Case {
   name: string
-  names?: Record<string, string[]>
-  foreign?: string[]
-  run(s: NetworkService): Promise<void>
+  /** Docker's networks as tsnet's copy of their names holds them. */
+  names?: NamedNetwork[]
+  run(s: Services): Promise<void>
 }
 
 const EP = (c: string, networkId: string, address: string, addressV6 = '') => ({
@@ -73,28 +56,30 @@ const EP = (c: string, networkId: string, address: string, addressV6 = '') => ({
 })
 
 const CASES: Case[] = [
-  { name: 'default', async run(s) { await s.createNetwork(network(id('a'), '10.60.1.0/24'), log) } },
-  { name: 'internal', async run(s) { await s.createNetwork(network(id('a'), '10.60.1.0/24', { internal: true }), log) } },
-  { name: 'icc-off', async run(s) { await s.createNetwork(network(id('a'), '10.60.1.0/24', { generic: { 'com.docker.network.bridge.enable_icc': 'false' } }), log) } },
-  { name: 'masquerade-off', async run(s) { await s.createNetwork(network(id('a'), '10.60.1.0/24', { generic: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } }), log) } },
-  { name: 'dual-stack', async run(s) { await s.createNetwork(network(id('a'), '10.60.1.0/24', { v6: 'fd60:1::/64' }), log) } },
+  { name: 'default', async run(s) { await s.driver.createNetwork(network(id('a'), '10.60.1.0/24'), log) } },
+  { name: 'internal', async run(s) { await s.driver.createNetwork(network(id('a'), '10.60.1.0/24', { internal: true }), log) } },
+  { name: 'icc-off', async run(s) { await s.driver.createNetwork(network(id('a'), '10.60.1.0/24', { generic: { 'com.docker.network.bridge.enable_icc': 'false' } }), log) } },
+  { name: 'masquerade-off', async run(s) { await s.driver.createNetwork(network(id('a'), '10.60.1.0/24', { generic: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } }), log) } },
+  { name: 'dual-stack', async run(s) { await s.driver.createNetwork(network(id('a'), '10.60.1.0/24', { v6: 'fd60:1::/64' }), log) } },
   {
     name: 'policy',
-    names: { ui: ['10.61.1.0/24'] },
-    foreign: ['172.17.0.0/16'],
+    names: [
+      { id: id('a'), name: 'ui', driver: 'tsnet', subnets: ['10.61.1.0/24'] },
+      { id: id('d'), name: 'bridge', driver: 'bridge', subnets: ['172.17.0.0/16'] },
+    ],
     async run(s) {
-      await s.createNetwork(network(id('a'), '10.61.1.0/24'), log)
-      await s.createNetwork(network(id('b'), '10.61.2.0/24', { generic: { 'tsnet.allow': 'ui tcp/8080; 192.0.2.0/24 tcp/443,icmp' } }), log)
-      await s.createEndpoint(EP('e', id('b'), '10.61.2.2/24'), log)
+      await s.driver.createNetwork(network(id('a'), '10.61.1.0/24'), log)
+      await s.driver.createNetwork(network(id('b'), '10.61.2.0/24', { generic: { 'tsnet.allow': 'ui tcp/8080; 192.0.2.0/24 tcp/443,icmp' } }), log)
+      await s.driver.createEndpoint(EP('e', id('b'), '10.61.2.2/24'), log)
     },
   },
   {
     name: 'published',
     async run(s) {
-      await s.createNetwork(network(id('a'), '10.62.1.0/24', { v6: 'fd62:1::/64' }), log)
-      await s.createEndpoint(EP('e', id('a'), '10.62.1.2/24', 'fd62:1::2/64'), log)
-      await s.join({ NetworkID: id('a'), EndpointID: id('e'), SandboxKey: '/var/run/docker/netns/x', Options: {} }, log)
-      await s.programExternalConnectivity({
+      await s.driver.createNetwork(network(id('a'), '10.62.1.0/24', { v6: 'fd62:1::/64' }), log)
+      await s.driver.createEndpoint(EP('e', id('a'), '10.62.1.2/24', 'fd62:1::2/64'), log)
+      await s.driver.join({ NetworkID: id('a'), EndpointID: id('e'), SandboxKey: '/var/run/docker/netns/x', Options: {} }, log)
+      await s.ports.program({
         NetworkID: id('a'), EndpointID: id('e'), Options: { 'com.docker.network.portmap': [
           { Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080 },
           { Proto: 17, IP: '', Port: 53, HostIP: '127.0.0.1', HostPort: 5353, HostPortEnd: 5353 },
@@ -106,9 +91,9 @@ const CASES: Case[] = [
   {
     name: 'all-deleted',
     async run(s) {
-      await s.createNetwork(network(id('a'), '10.60.1.0/24'), log)
-      await s.createEndpoint(EP('e', id('a'), '10.60.1.2/24'), log)
-      await s.deleteNetwork({ NetworkID: id('a') }, log)
+      await s.driver.createNetwork(network(id('a'), '10.60.1.0/24'), log)
+      await s.driver.createEndpoint(EP('e', id('a'), '10.60.1.2/24'), log)
+      await s.driver.deleteNetwork({ NetworkID: id('a') }, log)
     },
   },
 ]
@@ -116,13 +101,8 @@ const CASES: Case[] = [
 for (const c of CASES) {
   t.test(`golden firewall state: ${c.name}`, async (t) => {
     const ns = await createNetns(t)
-    const dir = await mkdtemp(join(tmpdir(), 'tsnet-golden-'))
-    t.teardown(() => rm(dir, { recursive: true, force: true }))
-    const host = linuxHostVia(createRunner(ns.prefix), firstCandidate)
-    const service = new NetworkService(await FileStore.open(dir), host, { defaultMtu: 1500 }, directory(c.names ?? {}, c.foreign))
-    await service.restoreHost(log)
-    await c.run(service)
-    if (c.foreign) await service.namesChanged(log)
+    const tsnet = await tsnetIn(t, ns, c.names ? { names: c.names } : {})
+    await c.run(tsnet.services)
     const got = await dump(ns)
     const file = join(GOLDEN_DIR, `${c.name}.txt`)
     if (UPDATE) {

@@ -1,21 +1,27 @@
 // host/edge-firewall.ts against real iptables (nf_tables backend), ip6tables and ipset in a private
 // namespace: tsnet's chains and jumps (first in FORWARD, DOCKER-USER, PREROUTING, OUTPUT and
-// POSTROUTING, raw PREROUTING, also after something else put itself first), ipset entries owned by
-// their comment, DNAT rules tagged by endpoint, the PREROUTING jump of earlier versions removed, and
-// nothing of tsnet's left after removeBase, while rules, chains and sets that are not tsnet's stay
-// exactly as they were.
+// POSTROUTING, raw PREROUTING, also after something else put itself first), whether they are
+// intact as the host shows them, ipset members carrying their owner's comment, DNAT rules tagged by
+// endpoint and read back exactly as written (so a diff of what is wanted against what is there
+// finds nothing to do), the PREROUTING jump of earlier versions removed, and nothing of tsnet's
+// left after removeBase, while rules, chains and sets that are not tsnet's stay exactly as they
+// were. The firewall spawns its tools, so it runs here with `nsenter` in front of each.
 import t, { type Test } from 'tap'
 import type { Family } from '../../src/core/addr.js'
+import { diff } from '../../src/core/diff.js'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, LEGACY_JUMPS, SET_TYPE, type SetEntry, allowEntries, dnatRule, endpointTag, filterRules, jumps, networkEntries,
-  postroutingRules, rawRules,
+  ALL_SETS, CHAIN, DOCKER_USER, LEGACY_JUMPS, SET_TYPE, type SetEntry, allowEntries, dnatRule, entryKey, filterRules, jumps, networkEntries,
+  postroutingRules, rawRules, setEntryObject,
 } from '../../src/core/edge-plan.js'
 import { networkTag } from '../../src/core/names.js'
+import { type DnatObject, type HostObject, keyOf } from '../../src/core/objects.js'
 import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
 import { EdgeFirewall } from '../../src/host/edge-firewall.js'
+import { FirewallDriver } from '../../src/host/firewall-driver.js'
+import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { TsnetError } from '../../src/errors.js'
-import { chainRules, createNetns, hostIn, log, rejection, savedRules, type Netns } from './lib/netns.js'
+import { chainRules, createNetns, log, rejection, runnerIn, savedRules, type Netns } from './lib/netns.js'
 
 const TOOLS = ['iptables', 'ip6tables'] as const
 type Tool = (typeof TOOLS)[number]
@@ -27,7 +33,7 @@ const EP1 = 'e1'.repeat(32)
 const EP2 = 'e2'.repeat(32)
 
 function firewallIn(ns: Netns) {
-  const { runner } = hostIn(ns)
+  const runner = runnerIn(ns)
   return { fw: new EdgeFirewall(runner), runner }
 }
 
@@ -200,13 +206,40 @@ t.test('ensureBase and removeBase remove the PREROUTING jump of an earlier versi
   t.same(await snapshot(ns), before, 'removeBase takes the old jump along, and leaves the rest as it was')
 })
 
+t.test('chainsState tells intact, partial and absent as the kernel shows them; without fresh, what this process last made them', async (t) => {
+  const ns = await createNetns(t)
+  const { fw, runner } = firewallIn(ns)
+  t.equal(await fw.chainsState(true), 'absent', 'a fresh namespace: absent')
+  await fw.ensureBase(log)
+  t.equal(await fw.chainsState(true), 'intact', 'after ensureBase: intact')
+  runner.calls.length = 0
+  t.equal(await fw.chainsState(false), 'intact', 'from memory: intact')
+  t.same(runner.calls, [], 'and without running anything')
+  for (const [what, break_, mend] of [
+    ['an extra rule in TSNET-FROM', ['-w', '10', '-A', CHAIN.from, '-s', 'fd00::/8', '-j', 'ACCEPT'], ['-w', '10', '-D', CHAIN.from, '-s', 'fd00::/8', '-j', 'ACCEPT']],
+    ['a lost jump in FORWARD', ['-w', '10', '-D', 'FORWARD', '-j', CHAIN.forward], ['-w', '10', '-I', 'FORWARD', '1', '-j', CHAIN.forward]],
+    ['a flushed raw chain', ['-w', '10', '-t', 'raw', '-F', CHAIN.raw], undefined],
+  ] as const) {
+    await ns.ok('ip6tables', [...break_])
+    t.equal(await fw.chainsState(false), 'intact', `${what}: without fresh, still what this process made (the periodic reconcile reads fresh)`)
+    t.equal(await fw.chainsState(true), 'partial', `${what}: fresh: partial`)
+    if (mend) await ns.ok('ip6tables', [...mend])
+    else await fw.ensureBase(log)
+    t.equal(await fw.chainsState(true), 'intact', `${what}: intact again once mended`)
+  }
+  await fw.removeBase(log)
+  t.equal(await fw.chainsState(false), 'absent', 'after removeBase: absent, from memory')
+  t.equal(await fw.chainsState(true), 'absent', 'and on the kernel')
+})
+
 // ------------------------------------------------------------------ ipset entries
 
 const record = (id: string, bridge: string, v4: string, v6?: string): NetworkRecord => ({
-  id, bridge, bridgeNamedByUser: false, mtu: 1500, internal: false, ipv6: v6 !== undefined,
+  id, mode: 'bridge', spec: { bridge, bridgeNamedByUser: false }, mtu: 1500, internal: false, ipv6: v6 !== undefined,
   ipv4Subnets: [{ pool: v4 }], ipv6Subnets: v6 ? [{ pool: v6 }] : [],
   enableIpMasquerade: true, enableIcc: true, genericOptions: {}, createdAt: '',
 })
+const edgeOf = (n: NetworkRecord) => bridgeEdge(n, bridgeOf(n))
 const endpointOn = (n: NetworkRecord, id: string, address: string, addressV6?: string): EndpointRecord => ({
   id, networkId: n.id, hostIf: 'x', containerIf: 'y', mac: '02:00:00:00:00:01', macFromDocker: false, mtu: 1500,
   address, ...(addressV6 ? { addressV6 } : {}), portMappings: [], exposedPorts: [], joined: false, createdAt: '',
@@ -215,62 +248,90 @@ const resolve = (name: string) => (name === 'ui' ? ['10.50.0.0/24', 'fd00:50::/6
 /** How `ipset save` prints an entry (full-length prefixes as bare addresses, ICMPv6 by its protocol name). */
 const printed = (e: SetEntry) => `${e.set} ${e.entry.replace(/\/(32|128)$/, '').replace('icmpv6:', 'ipv6-icmp:')} comment "${e.comment}"`
 
-t.test('syncEntries adds and removes exactly the entries it owns', async (t) => {
+/**
+ * What a request does for one owner's set members, as the engine does it: the keys the owner
+ * wanted before and wants now are observed through the firewall driver, diffed, and the
+ * difference applied. `wanted` plays the engine's index (a restarted tsnet rebuilds it from its
+ * records, so it carries over).
+ */
+async function syncOwner(driver: FirewallDriver, wanted: Map<string, SetEntry[]>, tag: string, desired: SetEntry[]): Promise<void> {
+  const want = new Map<string, HostObject>(desired.map((e) => [`set ${entryKey(e)}`, setEntryObject(e)]))
+  const keys = [...new Set([...(wanted.get(tag) ?? []).map((e) => `set ${entryKey(e)}`), ...want.keys()])]
+  const observed = new Map((await driver.observe({ keys, allOwned: false, fresh: false })).map((o) => [keyOf(o), o]))
+  await driver.apply(diff(keys, want, observed).ops, log)
+  wanted.set(tag, desired)
+}
+
+t.test('applyEntries adds and removes exactly the members it is given; entries reads them back as they were written', async (t) => {
   const ns = await createNetns(t)
   const { fw, runner } = firewallIn(ns)
+  const driver = new FirewallDriver(fw)
   await fw.ensureBase(log)
   const a = record(NET_A, 'tsbr-a', '10.1.0.0/24', 'fd00:1::/64')
   const b = record(NET_B, 'tsbr-b', '10.2.0.0/24')
   const aEp = endpointOn(a, EP1, '10.1.0.2/24', 'fd00:1::2/64')
-  const aAllow = allowEntries(a, [aEp], parsePolicy('ui tcp/80; 192.0.2.7 udp/53,icmp; 2001:db8::7 icmp'), resolve)
-  const aAll = [...networkEntries(a), ...aAllow]
-  const bAll = networkEntries(b)
-  const ownsA = (c: string) => c === networkTag(NET_A)
-  const ownsB = (c: string) => c === networkTag(NET_B)
+  const aAllow = allowEntries(edgeOf(a), [aEp], parsePolicy('ui tcp/80; 192.0.2.7 udp/53,icmp; 2001:db8::7 icmp'), resolve)
+  const aAll = [...networkEntries(edgeOf(a)), ...aAllow]
+  const bAll = networkEntries(edgeOf(b))
   await ns.ok('ipset', ['add', 'tsnet-src4', '192.0.2.0/24,eth0', 'comment', 'someone else'])
   const foreign = 'tsnet-src4 192.0.2.0/24,eth0 comment "someone else"'
 
-  await fw.syncEntries(ownsA, aAll, log, 'network a')
-  await fw.syncEntries(ownsB, bAll, log, 'network b')
+  await fw.applyEntries([], aAll, log)
+  await fw.applyEntries([], bAll, log)
   t.same(await tsnetMembers(ns), [...aAll, ...bAll].map(printed).concat(foreign).sort(), 'both networks\' entries, and the foreign one')
   t.ok(aAllow.some((e) => e.entry === '10.1.0.2,icmp:echo-request,192.0.2.7/32') && aAllow.some((e) => e.set === 'tsnet-allow6'), 'precondition: /32 sources and IPv6 ICMP are covered')
+  const written = new Map([...aAll, ...bAll].map((e) => [entryKey(e), e]))
+  const read = await firewallIn(ns).fw.entries(true)
+  t.same(new Map([...read].filter(([, e]) => e.comment !== 'someone else')), written, 'a restarted firewall reads every member back in the form tsnet writes it, with its comment')
 
+  const wanted = new Map([[networkTag(NET_A), aAll], [networkTag(NET_B), bAll]])
   runner.calls.length = 0
-  await fw.syncEntries(ownsA, aAll, log, 'network a')
-  t.same(runner.calls, [], 'an unchanged sync runs no command')
+  await syncOwner(driver, wanted, networkTag(NET_A), aAll)
+  t.same(runner.calls, [], 'an unchanged owner needs no command (its members are known since they were written)')
 
   const restarted = firewallIn(ns)
-  await restarted.fw.syncEntries(ownsA, aAll, log, 'network a')
-  t.notOk(restarted.runner.calls.some((c) => c[0] === 'ipset' && c[1] === 'restore'), 'after a restart, the kernel\'s entries are recognised as the desired ones (no write)')
+  const again = new FirewallDriver(restarted.fw)
+  await syncOwner(again, wanted, networkTag(NET_A), aAll)
+  t.ok(restarted.runner.calls.some((c) => c[0] === 'ipset' && c[1] === 'save'), 'after a restart, the kernel\'s members are read once')
+  t.notOk(restarted.runner.calls.some((c) => c[0] === 'ipset' && c[1] === 'restore'), 'and recognised as the wanted ones (no write)')
 
   const aLess = aAll.filter((e) => !e.set.startsWith('tsnet-allow'))
-  await restarted.fw.syncEntries(ownsA, aLess, log, 'network a')
+  await syncOwner(again, wanted, networkTag(NET_A), aLess)
   t.same(await tsnetMembers(ns), [...aLess, ...bAll].map(printed).concat(foreign).sort(), 'a\'s allow entries went; b\'s and the foreign one stay')
 
-  await fw.syncEntries(ownsA, [], log, 'network a') // the first instance: its view must not be stale
+  await syncOwner(again, wanted, networkTag(NET_A), [])
   t.same(await tsnetMembers(ns), [...bAll].map(printed).concat(foreign).sort(), 'a\'s entries are all gone')
 
-  await fw.syncEntries(ownsA, [{ set: 'tsnet-masq4', entry: '10.2.0.0/24', comment: networkTag(NET_A) }], log, 'network a')
-  t.ok((await tsnetMembers(ns)).includes(`tsnet-masq4 10.2.0.0/24 comment "${networkTag(NET_A)}"`), 'an entry taken over by another owner carries the new comment')
+  // Network b goes; a now wants one of b's members: it changes hands, comment and all.
+  await syncOwner(again, wanted, networkTag(NET_B), bAll.filter((e) => !(e.set === 'tsnet-masq4' && e.entry === '10.2.0.0/24')))
+  wanted.set(networkTag(NET_B), bAll)
+  await syncOwner(again, wanted, networkTag(NET_A), [{ set: 'tsnet-masq4', entry: '10.2.0.0/24', comment: networkTag(NET_A) }])
+  t.ok((await tsnetMembers(ns)).includes(`tsnet-masq4 10.2.0.0/24 comment "${networkTag(NET_A)}"`), 'a member taken over by another owner carries the new comment')
   t.equal((await tsnetMembers(ns)).filter((l) => l.startsWith('tsnet-masq4 10.2.0.0/24 ')).length, 1, 'once')
+
+  await restarted.fw.applyEntries(bAll.filter((e) => e.set !== 'tsnet-masq4'), [], log)
+  t.same(await tsnetMembers(ns), [`tsnet-masq4 10.2.0.0/24 comment "${networkTag(NET_A)}"`, foreign].sort(), 'applyEntries deletes exactly what it is given')
 })
 
-t.test('concurrent syncs of several networks all land', async (t) => {
+t.test('concurrent changes of several networks\' members all land', async (t) => {
   const ns = await createNetns(t)
   const { fw } = firewallIn(ns)
   const nets = [1, 2, 3, 4, 5].map((i) => record(`c${i}`.repeat(32), `tsbr-c${i}`, `10.3${i}.0.0/24`))
-  await Promise.all([fw.ensureBase(log), ...nets.map((n) => fw.syncEntries((c) => c === networkTag(n.id), networkEntries(n), log, n.bridge))])
-  t.same(await tsnetMembers(ns), nets.flatMap(networkEntries).map(printed).sort())
+  await Promise.all([fw.ensureBase(log), ...nets.map((n) => fw.applyEntries([], networkEntries(edgeOf(n)), log))])
+  t.same(await tsnetMembers(ns), nets.flatMap((n) => networkEntries(edgeOf(n))).map(printed).sort())
+  t.same(new Set((await fw.entries(false)).keys()), new Set(nets.flatMap((n) => networkEntries(edgeOf(n))).map(entryKey)), 'and the firewall\'s copy holds them all')
 })
 
 t.test('entries and rules with characters tsnet never writes are refused before any command', async (t) => {
   const ns = await createNetns(t)
   const { fw, runner } = firewallIn(ns)
   const bad: Array<[string, () => Promise<unknown>]> = [
-    ['a newline in an entry', async () => fw.syncEntries(() => false, [{ set: 'tsnet-masq4', entry: '10.0.0.0/8\nflush', comment: 'tsnet:x' }], log, 'x')],
-    ['a set that is not tsnet\'s', async () => fw.syncEntries(() => false, [{ set: 'other-set', entry: '10.0.0.0/8', comment: 'tsnet:x' }], log, 'x')],
-    ['a quote in a comment', async () => fw.syncEntries(() => false, [{ set: 'tsnet-masq4', entry: '10.0.0.0/8', comment: 'x" -j ACCEPT' }], log, 'x')],
-    ['a newline in a DNAT rule', async () => fw.addPortRules([{ family: 4, rule: '-p tcp --dport 1 -j DNAT --to-destination 10.0.0.2:1\n-A FORWARD -j ACCEPT' }], log)],
+    ['a newline in an entry', async () => fw.applyEntries([], [{ set: 'tsnet-masq4', entry: '10.0.0.0/8\nflush', comment: 'tsnet:x' }], log)],
+    ['a newline in an entry to delete', async () => fw.applyEntries([{ set: 'tsnet-masq4', entry: '10.0.0.0/8\nflush', comment: 'tsnet:x' }], [], log)],
+    ['a set that is not tsnet\'s', async () => fw.applyEntries([], [{ set: 'other-set', entry: '10.0.0.0/8', comment: 'tsnet:x' }], log)],
+    ['a quote in a comment', async () => fw.applyEntries([], [{ set: 'tsnet-masq4', entry: '10.0.0.0/8', comment: 'x" -j ACCEPT' }], log)],
+    ['a newline in a DNAT rule', async () => fw.applyDnat([], [{ family: 4, rule: '-p tcp --dport 1 -j DNAT --to-destination 10.0.0.2:1\n-A FORWARD -j ACCEPT' }], log)],
+    ['a newline in a DNAT rule to delete', async () => fw.applyDnat([{ family: 4, rule: '-p tcp --dport 1 -j DNAT --to-destination 10.0.0.2:1\n-F FORWARD' }], [], log)],
   ]
   for (const [what, call] of bad) {
     runner.calls.length = 0
@@ -284,8 +345,9 @@ t.test('entries and rules with characters tsnet never writes are refused before 
 
 const published = (hostPort: number, containerIp: string, more: Partial<PublishedPort> = {}): PublishedPort =>
   ({ family: 4, proto: 'tcp', hostIp: '', hostPort, containerIp, containerPort: 80, ...more })
+const dnatObject = (r: { family: Family; rule: string }): DnatObject => ({ kind: 'dnat', ...r })
 
-t.test('addPortRules is idempotent; removePortRules removes only the rules its predicate picks', async (t) => {
+t.test('applyDnat adds and deletes exactly the rules given; they read back as written, so the diff finds nothing to do', async (t) => {
   const ns = await createNetns(t)
   const { fw } = firewallIn(ns)
   await fw.ensureBase(log)
@@ -297,9 +359,8 @@ t.test('addPortRules is idempotent; removePortRules removes only the rules its p
   const ep2 = [{ family: 4 as const, rule: dnatRule(EP2, published(5353, '10.1.0.3', { proto: 'udp', containerPort: 53 })) }]
   for (const tool of TOOLS) await ns.ok(tool, ['-w', '10', '-t', 'nat', '-A', CHAIN.dnat, '-p', 'tcp', '--dport', '1', '-j', 'RETURN']) // no comment: not an endpoint's
 
-  await fw.addPortRules([...ep1, ...ep2], log)
-  await fw.addPortRules(ep1, log)
-  await fw.addPortRules([...ep2, ...ep1], log)
+  await fw.applyDnat([], ep1, log)
+  await fw.applyDnat([], ep2, log)
   const dnat = async (tool: Tool) => (await rulesOf(ns, tool, CHAIN.dnat, 'nat')) ?? []
   const want = (f: Family, rules: Array<{ family: Family; rule: string }>) => rules.filter((r) => r.family === f).map((r) => `-A ${CHAIN.dnat} ${r.rule}`)
   const other = `-A ${CHAIN.dnat} -p tcp -m tcp --dport 1 -j RETURN`
@@ -307,13 +368,25 @@ t.test('addPortRules is idempotent; removePortRules removes only the rules its p
   t.same(await dnat('ip6tables'), [other, ...want(6, ep1)], 'ip6tables: the IPv6 rule once')
   t.match((await dnat('iptables'))[1], /^-A TSNET-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "?tsnet:ep:e1e1e1e1e1e1"? -j DNAT --to-destination 10\.1\.0\.2:80$/, 'the rule as the kernel shows it')
 
-  await fw.removePortRules((tag) => tag === endpointTag(EP1), log, 'endpoint 1')
+  // A restarted tsnet reads every rule back exactly as dnatRule wrote it: nothing to change.
+  const restarted = firewallIn(ns)
+  const readBack = await restarted.fw.dnatRules(true)
+  t.same(readBack.filter((r) => r.rule.includes('tsnet:ep:')), [...ep1.filter((r) => r.family === 4), ...ep2, ...ep1.filter((r) => r.family === 6)], 'dnatRules reads back the bodies tsnet wrote, per family')
+  const driver = new FirewallDriver(restarted.fw)
+  const wanted = new Map([...ep1, ...ep2].map((r) => [keyOf(dnatObject(r)), dnatObject(r)]))
+  const observed = new Map((await driver.observe({ keys: [...wanted.keys()], allOwned: false, fresh: true })).map((o) => [keyOf(o), o]))
+  t.same(diff(wanted.keys(), wanted, observed).ops, [], 'the diff of the wanted rules against the kernel is empty')
+  restarted.runner.calls.length = 0
+  await driver.apply(diff(wanted.keys(), wanted, observed).ops, log)
+  t.same(restarted.runner.calls, [], 'so a repeated change runs nothing')
+
+  await fw.applyDnat(ep1, [], log)
   t.same(await dnat('iptables'), [other, ...want(4, ep2)], 'iptables: only EP2\'s and the untagged rule are left')
   t.same(await dnat('ip6tables'), [other], 'ip6tables: only the untagged rule is left')
-  await fw.removePortRules((tag) => tag === endpointTag(EP1), log, 'endpoint 1')
-  t.same(await dnat('iptables'), [other, ...want(4, ep2)], 'removing again is a no-op')
-  await fw.removePortRules(() => true, log, 'every endpoint')
-  t.same(await dnat('iptables'), [other], 'a predicate picking every tag leaves a rule without one')
+  const gone = new Map((await driver.observe({ keys: ep1.map((r) => keyOf(dnatObject(r))), allOwned: false, fresh: true })).map((o) => [keyOf(o), o]))
+  t.same(diff(ep1.map((r) => keyOf(dnatObject(r))), new Map(), gone).ops, [], 'removing them again finds nothing to remove')
+  await fw.applyDnat(ep2, [], log)
+  t.same(await dnat('iptables'), [other], 'deleting every tagged rule leaves the rule without a tag')
 })
 
 // ------------------------------------------------------------------ removeBase
@@ -324,8 +397,8 @@ t.test('removeBase leaves nothing of tsnet\'s and everything else as it was', as
   await populate(ns)
   const before = await snapshot(ns)
   await fw.ensureBase(log)
-  await fw.syncEntries((c) => c === networkTag(NET_A), networkEntries(record(NET_A, 'tsbr-a', '10.1.0.0/24', 'fd00:1::/64')), log, 'a')
-  await fw.addPortRules([{ family: 4, rule: dnatRule(EP1, published(8080, '10.1.0.2')) }, { family: 6, rule: dnatRule(EP1, published(8080, 'fd00:1::2', { family: 6 })) }], log)
+  await fw.applyEntries([], networkEntries(edgeOf(record(NET_A, 'tsbr-a', '10.1.0.0/24', 'fd00:1::/64'))), log)
+  await fw.applyDnat([], [{ family: 4, rule: dnatRule(EP1, published(8080, '10.1.0.2')) }, { family: 6, rule: dnatRule(EP1, published(8080, 'fd00:1::2', { family: 6 })) }], log)
 
   await fw.removeBase(log)
   const after = await snapshot(ns)
@@ -334,14 +407,16 @@ t.test('removeBase leaves nothing of tsnet\'s and everything else as it was', as
   }
   t.same(await tsnetSets(ns), [], 'no tsnet ipset')
   t.same(after, before, 'rules, chains, policies and sets that are not tsnet\'s are exactly as before')
+  t.same([...(await fw.entries(false)).keys()], [], 'the firewall\'s copy of the members is empty')
+  t.same(await fw.dnatRules(false), [], 'and of the DNAT rules')
 
   await fw.removeBase(log)
   t.same(await snapshot(ns), before, 'removeBase with nothing to remove is a no-op')
 
   await fw.ensureBase(log)
   await assertBase(t, ns, 'ensureBase after removeBase')
-  await fw.syncEntries((c) => c === networkTag(NET_B), networkEntries(record(NET_B, 'tsbr-b', '10.2.0.0/24')), log, 'b')
-  t.same(await tsnetMembers(ns), networkEntries(record(NET_B, 'tsbr-b', '10.2.0.0/24')).map(printed).sort(), 'entries can be added again (no stale view of the destroyed sets)')
+  await fw.applyEntries([], networkEntries(edgeOf(record(NET_B, 'tsbr-b', '10.2.0.0/24'))), log)
+  t.same(await tsnetMembers(ns), networkEntries(edgeOf(record(NET_B, 'tsbr-b', '10.2.0.0/24'))).map(printed).sort(), 'entries can be added again (no stale view of the destroyed sets)')
 })
 
 t.test('removeBase keeps a DOCKER-USER chain that Docker uses', async (t) => {

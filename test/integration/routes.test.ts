@@ -1,10 +1,12 @@
-// routedPrefixes and defaultRouteMtu read the routing table of a private namespace.
+// routedPrefixes and defaultRouteMtu of the real host layer (rtnetlink route and link dumps) read
+// the routing table of a private namespace.
 import t from 'tap'
-import { addPlainDevice, createNetns, hostIn } from './lib/netns.js'
+import { addPlainDevice, createNetns } from './lib/netns.js'
+import { hostIn } from './lib/remote-host.js'
 
 t.test('routedPrefixes lists connected and static routes, never the default route', async (t) => {
   const ns = await createNetns(t)
-  const { host } = hostIn(ns)
+  const host = hostIn(t, ns)
   t.same((await host.routedPrefixes()).filter((p) => !p.startsWith('fe80:') && p !== '::1/128'), [], 'fresh namespace: nothing routed')
 
   await addPlainDevice(ns, 'tsit-d0', ['mtu', '1450'])
@@ -30,7 +32,7 @@ t.test('routedPrefixes lists connected and static routes, never the default rout
 
 t.test('defaultRouteMtu is the MTU of the default-route device', async (t) => {
   const ns = await createNetns(t)
-  const { host } = hostIn(ns)
+  const host = hostIn(t, ns)
   t.equal(await host.defaultRouteMtu(), undefined, 'no default route: undefined')
 
   await addPlainDevice(ns, 'tsit-d1', ['mtu', '1450'])

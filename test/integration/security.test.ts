@@ -1,5 +1,5 @@
-// Hostile packets against the network edge, on the real kernel: tsnet's services over the real host
-// layer in a "host" namespace, "containers" in namespaces of their own wired to the endpoints' veths,
+// Hostile packets against the network edge, on the real kernel: tsnet's services (built as `tsnet
+// serve` builds them) over the real host layer running in a "host" namespace (lib/services.ts), "containers" in namespaces of their own wired to the endpoints' veths,
 // and a "LAN" namespace routed to the host. Each guarantee is checked by sending the packet an
 // attacker would send, next to a positive control on the same path (the same sender reaching an
 // allowed target), so no check can pass because nothing arrived at all.
@@ -12,24 +12,12 @@
 //  - a container cannot open connections into a Docker bridge that tsnet never heard of from
 //    Docker's API.
 import t, { type Test } from 'tap'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { CHAIN, DROP } from '../../src/core/edge-plan.js'
-import { createRunner } from '../../src/host/exec.js'
-import { linuxHostVia } from '../../src/host/linux-host.js'
-import type { PortReserver } from '../../src/host/port-reservations.js'
-import { NetworkService } from '../../src/services/network-service.js'
-import { FileStore } from '../../src/store/file-store.js'
+import type { Services } from '../../src/main.js'
+import { bridgeOf } from '../../src/modes/bridge.js'
 import { dropCount, link, probe, routeLoopbackVia, sendRouterAdvertisement, serve, shown, wireContainer } from './lib/attack.js'
 import { createNetns, log, type Netns } from './lib/netns.js'
-
-/** Sockets would bind in the test process's namespace, not the host namespace: take the first candidate. */
-const firstCandidate: PortReserver = {
-  async reserve(_proto, _bindings, candidates) {
-    return { port: candidates?.[0] ?? 49999, release: async () => undefined }
-  },
-}
+import { tsnetIn } from './lib/services.js'
 
 const id = (c: string) => c.repeat(64 / c.length)
 const LAN_HOST_IP = '198.51.100.1'
@@ -46,25 +34,11 @@ function networkReq(nid: string, v4: string, opts: { internal?: boolean } = {}) 
   }
 }
 
-/** tsnet's services over the real host layer in `host`, with a store of its own. */
-async function tsnetIn(t: Test, host: Netns): Promise<{ service: NetworkService; restart(): Promise<NetworkService> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'tsnet-sec-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const open = async () => {
-    const s = new NetworkService(await FileStore.open(dir), linuxHostVia(createRunner(host.prefix), firstCandidate), { defaultMtu: 1500 })
-    await s.load()
-    await s.restoreHost(log)
-    return s
-  }
-  const service = await open()
-  return { service, restart: open }
-}
-
 /** CreateEndpoint + Join for `address` (CIDR) on network `nid`, then the container end moved into a namespace of its own. */
-async function container(t: Test, host: Netns, service: NetworkService, nid: string, eid: string, address: string): Promise<Netns> {
-  await service.createEndpoint({ NetworkID: nid, EndpointID: eid, Interface: { Address: address, AddressIPv6: '', MacAddress: '' }, Options: {} }, log)
-  await service.join({ NetworkID: nid, EndpointID: eid, SandboxKey: `/var/run/docker/netns/${eid.slice(0, 12)}`, Options: {} }, log)
-  const ep = service.snapshot().endpoints.find((e) => e.id === eid)
+async function container(t: Test, host: Netns, services: Services, nid: string, eid: string, address: string): Promise<Netns> {
+  await services.driver.createEndpoint({ NetworkID: nid, EndpointID: eid, Interface: { Address: address, AddressIPv6: '', MacAddress: '' }, Options: {} }, log)
+  await services.driver.join({ NetworkID: nid, EndpointID: eid, SandboxKey: `/var/run/docker/netns/${eid.slice(0, 12)}`, Options: {} }, log)
+  const ep = services.driver.snapshot().endpoints.find((e) => e.id === eid)
   if (!ep) throw new Error(`endpoint ${eid} not recorded`)
   const ns = await createNetns(t)
   await wireContainer(host, ns, ep.containerIf, address, address.replace(/\.\d+\/24$/, '.1'))
@@ -75,12 +49,12 @@ const sysctl = async (ns: Netns, key: string) => (await ns.ok('sysctl', ['-n', k
 
 t.test('loopback: published on 127.0.0.1 answers the host only; no container or LAN host reaches 127.0.0.0/8', async (t) => {
   const host = await createNetns(t)
-  const { service } = await tsnetIn(t, host)
+  const { services: service } = await tsnetIn(t, host)
   const X = id('a1'), Y = id('b2'), Z = id('c3')
-  await service.createNetwork(networkReq(X, '10.71.1.0/24'), log)
-  await service.createNetwork(networkReq(Y, '10.71.2.0/24'), log)
-  await service.createNetwork(networkReq(Z, '10.71.3.0/24', { internal: true }), log)
-  const bridge = (nid: string) => service.snapshot().networks.find((n) => n.id === nid)?.bridge ?? ''
+  await service.driver.createNetwork(networkReq(X, '10.71.1.0/24'), log)
+  await service.driver.createNetwork(networkReq(Y, '10.71.2.0/24'), log)
+  await service.driver.createNetwork(networkReq(Z, '10.71.3.0/24', { internal: true }), log)
+  const bridge = (nid: string) => bridgeOf(service.driver.snapshot().networks.find((n) => n.id === nid)!)
   const target = await container(t, host, service, X, id('e1'), '10.71.1.2/24')
   const sameNet = await container(t, host, service, X, id('e2'), '10.71.1.3/24')
   const otherNet = await container(t, host, service, Y, id('e3'), '10.71.2.2/24')
@@ -95,7 +69,7 @@ t.test('loopback: published on 127.0.0.1 answers the host only; no container or 
   await serve(t, target, 'target', ['0.0.0.0:80'])
   await serve(t, host, 'host-loopback', ['127.0.0.1:9999'])
   await serve(t, host, 'host-any', ['0.0.0.0:9998'])
-  await service.programExternalConnectivity({
+  await service.ports.program({
     NetworkID: X, EndpointID: id('e1'), Options: { 'com.docker.network.portmap': [
       { Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080 },
       { Proto: 6, IP: '', Port: 80, HostIP: '127.0.0.1', HostPort: 8081, HostPortEnd: 8081 },
@@ -162,17 +136,18 @@ t.test('loopback: published on 127.0.0.1 answers the host only; no container or 
   await host.ok('iptables', ['-w', '10', '-t', 'nat', '-D', 'PREROUTING', ...LEGACY_PREROUTING])
 
   // Revoked: route_localnet goes back off.
-  await service.revokeExternalConnectivity({ NetworkID: X, EndpointID: id('e1') }, log)
+  await service.ports.revoke({ NetworkID: X, EndpointID: id('e1') }, log)
   t.equal(await sysctl(host, `net.ipv4.conf.${bridge(X)}.route_localnet`), '0', 'after the ports are revoked, the bridge\'s route_localnet is off again')
   await refused(host, 'host (ports revoked)', '127.0.0.1', 8081)
 })
 
 t.test('a Router Advertisement from a container installs no route or address on the host', async (t) => {
   const host = await createNetns(t)
-  const { service, restart } = await tsnetIn(t, host)
+  const tsnet = await tsnetIn(t, host)
+  const service = tsnet.services
   const W = id('d4')
-  await service.createNetwork(networkReq(W, '10.73.1.0/24'), log)
-  const bridge = service.snapshot().networks[0]?.bridge ?? ''
+  await service.driver.createNetwork(networkReq(W, '10.73.1.0/24'), log)
+  const bridge = bridgeOf(service.driver.snapshot().networks[0]!)
   const rogue = await container(t, host, service, W, id('e5'), '10.73.1.2/24')
   t.equal(await sysctl(host, `net.ipv6.conf.all.forwarding`), '0', 'precondition: no tsnet IPv6 network, so the host is no IPv6 router (RAs would count)')
   t.equal(await sysctl(host, `net.ipv6.conf.${bridge}.accept_ra`), '0', 'tsnet turned accept_ra off on its bridge')
@@ -188,7 +163,7 @@ t.test('a Router Advertisement from a container installs no route or address on 
 
   // Boot reconcile puts accept_ra back (a bridge left by an older tsnet, or changed by hand).
   await host.ok('sysctl', ['-q', '-w', `net.ipv6.conf.${bridge}.accept_ra=1`])
-  await restart()
+  await tsnet.restart()
   t.equal(await sysctl(host, `net.ipv6.conf.${bridge}.accept_ra`), '0', 'boot reconcile turned accept_ra off again')
   await sendRouterAdvertisement(rogue, 'eth0', '2001:db8:bad:2::')
   await settle()
@@ -205,9 +180,9 @@ t.test('a Router Advertisement from a container installs no route or address on 
 
 t.test('a container cannot open connections into a Docker bridge tsnet never heard of from Docker\'s API', async (t) => {
   const host = await createNetns(t)
-  const { service } = await tsnetIn(t, host)
+  const { services: service } = await tsnetIn(t, host)
   const Y = id('e6')
-  await service.createNetwork(networkReq(Y, '10.74.1.0/24'), log)
+  await service.driver.createNetwork(networkReq(Y, '10.74.1.0/24'), log)
   const sender = await container(t, host, service, Y, id('e7'), '10.74.1.2/24')
   // A bridge as Docker makes one (no Docker API here: tsnet's foreign set stays empty), with a "container".
   const other = await createNetns(t)

@@ -4,8 +4,9 @@ import t from 'tap'
 import {
   ALL_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
   allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
-  needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName, type NameResolver, type SetEntry,
+  needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
+import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { networkTag } from '../../src/core/names.js'
 import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
@@ -15,11 +16,15 @@ const NET = dockerId('aa11')
 const TAG = networkTag(NET)
 const NOW = '2026-01-01T00:00:00.000Z'
 
-function network(over: Partial<NetworkRecord> = {}): NetworkRecord {
+/** Record fields, with the bridge name at the top for brevity. */
+type Over = Partial<Omit<NetworkRecord, 'mode' | 'spec'>> & { bridge?: string }
+
+function record(over: Over = {}): NetworkRecord {
+  const { bridge = 'tsbr-aa11012345', ...rest } = over
   return {
     id: NET,
-    bridge: 'tsbr-aa11012345',
-    bridgeNamedByUser: false,
+    mode: 'bridge',
+    spec: { bridge, bridgeNamedByUser: false },
     mtu: 1500,
     internal: false,
     ipv6: false,
@@ -29,10 +34,15 @@ function network(over: Partial<NetworkRecord> = {}): NetworkRecord {
     enableIcc: true,
     genericOptions: {},
     createdAt: NOW,
-    ...over,
+    ...rest,
   }
 }
-const dual = (over: Partial<NetworkRecord> = {}) => network({ ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64' }], ...over })
+/** What the edge sees of a bridge network (as the bridge mode says). */
+function network(over: Over = {}): EdgeNetwork {
+  const n = record(over)
+  return bridgeEdge(n, bridgeOf(n))
+}
+const dual = (over: Over = {}) => network({ ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64' }], ...over })
 
 function endpoint(lead: string, address?: string, addressV6?: string): EndpointRecord {
   const id = dockerId(lead)
@@ -93,7 +103,7 @@ t.test('deviceGroupOf', async (t) => {
   for (const g of [true, false].flatMap((icc) => [true, false].map((internal) => deviceGroupOf({ enableIcc: icc, internal })))) {
     t.equal((g & GROUP.mask) >>> 0, GROUP.base, `0x${g.toString(16)} carries the tsnet marker under the mask`)
   }
-  t.equal(deviceGroupOf(network()), 0x74730000, 'from a whole record')
+  t.equal(deviceGroupOf(record()), 0x74730000, 'from a whole record')
 })
 
 t.test('filterRules: fixed, per family, referencing the family\'s sets', async (t) => {
@@ -355,7 +365,7 @@ const smallPolicy = fc.array(fc.tuple(
 const someEndpoints = fc.array(fc.tuple(fc.constantFrom(undefined, '172.18.0.2/16', '172.18.0.3/16', '172.18.0.2/24'), fc.constantFrom(undefined, 'fd00:1::2/64', 'FD00:1:0::2/64', 'fd00:1::3/64')), { maxLength: 4 })
 
 /** The entries spelled out the plain way (every rule, source, port and address; duplicates collapsed by a set): the reference. */
-function naiveEntries(n: NetworkRecord, endpoints: EndpointRecord[], text: string, resolve: NameResolver): Set<string> {
+function naiveEntries(n: EdgeNetwork, endpoints: EndpointRecord[], text: string, resolve: NameResolver): Set<string> {
   const out = new Set<string>()
   if (n.internal) return out
   // A source's canonical members, as networkEntries writes a pool of the same CIDR (the halves of a /0 included).

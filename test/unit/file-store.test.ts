@@ -8,7 +8,8 @@ import { loadConfig } from '../../src/config.js'
 import { FakeHost } from '../../src/host/fake-host.js'
 import { openServices } from '../../src/main.js'
 import { OPT } from '../../src/protocol/types.js'
-import { NetworkService } from '../../src/services/network-service.js'
+import { NO_DIRECTORY, NetworkState } from '../../src/services/network-state.js'
+import { FULL_HOST } from '../../src/core/host-facts.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { STORE_SCHEMA } from '../../src/store/store.js'
 import { TsnetError } from '../../src/errors.js'
@@ -208,9 +209,8 @@ t.test('records of the wrong shape are quarantined on load, with the reason, and
   const { PoolID, Pool } = await first.ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '10.30.0.0/24' }, quiet)
   const gw = await first.ipam.requestAddress({ PoolID, Options: { [OPT.requestAddressType]: OPT.gatewayType } }, quiet)
   const addr = await first.ipam.requestAddress({ PoolID }, quiet)
-  await first.network.createNetwork({ NetworkID: GOOD_NET, Options: { [OPT.generic]: {} }, IPv4Data: [{ Pool, Gateway: gw.Address }], IPv6Data: [] }, quiet)
-  await first.network.createEndpoint({ NetworkID: GOOD_NET, EndpointID: GOOD_EP, Interface: { Address: addr.Address } }, quiet)
-  await first.network.close()
+  await first.driver.createNetwork({ NetworkID: GOOD_NET, Options: { [OPT.generic]: {} }, IPv4Data: [{ Pool, Gateway: gw.Address }], IPv6Data: [] }, quiet)
+  await first.driver.createEndpoint({ NetworkID: GOOD_NET, EndpointID: GOOD_EP, Interface: { Address: addr.Address } }, quiet)
   // Valid JSON of the wrong shape, in every collection.
   const planted: Record<string, [string, RegExp]> = {
     'networks/broken.json': ['null', /the record is null, not an object/],
@@ -224,13 +224,13 @@ t.test('records of the wrong shape are quarantined on load, with the reason, and
 
   // Control: without the checks (as before) the first null stops the start.
   const unchecked = await FileStore.open(dir, quiet)
-  await t.rejects(new NetworkService(unchecked, new FakeHost(), {}).load(), TypeError, 'without the checks, loading throws (exit 1, restarted, throws again)')
+  await t.rejects(new NetworkState(unchecked, NO_DIRECTORY, () => FULL_HOST).load(), TypeError, 'without the checks, loading throws (exit 1, restarted, throws again)')
 
   const lines: Array<Record<string, unknown>> = []
   const capture = pino({ level: 'error' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>) } })
   const services = await openServices(config, new FakeHost(), capture)
-  t.same(services.network.snapshot().networks.map((n) => n.id), [GOOD_NET], 'the good network loaded')
-  t.same(services.network.snapshot().endpoints.map((e) => e.id), [GOOD_EP], 'the good endpoint loaded')
+  t.same(services.driver.snapshot().networks.map((n) => n.id), [GOOD_NET], 'the good network loaded')
+  t.same(services.driver.snapshot().endpoints.map((e) => e.id), [GOOD_EP], 'the good endpoint loaded')
   t.same(services.ipam.snapshot().map((p) => [p.id, [...p.leases].sort()]), [[PoolID, ['10.30.0.1', '10.30.0.2']]], 'the good pool and its leases loaded')
   const quarantined = (await readdir(join(dir, 'store', 'quarantine'))).sort()
   t.equal(quarantined.length, Object.keys(planted).length, `every bad record was moved to store/quarantine (${quarantined.join(', ')})`)
@@ -243,7 +243,6 @@ t.test('records of the wrong shape are quarantined on load, with the reason, and
     t.match(line, { store: 'quarantined', reason }, `${file}: the log says what was wrong (${String(line?.reason)})`)
   }
   t.ok(existsSync(join(dir, 'store', 'meta', 'ipam.json')), 'a new ipam meta record was written in place of the bad one')
-  await services.network.close()
 })
 
 t.test('read-only (tsnet status beside the daemon): no temporary file removed, no record moved', async (t) => {

@@ -19,8 +19,8 @@ const LEASE_AT = '2024-01-01T00:02:00.000Z'
 function network(id: string, pool = '10.0.0.0/24', gateway = '10.0.0.1/24'): NetworkRecord {
   return {
     id,
-    bridge: `tsbr-${id.slice(0, 10)}`,
-    bridgeNamedByUser: false,
+    mode: 'bridge',
+    spec: { bridge: `tsbr-${id.slice(0, 10)}`, bridgeNamedByUser: false },
     mtu: 1500,
     internal: false,
     ipv6: false,

@@ -4,39 +4,30 @@
 import t, { type Test } from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DOCKER_DEFAULT_POOLS_TEXT, parseDefaultPools } from '../../src/core/ipam.js'
-import { OPTION } from '../../src/core/network-plan.js'
+import { COMMON_OPTION } from '../../src/core/docker-keys.js'
 import { checkStoredRecord } from '../../src/core/record-check.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../../src/core/records.js'
-import { FakeHost } from '../../src/host/fake-host.js'
+import { BRIDGE_OPTION } from '../../src/modes/bridge.js'
 import { OPT } from '../../src/protocol/types.js'
-import { DockerNames } from '../../src/services/docker-names.js'
 import { GcService } from '../../src/services/gc-service.js'
-import { IpamService } from '../../src/services/ipam-service.js'
-import { NetworkService } from '../../src/services/network-service.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { COLLECTIONS } from '../../src/store/store.js'
 import { FakeDocker } from './fixtures/gc-fakes.js'
-import { dockerId, log, tempDir } from './fixtures/util.js'
+import { openUnit } from './fixtures/services.js'
+import { dockerId, log } from './fixtures/util.js'
 
 const NET = dockerId('0a')
 const NET_INTERNAL = dockerId('0b')
 const EP = dockerId('e1')
 const EP_V6 = dockerId('e2')
 const ENGINE = 'AAAA:1111:ENGINE:A'
+const OPTION = { ...COMMON_OPTION, ...BRIDGE_OPTION }
 
 /** Drives the real services through every kind of record they write; returns the state directory. */
 async function writeEverything(t: Test): Promise<string> {
-  const dir = await tempDir(t)
-  const store = await FileStore.open(dir)
-  const host = new FakeHost()
-  const names = new DockerNames(store, log)
-  await names.load()
-  const network = new NetworkService(store, host, {}, names)
-  const ipam = new IpamService(store, host, { defaultPools: parseDefaultPools(DOCKER_DEFAULT_POOLS_TEXT) })
-  await network.load()
-  await ipam.load() // writes meta/ipam (the ULA prefix)
-
+  // As serve opens them: the store, Docker's names, IPAM (which writes meta/ipam, the ULA prefix), the boot reconcile.
+  const { dir, services } = await openUnit(t)
+  const { store, driver: network, ports, policy, ipam, names } = services
   const explicit = await ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '10.20.0.0/16', SubPool: '10.20.5.0/24', Options: { 'com.example.x': 'y' } }, log)
   const automatic = await ipam.requestPool({ AddressSpace: 'LocalDefault' }, log)
   const v6 = await ipam.requestPool({ AddressSpace: 'LocalDefault', V6: true }, log)
@@ -66,19 +57,19 @@ async function writeEverything(t: Test): Promise<string> {
   }, log)
   await network.createEndpoint({ NetworkID: NET, EndpointID: EP_V6, Interface: { AddressIPv6: addr6.Address.replace(/::\w+\//, '::99/') } }, log)
   await network.join({ NetworkID: NET, EndpointID: EP, SandboxKey: '/var/run/docker/netns/0123456789ab', Options: {} }, log)
-  await network.programExternalConnectivity({
+  await ports.program({
     NetworkID: NET, EndpointID: EP,
     Options: { [OPT.portMap]: [{ Proto: 6, Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080 }, { Proto: 17, Port: 53, HostIP: '127.0.0.1', HostPort: 5300, HostPortEnd: 5310 }] },
   }, log)
   await names.update([{ id: NET, name: 'web', driver: 'tsnet', subnets: [explicit.Pool, v6.Pool] }, { id: 'abc', name: 'bridge', driver: 'bridge', subnets: ['172.17.0.0/16'] }])
-  await network.setPolicy(NET, 'ui tcp/443; 192.0.2.7 udp/53', log)
+  await policy.setPolicy(NET, 'ui tcp/443; 192.0.2.7 udp/53', log)
 
   const docker = new FakeDocker(ENGINE)
   docker.networks = [{ id: NET, scope: 'local', ipam: [], endpoints: [] }, { id: NET_INTERNAL, scope: 'local', ipam: [], endpoints: [] }]
   const gc = new GcService(store, docker, network, ipam, { intervalMs: 3_600_000, minAgeMs: 3_600_000 }, log)
   await gc.load()
   t.match(await gc.pass(), { ran: true }, 'a garbage collection pass ran (it pins the engine in meta/engine)')
-  await network.close?.()
+  services.reconciler.stop()
   return dir
 }
 
@@ -98,7 +89,7 @@ t.test('every record the services write passes', async (t) => {
   for (const r of records) t.equal(checkStoredRecord(r.collection, r.id, r.value), undefined, `${r.collection}/${r.id} passes`)
   // The scenario really used what the checks look at (else passing would prove little).
   const of = <T>(c: string) => records.filter((r) => r.collection === c).map((r) => r.value as T)
-  t.ok(of<NetworkRecord>('networks').some((n) => n.policy && n.ipv6Subnets.length > 0 && n.ipv4Subnets[0]?.auxAddresses && n.bridgeNamedByUser), 'a network with a policy, IPv6, aux addresses and a user bridge name')
+  t.ok(of<NetworkRecord>('networks').some((n) => n.policy && n.ipv6Subnets.length > 0 && n.ipv4Subnets[0]?.auxAddresses && n.mode === 'bridge' && n.spec.bridgeNamedByUser), 'a network with a policy, IPv6, aux addresses and a user bridge name')
   t.ok(of<NetworkRecord>('networks').some((n) => n.internal), 'an internal network')
   t.ok(of<EndpointRecord>('endpoints').some((e) => e.published?.length && e.sandboxKey && e.joined && e.addressV6 && e.macFromDocker), 'an endpoint joined, with published ports, both families and a given MAC')
   t.ok(of<EndpointRecord>('endpoints').some((e) => e.address === undefined), 'an IPv6-only endpoint')
@@ -112,12 +103,17 @@ t.test('every record the services write passes', async (t) => {
   for (const c of COLLECTIONS) t.equal((await store.list(c)).length, records.filter((r) => r.collection === c).length, `${c}: all load with the checks on`)
 })
 
-/** Minimal records: only required fields, as the oldest stores have them. */
+/** Minimal records: only required fields, as the oldest stores have them (schema 1: a network's bridge at the top level). */
 const network = (): Record<string, unknown> => ({
   id: NET, bridge: 'tsbr-0a01234567', bridgeNamedByUser: false, mtu: 1500, internal: false, ipv6: false,
   ipv4Subnets: [{ pool: '10.1.0.0/24', gateway: '10.1.0.1/24' }], ipv6Subnets: [], enableIpMasquerade: true, enableIcc: true,
   genericOptions: {}, createdAt: '2026-01-01T00:00:00.000Z',
 })
+/** Today's network record (schema 2): a mode and the mode's spec. */
+const networkV2 = (): Record<string, unknown> => {
+  const { bridge, bridgeNamedByUser, ...rest } = network()
+  return { ...rest, mode: 'bridge', spec: { bridge, bridgeNamedByUser } }
+}
 const endpoint = (): Record<string, unknown> => ({
   id: EP, networkId: NET, hostIf: 'tsve1012345678', containerIf: 'tsce1012345678', mac: '02:42:0a:01:00:02', macFromDocker: false, mtu: 1500,
   address: '10.1.0.2/24', portMappings: [], exposedPorts: [], joined: false, createdAt: '2026-01-01T00:00:00.000Z',
@@ -127,8 +123,10 @@ const pool = (): Record<string, unknown> => ({ id: POOL_ID, addressSpace: 'Local
 const LEASE_ID = `${POOL_ID}#10.1.0.2`
 const lease = (): Record<string, unknown> => ({ poolId: POOL_ID, address: '10.1.0.2', kind: 'endpoint', createdAt: '2026-01-01T00:00:00.000Z' })
 const good: Array<[string, string, () => Record<string, unknown>]> = [
-  ['networks', NET, network], ['endpoints', EP, endpoint], ['pools', POOL_ID, pool], ['leases', LEASE_ID, lease],
+  ['networks', NET, network], ['networks', NET, networkV2], ['endpoints', EP, endpoint], ['pools', POOL_ID, pool], ['leases', LEASE_ID, lease],
 ]
+/** Fields a record may lack: an endpoint's addresses, and its host link (modes whose endpoint is one link have none). */
+const OPTIONAL: Record<string, string[]> = { endpoints: ['address', 'hostIf'], networks: [] }
 
 t.test('minimal records pass, and so do fields this tsnet does not know', async (t) => {
   for (const [c, id, make] of good) {
@@ -136,6 +134,8 @@ t.test('minimal records pass, and so do fields this tsnet does not know', async 
     t.equal(checkStoredRecord(c, id, { ...make(), addedByANewerTsnet: { x: [1] } }), undefined, `a ${c} record with an unknown field`)
   }
   t.equal(checkStoredRecord('meta', 'something-new', { any: 'thing' }), undefined, 'a meta record of an ID this tsnet does not know')
+  const { hostIf: _h, address: _a, ...bare } = endpoint()
+  t.equal(checkStoredRecord('endpoints', EP, bare), undefined, 'an endpoint without a host link or an IPv4 address')
 })
 
 t.test('the wrong shape in any collection is refused with a sentence saying what is wrong', async (t) => {
@@ -149,7 +149,8 @@ t.test('the wrong shape in any collection is refused with a sentence saying what
       [c, id, 'text', /the record is "text", not an object/],
       [c, id, {}, /is missing, not/],
     )
-    for (const field of Object.keys(make()).filter((f) => f !== 'address' || c !== 'endpoints')) cases.push([c, id, without(make, field), new RegExp(`field ${field} is missing`)])
+    // A network without a mode is read as schema 1, which has its bridge at the top level.
+    for (const field of Object.keys(make()).filter((f) => !(OPTIONAL[c] ?? []).includes(f))) cases.push([c, id, without(make, field), new RegExp(`field ${field === 'mode' ? 'bridge' : field} is missing`)])
   }
   cases.push(
     ['networks', NET, { ...network(), mtu: '1500' }, /field mtu is "1500", not a whole number from 68 to 65535/],
@@ -167,6 +168,12 @@ t.test('the wrong shape in any collection is refused with a sentence saying what
     ['networks', NET, { ...network(), policy: null }, /field policy is null, not a string/],
     ['networks', NET, { ...network(), id: 'not/an/id' }, /field id is "not\/an\/id", not a Docker ID/],
     ['networks', dockerId('ff'), network(), new RegExp(`the network record stored as "${dockerId('ff')}" describes "${NET}"`)],
+    ['networks', NET, { ...networkV2(), mode: 'overlay' }, /field mode is "overlay", not one of "bridge"/],
+    ['networks', NET, { ...networkV2(), spec: null }, /field spec is null, not an object/],
+    ['networks', NET, { ...networkV2(), spec: { bridge: 'br; rm -rf', bridgeNamedByUser: false } }, /field spec\.bridge is "br; rm -rf", not an interface name/],
+    ['networks', NET, { ...networkV2(), spec: { bridge: 'tsbr-0a01234567' } }, /field spec\.bridgeNamedByUser is missing, not true or false/],
+    ['networks', NET, { ...networkV2(), mtu: 0 }, /field mtu is 0, not a whole number from 68 to 65535/],
+    ['endpoints', EP, (() => { const e = endpoint(); delete e.hostIf; return { ...e, containerIf: undefined } })(), /field containerIf is missing/],
     ['endpoints', EP, { ...endpoint(), mac: 'zz:zz' }, /field mac is "zz:zz", not a MAC address/],
     ['endpoints', EP, { ...endpoint(), hostIf: '' }, /field hostIf is "", not an interface name/],
     ['endpoints', EP, { ...endpoint(), address: '10.1.0.2' }, /field address is "10.1.0.2", not an IPv4 address\/length/],

@@ -9,7 +9,9 @@ import { nsExecOk } from './engine.js';
 import { run } from './proc.js';
 import type { HostSnapshot } from './snapshot.js';
 import { CHAIN, DOCKER_USER, FOREIGN_TAG, dnatRule, filterRules, jumps, networkEntries, postroutingRules, rawRules } from '../../../src/core/edge-plan.js';
+import { upgradeNetwork } from '../../../src/core/record-upgrade.js';
 import type { NetworkRecord, PublishedPort } from '../../../src/core/records.js';
+import { bridgeEdge } from '../../../src/modes/bridge.js';
 import { tsnetStateDir, TSNET_CLI } from './tsnet.js';
 
 // ---------- bounded parallelism ----------
@@ -30,14 +32,20 @@ export async function mapLimit<T, R>(limit: number, items: readonly T[], fn: (x:
 
 // ---------- tsnet's store ----------
 
-export interface StoreNetwork extends Partial<Omit<NetworkRecord, 'id' | 'bridge'>> {
+/** A stored network as read from its file: schema 2 (`spec.bridge`), or schema 1 (`bridge` at the top). */
+export interface StoreNetwork extends Partial<Omit<NetworkRecord, 'id' | 'spec'>> {
   id: string;
-  bridge: string;
+  spec?: { bridge: string; bridgeNamedByUser: boolean };
+  bridge?: string;
+}
+/** The bridge of a stored network, whichever schema wrote it. */
+export function bridgeOf(n: StoreNetwork): string {
+  return n.spec?.bridge ?? n.bridge ?? '';
 }
 export interface StoreEndpoint {
   id: string;
   networkId: string;
-  hostIf: string;
+  hostIf?: string;
   address?: string;
   joined: boolean;
   published?: PublishedPort[];
@@ -120,8 +128,8 @@ export async function pinnedEngine(e: Engine): Promise<string | undefined> {
 /** A canonical, comparable text of the store's records (for "unchanged" checks). */
 export function storeDigest(s: StoreView): string[] {
   return [
-    ...s.networks.map((n) => `network ${n.id} ${n.bridge}`),
-    ...s.endpoints.map((x) => `endpoint ${x.id} ${x.networkId} ${x.hostIf} ${x.address ?? '-'} ${x.joined}`),
+    ...s.networks.map((n) => `network ${n.id} ${bridgeOf(n)}`),
+    ...s.endpoints.map((x) => `endpoint ${x.id} ${x.networkId} ${x.hostIf ?? '-'} ${x.address ?? '-'} ${x.joined}`),
     ...s.pools.map((p) => `pool ${p.id}`),
     ...s.leases.map((l) => `lease ${l.poolId}#${l.address} ${l.kind}`),
   ].sort();
@@ -258,7 +266,13 @@ export function explain(base: HostSnapshot, now: HostSnapshot, store: StoreView,
     extra.push(...removed.map((l) => `${fam} - ${l} (a base rule is gone)`));
   }
   // ipsets: each of Docker's tsnet networks contributes its subnets (entries of Docker's own networks aside)
-  const wantSets = store.networks.filter((n) => dockerIds.has(n.id)).flatMap((n) => networkEntries(n as NetworkRecord))
+  const wantSets = store.networks
+    .filter((n) => dockerIds.has(n.id))
+    .flatMap((n) => {
+      const rec = upgradeNetwork(n as Parameters<typeof upgradeNetwork>[0]);
+      // Modes other than bridge have no edge: they bring no set members.
+      return rec.mode === 'bridge' ? networkEntries(bridgeEdge(rec, rec.spec.bridge)) : [];
+    })
     .map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`);
   const haveSets = minus(now.ipsets, base.ipsets).filter((l) => l.startsWith('add ') && !l.includes(`"${FOREIGN_TAG}"`));
   extra.push(...minus(haveSets, wantSets).map((l) => `ipset ${l}`));
@@ -482,9 +496,19 @@ export function collectedItems(lines: readonly LogLine[]): Array<Record<string, 
     .flatMap((l) => (Array.isArray(l.items) ? (l.items as Array<Record<string, string>>) : []));
 }
 
-/** The last 'boot reconcile done' line. */
+/** The last 'boot reconcile done' line ({reconcile: 'boot', changes, failed, missing, foreign, ms}: counts). */
 export function bootReconcile(lines: readonly LogLine[]): LogLine | undefined {
   return [...lines].reverse().find((l) => l.msg === 'boot reconcile done');
+}
+
+/** The last 'tsnet listening' line (it counts the networks and endpoints loaded from the store). */
+export function listening(lines: readonly LogLine[]): LogLine | undefined {
+  return [...lines].reverse().find((l) => l.msg === 'tsnet listening');
+}
+
+/** Names of the links tsnet deleted ('link deleted' lines, one per link). */
+export function deletedLinks(lines: readonly LogLine[]): string[] {
+  return lines.filter((l) => l.msg === 'link deleted').map((l) => String(l.link));
 }
 
 /** `ip -j link show` in the engine's netns: name → alias/master/kind. */

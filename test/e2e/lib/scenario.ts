@@ -1,4 +1,5 @@
 import type { Test } from 'tap';
+import { reconcilePlan, type ReconcilePlan } from './tsnet.js';
 
 /**
  * Runs one scenario body; when it throws or leaves a failed assertion, `onFailure` adds the logs
@@ -12,4 +13,26 @@ export async function withDiagnostics(tt: Test, fn: (t: Test) => Promise<void>, 
   } finally {
     if (threw || !tt.passing()) onFailure(tt);
   }
+}
+
+/**
+ * The idempotence check after a scenario: a reconcile right after it must plan nothing. A dry
+ * run on tsnet's socket (`socketPath`; undefined when no tsnet serves at the end of the
+ * scenario, said in a comment) must list no change, no failure, no missing and no foreign object.
+ */
+export async function expectIdle(t: Test, socketPath: string | undefined, who = 'tsnet'): Promise<void> {
+  if (!socketPath) {
+    t.comment(`idempotence: no ${who} serves at the end of this scenario, nothing to ask`);
+    return;
+  }
+  let plan: ReconcilePlan;
+  try {
+    plan = await reconcilePlan(socketPath);
+  } catch (err) {
+    t.fail(`idempotence: ${who} answers a dry-run reconcile: ${(err as Error).message}`);
+    return;
+  }
+  const { Changes, Failed, Missing, Foreign, Ms } = plan;
+  t.same({ Changes, Failed, Missing, Foreign }, { Changes: [], Failed: [], Missing: [], Foreign: [] },
+    `idempotence: a reconcile of ${who} right after the scenario plans nothing (dry run, ${Ms} ms)`);
 }

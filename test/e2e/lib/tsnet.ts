@@ -250,3 +250,35 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
   }
   return handle;
 }
+
+/** What `/Tsnet.Reconcile` answers: the changes a reconcile makes (a dry run: would make) now. */
+export interface ReconcilePlan {
+  Changes: string[];
+  Failed: Array<{ change: string; error: string }>;
+  /** wanted objects that are gone and are not made again (a joined veth whose container went) */
+  Missing: string[];
+  /** wanted objects whose name something else holds */
+  Foreign: string[];
+  Ms: number;
+}
+
+/**
+ * POST /Tsnet.Reconcile {"DryRun":true} on a tsnet socket (legacy or a managed plugin's, as the
+ * host sees it): the plan of a reconcile pass over everything, which changes nothing. Throws on
+ * anything but a well-formed answer.
+ */
+export async function reconcilePlan(socketPath: string, timeoutMs = 30_000): Promise<ReconcilePlan> {
+  const r = await pluginPost(socketPath, '/Tsnet.Reconcile', JSON.stringify({ DryRun: true }), timeoutMs);
+  let j: Partial<ReconcilePlan> & { Err?: string };
+  try {
+    j = JSON.parse(r.body) as Partial<ReconcilePlan> & { Err?: string };
+  } catch {
+    throw new Error(`/Tsnet.Reconcile answered HTTP ${r.status} with no JSON: ${r.body.slice(0, 200)}`);
+  }
+  if (r.status !== 200 || j.Err) throw new Error(`/Tsnet.Reconcile answered HTTP ${r.status}: ${j.Err ?? r.body.slice(0, 200)}`);
+  const list = (x: unknown) => Array.isArray(x);
+  if (!list(j.Changes) || !list(j.Failed) || !list(j.Missing) || !list(j.Foreign) || typeof j.Ms !== 'number') {
+    throw new Error(`/Tsnet.Reconcile answered an unexpected shape: ${r.body.slice(0, 300)}`);
+  }
+  return j as ReconcilePlan;
+}

@@ -1,8 +1,8 @@
 /**
- * tsnet in-process, built as src/main.ts builds it (FileStore in a temporary directory, the
- * services, buildApp with the restore as `ready`), over a FakeHost that also holds links tsnet
- * does not own. The logger is a real pino logger at level info (tsnet's default) writing to a sink, so that the
- * logging of hostile bodies runs too.
+ * tsnet in-process, built as src/main.ts builds it (openServices over a FileStore in a temporary
+ * directory, buildApp with the boot reconcile as `ready`), over a FakeHost that also holds links
+ * tsnet does not own. The logger is a real pino logger at level info (tsnet's default) writing to
+ * a sink, so that the logging of hostile bodies runs too.
  */
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -11,11 +11,13 @@ import { join, relative } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { parseDefaultPools } from '../../../src/core/ipam.js'
+import { type HostObject, type LinkType, keyOf } from '../../../src/core/objects.js'
+import type { ReconcileReport } from '../../../src/engine/engine.js'
 import { FakeHost } from '../../../src/host/fake-host.js'
 import type { Host } from '../../../src/host/host.js'
+import { type Services, openServices } from '../../../src/main.js'
 import { buildApp } from '../../../src/server/app.js'
 import { IpamService } from '../../../src/services/ipam-service.js'
-import { NetworkService } from '../../../src/services/network-service.js'
 import { FileStore } from '../../../src/store/file-store.js'
 import { checkStoredRecord } from '../../../src/core/record-check.js'
 import type { Answer, Observation, Sut } from './engine.js'
@@ -24,10 +26,11 @@ import { type StoreView, type Violation, fakeHostProblems, filesDiff, linesDiff,
 import { DEFAULT_POOLS_TEXT, GLOBAL_POOLS_TEXT, HOST_ROUTES, ULA48 } from './universe.js'
 
 /** Service methods the routes call; a call to any of them means the request reached the services. */
-const SERVICE_METHODS = [
-  'capabilities', 'createNetwork', 'deleteNetwork', 'allocateNetwork', 'createEndpoint', 'endpointOperInfo', 'deleteEndpoint', 'join', 'leave',
-  'programExternalConnectivity', 'revokeExternalConnectivity', 'defaultAddressSpaces', 'requestPool', 'releasePool', 'requestAddress', 'releaseAddress',
-]
+const SERVICE_METHODS: Record<'driver' | 'ports' | 'ipam', string[]> = {
+  driver: ['capabilities', 'createNetwork', 'deleteNetwork', 'allocateNetwork', 'createEndpoint', 'endpointOperInfo', 'deleteEndpoint', 'join', 'leave'],
+  ports: ['program', 'revoke'],
+  ipam: ['capabilities', 'defaultAddressSpaces', 'requestPool', 'releasePool', 'requestAddress', 'releaseAddress'],
+}
 
 export function sinkLogger(): Logger {
   return pino({ level: 'info' }, new Writable({ write: (_c, _e, cb) => cb() }))
@@ -65,41 +68,47 @@ export function scratchRoot(): string {
 }
 
 export interface App {
-  network: NetworkService
-  ipam: IpamService
+  services: Services
   app: ReturnType<typeof buildApp>
   flags: { handler: boolean; service: boolean }
 }
 
-/** The services and the app over `dir` and `host`, as main.ts's openServices + serve build them. */
+/**
+ * The services and the app over `dir` and `host`, as main.ts's openServices + serve build them;
+ * only the IPAM's global pools are few, so that automatic global pools run out too.
+ */
 export async function openApp(dir: string, host: Host): Promise<App> {
-  const store = await FileStore.open(dir, undefined, { check: checkStoredRecord })
-  const network = new NetworkService(store, host, {})
-  const ipam = new IpamService(store, host, { defaultPools: parseDefaultPools(DEFAULT_POOLS_TEXT), globalPools: parseDefaultPools(GLOBAL_POOLS_TEXT) })
-  await network.load()
+  const logger = sinkLogger()
+  const config = {
+    socket: join(dir, 'tsnet.sock'), stateDir: dir, logLevel: 'info', defaultPools: parseDefaultPools(DEFAULT_POOLS_TEXT),
+    gcIntervalSec: 0, procSys: '/proc/sys', reconcileIntervalSec: 0,
+  }
+  const opened = await openServices(config, host, logger)
+  const ipam = new IpamService(opened.store, host, { defaultPools: config.defaultPools, globalPools: parseDefaultPools(GLOBAL_POOLS_TEXT) })
   await ipam.load()
+  const services: Services = { ...opened, ipam }
   const flags = { handler: false, service: false }
-  for (const svc of [network, ipam] as unknown as Array<Record<string, unknown>>) {
-    for (const name of SERVICE_METHODS) {
+  for (const [part, names] of Object.entries(SERVICE_METHODS) as Array<[keyof typeof SERVICE_METHODS, string[]]>) {
+    const svc = services[part] as unknown as Record<string, unknown>
+    for (const name of names) {
       const f = svc[name]
-      if (typeof f !== 'function') continue
+      if (typeof f !== 'function') throw new Error(`services.${part}.${name} is not a method: the route table changed`)
       svc[name] = (...args: unknown[]) => {
         flags.service = true
         return (f as (...a: unknown[]) => unknown).apply(svc, args)
       }
     }
   }
-  const logger = sinkLogger()
-  const ready = network.restoreHost(logger)
-  const app = buildApp({ logger, network, ipam, ready })
+  const ready = services.reconciler.boot().then(() => undefined)
+  const app = buildApp({ logger, services, ready })
   // Runs after parsing and schema validation, right before the route handler.
   app.addHook('preHandler', async () => {
     flags.handler = true
   })
   await app.ready()
-  // main.ts lets requests wait for the boot restore; the tests look at the host only after it.
+  // main.ts lets requests wait for the boot reconcile; the tests look at the host only after it.
   await ready
-  return { network, ipam, app, flags }
+  return { services, app, flags }
 }
 
 /** A fresh state directory whose IPv6 ULA /48 is fixed, so that runs replay exactly. */
@@ -133,13 +142,24 @@ export function emptyStoreProblems(s: StoreView): Violation[] {
   return left.length ? [{ rule: 'cleanup', detail: `records left after deleting everything: ${left.join(', ')}` }] : []
 }
 
-/** FakeHost.state() one link, entry, rule, port or group per line, for readable differences. */
+/** FakeHost.state() one object per line, for readable differences. */
 function fakeStateLines(state: string): string {
-  const s = JSON.parse(state) as { links: Array<[string, unknown]>; sets: string[]; portRules: string[]; edge: boolean; heldPorts: string[]; groups: Array<[string, number]> }
-  return [
-    ...s.links.map(([, l]) => `link ${JSON.stringify(l)}`), ...s.sets.map((e) => `ipset ${e}`), ...s.portRules.map((r) => `dnat ${r}`),
-    `chains ${s.edge ? 'present' : 'absent'}`, ...s.heldPorts.map((p) => `held ${p}`), ...s.groups.map(([b, g]) => `group ${b} 0x${g.toString(16)}`),
-  ].join('\n')
+  return (JSON.parse(state) as Array<[string, HostObject]>).map(([k, o]) => `${k}  ${JSON.stringify(o)}`).join('\n')
+}
+
+/** Objects of other owners on the fake host: tsnet must never change or delete them, nor adopt their names. */
+const FOREIGN: HostObject[] = [
+  { kind: 'link', name: 'eth0', type: 'dummy' as LinkType, alias: '', mtu: 1450, up: true, recreate: false },
+  { kind: 'addr', link: 'eth0', cidr: '192.168.1.10/24' },
+  { kind: 'link', name: 'docker0', type: 'bridge', alias: '', mtu: 1500, up: true, recreate: false },
+  { kind: 'addr', link: 'docker0', cidr: '172.17.0.1/16' },
+]
+
+/** A dry-run reconcile's findings: after any request the host must be exactly what tsnet's index wants. */
+function planProblems(plan: ReconcileReport | undefined): Violation[] {
+  if (!plan) return [{ rule: 'reconcile-plans', detail: 'the dry-run reconcile failed' }]
+  const found = [...plan.changes, ...plan.failed.map((f) => `${f.change} failed: ${f.error}`), ...plan.missing.map((m) => `missing ${m}`), ...plan.foreign.map((f) => `foreign ${f}`)]
+  return found.length ? [{ rule: 'reconcile-plans', detail: `a dry-run reconcile right after plans:\n        ${found.slice(0, 20).join('\n        ')}` }] : []
 }
 
 export class FakeSut implements Sut {
@@ -151,10 +171,8 @@ export class FakeSut implements Sut {
     const host = new FakeHost()
     host.routes = [...HOST_ROUTES]
     host.mtuOfDefaultRoute = 1450
-    // Links tsnet does not own: it must never change or delete them, nor adopt their names.
-    host.links.set('eth0', { name: 'eth0', kind: 'dummy', mtu: 1450, up: true, addresses: ['192.168.1.10/24'] })
-    host.links.set('docker0', { name: 'docker0', kind: 'bridge', mtu: 1500, up: true, addresses: ['172.17.0.1/16'] })
-    const foreign = new Map([...host.links].map(([k, l]) => [k, JSON.stringify(l)]))
+    for (const o of FOREIGN) host.objects.set(keyOf(o), structuredClone(o))
+    const foreign = new Map(FOREIGN.map((o) => [keyOf(o), JSON.stringify(host.objects.get(keyOf(o)))]))
     const baseline = host.state()
     return new FakeSut(dir, host, await openApp(dir, host), foreign, baseline)
   }
@@ -174,27 +192,29 @@ export class FakeSut implements Sut {
   }
 
   async observe(): Promise<Observation> {
-    return { store: parseStore(readTree(this.dir)), host: this.host.state() }
+    const plan = await this.a.services.reconciler.pass('event', true).catch(() => undefined)
+    return { store: parseStore(readTree(this.dir)), host: this.host.state(), hostData: plan }
   }
 
   hostProblems(o: Observation): Violation[] {
-    return fakeHostProblems(o.store, this.host, this.foreign)
+    return [...fakeHostProblems(o.store, this.host, this.foreign), ...planProblems(o.hostData as ReconcileReport | undefined)]
   }
 
   memoryProblems(store: StoreView): Violation[] {
-    return memoryProblems(store, this.a.network.snapshot(), this.a.ipam.snapshot())
+    return memoryProblems(store, this.a.services.driver.snapshot(), this.a.services.ipam.snapshot())
   }
 
   async restart(before: Observation): Promise<Violation[]> {
     await this.a.app.close()
     // The sockets holding published ports die with the process; the new one holds them again.
-    this.host.heldPorts.clear()
+    await this.host.releasePorts()
     this.a = await openApp(this.dir, this.host)
     const after = await this.observe()
     const out: Violation[] = []
     if (!sameFiles(before.store.files, after.store.files)) out.push({ rule: 'restart', detail: `a restart changed the store:\n        ${filesDiff(before.store.files, after.store.files).join('\n        ')}` })
     if (before.host !== after.host) out.push({ rule: 'restart', detail: `a restart changed the host:\n        ${this.hostDiff(before.host, after.host).join('\n        ')}` })
     out.push(...this.memoryProblems(after.store).map((x) => ({ ...x, rule: 'restart', detail: `after a restart: ${x.detail}` })))
+    out.push(...planProblems(after.hostData as ReconcileReport | undefined).map((x) => ({ ...x, rule: 'restart', detail: `after a restart: ${x.detail}` })))
     return out
   }
 

@@ -1,8 +1,11 @@
 /**
- * tsnet in-process over the REAL host layer (LinuxHost: iproute2 + iptables) inside a network
- * namespace this process creates, `tsfz-<pid>`, entered with nsenter for every command. Nothing
- * runs in the root namespace. The namespace is deleted in the test's teardown and, should the
- * process die first, on exit and on SIGINT/SIGTERM/SIGHUP.
+ * tsnet in-process over the REAL host layer inside a network namespace this process creates,
+ * `tsfz-<pid>`: the services and the app run here (lib/kernel-app.ts, built as `tsnet serve`
+ * builds them), the host layer (LinuxHost: rtnetlink, iptables-restore, ipset, /proc/sys, held
+ * ports) runs in a child entered into the namespace (test/integration/lib/remote-host.ts), since
+ * a netlink socket, /proc/sys/net and a held port belong to the namespace of the process that
+ * opens them. Nothing runs in the root namespace. The namespace is deleted in the test's teardown
+ * and, should the process die first, on exit and on SIGINT/SIGTERM/SIGHUP.
  *
  * What "unchanged" means for the kernel (the host text compared byte for byte after a refusal):
  *  - links: `ip -j -d link show`, every field, except those the kernel changes on its own
@@ -18,7 +21,9 @@
  *    iptables-nft the first command that touches a table creates it that way and it filters
  *    nothing (as test/e2e/lib/snapshot.ts does);
  *  - ipsets: `ipset save`, without the hash parameters the kernel picks and changes by itself
- *    (initval, hashsize, bucketsize), members sorted (their order is the hash's).
+ *    (initval, hashsize, bucketsize), members sorted (their order is the hash's);
+ *  - held ports: `ss -l -t -u`, the sockets bound in the namespace (only tsnet's host layer binds
+ *    any there), as protocol and local address.
  *
  * What the records imply for the edge (docs/network-edge.md, core/edge-plan.ts): while any network
  * exists, tsnet's chains hold exactly edge-plan's rules, its jumps come first in FORWARD,
@@ -31,10 +36,9 @@ import { rm } from 'node:fs/promises'
 import type { Family } from '../../../src/core/addr.js'
 import { ALL_SETS, CHAIN, DOCKER_USER, SET_TYPE, type SetKind, filterRules, jumps, postroutingRules, rawRules } from '../../../src/core/edge-plan.js'
 import { endpointAlias, macFromSeed, networkAlias } from '../../../src/core/names.js'
-import { createRunner } from '../../../src/host/exec.js'
-import { linuxHostVia } from '../../../src/host/linux-host.js'
+import { RemoteHost } from '../../integration/lib/remote-host.js'
 import type { Answer, Observation, Sut } from './engine.js'
-import { type App, deleteEverything, emptyStoreProblems, freshStateDir, openApp, readTree, sendTo } from './fake-sut.js'
+import { type App, deleteEverything, emptyStoreProblems, freshStateDir, openApp, readTree, sendTo } from './kernel-app.js'
 import { cidrValue } from './ip.js'
 import type { Rendered } from './ops.js'
 import { type StoreView, type Violation, entryProblems, expectedEdge, filesDiff, linesDiff, memoryProblems, parseStore, sameFiles } from './oracle.js'
@@ -122,6 +126,7 @@ export async function freshNetns(): Promise<void> {
 const SEP = '@@tsfz@@'
 const SNAPSHOT = [
   'ip -j -d link show', 'ip -j addr show', 'ip -j -4 route show table all', 'ip -j -6 route show table all', 'iptables-save', 'ip6tables-save', 'ipset save',
+  'ss -H -l -n -t -u',
 ].join(`; echo ${SEP}; `)
 
 const VOLATILE_KEYS = new Set(['operstate', 'topology_change', 'topology_change_detected', 'topology_change_ack', 'config_pending', 'state'])
@@ -190,6 +195,8 @@ export interface KernelState {
   iptables: string[]
   ip6tables: string[]
   ipset: string[]
+  /** Sockets listening (TCP) or bound (UDP) in the namespace, as `proto address:port`: tsnet's held ports. */
+  held: string[]
   text: string
 }
 
@@ -198,7 +205,7 @@ const isLinkLocalRoute = (r: { dst?: string; type?: string }) =>
 
 export async function kernelState(): Promise<KernelState> {
   const parts = (await inNs(SNAPSHOT)).split(`${SEP}\n`)
-  const [linksJ = '[]', addrsJ = '[]', r4 = '[]', r6 = '[]', ipt = '', ip6t = '', sets = ''] = parts
+  const [linksJ = '[]', addrsJ = '[]', r4 = '[]', r6 = '[]', ipt = '', ip6t = '', sets = '', sockets = ''] = parts
   const links = (JSON.parse(linksJ || '[]') as KernelLink[]).sort((a, b) => (a.ifname < b.ifname ? -1 : 1))
   const addrRaw = JSON.parse(addrsJ || '[]') as Array<{ ifname: string; addr_info?: Array<{ scope?: string; local: string; prefixlen: number }> }>
   const addrs = new Map<string, string[]>()
@@ -217,8 +224,12 @@ export async function kernelState(): Promise<KernelState> {
   const iptables = normalizeIptablesSave(ipt)
   const ip6tables = normalizeIptablesSave(ip6t)
   const ipset = normalizeIpsetSave(sets)
-  lines.push(...iptables.map((l) => `iptables ${l}`), ...ip6tables.map((l) => `ip6tables ${l}`), ...ipset.map((l) => `ipset ${l}`))
-  return { links, addrs, iptables, ip6tables, ipset, text: lines.join('\n') }
+  const held = sockets.split('\n').flatMap((l) => {
+    const [proto, , , , local] = l.trim().split(/\s+/)
+    return proto && local ? [`${proto} ${local}`] : []
+  }).sort()
+  lines.push(...iptables.map((l) => `iptables ${l}`), ...ip6tables.map((l) => `ip6tables ${l}`), ...ipset.map((l) => `ipset ${l}`), ...held.map((l) => `held ${l}`))
+  return { links, addrs, iptables, ip6tables, ipset, held, text: lines.join('\n') }
 }
 
 /**
@@ -277,25 +288,26 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
   }
   const edge = expectedEdge(s)
   for (const n of s.recs.networks.values()) {
-    expected.add(n.bridge)
-    const l = byName.get(n.bridge)
+    const bridge = n.spec.bridge as string
+    expected.add(bridge)
+    const l = byName.get(bridge)
     if (!l) {
-      fail(`network ${n.id}'s bridge ${n.bridge} does not exist`)
+      fail(`network ${n.id}'s bridge ${bridge} does not exist`)
       continue
     }
     if (l.linkinfo?.info_kind !== 'bridge' || l.ifalias !== networkAlias(n.id) || !l.flags.includes('UP') || l.address !== macFromSeed(n.id)) {
-      fail(`bridge ${n.bridge} of network ${n.id} is not as recorded (kind ${l.linkinfo?.info_kind}, alias ${l.ifalias}, flags ${l.flags.join(',')}, mac ${l.address})`)
+      fail(`bridge ${bridge} of network ${n.id} is not as recorded (kind ${l.linkinfo?.info_kind}, alias ${l.ifalias}, flags ${l.flags.join(',')}, mac ${l.address})`)
     }
-    if (l.mtu !== n.mtu) fail(`bridge ${n.bridge} of network ${n.id} has MTU ${l.mtu}, the record says ${n.mtu}`)
-    const group = edge.groups.get(n.bridge)
-    if (Number(l.group) !== group) fail(`bridge ${n.bridge} of network ${n.id} is in device group ${l.group}, the record implies ${group} (0x${group?.toString(16)})`)
+    if (l.mtu !== n.mtu) fail(`bridge ${bridge} of network ${n.id} has MTU ${l.mtu}, the record says ${n.mtu}`)
+    const group = edge.groups.get(bridge)
+    if (Number(l.group) !== group) fail(`bridge ${bridge} of network ${n.id} is in device group ${l.group}, the record implies ${group} (0x${group?.toString(16)})`)
     const gws = [...n.ipv4Subnets, ...n.ipv6Subnets].flatMap((sub: { gateway?: string }) => (sub.gateway ? [sub.gateway] : []))
-    if (!sameAddressSet(k.addrs.get(n.bridge) ?? [], gws)) fail(`bridge ${n.bridge} has addresses [${(k.addrs.get(n.bridge) ?? []).join(', ')}], the gateways are [${gws.join(', ')}]`)
+    if (!sameAddressSet(k.addrs.get(bridge) ?? [], gws)) fail(`bridge ${bridge} has addresses [${(k.addrs.get(bridge) ?? []).join(', ')}], the gateways are [${gws.join(', ')}]`)
   }
   for (const e of s.recs.endpoints.values()) {
     expected.add(e.hostIf)
     expected.add(e.containerIf)
-    const bridge = s.recs.networks.get(e.networkId)?.bridge
+    const bridge = s.recs.networks.get(e.networkId)?.spec.bridge
     const h = byName.get(e.hostIf)
     const c = byName.get(e.containerIf)
     if (!h || h.linkinfo?.info_kind !== 'veth' || h.ifalias !== endpointAlias(e.id) || h.master !== bridge || h.mtu !== e.mtu || !h.flags.includes('UP') || h.link !== e.containerIf) {
@@ -308,6 +320,11 @@ export function kernelProblems(s: StoreView, k: KernelState, baseline: KernelSta
   for (const l of k.links) {
     if (!expected.has(l.ifname)) fail(`link ${l.ifname} (${l.linkinfo?.info_kind ?? 'plain'}, alias ${l.ifalias ?? 'none'}) exists but no record explains it`)
   }
+  // Held ports: nothing listens in the namespace but the host layer's holds, one per published TCP
+  // or UDP port (the kernel has no SCTP sockets here: tsnet holds none for SCTP).
+  const heldNow = [...new Set(k.held.map((l) => `${l.split(' ')[0]}/${l.slice(l.lastIndexOf(':') + 1)}`))].sort()
+  const heldWant = edge.heldPorts.filter((p) => !p.startsWith('sctp/')).sort()
+  if (heldNow.join(' ') !== heldWant.join(' ')) fail(`the host ports held in the namespace are [${heldNow.join(', ')}], the records publish [${heldWant.join(', ')}]`)
   // Rules: everything but tsnet's as in the baseline; tsnet's exactly what edge-plan and the records say.
   for (const [tool, now, base] of [['iptables', k.iptables, baseline.iptables], ['ip6tables', k.ip6tables, baseline.ip6tables]] as const) {
     const f: Family = tool === 'iptables' ? 4 : 6
@@ -410,18 +427,14 @@ function withoutInertTables(lines: string[]): string[] {
 
 export class KernelSut implements Sut {
   readonly hostRoutes = HOST_ROUTES
-  private constructor(private readonly dir: string, private a: App, private readonly baseline: KernelState) {}
+  private constructor(private readonly dir: string, private host: RemoteHost, private a: App, private readonly baseline: KernelState) {}
 
   static async start(): Promise<KernelSut> {
     await freshNetns()
     const baseline = await kernelState()
     const dir = await freshStateDir('tsnet-fuzz-kernel-')
-    const host = linuxHostVia(createRunner(['nsenter', `--net=${NETNS_PATH}`]))
-    return new KernelSut(dir, await openApp(dir, host), baseline)
-  }
-
-  private host() {
-    return linuxHostVia(createRunner(['nsenter', `--net=${NETNS_PATH}`]))
+    const host = RemoteHost.start(NETNS)
+    return new KernelSut(dir, host, await openApp(dir, host), baseline)
   }
 
   send(r: Rendered): Promise<Answer> {
@@ -448,14 +461,20 @@ export class KernelSut implements Sut {
   }
 
   memoryProblems(store: StoreView): Violation[] {
-    return memoryProblems(store, this.a.network.snapshot(), this.a.ipam.snapshot())
+    return memoryProblems(store, this.a.services.driver.snapshot(), this.a.services.ipam.snapshot())
+  }
+
+  /** Ends tsnet as a process exit would: the app, then the host layer's process (its held ports go with it). */
+  private async stop(): Promise<void> {
+    await this.a.app.close()
+    this.a.services.reconciler.stop()
+    await this.host.close()
   }
 
   async restart(before: Observation): Promise<Violation[]> {
-    await this.a.app.close()
-    // The sockets holding published ports die with the process (a real restart is a new process).
-    await this.a.network.close()
-    this.a = await openApp(this.dir, this.host())
+    await this.stop()
+    this.host = RemoteHost.start(NETNS)
+    this.a = await openApp(this.dir, this.host)
     const after = await this.observe()
     const out: Violation[] = []
     if (!sameFiles(before.store.files, after.store.files)) out.push({ rule: 'restart', detail: `a restart changed the store:\n        ${filesDiff(before.store.files, after.store.files).join('\n        ')}` })
@@ -480,7 +499,7 @@ export class KernelSut implements Sut {
   }
 
   async close(): Promise<void> {
-    await this.a.app.close()
+    await this.stop()
     await rm(this.dir, { recursive: true, force: true })
   }
 }

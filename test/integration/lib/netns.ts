@@ -10,7 +10,6 @@ import { execFile, execFileSync } from 'node:child_process'
 import type { Test } from 'tap'
 import pino from 'pino'
 import { createRunner, type ExecResult, type Runner } from '../../../src/host/exec.js'
-import { LinuxHost, linuxHostVia } from '../../../src/host/linux-host.js'
 
 export const log = pino({ level: 'silent' })
 
@@ -115,7 +114,7 @@ export async function addPlainDevice(ns: Netns, name: string, extra: readonly st
 /** Names of the namespaces this process created and has not removed yet. */
 export const liveNamespaces = () => [...created]
 
-// ---------------------------------------------------------------- the product under test
+// ---------------------------------------------------------------- host tools in the namespace
 
 /** A runner that records every argv it is asked to run (after the prefix). */
 export interface RecordingRunner extends Runner {
@@ -133,9 +132,9 @@ export function recordingRunner(inner: Runner): RecordingRunner {
   }
 }
 
-export function hostIn(ns: Netns): { host: LinuxHost; runner: RecordingRunner } {
-  const runner = recordingRunner(createRunner(ns.prefix))
-  return { host: linuxHostVia(runner), runner }
+/** Host tools (iptables, ipset, sysctl) run inside `ns`, recorded. The rtnetlink half of the host layer needs remote-host.ts. */
+export function runnerIn(ns: Netns): RecordingRunner {
+  return recordingRunner(createRunner(ns.prefix))
 }
 
 // ---------------------------------------------------------------- readers of the kernel state
@@ -218,6 +217,7 @@ export async function nsState(ns: Netns): Promise<unknown> {
       address: l.address ?? null,
       master: l.master ?? null,
       kind: l.linkinfo?.info_kind ?? null,
+      group: deviceGroup(l) ?? null,
       up: l.flags.includes('UP'),
     }))
     .sort((a, b) => a.ifname.localeCompare(b.ifname))
