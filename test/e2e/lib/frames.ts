@@ -8,16 +8,21 @@ import { runOk, sysEnv } from './proc.js';
 
 const ETHERTYPE = 0x88b5;
 
+// An interface's index (SIOCGIFINDEX) or MAC (SIOCGIFHWADDR) from the socket's own namespace:
+// under nsenter --net, /sys still shows the namespace that mounted it.
+const IFREQ_PL = `sub ifreq { my ($s, $if, $req) = @_; my $r = pack('a16 a24', $if, ''); ioctl($s, $req, $r) or die "no interface $if: $!"; $r }`;
+
 // argv: ifname dst-mac count marker. Source MAC: the interface's own.
 const SEND_PL = `
 use strict; use Socket;
 my ($if, $dst, $count, $marker) = @ARGV;
-open(my $f, '<', "/sys/class/net/$if/ifindex") or die "no $if"; my $ix = <$f> + 0;
-open(my $a, '<', "/sys/class/net/$if/address") or die; my $src = <$a>; chomp $src;
 my $mac = sub { my $m = shift; $m =~ s/://g; pack('H12', $m) };
 socket(my $s, 17, SOCK_RAW, 0) or die "socket: $!";
+${IFREQ_PL}
+my $ix = unpack('i', substr(ifreq($s, $if, 0x8933), 16, 4));
+my $src = substr(ifreq($s, $if, 0x8927), 18, 6);
 my $to = pack('S n i S C C a8', 17, ${ETHERTYPE}, $ix, 0, 0, 6, $mac->($dst));
-my $frame = $mac->($dst) . $mac->($src) . pack('n', ${ETHERTYPE}) . $marker . ("\\0" x 46);
+my $frame = $mac->($dst) . $src . pack('n', ${ETHERTYPE}) . $marker . ("\\0" x 46);
 for (1..$count) { defined(send($s, $frame, 0, $to)) or die "send: $!"; select(undef, undef, undef, 0.005) }
 print "sent $count\\n";
 `;
@@ -28,8 +33,9 @@ print "sent $count\\n";
 const LISTEN_PL = `
 use strict; use Socket;
 my ($if, $secs, $marker) = @ARGV;
-open(my $f, '<', "/sys/class/net/$if/ifindex") or die "no $if"; my $ix = <$f> + 0;
 socket(my $s, 17, SOCK_RAW, unpack('S', pack('n', 3))) or die "socket: $!";
+${IFREQ_PL}
+my $ix = unpack('i', substr(ifreq($s, $if, 0x8933), 16, 4));
 bind($s, pack('S n i S C C a8', 17, 3, $ix, 0, 0, 0, '')) or die "bind: $!";
 my ($n, $end) = (0, time + $secs);
 $SIG{INT} = sub { print "got $n\\n"; exit 0 };
