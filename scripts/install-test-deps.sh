@@ -10,7 +10,7 @@
 # ("do not start services") before apt runs.
 set -euo pipefail
 
-PKGS=(docker.io containerd runc tini busybox-static iptables ipset conntrack iproute2 procps util-linux etcd-server etcd-client)
+PKGS=(docker.io containerd runc tini busybox-static iptables ipset conntrack iproute2 procps util-linux etcd-server etcd-client strace)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 

@@ -8,9 +8,7 @@
  */
 import { type Family, formatIp, parseCidr, parseIp } from './addr.js'
 import { networkTag } from './names.js'
-import { POLICY_OPTION, type PolicyRule, type PolicySource, formatPolicy, parsePolicy } from './policy.js'
-import { type Grant, containerIps, grantsOf, pairsPerContainer } from './policy-grants.js'
-import { invalid, quote } from '../errors.js'
+import { parsePolicy } from './policy.js'
 import type { ChainsObject, DnatObject, PortHoldObject, SetEntryObject } from './objects.js'
 import { bindAddressOf } from './ports.js'
 import type { EndpointRecord, PublishedPort } from './records.js'

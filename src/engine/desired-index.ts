@@ -9,16 +9,16 @@ import { type HostObject, keyOf } from '../core/objects.js'
 
 export type OwnedObjects = ReadonlyMap<string, HostObject>
 
+const NO_OWNERS: ReadonlySet<string> = new Set()
+
 export class DesiredIndex {
   private readonly byOwner = new Map<string, OwnedObjects>()
   private readonly byKey = new Map<string, Set<string>>()
 
   /** The wanted object at `key`: the one of the first owner (sorted), so the choice is stable. */
   get(key: string): HostObject | undefined {
-    const owners = this.byKey.get(key)
-    if (!owners || owners.size === 0) return undefined
-    const first = [...owners].sort()[0] as string
-    return this.byOwner.get(first)?.get(key)
+    const first = smallest(this.byKey.get(key) ?? [])
+    return first === undefined ? undefined : this.byOwner.get(first)?.get(key)
   }
 
   keys(): IterableIterator<string> {
@@ -30,7 +30,7 @@ export class DesiredIndex {
   }
 
   ownersOf(key: string): ReadonlySet<string> {
-    return this.byKey.get(key) ?? new Set()
+    return this.byKey.get(key) ?? NO_OWNERS
   }
 
   objectsOf(owner: string): OwnedObjects {
@@ -66,6 +66,13 @@ export class DesiredIndex {
   }
 }
 
+/** The first of some owners in sort order, found without sorting (this runs once per wanted key). */
+function smallest(owners: Iterable<string>): string | undefined {
+  let first: string | undefined
+  for (const o of owners) if (first === undefined || o < first) first = o
+  return first
+}
+
 export class Staged {
   readonly next = new Map<string, OwnedObjects | undefined>()
   /** Keys whose wanted object may differ between the index and this view. */
@@ -82,11 +89,10 @@ export class Staged {
 
   /** The wanted object at `key` in this view. */
   get(key: string): HostObject | undefined {
-    const owners = new Set<string>()
-    for (const [owner, objects] of this.next) if (objects?.has(key)) owners.add(owner)
-    for (const owner of this.base.ownersOf(key)) if (!this.next.has(owner)) owners.add(owner)
-    if (owners.size === 0) return undefined
-    const first = [...owners].sort()[0] as string
+    let first: string | undefined
+    for (const [owner, objects] of this.next) if (objects?.has(key) && (first === undefined || owner < first)) first = owner
+    for (const owner of this.base.ownersOf(key)) if (!this.next.has(owner) && (first === undefined || owner < first)) first = owner
+    if (first === undefined) return undefined
     return (this.next.has(first) ? this.next.get(first) : this.base.objectsOf(first))?.get(key)
   }
 

@@ -4,25 +4,26 @@
  * a full reconcile runs alone, because it would take a half-made change for drift.
  */
 export class KeySetLock {
-  private readonly tails = new Map<string, Promise<void>>()
+  /** A held key, with the requests waiting for it in order; a free key has no entry. */
+  private readonly held = new Map<string, Array<() => void>>()
 
   /** Waits until every key is free, holds them all, and returns the function that frees them. */
   async acquire(keys: Iterable<string>): Promise<() => void> {
     const sorted = [...new Set(keys)].sort()
-    const releases: Array<() => void> = []
+    // A free key is taken without a promise: a request may lock tens of thousands of set members.
     for (const key of sorted) {
-      const previous = this.tails.get(key) ?? Promise.resolve()
-      let release!: () => void
-      const mine = new Promise<void>((r) => { release = r })
-      const tail = previous.then(() => mine)
-      this.tails.set(key, tail)
-      await previous
-      releases.push(() => {
-        release()
-        if (this.tails.get(key) === tail) this.tails.delete(key)
-      })
+      const waiting = this.held.get(key)
+      if (waiting === undefined) this.held.set(key, [])
+      else await new Promise<void>((go) => waiting.push(go))
     }
-    return () => { for (const r of releases.reverse()) r() }
+    return () => {
+      for (const key of sorted.reverse()) {
+        const waiting = this.held.get(key)
+        const next = waiting?.shift()
+        if (next) next() // the key passes straight to the next waiter
+        else this.held.delete(key)
+      }
+    }
   }
 }
 

@@ -7,11 +7,15 @@ export interface IpamData {
   AuxAddresses?: Record<string, string> | null
 }
 
-export interface CreateNetworkRequest {
+/** A network with the pools IPAM gave it, as CreateNetwork and AllocateNetwork both carry it. */
+interface NetworkWithPools {
   NetworkID: string
-  Options?: Record<string, unknown> | null
   IPv4Data?: IpamData[] | null
   IPv6Data?: IpamData[] | null
+}
+
+export interface CreateNetworkRequest extends NetworkWithPools {
+  Options?: Record<string, unknown> | null
 }
 
 export interface NetworkRef {
@@ -43,11 +47,8 @@ export interface ConnectivityRequest extends EndpointRef {
   Options?: Record<string, unknown> | null
 }
 
-export interface AllocateNetworkRequest {
-  NetworkID: string
+export interface AllocateNetworkRequest extends NetworkWithPools {
   Options?: Record<string, string> | null
-  IPv4Data?: IpamData[] | null
-  IPv6Data?: IpamData[] | null
 }
 
 export interface DiscoveryRequest {

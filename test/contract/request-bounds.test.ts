@@ -290,7 +290,7 @@ t.test('finding 5: a policy at the cap works; the container that would exceed it
   const ms = performance.now() - started
   const entries = [...d.host.sets.keys()].filter((k) => k.startsWith('tsnet-allow4 '))
   t.equal(entries.length, MAX_ALLOW_ENTRIES, 'positive control: the first container gets exactly the 65,536 entries of a policy at the cap')
-  t.ok(ms < 5000, `in ${ms.toFixed(0)} ms`)
+  t.ok(ms < 20_000, `in ${ms.toFixed(0)} ms (bound 20 s: it catches a freeze like the 63 s one of finding 4, not a slow machine)`)
   const second = await d.send('NetworkDriver.CreateEndpoint', endpointBody(NP, 'b1'.repeat(32), '10.64.0.3/24'))
   t.equal(second.status, 500, 'a second container would double them: refused')
   t.match(second.json?.Err, /would put 131072 entries in the firewall for its containers \(2 x 65536 port\/source pairs over IPv4\)/, 'with the count')

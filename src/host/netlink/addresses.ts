@@ -5,8 +5,8 @@ import { AF, IFA, IFA_F, NLM_F, RT_SCOPES, RTM } from './constants.js'
 import { explain } from './errno.js'
 import { linkIndex, noLink } from './links.js'
 import type { Rtnl } from './socket.js'
-import { afOf, checkCidrValue, checkLinkRef, familyOfAf, ipText, type LinkRef, linkWords } from './values.js'
-import { attr, Attrs, IFADDRMSG_LEN, ifaddrmsg, type NlMessage, readIfaddrmsg, u32 } from './wire.js'
+import { afOf, checkCidrValue, checkLinkRef, ipText, openReply, type LinkRef, linkWords } from './values.js'
+import { attr, IFADDRMSG_LEN, ifaddrmsg, type NlMessage, readIfaddrmsg, u32 } from './wire.js'
 
 export interface Address {
   /** ifindex of the link that has it. */
@@ -26,11 +26,9 @@ export interface Address {
 }
 
 export function decodeAddress(msg: NlMessage): Address | undefined {
-  if (msg.type !== RTM.NEWADDR || msg.payload.length < IFADDRMSG_LEN) return undefined
-  const h = readIfaddrmsg(msg.payload)
-  const family = familyOfAf(h.family)
-  if (!family) return undefined
-  const a = new Attrs(msg.payload.subarray(IFADDRMSG_LEN))
+  const reply = openReply(msg, RTM.NEWADDR, IFADDRMSG_LEN, readIfaddrmsg)
+  if (!reply) return undefined
+  const { h, family, a } = reply
   // IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links (and the address elsewhere).
   const address = ipText(a.raw(IFA.LOCAL)) ?? ipText(a.raw(IFA.ADDRESS))
   if (!address) return undefined

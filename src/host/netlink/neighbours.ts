@@ -9,8 +9,8 @@ import { NDA, NLM_F, NTF, NUD, RTM } from './constants.js'
 import { explain } from './errno.js'
 import { linkIndex, noLink } from './links.js'
 import type { Rtnl } from './socket.js'
-import { afOf, checkIp, familyOfAf, ipText, type LinkRef, linkWords, macBytes, macText } from './values.js'
-import { attr, Attrs, ndmsg, NDMSG_LEN, type NlMessage, readNdmsg, u32 } from './wire.js'
+import { afOf, checkIp, ipText, openReply, type LinkRef, linkWords, macBytes, macText } from './values.js'
+import { attr, ndmsg, NDMSG_LEN, type NlMessage, readNdmsg, u32 } from './wire.js'
 
 export interface Neighbour {
   /** ifindex of the link the entry is on. */
@@ -29,11 +29,9 @@ export function nudNames(state: number): string[] {
 }
 
 export function decodeNeighbour(msg: NlMessage): Neighbour | undefined {
-  if (msg.type !== RTM.NEWNEIGH || msg.payload.length < NDMSG_LEN) return undefined
-  const h = readNdmsg(msg.payload)
-  const family = familyOfAf(h.family)
-  if (!family) return undefined
-  const a = new Attrs(msg.payload.subarray(NDMSG_LEN))
+  const reply = openReply(msg, RTM.NEWNEIGH, NDMSG_LEN, readNdmsg)
+  if (!reply) return undefined
+  const { h, family, a } = reply
   const address = ipText(a.raw(NDA.DST))
   if (!address) return undefined
   const mac = macText(a.raw(NDA.LLADDR))

@@ -6,8 +6,8 @@ import type { Family } from '../../core/addr.js'
 import { RT_PROTOCOLS, RT_SCOPES, RT_TABLE_MAIN, RT_TYPES, RTA, RTAX_MTU, RTM } from './constants.js'
 import { explain } from './errno.js'
 import type { Rtnl } from './socket.js'
-import { afOf, familyOfAf, ipText } from './values.js'
-import { Attrs, type NlMessage, readRtmsg, RTMSG_LEN, rtmsg } from './wire.js'
+import { afOf, ipText, openReply } from './values.js'
+import { type NlMessage, readRtmsg, RTMSG_LEN, rtmsg } from './wire.js'
 
 export interface Route {
   family: Family
@@ -27,11 +27,9 @@ export interface Route {
 }
 
 export function decodeRoute(msg: NlMessage): Route | undefined {
-  if (msg.type !== RTM.NEWROUTE || msg.payload.length < RTMSG_LEN) return undefined
-  const h = readRtmsg(msg.payload)
-  const family = familyOfAf(h.family)
-  if (!family) return undefined
-  const a = new Attrs(msg.payload.subarray(RTMSG_LEN))
+  const reply = openReply(msg, RTM.NEWROUTE, RTMSG_LEN, readRtmsg)
+  if (!reply) return undefined
+  const { h, family, a } = reply
   const dstIp = ipText(a.raw(RTA.DST))
   const dst = h.dstLength === 0 && !dstIp ? 'default' : `${dstIp ?? (family === 4 ? '0.0.0.0' : '::')}/${h.dstLength}`
   const dev = a.u32(RTA.OIF)

@@ -7,6 +7,7 @@ import { invalid, quote } from '../../errors.js'
 import { type Family, formatIp, parseCidr, parseIp } from '../../core/addr.js'
 import { checkIfName, checkMac } from '../../core/names.js'
 import { AF } from './constants.js'
+import { Attrs, type NlMessage } from './wire.js'
 
 export interface IpValue {
   family: Family
@@ -16,6 +17,14 @@ export interface IpValue {
 
 export const afOf = (family: Family): number => (family === 4 ? AF.INET : AF.INET6)
 export const familyOfAf = (af: number): Family | undefined => (af === AF.INET ? 4 : af === AF.INET6 ? 6 : undefined)
+
+/** A dump reply of one message type opened: its fixed header, IP family and attributes; undefined for another type or family. */
+export function openReply<H extends { family: number }>(msg: NlMessage, type: number, headerLen: number, read: (p: Buffer) => H): { h: H; family: Family; a: Attrs } | undefined {
+  if (msg.type !== type || msg.payload.length < headerLen) return undefined
+  const h = read(msg.payload)
+  const family = familyOfAf(h.family)
+  return family ? { h, family, a: new Attrs(msg.payload.subarray(headerLen)) } : undefined
+}
 
 function bytesOf(family: Family, value: bigint): Buffer {
   const n = family === 4 ? 4 : 16

@@ -69,21 +69,22 @@ export class Attrs {
   raw(type: number): Buffer | undefined {
     return this.byType.get(type)
   }
-  u8(type: number): number | undefined {
+  /** A fixed-width attribute read by `read`, or undefined when absent or too short. */
+  private fixed(type: number, width: number, read: (b: Buffer) => number): number | undefined {
     const b = this.byType.get(type)
-    return b && b.length >= 1 ? b.readUInt8(0) : undefined
+    return b && b.length >= width ? read(b) : undefined
+  }
+  u8(type: number): number | undefined {
+    return this.fixed(type, 1, (b) => b.readUInt8(0))
   }
   u16(type: number): number | undefined {
-    const b = this.byType.get(type)
-    return b && b.length >= 2 ? b.readUInt16LE(0) : undefined
+    return this.fixed(type, 2, (b) => b.readUInt16LE(0))
   }
   u16be(type: number): number | undefined {
-    const b = this.byType.get(type)
-    return b && b.length >= 2 ? b.readUInt16BE(0) : undefined
+    return this.fixed(type, 2, (b) => b.readUInt16BE(0))
   }
   u32(type: number): number | undefined {
-    const b = this.byType.get(type)
-    return b && b.length >= 4 ? b.readUInt32LE(0) : undefined
+    return this.fixed(type, 4, (b) => b.readUInt32LE(0))
   }
   /** A string attribute without its terminating NUL (and anything after it). */
   str(type: number): string | undefined {
@@ -148,71 +149,58 @@ export function errnoOf(msg: NlMessage): number {
 
 // ---------------------------------------------------------------- family headers
 
-export const IFINFOMSG_LEN = 16
+type FieldType = 'u8' | 'u16' | 'i32' | 'u32'
+
+/**
+ * A fixed family header (ifinfomsg, ifaddrmsg, rtmsg, ndmsg) as a table of field offsets and
+ * widths, so each header is declared once and encoded and decoded by the same two loops.
+ */
+function header<T extends { [K in keyof T]: number }>(name: string, len: number, layout: { [K in keyof T]: [offset: number, type: FieldType] }) {
+  const fields = Object.entries(layout) as Array<[keyof T & string, [number, FieldType]]>
+  return {
+    len,
+    write(h: Partial<T>): Buffer {
+      const b = Buffer.alloc(len)
+      for (const [k, [at, type]] of fields) {
+        const v = h[k] ?? 0
+        if (type === 'u8') b.writeUInt8(v & 0xff, at)
+        else if (type === 'u16') b.writeUInt16LE(v & 0xffff, at)
+        else if (type === 'i32') b.writeInt32LE(v, at)
+        else b.writeUInt32LE(v >>> 0, at)
+      }
+      return b
+    },
+    read(p: Buffer): T {
+      if (p.length < len) throw new Error(`short ${name}`)
+      const out = {} as Record<keyof T, number>
+      for (const [k, [at, type]] of fields) {
+        out[k] = type === 'u8' ? p.readUInt8(at) : type === 'u16' ? p.readUInt16LE(at) : type === 'i32' ? p.readInt32LE(at) : p.readUInt32LE(at)
+      }
+      return out as unknown as T
+    },
+  }
+}
+
 export interface IfInfo { family: number; type: number; index: number; flags: number; change: number }
+const IFINFO = header<IfInfo>('ifinfomsg', 16, { family: [0, 'u8'], type: [2, 'u16'], index: [4, 'i32'], flags: [8, 'u32'], change: [12, 'u32'] })
+export const IFINFOMSG_LEN = IFINFO.len
+export const ifinfomsg = (h: Partial<IfInfo> = {}): Buffer => IFINFO.write(h)
+export const readIfinfomsg = (p: Buffer): IfInfo => IFINFO.read(p)
 
-export function ifinfomsg(h: Partial<IfInfo> = {}): Buffer {
-  const b = Buffer.alloc(IFINFOMSG_LEN)
-  b.writeUInt8(h.family ?? 0, 0)
-  b.writeUInt16LE(h.type ?? 0, 2)
-  b.writeInt32LE(h.index ?? 0, 4)
-  b.writeUInt32LE((h.flags ?? 0) >>> 0, 8)
-  b.writeUInt32LE((h.change ?? 0) >>> 0, 12)
-  return b
-}
-export function readIfinfomsg(p: Buffer): IfInfo {
-  if (p.length < IFINFOMSG_LEN) throw new Error('short ifinfomsg')
-  return { family: p.readUInt8(0), type: p.readUInt16LE(2), index: p.readInt32LE(4), flags: p.readUInt32LE(8), change: p.readUInt32LE(12) }
-}
-
-export const IFADDRMSG_LEN = 8
 export interface IfAddr { family: number; prefixLength: number; flags: number; scope: number; index: number }
+const IFADDR = header<IfAddr>('ifaddrmsg', 8, { family: [0, 'u8'], prefixLength: [1, 'u8'], flags: [2, 'u8'], scope: [3, 'u8'], index: [4, 'u32'] })
+export const IFADDRMSG_LEN = IFADDR.len
+export const ifaddrmsg = (h: IfAddr): Buffer => IFADDR.write(h)
+export const readIfaddrmsg = (p: Buffer): IfAddr => IFADDR.read(p)
 
-export function ifaddrmsg(h: IfAddr): Buffer {
-  const b = Buffer.alloc(IFADDRMSG_LEN)
-  b.writeUInt8(h.family, 0)
-  b.writeUInt8(h.prefixLength, 1)
-  b.writeUInt8(h.flags & 0xff, 2)
-  b.writeUInt8(h.scope, 3)
-  b.writeUInt32LE(h.index, 4)
-  return b
-}
-export function readIfaddrmsg(p: Buffer): IfAddr {
-  if (p.length < IFADDRMSG_LEN) throw new Error('short ifaddrmsg')
-  return { family: p.readUInt8(0), prefixLength: p.readUInt8(1), flags: p.readUInt8(2), scope: p.readUInt8(3), index: p.readUInt32LE(4) }
-}
-
-export const RTMSG_LEN = 12
 export interface RtMsg { family: number; dstLength: number; table: number; protocol: number; scope: number; type: number }
+const RT = header<RtMsg>('rtmsg', 12, { family: [0, 'u8'], dstLength: [1, 'u8'], table: [4, 'u8'], protocol: [5, 'u8'], scope: [6, 'u8'], type: [7, 'u8'] })
+export const RTMSG_LEN = RT.len
+export const rtmsg = (h: Partial<RtMsg>): Buffer => RT.write(h)
+export const readRtmsg = (p: Buffer): RtMsg => RT.read(p)
 
-export function rtmsg(h: Partial<RtMsg>): Buffer {
-  const b = Buffer.alloc(RTMSG_LEN)
-  b.writeUInt8(h.family ?? 0, 0)
-  b.writeUInt8(h.dstLength ?? 0, 1)
-  b.writeUInt8(h.table ?? 0, 4)
-  b.writeUInt8(h.protocol ?? 0, 5)
-  b.writeUInt8(h.scope ?? 0, 6)
-  b.writeUInt8(h.type ?? 0, 7)
-  return b
-}
-export function readRtmsg(p: Buffer): RtMsg {
-  if (p.length < RTMSG_LEN) throw new Error('short rtmsg')
-  return { family: p.readUInt8(0), dstLength: p.readUInt8(1), table: p.readUInt8(4), protocol: p.readUInt8(5), scope: p.readUInt8(6), type: p.readUInt8(7) }
-}
-
-export const NDMSG_LEN = 12
 export interface NdMsg { family: number; index: number; state: number; flags: number; type: number }
-
-export function ndmsg(h: Partial<NdMsg>): Buffer {
-  const b = Buffer.alloc(NDMSG_LEN)
-  b.writeUInt8(h.family ?? 0, 0)
-  b.writeInt32LE(h.index ?? 0, 4)
-  b.writeUInt16LE(h.state ?? 0, 8)
-  b.writeUInt8(h.flags ?? 0, 10)
-  b.writeUInt8(h.type ?? 0, 11)
-  return b
-}
-export function readNdmsg(p: Buffer): NdMsg {
-  if (p.length < NDMSG_LEN) throw new Error('short ndmsg')
-  return { family: p.readUInt8(0), index: p.readInt32LE(4), state: p.readUInt16LE(8), flags: p.readUInt8(10), type: p.readUInt8(11) }
-}
+const ND = header<NdMsg>('ndmsg', 12, { family: [0, 'u8'], index: [4, 'i32'], state: [8, 'u16'], flags: [10, 'u8'], type: [11, 'u8'] })
+export const NDMSG_LEN = ND.len
+export const ndmsg = (h: Partial<NdMsg>): Buffer => ND.write(h)
+export const readNdmsg = (p: Buffer): NdMsg => ND.read(p)
