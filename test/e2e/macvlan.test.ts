@@ -10,7 +10,7 @@ import {
 } from './lib/index.js';
 import { containerNetns, httpFrom } from './lib/outside.js';
 import { LAN_HOST_NS, LAN_NS, SEGMENTS, createLan, nsPathOf, parentState, type Lan } from './lib/lan.js';
-import { listenFrames, sendFrames } from './lib/frames.js';
+import { countWhile, listenFrames, sendFrames } from './lib/frames.js';
 import { withDiagnostics } from './lib/scenario.js';
 
 t.setTimeout(600_000);
@@ -137,8 +137,9 @@ if (!E || !lan || !ts || !base) {
     const marker = `tsnet-x-${Date.now()}`;
     const onA2 = await listenFrames(a2, 'eth0', marker);
     const onB1 = await listenFrames(b1, 'eth0', marker).catch(async (err: unknown) => { await onA2.stop(); throw err; });
-    for (const dst of [b1Mac, a2Mac, BROADCAST]) await sendFrames(a1, 'eth0', dst, 20, marker);
-    const [gotA2, gotB1] = [await onA2.stop(), await onB1.stop()];
+    const [gotA2, gotB1] = await countWhile([onA2, onB1], async () => {
+      for (const dst of [b1Mac, a2Mac, BROADCAST]) await sendFrames(a1, 'eth0', dst, 20, marker);
+    });
     t.equal(gotA2, 40, `a2 (segment 10) gets the 20 frames to its MAC and the 20 broadcasts: the sender works (positive control), ${gotA2}`);
     t.equal(gotB1, 0, `b1 (segment 20) gets none, not even the 20 sent straight to its MAC ${b1Mac}`);
   });
@@ -154,8 +155,10 @@ if (!E || !lan || !ts || !base) {
         const marker = `tsnet-p-${tag}-${Date.now()}`;
         const onLan = await listenFrames(nsPathOf(LAN_NS), SEG20.uplink, marker);
         const onP2 = await listenFrames(p2, 'eth0', marker).catch(async (err: unknown) => { await onLan.stop(); throw err; });
-        for (const dst of [p2Mac, BROADCAST]) await sendFrames(p1, 'eth0', dst, 20, marker);
-        return { lan: await onLan.stop(), p2: await onP2.stop() };
+        const [lanGot, p2Got] = await countWhile([onLan, onP2], async () => {
+          for (const dst of [p2Mac, BROADCAST]) await sendFrames(p1, 'eth0', dst, 20, marker);
+        });
+        return { lan: lanGot, p2: p2Got };
       };
       const plain = await round('plain');
       t.equal(plain.lan, 40, `all 40 frames from p1 reach the LAN's port (positive control): ${plain.lan}`);

@@ -87,3 +87,16 @@ export async function listenFrames(nsPath: string, ifname: string, marker: strin
     },
   };
 }
+
+/** Runs `send` while the listeners count, and stops them whatever happens; resolves to their counts. */
+export async function countWhile(listeners: readonly Listener[], send: () => Promise<void>): Promise<number[]> {
+  let failure: unknown;
+  try {
+    await send();
+  } catch (err) {
+    failure = err ?? new Error('sending frames failed');
+  }
+  const counts = await Promise.all(listeners.map((l) => l.stop()));
+  if (failure !== undefined) throw failure;
+  return counts;
+}
