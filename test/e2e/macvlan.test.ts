@@ -27,6 +27,7 @@ let lan: Lan | undefined;
 let ts: TsnetHandle | undefined;
 let base: HostSnapshot | undefined;
 const parentsBefore = new Map<string, string>();
+let vlanControl = '';
 
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
   return t.test(name, (tt) => withDiagnostics(tt, fn, (tt) => {
@@ -60,6 +61,11 @@ await t.test('setup: engine, LAN, tsnet', async (t) => {
   await ensureBusyboxImage(E);
   lan = await createLan(E);
   for (const s of SEGMENTS) parentsBefore.set(s.parent, await parentState(E, s.parent));
+  // Whether this kernel can make 802.1Q links, asked as an administrator would (the control for
+  // what tsnet says). Asked here: a bare await between top-level tests would let the run end.
+  vlanControl = await lan.engine(['link', 'add', 'link', SEG10.parent, 'name', 'tsmvq0', 'type', 'vlan', 'id', '30']).then(
+    async () => { await lan!.engine(['link', 'del', 'tsmvq0']); return ''; },
+    (err: unknown) => String(err instanceof Error ? err.message : err).trim());
   base = await snapshotHost(E);
   ts = await startTsnet(E);
   t.ok(ts.running, `tsnet running (pid ${ts.pid})`);
@@ -212,10 +218,6 @@ if (!E || !lan || !ts || !base) {
     t.match(JSON.parse(r.body), { Changes: [], Failed: [], Missing: [], Foreign: [] }, r.body);
   });
 
-  // Whether this kernel can make 802.1Q links, asked as an administrator would (the control for what tsnet says).
-  const vlanControl = await l.engine(['link', 'add', 'link', SEG10.parent, 'name', 'tsmvq0', 'type', 'vlan', 'id', '30']).then(
-    async () => { await l.engine(['link', 'del', 'tsmvq0']); return ''; },
-    (err: unknown) => String(err instanceof Error ? err.message : err).trim());
   const hasVlan = vlanControl === '';
   const refusedName = 'parent=lan10.30 on a kernel without 802.1Q: refused with the kernel\'s reason, nothing changed';
   if (hasVlan) await t.test(refusedName, { skip: 'this kernel has 802.1Q links (ip link add ... type vlan worked): the refusal does not apply' }, async () => {});
