@@ -20,11 +20,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && find node_modules \( -name '*.d.ts' -o -name '*.map' \) -type f -delete
 
-# --- the plugin's root filesystem: node (from the base), ip, iptables (nf_tables), ipset,
+# --- the plugin's root filesystem: node (from the base), iptables (nf_tables), ipset,
 # conntrack, tsnet. Keep the tool list in step with plugin/offline-rootfs.sh (TOOLS).
 FROM ${NODE_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 iptables ipset conntrack \
+ && apt-get install -y --no-install-recommends iptables ipset conntrack \
  && update-alternatives --set iptables /usr/sbin/iptables-nft \
  && update-alternatives --set ip6tables /usr/sbin/ip6tables-nft \
  && rm -rf /var/lib/apt/lists/* \

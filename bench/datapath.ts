@@ -11,6 +11,7 @@ import { destroyEngine, ensureBusyboxImage, startEngine, type Engine } from '../
 import { mapLimit } from '../test/e2e/lib/resilience.js'
 import { run, runOk } from '../test/e2e/lib/proc.js'
 import { startTsnet } from '../test/e2e/lib/tsnet.js'
+import { execsIn, processes, traceSpawnsQuietly, type Tracer, type Window } from '../test/e2e/lib/spawn-trace.js'
 import { median } from './lib/stats.js'
 
 export const IMAGE = 'bench-net:latest'
@@ -20,7 +21,22 @@ const PLAIN = { br: 'tsbp-br', a: 'tsbp-a', b: 'tsbp-b' }
 export type PathName = 'tsnet' | 'docker' | 'plain'
 export interface PathSample { rttAvgUs: number; rttMinUs: number; rttMdevUs: number; gbps: number }
 export interface DatapathRow { networks: number; rounds: Array<Record<PathName, PathSample>> }
-export interface DockerRunResult { tsnetMs: number[]; bridgeMs: number[] }
+export interface DockerRunResult {
+  tsnetMs: number[]
+  bridgeMs: number[]
+  /** the same with a published port (-p 127.0.0.1::8080), fewer pairs, for information */
+  portsTsnetMs: number[]
+  portsBridgeMs: number[]
+  /** processes tsnet spawned during each tsnet `docker run --rm`, without and with a published port */
+  spawns: { tool: Tracer | 'none'; perRun: number[]; perRunPorts: number[]; programs: string[]; programsPorts: string[]; error?: string }
+}
+
+/** "iptables-restore ×3, ipset ×1": what a list of processes ran. */
+function tally(files: string[]): string[] {
+  const n = new Map<string, number>()
+  for (const f of files) n.set(f, (n.get(f) ?? 0) + 1)
+  return [...n].map(([f, k]) => `${f} ×${k}`)
+}
 
 /** An image with busybox and Debian's iperf3 (and its libraries), made with docker import. */
 export async function importNetImage(e: Engine): Promise<void> {
@@ -54,7 +70,7 @@ export async function ensureIperf(): Promise<void> {
   await runOk('apt-get', ['install', '-y', '--no-install-recommends', 'iperf3'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 300_000 })
 }
 
-function parsePing(out: string): Pick<PathSample, 'rttAvgUs' | 'rttMinUs' | 'rttMdevUs'> {
+export function parsePing(out: string): Pick<PathSample, 'rttAvgUs' | 'rttMinUs' | 'rttMdevUs'> {
   const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)(?:\/([\d.]+))? ms/.exec(out)
   if (!m) throw new Error(`no ping summary in: ${out}`)
   const min = Number(m[1]) * 1000
@@ -63,7 +79,7 @@ function parsePing(out: string): Pick<PathSample, 'rttAvgUs' | 'rttMinUs' | 'rtt
   return { rttMinUs: min, rttAvgUs: avg, rttMdevUs: m[4] ? Number(m[4]) * 1000 : (max - min) / 2 }
 }
 
-const parseIperf = (json: string) => (JSON.parse(json) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9
+export const parseIperf = (json: string) => (JSON.parse(json) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9
 
 /** Two namespaces on a plain bridge in a third, no iptables rules and no bridge netfilter. */
 async function setupPlain(): Promise<void> {
@@ -87,13 +103,70 @@ async function teardownPlain(): Promise<void> {
   for (const ns of [PLAIN.a, PLAIN.b, PLAIN.br]) await run('ip', ['netns', 'del', ns])
 }
 
-export async function datapathBench(opts: { steps: number[]; rounds: number; pings: number; runPairs: number; log: (s: string) => void }): Promise<{ rows: DatapathRow[]; dockerRun: DockerRunResult }> {
+/**
+ * docker run --rm, interleaved A/B, the order alternating each pair; then fewer pairs with a
+ * published port. tsnet's execs are traced throughout (perf: it does not slow tsnet down) and
+ * counted inside each tsnet run.
+ */
+async function dockerRunPairs(e: Engine, tsnetPid: number, opts: { runPairs: number; portPairs: number; log: (s: string) => void }, out: DockerRunResult): Promise<void> {
+  let trace: Awaited<ReturnType<typeof traceSpawnsQuietly>> | undefined
+  try {
+    trace = await traceSpawnsQuietly(tsnetPid)
+    out.spawns.tool = trace.tool
+  } catch (err) {
+    out.spawns.error = err instanceof Error ? err.message : String(err)
+    opts.log(`no tracer could attach to tsnet, spawns not counted: ${out.spawns.error}`)
+  }
+  const windows: Window[] = []
+  const windowsPorts: Window[] = []
+  const pairs = async (n: number, extra: string[], tsnetMs: number[], bridgeMs: number[], tsnetWindows: Window[]) => {
+    for (let i = 0; i < n; i++) {
+      for (const which of i % 2 ? ['bridge', 'tsnet'] as const : ['tsnet', 'bridge'] as const) {
+        const start = process.hrtime.bigint()
+        await e.dockerOk(['run', '--rm', '--network', which === 'tsnet' ? 'tnet' : 'dnet', ...extra, 'bb:latest', 'true'])
+        const end = process.hrtime.bigint()
+        ;(which === 'tsnet' ? tsnetMs : bridgeMs).push(Number(end - start) / 1e6)
+        if (which === 'tsnet') tsnetWindows.push({ start, end })
+      }
+    }
+  }
+  try {
+    await pairs(opts.runPairs, [], out.tsnetMs, out.bridgeMs, windows)
+    opts.log(`docker run --rm: tsnet median ${median(out.tsnetMs).toFixed(0)} ms, bridge ${median(out.bridgeMs).toFixed(0)} ms over ${opts.runPairs} pairs`)
+    await pairs(opts.portPairs, ['-p', '127.0.0.1::8080'], out.portsTsnetMs, out.portsBridgeMs, windowsPorts)
+    opts.log(`docker run --rm -p: tsnet median ${median(out.portsTsnetMs).toFixed(0)} ms, bridge ${median(out.portsBridgeMs).toFixed(0)} ms over ${opts.portPairs} pairs`)
+  } finally {
+    const execs = await trace?.stop()
+    if (execs) {
+      const count = (ws: Window[], perRun: number[], programs: string[]) => {
+        const files: string[] = []
+        for (const w of ws) {
+          const ps = processes(execsIn(execs, w))
+          perRun.push(ps.length)
+          files.push(...ps.map((p) => p.file))
+        }
+        programs.push(...tally(files))
+      }
+      count(windows, out.spawns.perRun, out.spawns.programs)
+      count(windowsPorts, out.spawns.perRunPorts, out.spawns.programsPorts)
+      opts.log(`tsnet spawned (${trace?.tool}): ${out.spawns.perRun.reduce((a, b) => a + b, 0)} processes in ${windows.length} runs without ports, ${out.spawns.perRunPorts.reduce((a, b) => a + b, 0)} in ${windowsPorts.length} with a port (${out.spawns.programsPorts.join(', ') || 'none'})`)
+    }
+  }
+}
+
+export async function datapathBench(opts: { steps: number[]; rounds: number; pings: number; runPairs: number; portPairs: number; log: (s: string) => void }): Promise<{ rows: DatapathRow[]; dockerRun: DockerRunResult }> {
   await ensureIperf()
   const e = await startEngine('bench-d')
   const rows: DatapathRow[] = []
-  const dockerRun: DockerRunResult = { tsnetMs: [], bridgeMs: [] }
+  const dockerRun: DockerRunResult = {
+    tsnetMs: [], bridgeMs: [], portsTsnetMs: [], portsBridgeMs: [],
+    spawns: { tool: 'none', perRun: [], perRunPorts: [], programs: [], programsPorts: [] },
+  }
   try {
-    const ts = await startTsnet(e, { logLevel: 'warn', env: { TSNET_GC_INTERVAL: '0' } })
+    // `tsnet serve` as the e2e harness starts it. Garbage collection and the periodic reconcile are
+    // off: both run on their own timers (the reconcile observes the firewall with iptables and
+    // ipset), and one landing inside a timed run would be counted as a spawn of that container.
+    const ts = await startTsnet(e, { logLevel: 'warn', env: { TSNET_GC_INTERVAL: '0', TSNET_RECONCILE_INTERVAL: '0' } })
     await ensureBusyboxImage(e)
     await importNetImage(e)
     await e.dockerOk(['network', 'create', ...TS, '--subnet', '10.210.0.0/24', 'tnet'])
@@ -104,15 +177,7 @@ export async function datapathBench(opts: { steps: number[]; rounds: number; pin
     const addrOf = async (c: string) => (await e.dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c])).trim()
     const ip = { t2: await addrOf('t2'), d2: await addrOf('d2') }
     await setupPlain()
-    // docker run --rm, interleaved A/B, the order alternating each pair
-    for (let i = 0; i < opts.runPairs; i++) {
-      for (const which of i % 2 ? ['bridge', 'tsnet'] as const : ['tsnet', 'bridge'] as const) {
-        const t0 = process.hrtime.bigint()
-        await e.dockerOk(['run', '--rm', '--network', which === 'tsnet' ? 'tnet' : 'dnet', 'bb:latest', 'true'])
-        ;(which === 'tsnet' ? dockerRun.tsnetMs : dockerRun.bridgeMs).push(Number(process.hrtime.bigint() - t0) / 1e6)
-      }
-    }
-    opts.log(`docker run --rm: tsnet median ${median(dockerRun.tsnetMs).toFixed(0)} ms, bridge ${median(dockerRun.bridgeMs).toFixed(0)} ms over ${opts.runPairs} pairs`)
+    await dockerRunPairs(e, ts.pid, opts, dockerRun)
     let present = 1
     for (const target of opts.steps) {
       const more = Array.from({ length: Math.max(0, target - present) }, (_, i) => present + i)

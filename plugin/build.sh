@@ -8,7 +8,7 @@
 #   --tag TAG           plugin tag (default latest). Docker names the driver NAME:TAG, e.g.
 #                       `docker network create -d tsnet:latest --ipam-driver tsnet:latest ...`
 #   --rootfs offline    (default) assemble the rootfs from this machine: the local node binary,
-#                       Debian's ip and iptables (nf_tables), their libraries, dist/ and the
+#                       Debian's iptables (nf_tables), ipset, conntrack, their libraries, dist/ and the
 #                       production node_modules. No registry, no `docker build`.
 #   --rootfs dockerfile build the rootfs with `docker build` of ./Dockerfile (needs a registry for
 #                       the base image and npm, or a locally imported base: --node-image)
@@ -36,7 +36,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 repo=$(cd "$here/.." && pwd)
-# sbin directories last: the caller's node, npm and ip come first
+# sbin directories last: the caller's node and npm come first
 export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 NODE=${NODE:-$(command -v node || true)}
 [ -n "$NODE" ] && [ -x "$NODE" ] || { echo "build.sh: node not found (set NODE=/path/to/node)" >&2; exit 1; }

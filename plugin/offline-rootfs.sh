@@ -2,7 +2,6 @@
 # offline-rootfs.sh ROOTFS REPO - assemble tsnet's managed-plugin root filesystem from this machine,
 # with no registry and no `docker build`:
 #   /usr/local/bin/node            the local Node runtime (`command -v node`, or $NODE), + its libraries
-#   ip                             Debian's iproute2 binary (+ /etc/iproute2, /usr/share/iproute2)
 #   ipset, conntrack               Debian's, with libipset and libnetfilter_conntrack
 #   iptables, ip6tables, *-restore, *-save
 #                                  symlinks to Debian's xtables-nft-multi (+ its dlopen'ed xtables/ modules)
@@ -17,7 +16,7 @@ set -euo pipefail
 rootfs=${1:?usage: offline-rootfs.sh ROOTFS REPO}
 repo=$(cd "${2:?usage: offline-rootfs.sh ROOTFS REPO}" && pwd)
 node_bin=$(readlink -f "${NODE:-$(command -v node || true)}" || true)
-# node's own directory first (its npm), sbin directories last (ip, xtables-nft-multi, chroot)
+# node's own directory first (its npm), sbin directories last (xtables-nft-multi, chroot)
 export PATH=$(dirname "$node_bin"):$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 die() { echo "offline-rootfs.sh: $*" >&2; exit 1; }
@@ -30,7 +29,6 @@ rootfs=$(cd "$rootfs" && pwd)
 [ -x "$node_bin" ] || die "no node binary (set NODE=/path/to/node)"
 major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || die "$node_bin is Node $major; tsnet needs Node 20 or newer"
-need ip "install iproute2"
 need ldd
 xt=$(readlink -f "$(command -v xtables-nft-multi || true)")
 [ -x "$xt" ] || die "xtables-nft-multi not found: install iptables (Debian's, nf_tables backend)"
@@ -83,14 +81,7 @@ add_libs() {
 put "$node_bin" /usr/local/bin/node
 add_libs "$node_bin"
 
-# --- iproute2
-ip_bin=$(readlink -f "$(command -v ip)")
-put "$ip_bin"
-[ "$ip_bin" = /usr/bin/ip ] || [ "$ip_bin" = /bin/ip ] || ln -sf "$ip_bin" "$rootfs/usr/bin/ip"
-add_libs "$ip_bin"
-for d in /etc/iproute2 /usr/share/iproute2 /usr/lib/iproute2; do
-  [ -d "$d" ] && { mkdir -p "$rootfs$(dirname "$d")"; cp -a "$d" "$rootfs$d"; }
-done
+# No iproute2: tsnet changes links, addresses and neighbours over rtnetlink in-process.
 
 # --- single-binary tools: the binary, a link where PATH finds it, its libraries.
 # add_tool NAME DEBIAN-PACKAGE. A new runtime tool is one line here, one word in the Dockerfile's
@@ -108,13 +99,6 @@ add_tool() {
 }
 add_tool ipset ipset             # the per-network facts the firewall looks up (links libipset)
 add_tool conntrack conntrack     # clears the conntrack entries of revoked mappings
-
-# --- conntrack: forgets the flows of revoked UDP/SCTP ports (tsnet warns and carries on without it)
-conntrack_bin=$(readlink -f "$(command -v conntrack || true)")
-[ -x "$conntrack_bin" ] || die "conntrack not found: install Debian's conntrack"
-put "$conntrack_bin"
-[ "$conntrack_bin" = /usr/sbin/conntrack ] || ln -sf "$conntrack_bin" "$rootfs/usr/sbin/conntrack"
-add_libs "$conntrack_bin"
 
 # --- iptables (nf_tables backend): one multi-call binary, dispatching on the name it was called by
 put "$xt"
@@ -181,7 +165,6 @@ printf 'root:x:0:\n' > "$rootfs/etc/group"
 # smoke test: the binaries start inside the tree (chroot, so only what is in the rootfs counts)
 if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
   inside() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot "$rootfs" "$@"; }
-  inside ip -V >/dev/null 2>&1 || die "ip does not run inside the rootfs"
   for n in "${TOOLS[@]}"; do
     inside "$n" --version >/dev/null 2>&1 || die "$n does not run inside the rootfs"
   done

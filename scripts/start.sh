@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and starts tsnet on this host with its embedded store (nothing else to install or run).
-#   sudo scripts/start.sh          build, then start tsnet (systemd unit if systemd runs, else a background process)
-#   sudo scripts/start.sh --stop   stop the background process started by this script
+#   scripts/start.sh          build, then start tsnet (systemd unit if systemd runs, else a background process)
+#   scripts/start.sh --stop   stop the background process started by this script
+# Run it as root: directly (a fresh Debian 12 may have no sudo), or with sudo where it is installed.
 # Settings come from the environment (TSNET_SOCKET, TSNET_STATE_DIR, TSNET_LOG_LEVEL, TSNET_DEFAULT_POOLS,
 # TSNET_DEFAULT_MTU, DOCKER_HOST, ...) or /etc/default/tsnet under systemd. Without DOCKER_HOST tsnet runs
 # without the Docker API (no garbage collection, no network names in policies); setting it, e.g.
@@ -18,12 +19,12 @@ if [ "${1:-}" = --stop ]; then
   rm -f "$PIDFILE"; exit 0
 fi
 
-[ "$(id -u)" = 0 ] || { echo "run as root: tsnet creates bridges, veths and firewall rules" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run as root (su -, or sudo where it is installed): tsnet creates bridges, veths and firewall rules" >&2; exit 1; }
 command -v node >/dev/null || { echo "tsnet needs Node.js 20 or newer (https://nodejs.org or NodeSource packages); Debian 12's nodejs is 18" >&2; exit 1; }
 major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || { echo "tsnet needs Node.js 20 or newer; this is $(node --version)" >&2; exit 1; }
-for tool in ip ipset iptables ip6tables iptables-restore conntrack; do
-  command -v "$tool" >/dev/null || { echo "installing iproute2, ipset, iptables and conntrack from Debian"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 ipset iptables conntrack >/dev/null; break; }
+for tool in ipset iptables ip6tables iptables-restore conntrack; do
+  command -v "$tool" >/dev/null || { echo "installing ipset, iptables and conntrack from Debian"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ipset iptables conntrack >/dev/null; break; }
 done
 
 npm ci --no-audit --no-fund --loglevel=error

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test of tsnet on a Debian 12 machine as root, installing what they need first:
+# Runs every test of tsnet on a Debian 12 machine as root (directly, or with sudo where it is
+# installed), installing what they need first:
 # Debian packages (docker.io, iproute2, iptables, etcd-server, busybox-static, ...), npm packages, the build.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root: the tests create namespaces, bridges and a private dockerd" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run as root (su -, or sudo where it is installed): the tests create namespaces, bridges and a private dockerd" >&2; exit 1; }
 command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
   || { echo "tsnet's tests need Node.js 20 or newer" >&2; exit 1; }
 
@@ -34,7 +35,7 @@ run_suite() { # name, per-file timeout (s), parallel files, dir
 }
 run_suite unit 60 2 test/unit
 run_suite contract 60 2 test/contract
-run_suite integration 120 2 test/integration
+run_suite integration 300 2 test/integration
 run_suite fuzz 300 1 test/fuzz
 run_suite e2e 900 1 test/e2e
 

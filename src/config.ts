@@ -2,8 +2,10 @@
 import { parseArgs } from 'node:util'
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { parseIp } from './core/addr.js'
 import { DOCKER_DEFAULT_POOLS_TEXT, type DefaultPool, parseDefaultPools } from './core/ipam.js'
 import { parseMtu } from './core/options.js'
+import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT, formatVniRange, parsePort, parseVniRange, type VniRange } from './modes/overlay-options.js'
 import { TsnetError, errorMessage } from './errors.js'
 
 export interface Config {
@@ -24,6 +26,14 @@ export interface Config {
   procSys: string
   /** Seconds between reconcile passes that repair drift on the host; 0 turns them off. */
   reconcileIntervalSec: number
+  /** Where Prometheus metrics are served (GET /metrics); absent: off. */
+  metricsAddress?: { host: string; port: number }
+  /** 'global': a swarm's driver (Scope and ConnectivityScope global, overlay networks); default 'local'. */
+  scope?: 'local' | 'global'
+  /** VNIs the Swarm leader gives tsnet's overlay networks (default 256-4095, below Docker's overlay). */
+  vniRange?: VniRange
+  /** UDP port of the overlay networks the leader allocates (default 4789, shared with Docker's overlay). */
+  vxlanPort?: number
 }
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsnet.sock'
@@ -41,6 +51,10 @@ const SETTINGS = {
   gcInterval: { flag: 'gc-interval', env: 'TSNET_GC_INTERVAL' },
   procSys: { flag: 'proc-sys', env: 'TSNET_PROC_SYS' },
   reconcileInterval: { flag: 'reconcile-interval', env: 'TSNET_RECONCILE_INTERVAL' },
+  metricsAddress: { flag: 'metrics-address', env: 'TSNET_METRICS_ADDRESS' },
+  scope: { flag: 'scope', env: 'TSNET_SCOPE' },
+  vniRange: { flag: 'vni-range', env: 'TSNET_VNI_RANGE' },
+  vxlanPort: { flag: 'vxlan-port', env: 'TSNET_VXLAN_PORT' },
 } as const
 
 export const DEFAULT_GC_INTERVAL_SEC = 60
@@ -49,7 +63,8 @@ export const DEFAULT_RECONCILE_INTERVAL_SEC = 30
 export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
                    [--default-pools CIDR:SIZE,...] [--default-mtu N]
                    [--docker-host unix:///PATH] [--gc-interval SECONDS] [--proc-sys DIR]
-                   [--reconcile-interval SECONDS]
+                   [--reconcile-interval SECONDS] [--metrics-address IP:PORT]
+                   [--scope local|global] [--vni-range FIRST-LAST] [--vxlan-port PORT]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
@@ -66,8 +81,17 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
   --proc-sys       where kernel settings are written (env TSNET_PROC_SYS, default /proc/sys;
                    a managed plugin gets the host's /proc/sys mounted at /host/proc/sys)
   --reconcile-interval  seconds between passes that compare the host with tsnet's records and
-                   repair what something else changed, 0 = off (env TSNET_RECONCILE_INTERVAL,
-                   default ${DEFAULT_RECONCILE_INTERVAL_SEC})`
+                   repair what something else changed; a deleted tsnet link is also repaired at
+                   once. 0 = no automatic repair (the boot reconcile and tsnet doctor --fix still
+                   repair) (env TSNET_RECONCILE_INTERVAL, default ${DEFAULT_RECONCILE_INTERVAL_SEC})
+  --metrics-address  serve Prometheus metrics at http://IP:PORT/metrics, e.g. 127.0.0.1:9464
+                   or [::1]:9464 (env TSNET_METRICS_ADDRESS; default empty: off)
+  --scope          local (default) or global (env TSNET_SCOPE): global registers tsnet as a swarm's
+                   multi-host driver, whose networks are overlays across the nodes (docs/overlay.md)
+  --vni-range      VNIs the swarm leader gives overlay networks (env TSNET_VNI_RANGE, default
+                   ${formatVniRange(DEFAULT_VNI_RANGE)}: below 4096, where Docker's overlay VNIs start)
+  --vxlan-port     UDP port of new overlay networks (env TSNET_VXLAN_PORT, default ${DEFAULT_VXLAN_PORT},
+                   shared with Docker's overlay; read on the leader)`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -75,11 +99,24 @@ function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError 
 }
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }])),
-  })
+  return loadCommandLine(argv, env).config
+}
+
+/** A command's own flags, besides the settings every command shares with `tsnet serve`. */
+export type CommandOptions = Record<string, { type: 'string' | 'boolean'; short?: string }>
+
+export const settingOptions = (): CommandOptions => Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]))
+
+/**
+ * Every command's arguments: the settings `tsnet serve` takes (so `status`, `doctor` and `policy`
+ * find the same state directory, socket and Docker API), plus the command's own flags.
+ */
+export function loadCommandLine(argv: string[], env: NodeJS.ProcessEnv, own: CommandOptions = {}, allowPositionals = false) {
+  const { values, positionals } = parseArgs({ args: argv, strict: true, allowPositionals, options: { ...settingOptions(), ...own } })
+  return { config: configFrom(values as Record<string, string | undefined>, env), values: values as Record<string, string | boolean | undefined>, positionals }
+}
+
+function configFrom(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Config {
   const get = (name: keyof typeof SETTINGS): string | undefined => {
     const v = values[SETTINGS[name].flag] ?? env[SETTINGS[name].env]
     return v === '' ? undefined : (v as string | undefined)
@@ -111,6 +148,25 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   if (!/^\d{1,6}$/.test(reconcileText)) throw settingError('reconcileInterval', `"${reconcileText}" is not a whole number of seconds`)
   const procSys = resolve(get('procSys') ?? '/proc/sys')
   if (!existsSync(join(procSys, 'net'))) throw settingError('procSys', `${procSys} has no net/ directory: it is not a /proc/sys`)
+  const metricsText = get('metricsAddress')
+  const metricsAddress = metricsText === undefined ? undefined : parseListenAddress(metricsText)
+  if (metricsAddress === undefined && metricsText !== undefined) {
+    throw settingError('metricsAddress', `"${metricsText.slice(0, 80)}" is not IP:PORT (e.g. 127.0.0.1:9464 or [::1]:9464; leave it empty for no metrics)`)
+  }
+  const scope = get('scope') ?? 'local'
+  if (scope !== 'local' && scope !== 'global') throw settingError('scope', `"${scope}" is not local or global`)
+  let vniRange: VniRange
+  let vxlanPort: number
+  try {
+    vniRange = parseVniRange(get('vniRange') ?? formatVniRange(DEFAULT_VNI_RANGE))
+  } catch (err) {
+    throw settingError('vniRange', errorMessage(err))
+  }
+  try {
+    vxlanPort = parsePort(get('vxlanPort') ?? String(DEFAULT_VXLAN_PORT), 'value')
+  } catch (err) {
+    throw settingError('vxlanPort', errorMessage(err))
+  }
   const socket = resolve(get('socket') ?? DEFAULT_SOCKET)
   if (Buffer.byteLength(socket) > 107) throw settingError('socket', `the path is ${Buffer.byteLength(socket)} bytes; unix sockets allow at most 107`)
   return Object.freeze({
@@ -123,5 +179,18 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     gcIntervalSec: Number(gcText),
     procSys,
     reconcileIntervalSec: Number(reconcileText),
+    ...(metricsAddress !== undefined ? { metricsAddress } : {}),
+    scope,
+    vniRange,
+    vxlanPort,
   })
+}
+
+/** `IP:PORT` or `[IPv6]:PORT` with a literal address (no names: nothing to resolve) and a port 1-65535. */
+export function parseListenAddress(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(text)
+  const host = m?.[1] ?? m?.[2]
+  const port = Number(m?.[3])
+  if (host === undefined || !parseIp(host) || !(port >= 1 && port <= 65535)) return undefined
+  return { host, port }
 }

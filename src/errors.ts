@@ -9,6 +9,7 @@ export type ErrorKind =
   | 'notfound' // it names something tsnet does not know
   | 'exhausted' // nothing left to allocate
   | 'host' // the kernel or a host tool failed
+  | 'unavailable' // a service tsnet depends on (a cluster store) cannot be reached now; retrying later may work
 
 export class TsnetError extends Error {
   readonly kind: ErrorKind
@@ -26,6 +27,7 @@ export const invalid = (message: string, context?: Record<string, unknown>) => n
 export const conflict = (message: string, context?: Record<string, unknown>) => new TsnetError('conflict', message, { context })
 export const notFound = (message: string, context?: Record<string, unknown>) => new TsnetError('notfound', message, { context })
 export const exhausted = (message: string, context?: Record<string, unknown>) => new TsnetError('exhausted', message, { context })
+export const unavailable = (message: string, context?: Record<string, unknown>) => new TsnetError('unavailable', message, { context })
 
 /** Prefix an error's message with what we were doing, keeping its kind; wraps foreign errors as host errors. */
 export function withContext(err: unknown, doing: string): TsnetError {

@@ -11,6 +11,8 @@ import { Reconciler } from './engine/reconciler.js'
 import { LinuxHost } from './host/linux-host.js'
 import { preflight } from './host/preflight.js'
 import { DockerNames } from './services/docker-names.js'
+import { DockerContact, watchedView } from './services/docker-contact.js'
+import { DaemonInfo } from './services/daemon-info.js'
 import type { Host } from './host/host.js'
 import { buildApp } from './server/app.js'
 import { GcService } from './services/gc-service.js'
@@ -19,9 +21,19 @@ import { NetworkDriver } from './services/network-driver.js'
 import { NetworkState } from './services/network-state.js'
 import { PolicyService } from './services/policy-service.js'
 import { PortPublisher } from './services/port-publisher.js'
+import { Metrics } from './services/metrics.js'
+import type { EndpointRecord, NetworkRecord } from './core/records.js'
+import { meteredHost } from './services/metered-host.js'
+import { serveMetrics } from './server/metrics-server.js'
 import { checkStoredRecord } from './core/record-check.js'
+import { upgradeRecord } from './core/record-upgrade.js'
 import { FileStore } from './store/file-store.js'
 import { StateLock, ownPidNamespace } from './store/state-lock.js'
+import { SwarmService } from './services/swarm-service.js'
+import { VniService } from './services/vni-service.js'
+import { OverlayFollower } from './services/overlay-follower.js'
+import { UdpAnnouncer, type Announcer } from './host/vxlan-announcer.js'
+import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT } from './modes/overlay-options.js'
 import type { Store } from './store/store.js'
 
 export function createLogger(level: string): Logger {
@@ -63,27 +75,76 @@ export interface Services {
   ipam: IpamService
   names: DockerNames
   reconciler: Reconciler
+  daemon: DaemonInfo
+  /** Counters and gauges, when metrics are on (--metrics-address, or asked for by a test). */
+  metrics?: Metrics
+  swarm: SwarmService
+  vnis: VniService
 }
 
-export async function openServices(config: Config, host: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock): Promise<Services> {
-  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord })
+/** Announcements go nowhere unless serve() gives the real sender: tests never send to addresses they did not make. */
+const SILENT: Announcer = { send: async () => undefined }
+
+export interface OpenOptions {
+  /**
+   * Only read the store: nothing is written, moved or removed (a write is refused with an error).
+   * `tsnet doctor` builds the services this way, beside or instead of the daemon, for a dry-run
+   * reconcile. IPAM is not loaded (its first start writes this host's IPv6 prefix): such services
+   * answer no request.
+   */
+  readOnly?: boolean
+  /** Count metrics even without --metrics-address (tests read services.metrics). */
+  metrics?: boolean
+  /** Where overlay announcements (VXLAN-wrapped gratuitous ARP) go; serve() gives the real sender. */
+  announcer?: Announcer
+}
+
+export async function openServices(config: Config, bareHost: Host, log: Logger = createLogger('silent'), clock: Clock = systemClock, opts: OpenOptions = {}): Promise<Services> {
+  // Closures: the gauges read the services below at scrape time.
+  const metrics: Metrics | undefined = config.metricsAddress !== undefined || opts.metrics ? new Metrics({
+    networks: (): NetworkRecord[] => state.snapshot().networks, endpoints: (): EndpointRecord[] => state.snapshot().endpoints,
+    pools: () => ipam.poolsWithLeases(), nameOf: (id) => names.nameOf(id),
+  }) : undefined
+  const host: Host = metrics ? meteredHost(bareHost, metrics) : bareHost
+  // A store of an earlier schema is migrated here, crash-safely, through the same pure transform
+  // NetworkState applies again on load (a no-op on a migrated store, kept as a defence). A
+  // read-only open (doctor) reads it through that transform instead.
+  const store = await FileStore.open(config.stateDir, log, { check: checkStoredRecord, upgrade: upgradeRecord, ...(opts.readOnly ? { readOnly: true } : {}) })
   // Docker's names as last seen, so policies that name networks hold from the first request.
   const names = new DockerNames(store, log.child({ component: 'names' }))
   // Without the Docker API, names are off: an old copy could map a name to a reused subnet.
-  if (config.dockerHost !== undefined) await names.load()
+  // A read-only dry run (doctor beside a stopped daemon) takes the copy the daemon would boot with.
+  if (config.dockerHost !== undefined || opts.readOnly) await names.load()
   const facts = await host.facts()
   const state = new NetworkState(store, names, () => facts)
   const engine = new Engine(host)
-  const driver = new NetworkDriver(state, engine, host, config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}, clock)
+  const scope = config.scope ?? 'local'
+  let swarm: SwarmService | undefined
+  const driver = new NetworkDriver(state, engine, host, {
+    ...(config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}), scope, underlay: async () => swarm?.underlay(),
+  }, clock)
+  swarm = new SwarmService(driver, store, host, opts.announcer ?? SILENT, scope)
+  const vnis = new VniService(store, host, { scope, range: config.vniRange ?? DEFAULT_VNI_RANGE, port: config.vxlanPort ?? DEFAULT_VXLAN_PORT })
   const ports = new PortPublisher(driver, host)
   const policy = new PolicyService(driver)
-  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools })
+  const ipam = new IpamService(store, host, { defaultPools: config.defaultPools }, clock)
   await state.load()
-  await ipam.load()
-  names.onChange(() => policy.namesChanged(log))
+  if (!opts.readOnly) await ipam.load()
+  await swarm.load()
+  await vnis.load()
+  names.onChange(() => policy.namesChanged(log.child({ component: 'names' })))
   const reconciler = new Reconciler(engine, () => state.allChanges(), clock, log.child({ component: 'reconcile' }))
-  return { store, state, engine, driver, ports, policy, ipam, names, reconciler }
+  if (metrics) reconciler.onPass = (kind, report) => metrics.reconciled(kind, report)
+  const gcOff = config.dockerHost === undefined ? 'no Docker API (--docker-host is empty)' : config.gcIntervalSec === 0 ? '--gc-interval is 0' : undefined
+  const daemon = new DaemonInfo({
+    version: (await buildInfo()).version, startedAt: clock.iso(), socket: config.socket, stateDir: config.stateDir,
+    reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
+  }, reconciler)
+  return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}), swarm, vnis }
 }
+
+/** What followDocker started that a SIGTERM stops. */
+const stoppers: Array<() => void> = []
 
 /** Docker's network events trigger refreshes of its names; this periodic one catches missed events. */
 const NAMES_REFRESH_MS = 30_000
@@ -96,12 +157,24 @@ async function followDocker(dockerHost: string, gcIntervalSec: number, services:
   if (kind === 'other') logger.warn({ dockerHost }, `${path} is not a socket: garbage collection and network names wait for Docker there (managed plugin: set docker-socket.source too)`)
   // dockerode is only for the background work: load it after the socket answers.
   const { DockerodeView } = await import('./docker/docker-view.js')
-  const view = new DockerodeView(dockerHost)
+  // Every answer and failure of Docker's API is counted: a long silence is said once in the log.
+  const contact = new DockerContact(dockerHost, systemClock, logger.child({ component: 'docker' }))
+  services.daemon.contact = contact
+  const view = watchedView(new DockerodeView(dockerHost), contact)
   void ready.then(() => services.names.start(view, NAMES_REFRESH_MS))
+  if (services.driver.capabilities().Scope === 'global') {
+    const { DockerodeSwarmView } = await import('./docker/swarm-view.js')
+    const follower = new OverlayFollower(new DockerodeSwarmView(dockerHost), services.state, services.swarm, logger.child({ component: 'overlay' }))
+    void ready.then(() => follower.start())
+    stoppers.push(() => follower.stop())
+  }
   if (gcIntervalSec === 0) return undefined
   const gc = new GcService(services.store, view, services.driver, services.ipam,
     { intervalMs: gcIntervalSec * 1000, minAgeMs: gcIntervalSec * 1000 }, logger.child({ component: 'gc' }))
   await gc.load()
+  const metrics = services.metrics
+  if (metrics) gc.onPass = (o) => metrics.gcPassed(o)
+  services.daemon.gc = gc
   void ready.then(() => gc.start())
   return gc
 }
@@ -133,11 +206,11 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
 
 async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const host = new LinuxHost({ procSys: config.procSys })
-  const services = await openServices(config, host, logger)
+  const services = await openServices(config, host, logger, systemClock, { announcer: new UdpAnnouncer() })
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
-  const app = buildApp({ logger, services, ready })
+  const app = buildApp({ logger, services, ready, ...(services.metrics ? { metrics: services.metrics } : {}) })
   // Docker runs as root; nobody else needs to reach the driver. The umask covers the moment
   // between bind and chmod.
   const previousUmask = process.umask(0o117)
@@ -147,6 +220,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
     process.umask(previousUmask)
   }
   await chmod(config.socket, 0o660)
+  const metricsServer = services.metrics && config.metricsAddress ? await serveMetrics(services.metrics, config.metricsAddress, logger) : undefined
   // From here on a SIGTERM closes the socket cleanly, whatever is still starting.
   let gc: GcService | undefined
   const stopped = new Promise<void>((resolve) => {
@@ -155,6 +229,9 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
       gc?.stop()
       services.names.stop()
       services.reconciler.stop()
+      metricsServer?.close()
+      services.swarm.stop()
+      for (const stopIt of stoppers) stopIt()
       app.close().then(() => unlink(config.socket).catch(() => undefined)).then(() => resolve(), () => resolve())
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
@@ -171,7 +248,8 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   }
   void ready.then(() => services.reconciler.start(config.reconcileIntervalSec * 1000))
   // A tsnet link deleted or renamed behind tsnet's back: reconcile at once, not at the next period.
-  const unwatch = await host.watchOwnedLinks?.((why) => {
+  // An interval of 0 turns every automatic repair off (drift stays for `tsnet doctor` to show).
+  const unwatch = config.reconcileIntervalSec === 0 ? undefined : await host.watchOwnedLinks?.((why) => {
     logger.warn({ why }, 'a tsnet link changed behind tsnet\'s back: reconciling now')
     services.reconciler.trigger()
   }, logger).catch((err: unknown) => {

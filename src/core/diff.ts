@@ -49,6 +49,14 @@ export function diff(
     }
   }
   const goneLinks = new Set(deletes.flatMap((o) => (o.kind === 'link' ? [o.name] : [])))
+  // What sits on a link that is missing for good (a joined veth whose container went) cannot be made either.
+  const absent = new Set(missing.flatMap((o) => (o.kind === 'link' ? [o.name] : [])))
+  for (const op of [...changes]) {
+    const on = linkOf(op.obj)
+    if (op.op !== 'create' || on === undefined || !absent.has(on)) continue
+    changes.splice(changes.indexOf(op), 1)
+    missing.push(op.obj)
+  }
   const ops: Op[] = [
     ...deletes
       .filter((o) => !goneLinks.has(linkOf(o) ?? '\0'))

@@ -9,6 +9,8 @@ export interface DockerIpamConfig {
 
 export interface DockerEndpoint {
   endpointId: string
+  /** The container's name, as `docker ps` shows it. */
+  container?: string
   ipv4?: string
   ipv6?: string
 }

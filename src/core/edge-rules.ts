@@ -7,7 +7,7 @@ import type { Family } from './addr.js'
 export const FAMILIES: readonly Family[] = [4, 6]
 
 /** Device group of tsnet bridges: a fixed marker in the high half, option flags in the low bits. */
-export const GROUP = { base: 0x74730000, mask: 0xffff0000, iccOff: 0x1, internal: 0x2 } as const
+export const GROUP = { base: 0x74730000, mask: 0xffff0000, iccOff: 0x1, internal: 0x2, overlay: 0x4 } as const
 const hex = (n: number) => `0x${n.toString(16)}`
 const TSNET_DEV = `${hex(GROUP.base)}/${hex(GROUP.mask)}`
 const ICC_OFF_DEV = `${hex(GROUP.iccOff)}/${hex(GROUP.iccOff)}`
@@ -17,6 +17,13 @@ export function deviceGroupOf(n: { enableIcc: boolean; internal: boolean }): num
   return GROUP.base | (n.enableIcc ? 0 : GROUP.iccOff) | (n.internal ? GROUP.internal : 0)
 }
 
+/**
+ * An overlay bridge: nothing is routed into or out of it on the host (its containers route
+ * through docker_gwbridge), so the internal bit drops routed traffic both ways, and the overlay
+ * bit lets TSNET-INPUT drop what its containers send to the host itself.
+ */
+export const OVERLAY_GROUP = GROUP.base | GROUP.internal | GROUP.overlay
+
 export const CHAIN = {
   forward: 'TSNET-FORWARD',
   from: 'TSNET-FROM',
@@ -24,20 +31,28 @@ export const CHAIN = {
   dnat: 'TSNET-DNAT',
   postrouting: 'TSNET-POSTROUTING',
   raw: 'TSNET-RAW',
+  /** Made with the first guard rule (core/objects.ts GuardObject) and removed with the last. */
+  input: 'TSNET-INPUT',
 } as const
 /** Docker's chain for user rules; Docker keeps its jump first in FORWARD whenever it starts. */
 export const DOCKER_USER = 'DOCKER-USER'
 
-export type SetKind = 'src' | 'masq' | 'allow' | 'foreign'
+export type SetKind = 'src' | 'masq' | 'allow' | 'foreign' | 'vtep'
 export const SET_TYPE: Record<SetKind, string> = {
   src: 'hash:net,iface',
   masq: 'hash:net',
   allow: 'hash:ip,port,net',
   foreign: 'hash:net',
+  // The hosts of the swarm (their VTEP addresses): the only sources of VXLAN for tsnet's networks.
+  vtep: 'hash:ip',
 }
 export const SET_KINDS = Object.keys(SET_TYPE) as SetKind[]
+/** The sets the base makes; the VTEP sets come with the first overlay network (hosts with bridges only never get them). */
+export const BASE_SET_KINDS: readonly SetKind[] = ['src', 'masq', 'allow', 'foreign']
 export const setName = (kind: SetKind, family: Family) => `tsnet-${kind}${family}`
 export const ALL_SETS = FAMILIES.flatMap((f) => SET_KINDS.map((k) => setName(k, f)))
+export const BASE_SETS = FAMILIES.flatMap((f) => BASE_SET_KINDS.map((k) => setName(k, f)))
+export const VTEP_TAG = 'tsnet:vtep'
 
 /** One ipset member, commented with who it belongs to (a network tag, or `tsnet:docker`). */
 export interface SetEntry {
@@ -154,3 +169,20 @@ export function jumps(f: Family): Jump[] {
 export const LEGACY_JUMPS: readonly Jump[] = [
   { table: 'nat', chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAIN.dnat}` },
 ]
+
+/** What TSNET-INPUT drops from overlay bridges: the host is not reachable from an overlay network. */
+export const OVERLAY_TO_HOST_RULE = `-m devgroup --src-group 0x${GROUP.overlay.toString(16)}/0x${GROUP.overlay.toString(16)} -m comment --comment tsnet:overlay-to-host -j DROP`
+
+/** u32 expression selecting VXLAN packets of one VNI (IPv4: header length from IHL; IPv6: no extension headers). */
+function vniMatch(f: Family, vni: number): string {
+  const v = `0x${vni.toString(16)}`
+  return f === 4 ? `0x0>>0x16&0x3c@0xc>>0x8=${v}` : `0x34>>0x8=${v}`
+}
+
+/**
+ * The rule that drops VXLAN of one network (its port and VNI) from any source that is not a known
+ * VTEP. Written the way `iptables -S` prints it once quotes are removed, so it reads back equal.
+ */
+export function vxlanGuardRule(f: Family, port: number, vni: number, tag: string): string {
+  return `-p udp -m udp --dport ${port} -m u32 --u32 ${vniMatch(f, vni)} -m set ! --match-set ${setName('vtep', f)} src -m comment --comment ${tag} -j DROP`
+}

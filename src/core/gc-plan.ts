@@ -111,3 +111,18 @@ export function confirm(unexplained: Stale[], suspects: ReadonlyMap<string, numb
   }
   return { collect, suspects: next }
 }
+
+/** When the record behind a stale item was made (ISO), as tsnet's view says. */
+export function createdAtOf(s: Stale, view: Pick<TsnetView, 'networks' | 'endpoints'>): string | undefined {
+  switch (s.kind) {
+    case 'network': return view.networks.find((n) => n.id === s.networkId)?.createdAt
+    case 'endpoint': return view.endpoints.find((e) => e.id === s.endpointId)?.createdAt
+    default: return s.createdAt
+  }
+}
+
+/** Whether a record made at `createdAt` (ISO) is at least `ageMs` old at `now`; an unreadable time is not. */
+export function olderThan(createdAt: string | undefined, now: number, ageMs: number): boolean {
+  const t = createdAt === undefined ? NaN : Date.parse(createdAt)
+  return Number.isFinite(t) && now - t >= ageMs
+}

@@ -81,9 +81,9 @@ export function chooseDefaultPool(candidates: DefaultPool[], taken: Prefix[], re
   return undefined
 }
 
-/** An automatic IPv6 pool: the first free /64 in a host-specific ULA /48. */
-export function chooseUlaPool(ula48: Prefix, taken: Prefix[]): Prefix | undefined {
-  return chooseDefaultPool([{ base: ula48, size: 64 }], taken, [])
+/** An automatic IPv6 pool: the first free /64 (or `bits`) in a host-specific ULA /48. */
+export function chooseUlaPool(ula48: Prefix, taken: Prefix[], reserved: Prefix[] = [], bits?: number): Prefix | undefined {
+  return chooseDefaultPool([{ base: ula48, size: 64 }], taken, reserved, bits)
 }
 
 /** Addresses no lease may ever take: the network address, and the IPv4 broadcast. */
@@ -119,6 +119,43 @@ export function pickAddress(req: AddressRequest): bigint {
   }
   const where = range ? `IP range ${formatPrefix(range)} of pool ${formatPrefix(pool)}` : `pool ${formatPrefix(pool)}`
   throw exhausted(`${where} has no free address left (${used.size} leased)`, { pool: poolId })
+}
+
+/**
+ * pickAddress, keeping `cooling` addresses (recently released by garbage collection) for when
+ * nothing else is left; a preferred address may always take one.
+ */
+export function pickAvoiding(req: AddressRequest, cooling: readonly bigint[]): bigint {
+  if (req.preferred || cooling.length === 0) return pickAddress(req)
+  try {
+    return pickAddress({ ...req, used: new Set([...req.used, ...cooling]) })
+  } catch {
+    return pickAddress(req)
+  }
+}
+
+/** Per pool, addresses kept out of automatic picks until a time (ms): those garbage collection released. */
+export class Cooling {
+  private readonly pools = new Map<string, Map<bigint, number>>()
+
+  add(poolId: string, value: bigint, until: number): void {
+    const entries = this.pools.get(poolId) ?? new Map<bigint, number>()
+    entries.set(value, until)
+    this.pools.set(poolId, entries)
+  }
+
+  /** The addresses of `poolId` still cooling at `now`; forgets the others. */
+  at(poolId: string, now: number): bigint[] {
+    const entries = this.pools.get(poolId)
+    if (!entries) return []
+    for (const [v, until] of entries) if (until <= now) entries.delete(v)
+    if (entries.size === 0) this.pools.delete(poolId)
+    return [...entries.keys()]
+  }
+
+  forget(poolId: string): void {
+    this.pools.delete(poolId)
+  }
 }
 
 /** Validates RequestPool's Pool/SubPool pair; returns canonical prefixes. */

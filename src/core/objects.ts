@@ -33,7 +33,8 @@ export interface LinkObject {
    */
   inSandbox?: boolean
   veth?: { peer: string; peerMac: string }
-  vxlan?: { vni: number; port: number; local: string; dev?: string; learning: boolean; proxy: boolean }
+  /** `ageing`: seconds a learned remote MAC is kept (made with it; not compared, so never a reason to re-make the link). */
+  vxlan?: { vni: number; port: number; local: string; dev?: string; learning: boolean; proxy: boolean; ageing?: number }
   macvlan?: { parent: string; mode: 'bridge' | 'private' | 'vepa' | 'passthru' }
   vlan?: { parent: string; id: number }
 }
@@ -63,8 +64,12 @@ export interface FdbObject {
   kind: 'fdb'
   link: string
   mac: string
-  /** VTEP the MAC lives behind */
-  dst: string
+  /**
+   * VTEP the MAC lives behind: an entry of the vxlan device `link` (00:00:00:00:00:00 floods to
+   * that host). Absent: a static, sticky entry in the bridge's table pinning the MAC to its port
+   * `link`, so no frame from elsewhere moves it.
+   */
+  dst?: string
 }
 
 export interface SetEntryObject {
@@ -89,6 +94,17 @@ export interface ChainsObject {
   intact: boolean
 }
 
+/**
+ * A rule of tsnet's in TSNET-INPUT (filter INPUT), which exists while some rule is wanted: what
+ * reaches this host itself from where it must not (VXLAN of tsnet's networks from unknown hosts,
+ * anything from an overlay bridge).
+ */
+export interface GuardObject {
+  kind: 'guard'
+  family: Family
+  rule: string
+}
+
 /** A published host port held by a socket of tsnet's, so nothing else takes it. */
 export interface PortHoldObject {
   kind: 'portHold'
@@ -99,7 +115,7 @@ export interface PortHoldObject {
 
 export type HostObject =
   | LinkObject | AddrObject | SysctlObject | NeighObject | FdbObject
-  | SetEntryObject | DnatObject | ChainsObject | PortHoldObject
+  | SetEntryObject | DnatObject | ChainsObject | PortHoldObject | GuardObject
 export type ObjectKind = HostObject['kind']
 export type ObjectOf<K extends ObjectKind> = Extract<HostObject, { kind: K }>
 
@@ -117,11 +133,12 @@ export function keyOf(o: HostObject): string {
     case 'addr': return `addr ${o.link} ${o.cidr}`
     case 'sysctl': return `sysctl ${o.path}`
     case 'neigh': return `neigh ${o.link} ${o.ip}`
-    case 'fdb': return `fdb ${o.link} ${o.mac} ${o.dst}`
+    case 'fdb': return `fdb ${o.link} ${o.mac} ${o.dst ?? 'static'}`
     case 'setEntry': return `set ${o.set} ${o.entry}`
     case 'dnat': return `dnat ${o.family} ${o.rule}`
     case 'chains': return 'chains'
     case 'portHold': return `port ${o.proto}/${o.port} ${bindingsText(o.bindings)}`
+    case 'guard': return `guard ${o.family} ${o.rule}`
   }
 }
 
@@ -129,7 +146,7 @@ export function keyOf(o: HostObject): string {
 export function kindOfKey(key: string): ObjectKind {
   const head = key.slice(0, key.indexOf(' ') < 0 ? key.length : key.indexOf(' '))
   const kinds: Record<string, ObjectKind> = {
-    link: 'link', addr: 'addr', sysctl: 'sysctl', neigh: 'neigh', fdb: 'fdb', set: 'setEntry', dnat: 'dnat', chains: 'chains', port: 'portHold',
+    link: 'link', addr: 'addr', sysctl: 'sysctl', neigh: 'neigh', fdb: 'fdb', set: 'setEntry', dnat: 'dnat', chains: 'chains', port: 'portHold', guard: 'guard',
   }
   const kind = kinds[head]
   if (!kind) throw new Error(`not an object key: ${key}`)
@@ -210,6 +227,8 @@ export function rankOf(o: HostObject): number {
     case 'neigh': return 30
     case 'fdb': return 31
     case 'setEntry': return 40
+    // After the set members its rules match on (and which its driver creates the sets for).
+    case 'guard': return 41
     case 'portHold': return 50
     case 'dnat': return 51
   }

@@ -86,6 +86,7 @@ const SPECS: Record<string, Check> = {
     parent: ifName, macvlanMode: oneOf('bridge', 'private', 'vepa', 'passthru'), parentCreated: bool,
     vlan: optional(shape({ link: ifName, id: int(1, 4094), mtu })), parentMac: optional(mac),
   }),
+  overlay: shape({ bridge: ifName, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), underlayMtu: mtu }),
 }
 const networkV2 = shape({
   ...commonNetwork,
@@ -118,6 +119,9 @@ const META: Record<string, Check> = {
   ipam: shape({ ula48: cidr(6) }),
   engine: shape({ id: str }),
   'docker-networks': shape({ networks: listOf(shape({ id: str, name: str, driver: str, subnets: listOf(str) })) }),
+  // Overlay mode: the leader's VNI claims (network ID → VNI), and the hosts of the swarm.
+  'overlay-vnis': shape({ claims: mapOf(int(1, 0xffffff)) }),
+  'swarm-peers': shape({ self: optional(ip()), peers: mapOf(oneOf('discovery', 'docker')) }),
 }
 
 /** The ID a record must be stored under, for the records whose ID follows from their content. */

@@ -16,3 +16,15 @@ export function upgradeNetwork(stored: NetworkRecord | (Omit<NetworkRecord, 'mod
   const { bridge, bridgeNamedByUser, ...rest } = stored
   return { ...rest, mode: 'bridge', spec: { bridge, bridgeNamedByUser } }
 }
+
+/**
+ * A stored record of any earlier schema in today's shape, by collection: store/migrate.ts runs it
+ * over every record when it migrates a store at open, and `tsnet status` reads an unmigrated
+ * store through it. Only networks changed shape (schema 1 → 2); a value it cannot read throws,
+ * and the migration then quarantines that record.
+ */
+export function upgradeRecord(collection: string, _id: string, value: unknown): unknown {
+  if (collection !== 'networks') return value
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('a network record must be a JSON object')
+  return upgradeNetwork(value as Parameters<typeof upgradeNetwork>[0])
+}

@@ -63,8 +63,27 @@ export interface MacvlanNetwork extends CommonNetwork {
   spec: MacvlanSpec
 }
 
+/**
+ * What an overlay-mode network adds: its bridge (no address on it) and the VXLAN port that joins
+ * it to the other hosts. The VNI and port come from AllocateNetwork on the Swarm leader; this
+ * node's source address is not stored (it is Docker's current data-path address).
+ */
+export interface OverlaySpec {
+  bridge: string
+  vxlan: string
+  vni: number
+  port: number
+  /** The underlay MTU the network's MTU was derived from (option or the interface's). */
+  underlayMtu: number
+}
+
+export interface OverlayNetwork extends CommonNetwork {
+  mode: 'overlay'
+  spec: OverlaySpec
+}
+
 /** Every mode's record; `mode` says which spec it carries. */
-export type NetworkRecord = BridgeNetwork | MacvlanNetwork
+export type NetworkRecord = BridgeNetwork | MacvlanNetwork | OverlayNetwork
 
 /** A published port as programmed: the host port actually chosen, and where it leads. */
 export interface PublishedPort {

@@ -28,7 +28,7 @@ interface RawNetwork {
   Driver?: string
   Scope?: string
   IPAM?: { Config?: RawIpamConfig[] | null }
-  Containers?: Record<string, { EndpointID?: string; IPv4Address?: string; IPv6Address?: string }> | null
+  Containers?: Record<string, { Name?: string; EndpointID?: string; IPv4Address?: string; IPv6Address?: string }> | null
 }
 
 const ipamOf = (n: RawNetwork): DockerIpamConfig[] =>
@@ -62,6 +62,7 @@ export class DockerodeView implements DockerView {
         const full = (await this.docker.getNetwork(n.Id).inspect()) as RawNetwork
         net.endpoints = Object.values(full.Containers ?? {}).flatMap((c) => (c.EndpointID ? [{
           endpointId: c.EndpointID,
+          ...(c.Name ? { container: c.Name } : {}),
           ...(c.IPv4Address ? { ipv4: c.IPv4Address } : {}),
           ...(c.IPv6Address ? { ipv6: c.IPv6Address } : {}),
         }] : []))

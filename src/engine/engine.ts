@@ -8,10 +8,12 @@
 import type { Logger } from 'pino'
 import { describeOp, diff, foreignSentence, refuseForeign } from '../core/diff.js'
 import { type HostObject, type Op, TSNET_TAG_PREFIX, keyOf, needsOf, providesOf } from '../core/objects.js'
+import type { ReconcileReport } from '../core/reconcile-report.js'
 import { TsnetError, errorMessage, withContext } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { DesiredIndex } from './desired-index.js'
-import { KeySetLock, SharedExclusiveGate } from './locks.js'
+import { SharedExclusiveLock } from '../util/shared-exclusive-lock.js'
+import { KeySetLock } from './locks.js'
 
 export interface ChangeOptions {
   /** What the request does, as the start of an error message ("creating network 0a01…"). */
@@ -19,7 +21,7 @@ export interface ChangeOptions {
   /** Owners whose every object is checked on the host, not only the changed ones (a retried create). */
   verify?: readonly string[]
   /** The store write; runs after the host change, inside the same locks. A failure undoes the host change. */
-  persist?: () => Promise<void>
+  persist?: () => Promise<unknown>
   /**
    * The records were changed first (a removal): a failure is not undone, which would bring back
    * what the store no longer holds. The index lets go all the same, so a reconcile removes the rest.
@@ -28,17 +30,7 @@ export interface ChangeOptions {
   log: Logger
 }
 
-export interface ReconcileReport {
-  /** Changes made (or, in a dry run, that would be made). */
-  changes: string[]
-  /** Changes that failed, with why. */
-  failed: Array<{ change: string; error: string }>
-  /** Wanted objects that are gone and are not made again (a joined veth whose container went). */
-  missing: string[]
-  /** Wanted objects whose key is held by something tsnet does not own. */
-  foreign: string[]
-  ms: number
-}
+export type { ReconcileReport }
 
 /** Whether two wanted objects ask the host for the same thing (`recreate` and `inSandbox` only say what a reconcile may do). */
 const hostView = (o: HostObject) => (o.kind === 'link' ? { ...o, recreate: undefined, inSandbox: undefined } : o)
@@ -48,7 +40,7 @@ const sameWanted = (a: HostObject | undefined, b: HostObject | undefined) =>
 export class Engine {
   readonly desired = new DesiredIndex()
   private readonly keyLocks = new KeySetLock()
-  private readonly gate = new SharedExclusiveGate()
+  private readonly gate = new SharedExclusiveLock()
 
   constructor(private readonly host: Host) {}
 

@@ -12,7 +12,8 @@ import type { Engine, ReconcileReport } from './engine.js'
 export interface ReconcileStatus {
   /** When the last pass ended (ISO), and what it found and did. */
   at: string
-  kind: 'boot' | 'periodic' | 'event'
+  /** `request`: asked for on the socket (`tsnet doctor --fix`). */
+  kind: 'boot' | 'periodic' | 'event' | 'request'
   report: ReconcileReport
 }
 
@@ -26,6 +27,10 @@ export class Reconciler {
   /** The missing objects last logged: a container's lost veth stays missing until Docker removes it, say so once. */
   private missingLogged = ''
   last: ReconcileStatus | undefined
+  /** The last pass that changed something on the host (`tsnet status` shows what was repaired). */
+  lastRepair: ReconcileStatus | undefined
+  /** Told of every pass that was not a dry run (metrics). */
+  onPass: ((kind: ReconcileStatus['kind'], report: ReconcileReport) => void) | undefined
 
   constructor(
     private readonly engine: Engine,
@@ -45,7 +50,9 @@ export class Reconciler {
     if (dryRun) return this.engine.reconcile({ dryRun: true, log: this.log })
     this.running ??= this.engine.reconcile({ log: this.log }).then((report) => {
       this.last = { at: this.clock.iso(), kind, report }
+      if (report.changes.length > 0) this.lastRepair = this.last
       this.record(kind, report)
+      this.onPass?.(kind, report)
       return report
     }).finally(() => { this.running = undefined })
     return this.running

@@ -8,11 +8,12 @@
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
 import {
-  ALL_SETS, CHAIN, DOCKER_USER, FAMILIES, LEGACY_JUMPS, SET_TYPE, SET_KINDS, type Jump, type SetEntry, entryKey, filterRules, jumps, postroutingRules,
+  ALL_SETS, BASE_SETS, BASE_SET_KINDS, CHAIN, DOCKER_USER, FAMILIES, LEGACY_JUMPS, SET_TYPE, type Jump, type SetEntry, entryKey, filterRules, jumps, postroutingRules,
   rawRules, setName,
 } from '../core/edge-plan.js'
 import { withContext } from '../errors.js'
 import { canonicalEntry, checkEntry, checkRule, quotedComment, unquoted } from './firewall-text.js'
+import { vtepSetCreates } from './guard-firewall.js'
 import { type Runner, runOk } from './exec.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 
@@ -26,7 +27,8 @@ export interface ChainState {
 }
 
 export class EdgeFirewall {
-  private readonly lock = new KeyedLock()
+  /** One batch at a time on tsnet's tables (host/guard-firewall.ts shares it). */
+  readonly lock = new KeyedLock()
   /** What tsnet's sets hold, keyed by `set entry`; read once from the kernel, then kept by every change. */
   private mirror: Map<string, SetEntry> | undefined
   /** Whether the chains are as ensureBase left them, as far as this process knows. */
@@ -56,7 +58,7 @@ export class EdgeFirewall {
   /** Creates tsnet's sets, chains and jumps, or brings them back to spec (jumps first in their chains). */
   ensureBase(log: Logger): Promise<void> {
     return this.lock.run('fw', async () => {
-      const creates = FAMILIES.flatMap((f) => SET_KINDS.map((k) => `create ${setName(k, f)} ${SET_TYPE[k]} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${SET_MAXELEM} comment`))
+      const creates = FAMILIES.flatMap((f) => BASE_SET_KINDS.map((k) => `create ${setName(k, f)} ${SET_TYPE[k]} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${SET_MAXELEM} comment`))
       try {
         await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: creates.join('\n') + '\n' })
       } catch (err) {
@@ -81,7 +83,7 @@ export class EdgeFirewall {
           // The raw table: its rules drop before conntrack and NAT see a packet.
           lines.push('*raw', `:${CHAIN.raw} - [0:0]`, ...rawRules(f).map((r) => `-A ${CHAIN.raw} ${r}`), ...jumpLines(f, 'raw', raw), 'COMMIT')
           await this.restore(f, lines)
-          log.debug({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps in place")
+          log.info({ host: 'firewall.base', tool: tools(f).save }, "tsnet's chains and jumps written")
         } catch (err) {
           this.baseKnown = undefined
           throw withContext(err, `setting up tsnet's chains (${tools(f).save})`)
@@ -112,7 +114,7 @@ export class EdgeFirewall {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
           const raw = await this.tableState(f, 'raw')
-          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter)]
+          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter), ...inputDeletions(filter)]
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-F ${c}`)
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-X ${c}`)
           const dockerUserLeft = (filter.rules.get(DOCKER_USER) ?? []).filter((r) => r !== unquoted(`-j ${CHAIN.forward}`))
@@ -151,8 +153,8 @@ export class EdgeFirewall {
     if (!fresh && this.baseKnown !== undefined) return this.baseKnown ? 'intact' : 'absent'
     return this.lock.run('fw', async () => {
       const sets = new Set((await runOk(this.runner, 'ipset', ['list', '-n'])).split('\n'))
-      let intact = ALL_SETS.every((x) => sets.has(x))
-      let any = ALL_SETS.some((x) => sets.has(x))
+      let intact = BASE_SETS.every((x) => sets.has(x))
+      let any = BASE_SETS.some((x) => sets.has(x))
       for (const f of FAMILIES) {
         const filter = await this.tableState(f, 'filter')
         const nat = await this.tableState(f, 'nat')
@@ -199,7 +201,7 @@ export class EdgeFirewall {
     return this.lock.run('fw', async () => {
       if (del.length === 0 && add.length === 0) return
       const mirror = await this.loadMirror()
-      const lines = [...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
+      const lines = [...vtepSetCreates(add.map((e) => e.set)), ...del.map((e) => `del ${e.set} ${e.entry}`), ...add.map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`)]
       try {
         await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: lines.join('\n') + '\n' })
       } catch (err) {
@@ -250,6 +252,13 @@ export class EdgeFirewall {
       }
     })
   }
+}
+
+/** TSNET-INPUT (overlay guards) and its jumps, when removing everything. */
+function inputDeletions(state: ChainState): string[] {
+  if (!state.chains.has(CHAIN.input)) return []
+  const jumpsIn = (state.rules.get('INPUT') ?? []).filter((r) => r === `-j ${CHAIN.input}`).map(() => `-D INPUT -j ${CHAIN.input}`)
+  return [...jumpsIn, `-F ${CHAIN.input}`, `-X ${CHAIN.input}`]
 }
 
 /** Jump lines that put each jump of `table` first in its chain, once. */

@@ -27,6 +27,8 @@ export class FakeHost implements Host {
   readonly calls: string[] = []
   routes: string[] = []
   mtuOfDefaultRoute: number | undefined = 1500
+  /** Addresses of this host and the link (with its MTU) that has each: the underlay of overlay networks. */
+  readonly underlays = new Map<string, { link: string; mtu: number }>()
   hostFacts: HostFacts = FULL_HOST
   /** When set, a binding to an address outside it fails as the kernel's EADDRNOTAVAIL does in the real reserver. */
   localAddresses: Set<string> | undefined
@@ -104,6 +106,10 @@ export class FakeHost implements Host {
 
   async defaultRouteMtu(): Promise<number | undefined> {
     return this.mtuOfDefaultRoute
+  }
+
+  async underlayOf(address: string): Promise<{ link: string; mtu: number } | undefined> {
+    return this.underlays.get(address)
   }
 
   async reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined): Promise<Reservation> {

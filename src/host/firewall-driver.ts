@@ -1,16 +1,21 @@
 /** tsnet's chains, set members and DNAT rules as objects, on top of the batched EdgeFirewall. */
 import type { Logger } from 'pino'
 import { type SetEntry, entryKey } from '../core/edge-plan.js'
-import { type DnatObject, type HostObject, type Op, type SetEntryObject, keyOf } from '../core/objects.js'
+import { type DnatObject, type GuardObject, type HostObject, type Op, type SetEntryObject, keyOf } from '../core/objects.js'
 import type { KindDriver, ObserveScope } from './driver.js'
 import type { EdgeFirewall } from './edge-firewall.js'
+import { GuardFirewall } from './guard-firewall.js'
+import type { Runner } from './exec.js'
 
 const entryOf = (o: SetEntryObject): SetEntry => ({ set: o.set, entry: o.entry, comment: o.comment })
 
 export class FirewallDriver implements KindDriver {
-  readonly kinds = ['chains', 'setEntry', 'dnat'] as const
+  readonly kinds = ['chains', 'setEntry', 'dnat', 'guard'] as const
+  private readonly guards: GuardFirewall
 
-  constructor(private readonly fw: EdgeFirewall) {}
+  constructor(private readonly fw: EdgeFirewall, runner: Runner) {
+    this.guards = new GuardFirewall(runner, fw.lock)
+  }
 
   async observe(scope: ObserveScope): Promise<HostObject[]> {
     const wants = (kind: string) => scope.allOwned || scope.keys.some((k) => k.startsWith(kind))
@@ -33,6 +38,13 @@ export class FirewallDriver implements KindDriver {
         if (scope.allOwned || keys.has(keyOf(o))) out.push(o)
       }
     }
+    if (wants('guard ')) {
+      const keys = new Set(scope.keys)
+      for (const g of await this.guards.rules(scope.fresh)) {
+        const o: GuardObject = { kind: 'guard', family: g.family, rule: g.rule }
+        if (scope.allOwned || keys.has(keyOf(o))) out.push(o)
+      }
+    }
     return out
   }
 
@@ -49,6 +61,11 @@ export class FirewallDriver implements KindDriver {
       const del = ops.filter((o) => o.op === 'delete').map((o) => entryOf(o.obj as SetEntryObject))
       const add = ops.filter((o) => o.op !== 'delete').map((o) => entryOf(o.obj as SetEntryObject))
       await this.fw.applyEntries(del, add, log)
+      return
+    }
+    if (kind === 'guard') {
+      const rule = (o: Op) => ({ family: (o.obj as GuardObject).family, rule: (o.obj as GuardObject).rule })
+      await this.guards.apply(ops.filter((o) => o.op === 'delete').map(rule), ops.filter((o) => o.op !== 'delete').map(rule), log)
       return
     }
     if (kind === 'dnat') {

@@ -20,6 +20,8 @@ export function checkRule(rule: string): void {
 
 /** ipset prints a full-length prefix as a bare address; entries are compared in the form tsnet writes. */
 export function canonicalEntry(set: string, entry: string): string {
+  // hash:ip members are bare addresses, written and printed alike.
+  if (set.startsWith('tsnet-vtep')) return entry
   const family = set.endsWith('6') ? 6 : 4
   const full = family === 4 ? '/32' : '/128'
   const parts = entry.split(',')

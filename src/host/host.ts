@@ -33,6 +33,8 @@ export interface Host {
   routedPrefixes(): Promise<string[]>
   /** MTU of the interface carrying the default route, if there is one. */
   defaultRouteMtu(): Promise<number | undefined>
+  /** The interface that has `address` and its MTU (overlay networks: the underlay of this node's VTEP). */
+  underlayOf?(address: string): Promise<{ link: string; mtu: number } | undefined>
   /**
    * Holds `proto` on every binding, taking the first free port of `candidates` (undefined: one the
    * kernel picks). The hold then shows up as a portHold object until released or deleted.

@@ -5,12 +5,15 @@
 import type { Logger } from 'pino'
 import { formatCidr, parseCidr } from '../core/addr.js'
 import { type AddrObject, type FdbObject, type HostObject, type LinkObject, type NeighObject, type Op, isOwned, keyOf } from '../core/objects.js'
-import { withContext } from '../errors.js'
+import { TsnetError, withContext } from '../errors.js'
 import { type KindDriver, type ObserveScope, keyRest } from './driver.js'
 import {
   type Link, type LinkChanges, type LinkSpec, type Rtnl, addFdb, addNeighbour, createLink, deleteAddress, deleteFdb, deleteLink, deleteNeighbour,
   getLink, listAddresses, listFdb, listLinks, listNeighbours, replaceAddress, setLink,
 } from './netlink/index.js'
+
+/** The all-zeros MAC of a vxlan device's flood entries (one per remote host). */
+const FLOOD_MAC = '00:00:00:00:00:00'
 
 /** Above this many links to look at, one dump of the table is cheaper than one request each. */
 const DUMP_OVER = 8
@@ -117,18 +120,39 @@ export class LinkDriver implements KindDriver {
     return o
   }
 
-  /** The static neighbour and FDB entries of a vxlan port. */
+  /**
+   * The static neighbour and FDB entries of a vxlan port, and learned ones toward a host it no
+   * longer floods to (stale: what a reconcile removes); the static bridge entries of other ports.
+   */
   private async neighboursOn(name: string): Promise<HostObject[]> {
     const link = await getLink(this.rtnl, name)
-    if (link?.kind !== 'vxlan') return []
+    if (!link) return []
     const out: HostObject[] = []
+    const entries = await listFdb(this.rtnl, name)
+    if (link.kind !== 'vxlan') {
+      for (const f of entries) if (!f.self && f.state.includes('noarp')) out.push({ kind: 'fdb', link: name, mac: f.mac } satisfies FdbObject)
+      return out
+    }
     for (const n of await listNeighbours(this.rtnl, name)) {
       if (n.mac && n.state.includes('permanent')) out.push({ kind: 'neigh', link: name, ip: n.address, mac: n.mac } satisfies NeighObject)
     }
-    for (const f of await listFdb(this.rtnl, name)) {
-      if (f.dst) out.push({ kind: 'fdb', link: name, mac: f.mac, dst: f.dst } satisfies FdbObject)
+    const floods = new Set(entries.filter((f) => f.mac === FLOOD_MAC && f.dst).map((f) => f.dst))
+    for (const f of entries) {
+      if (!f.dst || !f.self) continue
+      if (f.state.includes('permanent') || !floods.has(f.dst)) out.push({ kind: 'fdb', link: name, mac: f.mac, dst: f.dst } satisfies FdbObject)
     }
     return out
+  }
+
+  /** A host is no longer flooded to: what the device learned behind it goes too (at once, not after ageing). */
+  private async forgetLearnedBehind(link: string, dst: string, log: Logger): Promise<void> {
+    const learned = (await listFdb(this.rtnl, link)).filter((f) => f.self && f.dst === dst && f.mac !== FLOOD_MAC && !f.state.includes('permanent'))
+    for (const f of learned) {
+      await deleteFdb(this.rtnl, { link, mac: f.mac, dst }).catch((err: unknown) => {
+        if (!(err instanceof TsnetError && err.kind === 'notfound')) throw err
+      })
+    }
+    if (learned.length > 0) log.info({ host: 'fdb.forgotten', link, dst, macs: learned.map((f) => f.mac) }, 'learned FDB entries behind a departed host removed')
   }
 
   async apply(ops: readonly Op[], log: Logger): Promise<void> {
@@ -171,11 +195,18 @@ export class LinkDriver implements KindDriver {
         else await addNeighbour(this.rtnl, { link: o.link, address: o.ip, mac: o.mac })
         log.info({ host: `neigh.${op.op}`, link: o.link, ip: o.ip, mac: o.mac }, 'neighbour entry changed')
         return
-      case 'fdb':
-        if (op.op === 'delete') await deleteFdb(this.rtnl, { link: o.link, mac: o.mac, dst: o.dst })
-        else await addFdb(this.rtnl, { link: o.link, mac: o.mac, dst: o.dst }, 'replace')
-        log.info({ host: `fdb.${op.op}`, link: o.link, mac: o.mac, dst: o.dst }, 'FDB entry changed')
+      case 'fdb': {
+        const spec = o.dst === undefined ? { link: o.link, mac: o.mac, master: true } : { link: o.link, mac: o.mac, dst: o.dst }
+        if (op.op === 'delete') {
+          await deleteFdb(this.rtnl, spec)
+          if (o.mac === FLOOD_MAC && o.dst !== undefined) await this.forgetLearnedBehind(o.link, o.dst, log)
+        } else {
+          // The flood MAC has one entry per remote host; any other MAC lives behind exactly one.
+          await addFdb(this.rtnl, spec, o.mac === FLOOD_MAC ? 'append' : 'replace')
+        }
+        log.info({ host: `fdb.${op.op}`, link: o.link, mac: o.mac, dst: o.dst ?? 'this port (static)' }, 'FDB entry changed')
         return
+      }
       default:
         throw new Error(`the link driver does not handle ${o.kind}`)
     }
@@ -196,7 +227,10 @@ function specOf(o: LinkObject): LinkSpec {
   if (o.type === 'veth' && o.veth) return { ...common, kind: 'veth', peer: { name: o.veth.peer, mac: o.veth.peerMac, mtu: o.mtu } }
   if (o.type === 'vxlan' && o.vxlan) {
     const v = o.vxlan
-    return { ...common, kind: 'vxlan', vxlan: { vni: v.vni, port: v.port, local: v.local, learning: v.learning, proxy: v.proxy, ...(v.dev ? { dev: v.dev } : {}) } }
+    return {
+      ...common, kind: 'vxlan',
+      vxlan: { vni: v.vni, port: v.port, local: v.local, learning: v.learning, proxy: v.proxy, ...(v.dev ? { dev: v.dev } : {}), ...(v.ageing !== undefined ? { ageing: v.ageing } : {}) },
+    }
   }
   if (o.type === 'macvlan' && o.macvlan) return { ...common, kind: 'macvlan', parent: o.macvlan.parent, mode: o.macvlan.mode }
   if (o.type === 'vlan' && o.vlan) return { ...common, kind: 'vlan', parent: o.vlan.parent, id: o.vlan.id }

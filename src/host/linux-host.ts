@@ -16,7 +16,7 @@ import { createRunner, type Runner } from './exec.js'
 import { FirewallDriver } from './firewall-driver.js'
 import type { Host, ObserveQuery } from './host.js'
 import { LinkDriver } from './link-driver.js'
-import { LOWER_DEVICE_KINDS, type Rtnl, kernelHasLinkKind, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
+import { LOWER_DEVICE_KINDS, type Rtnl, kernelHasLinkKind, listAddresses, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
 import { BRIDGE_PREFIX, HOST_VETH_PREFIX, endpointAlias } from '../core/names.js'
 import { PortDriver } from './port-driver.js'
 import { type Binding, type PortReserver, SocketPortReserver } from './port-reservations.js'
@@ -54,7 +54,7 @@ export class LinuxHost implements Host {
     this.links = new LinkDriver(this.rtnl)
     const all: KindDriver[] = [
       this.links,
-      new FirewallDriver(firewall),
+      new FirewallDriver(firewall, runner),
       new SysctlDriver(parts.sysctls ?? new ProcSysctls(this.procSys), (f, log) => firewall.dropForwardingByDefault(f, log)),
       this.portDriver,
     ]
@@ -98,6 +98,8 @@ export class LinuxHost implements Host {
     for (const l of await listLinks(this.rtnl)) if (l.kind) kinds.add(l.kind)
     // Kinds no link may show yet: asked of the kernel (a vlan parent, ipvlan mode depend on them).
     for (const k of LOWER_DEVICE_KINDS) if (await kernelHasLinkKind(this.rtnl, k)) kinds.add(k)
+    // Built in or loaded (a built-in module with a version shows here too): overlay encryption's precondition.
+    if (existsSync('/sys/module/wireguard')) kinds.add('wireguard')
     this.known = {
       brNetfilter: existsSync(join(this.procSys, 'net/bridge/bridge-nf-call-iptables')),
       ipv6: existsSync(join(this.procSys, 'net/ipv6/conf/all')),
@@ -121,6 +123,12 @@ export class LinuxHost implements Host {
     const route = (await listRoutes(this.rtnl, 4)).find((r) => r.dst === 'default' && r.table === MAIN_TABLE && r.dev !== undefined)
     if (!route) return undefined
     return (await listLinks(this.rtnl)).find((l) => l.index === route.dev)?.mtu
+  }
+
+  async underlayOf(address: string): Promise<{ link: string; mtu: number } | undefined> {
+    const found = (await listAddresses(this.rtnl)).find((a) => a.address === address)
+    const link = found && (await listLinks(this.rtnl)).find((l) => l.index === found.link)
+    return link ? { link: link.name, mtu: link.mtu } : undefined
   }
 
   reservePort(proto: Proto, bindings: Binding[], candidates: number[] | undefined) {

@@ -6,19 +6,22 @@ import type { ModeName, NetworkRecord } from '../core/records.js'
 import { bridgeMode } from './bridge.js'
 import { macvlanMode } from './macvlan.js'
 import type { NetworkMode } from './mode.js'
+import { overlayMode } from './overlay.js'
 
-const MODES: Partial<Record<ModeName, NetworkMode>> = { bridge: bridgeMode, macvlan: macvlanMode }
+const MODES: Partial<Record<ModeName, NetworkMode>> = { bridge: bridgeMode, macvlan: macvlanMode, overlay: overlayMode }
 /** Modes asked for that tsnet does not serve, and why (some depend on what the kernel has). */
 const PLANNED: Record<string, (facts: HostFacts | undefined) => string> = {
-  overlay: () => 'overlay mode is not available in this version of tsnet',
   ipvlan: (facts) => facts && !facts.linkKinds.has('ipvlan')
     ? 'this kernel has no ipvlan support (it refuses to create an ipvlan link: operation not supported), so tsnet cannot offer ipvlan mode here; tsnet.mode=macvlan gives containers addresses on the LAN too'
     : 'ipvlan mode is not available in this version of tsnet (docs/macvlan.md says what it would take); tsnet.mode=macvlan gives containers addresses on the LAN too',
 }
 
-/** The mode `-o tsnet.mode=` asks for (bridge when absent); `facts` let a refusal give the kernel's reason. */
-export function modeFor(generic: Readonly<Record<string, string>>, facts?: HostFacts): NetworkMode {
-  const name = generic[COMMON_OPTION.mode] ?? 'bridge'
+/**
+ * The mode `-o tsnet.mode=` asks for; without it `fallback` (bridge, or overlay for a plugin in
+ * global scope, whose networks span the hosts of a swarm). `facts` let a refusal give the kernel's reason.
+ */
+export function modeFor(generic: Readonly<Record<string, string>>, fallback: ModeName = 'bridge', facts?: HostFacts): NetworkMode {
+  const name = generic[COMMON_OPTION.mode] ?? fallback
   const mode = Object.hasOwn(MODES, name) ? MODES[name as ModeName] : undefined
   if (mode) return mode
   const planned = Object.hasOwn(PLANNED, name) ? PLANNED[name] : undefined

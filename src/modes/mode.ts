@@ -15,12 +15,24 @@ export interface PlanContext {
   facts: HostFacts
   /** The host links the mode asked about (NetworkMode.hostLinks) as they are now; a name not here does not exist. */
   links?: ReadonlyMap<string, LinkObject>
+  /** The driver's scope: 'global' when it runs for a swarm (TSNET_SCOPE=global). */
+  scope?: 'local' | 'global'
+  /** Overlay networks: this node's data-path address, and the MTU of the interface that has it (when known). */
+  underlay?: { address?: string; mtu?: number }
 }
+
+/** What overlay networks are rendered with: where this node sends from, and the other hosts of the swarm. */
+export interface OverlayView {
+  local?: string
+  peers: readonly string[]
+}
+export const NO_OVERLAY: OverlayView = { peers: [] }
 
 export interface RenderContext {
   facts: HostFacts
   /** Subnets of a Docker network by name, for policies (empty when unknown). */
   resolve: (name: string) => string[]
+  overlay?: OverlayView
 }
 
 /** What Join answers (the wire shape, which core defines for itself). */

@@ -109,3 +109,17 @@ export const reconcile = {
   properties: { DryRun: { type: 'boolean' } },
   additionalProperties: false,
 } as const
+
+/** tsnet's own call: the running daemon's health (`tsnet status`). */
+export const status = {
+  type: 'object',
+  properties: {},
+  additionalProperties: false,
+} as const
+
+/** tsnet's own call: one garbage collection pass now (`tsnet doctor --fix`); DryRun only reports. */
+export const collect = {
+  type: 'object',
+  properties: { DryRun: { type: 'boolean' } },
+  additionalProperties: false,
+} as const

@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import { TsnetError } from '../errors.js'
 import { dockerRoutes, type Route, type Services } from './docker-routes.js'
 import { tsnetRoutes } from './tsnet-routes.js'
+import type { Metrics } from '../services/metrics.js'
 
 export interface AppDeps {
   logger: Logger
@@ -15,6 +16,8 @@ export interface AppDeps {
   ready?: Promise<void>
   /** SERVER_LIMITS, some changed (tests shorten the timeouts). */
   limits?: Partial<ServerLimits>
+  /** Per-call latency and errors (metrics on). */
+  metrics?: Metrics
 }
 
 export interface ServerLimits {
@@ -103,10 +106,14 @@ export function buildApp(d: AppDeps) {
 
   app.addHook('preValidation', async (req) => {
     if (req.body === undefined || req.body === null) req.body = {}
-    if (d.ready) await d.ready
+    // `tsnet status` may ask during a long boot reconcile: it reads, and says the boot is not over.
+    if (d.ready && methodOf(req) !== 'Tsnet.Status') await d.ready
   })
 
+  /** The kind of error a refused request met, for the error counter. */
+  const refused = new WeakMap<FastifyRequest, string>()
   app.addHook('onResponse', async (req, reply) => {
+    d.metrics?.request(methodOf(req), reply.elapsedTime / 1000, reply.statusCode === 200 ? undefined : refused.get(req) ?? 'internal')
     req.log.debug({ call: methodOf(req), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request done')
   })
 
@@ -116,9 +123,11 @@ export function buildApp(d: AppDeps) {
     if (err instanceof TsnetError) {
       message = err.message
       const level = err.kind === 'host' ? 'error' : 'warn'
+      refused.set(req, err.kind)
       req.log[level]({ call, kind: err.kind, err, body: req.body }, 'request refused')
     } else if ((err as FastifyError).validation) {
       message = validationMessage(err as FastifyError)
+      refused.set(req, 'invalid')
       req.log.warn({ call, body: req.body, err }, 'request refused: invalid body')
     } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
       message = `the request was refused: ${err.message}`

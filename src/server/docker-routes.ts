@@ -6,13 +6,21 @@ import type { NetworkDriver } from '../services/network-driver.js'
 import type { PolicyService } from '../services/policy-service.js'
 import type { PortPublisher } from '../services/port-publisher.js'
 import type { Reconciler } from '../engine/reconciler.js'
+import type { DaemonInfo } from '../services/daemon-info.js'
+import type { SwarmService } from '../services/swarm-service.js'
+import type { VniService } from '../services/vni-service.js'
 
 export interface Services {
   driver: NetworkDriver
   ports: PortPublisher
   policy: PolicyService
   ipam: IpamService
+  /** The daemon's health for `/Tsnet.Status` (absent in tests that build the routes by hand). */
+  daemon?: DaemonInfo
   reconciler: Reconciler
+  /** Overlay mode (a global-scope plugin): node discovery, announcements, the leader's VNIs. */
+  swarm?: SwarmService
+  vnis?: VniService
 }
 
 type Handler = (body: any, log: Logger) => unknown
@@ -32,17 +40,24 @@ export function dockerRoutes(s: Services): Record<string, Route> {
     '/NetworkDriver.GetCapabilities': { handler: () => n.capabilities() },
     '/NetworkDriver.CreateNetwork': { schema: schemas.createNetwork, handler: (b, log) => n.createNetwork(b, log) },
     '/NetworkDriver.DeleteNetwork': { schema: schemas.networkRef, handler: (b, log) => n.deleteNetwork(b, log) },
-    '/NetworkDriver.AllocateNetwork': { schema: schemas.allocateNetwork, handler: (b) => n.allocateNetwork(b) },
-    '/NetworkDriver.FreeNetwork': { schema: schemas.networkRef, handler: () => ({}) },
+    '/NetworkDriver.AllocateNetwork': { schema: schemas.allocateNetwork, handler: (b, log) => (s.vnis ? s.vnis.allocate(b, log) : n.allocateNetwork(b)) },
+    '/NetworkDriver.FreeNetwork': { schema: schemas.networkRef, handler: (b, log) => s.vnis?.free(b, log) ?? {} },
     '/NetworkDriver.CreateEndpoint': { schema: schemas.createEndpoint, handler: (b, log) => n.createEndpoint(b, log) },
     '/NetworkDriver.EndpointOperInfo': { schema: schemas.endpointRef, handler: (b) => n.endpointOperInfo(b) },
     '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => n.deleteEndpoint(b, log) },
-    '/NetworkDriver.Join': { schema: schemas.join, handler: (b, log) => n.join(b, log) },
+    '/NetworkDriver.Join': {
+      schema: schemas.join,
+      handler: async (b, log) => {
+        const answer = await n.join(b, log)
+        s.swarm?.joined(b, log)
+        return answer
+      },
+    },
     '/NetworkDriver.Leave': { schema: schemas.endpointRef, handler: (b, log) => n.leave(b, log) },
     '/NetworkDriver.ProgramExternalConnectivity': { schema: schemas.connectivity, handler: (b, log) => s.ports.program(b, log) },
     '/NetworkDriver.RevokeExternalConnectivity': { schema: schemas.endpointRef, handler: (b, log) => s.ports.revoke(b, log) },
-    '/NetworkDriver.DiscoverNew': { schema: schemas.discovery, handler: () => ({}) },
-    '/NetworkDriver.DiscoverDelete': { schema: schemas.discovery, handler: () => ({}) },
+    '/NetworkDriver.DiscoverNew': { schema: schemas.discovery, handler: (b, log) => s.swarm?.discoverNew(b, log) ?? {} },
+    '/NetworkDriver.DiscoverDelete': { schema: schemas.discovery, handler: (b, log) => s.swarm?.discoverDelete(b, log) ?? {} },
     '/IpamDriver.GetCapabilities': { handler: () => i.capabilities() },
     '/IpamDriver.GetDefaultAddressSpaces': { handler: () => i.defaultAddressSpaces() },
     '/IpamDriver.RequestPool': { schema: schemas.requestPool, handler: (b, log) => i.requestPool(b, log) },

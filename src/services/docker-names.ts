@@ -25,7 +25,7 @@ export class DockerNames {
   constructor(private readonly store: Store, private readonly log: Logger) {}
 
   async load(): Promise<void> {
-    const saved = (await this.store.list<{ networks: NamedNetwork[] }>('meta')).find((r) => r.id === META_ID)
+    const saved = await this.store.get<{ networks: NamedNetwork[] }>(`meta/${META_ID}`)
     this.networks = saved?.value.networks ?? []
   }
 

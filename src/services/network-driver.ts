@@ -7,32 +7,53 @@
  * bring back what was removed.
  */
 import type { Logger } from 'pino'
-import { checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
+import { checkOptionKeys, checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
 import { checkPolicySize } from '../core/edge-plan.js'
 import { flowsToForget } from '../core/flows.js'
 import { genericOptions } from '../core/options.js'
 import { DAEMON_KEYS, OPT } from '../core/docker-keys.js'
 import { parseExposedPorts, parsePortMap } from '../core/ports.js'
-import { checkOptionKeys } from '../core/network-plan.js'
-import type { LinkObject } from '../core/objects.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
 import { conflict, withContext } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import type { Host } from '../host/host.js'
 import { modeFor, modeOf } from '../modes/index.js'
+import type { PlanContext } from '../modes/mode.js'
 import type { AllocateNetworkRequest, CreateEndpointRequest, CreateNetworkRequest, EndpointRef, JoinRequest, NetworkRef } from '../protocol/types.js'
 import { type Changes, type NetworkState, epOwner, netOwner, short } from './network-state.js'
+import { currentLinks } from './host-links.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 import type { Clock } from '../engine/clock.js'
+import type { WriteOptions } from '../store/store.js'
 
 export interface NetworkConfig {
   /** MTU for networks without -o com.docker.network.driver.mtu; undefined: the default route's, else 1500. */
   defaultMtu?: number
+  /** 'global': a swarm's multi-host driver, whose networks are overlays by default. */
+  scope?: 'local' | 'global'
+  /** What overlay planning needs from the swarm service (this node's data-path address and its MTU). */
+  underlay?: () => Promise<PlanContext['underlay']>
 }
 
 const FALLBACK_MTU = 1500
 /** Removals write the store first: a store that cannot remove the record changes nothing. */
 const UNCHANGED = 'nothing was changed, because its record could not be removed'
+
+/**
+ * CreateEndpoint's and Join's records, on every container start, are written without waiting for
+ * an fsync (store/store.ts, durable: false). Safe because what they describe dies with the machine:
+ * - tsnet killed (kill -9, a crash of tsnet alone): the write is in the kernel's page cache, so
+ *   the next start reads it as if it had been synced (test/unit/file-store-processes.test.ts).
+ * - power loss or kernel crash: every veth and sandbox is gone as well. The record may read as
+ *   before the write (absent, or not joined) or be an empty file the store quarantines. Either is
+ *   an endpoint Docker cleans up after its own restart (DeleteEndpoint of one tsnet does not know
+ *   answers {}), and its address stays taken: the lease was written durably by RequestAddress
+ *   before CreateEndpoint, so it is never handed out twice, and garbage collection releases it
+ *   once Docker no longer explains it (test/unit/endpoint-durability.test.ts).
+ * Everything else stays durable: removals (one that came undone would bring back what Docker
+ * considers gone), Leave, published ports, networks, and IPAM's claims.
+ */
+const ON_CONTAINER_START = { durable: false } as const
 
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
@@ -49,7 +70,8 @@ export class NetworkDriver {
   ) {}
 
   capabilities() {
-    return { Scope: 'local', ConnectivityScope: 'local' }
+    const scope = this.config.scope ?? 'local'
+    return { Scope: scope, ConnectivityScope: scope }
   }
 
   private async defaultMtu(): Promise<number> {
@@ -61,21 +83,15 @@ export class NetworkDriver {
     }
   }
 
-  /** Host links a mode plans with (a macvlan parent), as they are now, by name. */
-  private async hostLinks(names: readonly string[]): Promise<Map<string, LinkObject>> {
-    if (names.length === 0) return new Map()
-    const seen = await this.host.observe({ keys: names.map((n) => `link ${n}`), fresh: true })
-    return new Map([...seen.values()].flatMap((o) => (o.kind === 'link' ? [[o.name, o] as const] : [])))
-  }
-
   createNetwork(req: CreateNetworkRequest, log: Logger) {
     return this.lock.run(req.NetworkID, async () => {
       const generic = genericOptions(req.Options ?? {})
       const facts = await this.host.facts()
-      const mode = modeFor(generic, facts)
+      const mode = modeFor(generic, this.config.scope === 'global' ? 'overlay' : 'bridge', facts)
       checkOptionKeys(generic, mode, DAEMON_KEYS)
-      const links = await this.hostLinks(mode.hostLinks?.(generic) ?? [])
-      const ctx = { defaultMtu: await this.defaultMtu(), facts, links }
+      const links = await currentLinks(this.host, mode.hostLinks?.(generic) ?? [])
+      const ctx: PlanContext = { defaultMtu: await this.defaultMtu(), facts, links, scope: this.config.scope ?? 'local' }
+      if (mode.name === 'overlay') ctx.underlay = await this.config.underlay?.()
       const planned = planNetwork(req, mode, generic, ctx, this.clock.iso())
       const existing = this.state.networks.get(req.NetworkID)
       if (existing && !sameNetwork(existing, planned)) {
@@ -88,10 +104,9 @@ export class NetworkDriver {
       const names = new Set(mode.claimedNames(record))
       const clash = others.find((n) => modeOf(n).claimedNames(n).some((x) => names.has(x)))
       if (clash) throw conflict(`bridge name ${[...names].join(', ')} is already used by network ${short(clash.id)}`)
-      for (const other of existing ? [] : others) {
-        const why = mode.conflictWith?.(planned, other, (n) => this.state.label(n))
-        if (why) throw conflict(why)
-      }
+      // A mode's own rule first (a macvlan parent shared with an overlapping subnet says so).
+      const why = existing ? undefined : others.map((o) => mode.conflictWith?.(planned, o, (n) => this.state.label(n))).find(Boolean)
+      if (why) throw conflict(why)
       // Checked and claimed with no await in between: two creates of overlapping networks cannot both pass.
       const overlap = existing ? undefined : findSubnetOverlap(planned, others)
       if (overlap) {
@@ -172,7 +187,7 @@ export class NetworkDriver {
       await this.engine.change(changes, {
         doing,
         verify: [epOwner(record.id)],
-        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record),
+        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record, ON_CONTAINER_START),
         log,
       })
       this.state.endpoints.set(record.id, record)
@@ -214,7 +229,7 @@ export class NetworkDriver {
       const mode = modeOf(n)
       const response = mode.join(n, e)
       if (!e.joined || e.sandboxKey !== sandboxKey) {
-        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log)
+        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log, ON_CONTAINER_START)
         log.info({ endpoint: e.id, sandboxKey, interface: e.containerIf }, 'endpoint joined')
       }
       return response
@@ -237,10 +252,10 @@ export class NetworkDriver {
    * the network's lock. Every object of the endpoint is checked, so a repeated request puts back
    * what went missing (a flushed DNAT rule).
    */
-  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger): Promise<void> {
+  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, write?: WriteOptions): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
     await this.engine.change(this.state.endpointChanges(n, next.id, next), {
-      doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next), log,
+      doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next, write), log,
     })
     this.state.endpoints.set(next.id, next)
   }

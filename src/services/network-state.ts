@@ -10,7 +10,7 @@ import type { EndpointRecord, NetworkRecord } from '../core/records.js'
 import { upgradeNetwork } from '../core/record-upgrade.js'
 import { notFound } from '../errors.js'
 import { modeOf } from '../modes/index.js'
-import type { RenderContext } from '../modes/mode.js'
+import { NO_OVERLAY, type OverlayView, type RenderContext } from '../modes/mode.js'
 import type { Store } from '../store/store.js'
 
 /** Docker's network names and subnets as last seen (services/docker-names.ts); none in unit tests. */
@@ -32,6 +32,8 @@ export type Changes = Map<string, HostObject[] | undefined>
 export class NetworkState {
   readonly networks = new Map<string, NetworkRecord>()
   readonly endpoints = new Map<string, EndpointRecord>()
+  /** Where this node sends overlay traffic from and to (the swarm service sets it). */
+  overlay: () => OverlayView = () => NO_OVERLAY
 
   constructor(
     readonly store: Store,
@@ -40,8 +42,8 @@ export class NetworkState {
   ) {}
 
   async load(): Promise<void> {
-    for (const { value } of await this.store.list<NetworkRecord>('networks')) this.networks.set(value.id, upgradeNetwork(value))
-    for (const { value } of await this.store.list<EndpointRecord>('endpoints')) this.endpoints.set(value.id, value)
+    for (const { value } of await this.store.list<NetworkRecord>('networks/')) this.networks.set(value.id, upgradeNetwork(value))
+    for (const { value } of await this.store.list<EndpointRecord>('endpoints/')) this.endpoints.set(value.id, value)
   }
 
   endpointsOf(networkId: string): EndpointRecord[] {
@@ -66,7 +68,7 @@ export class NetworkState {
   }
 
   renderContext(): RenderContext {
-    return { facts: this.facts(), resolve: (name) => this.directory.resolve(name) }
+    return { facts: this.facts(), resolve: (name) => this.directory.resolve(name), overlay: this.overlay() }
   }
 
   /**

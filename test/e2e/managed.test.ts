@@ -63,11 +63,11 @@ async function servingSocket(e: Engine): Promise<string | undefined> {
   return enabled.code === 0 && enabled.stdout.trim() === 'true' ? pluginSocketPath(e, currentId) : undefined;
 }
 
-/** A subtest ending with the idempotence check (legacy or managed, whichever serves); failures carry the logs. */
-function scenario(name: string, fn: (t: Test) => Promise<void>) {
+/** A subtest ending with the idempotence check (legacy or managed, whichever serves; `external`: see expectIdle); failures carry the logs. */
+function scenario(name: string, fn: (t: Test) => Promise<void>, external?: string) {
   const body = async (tt: Test) => {
     await fn(tt);
-    if (E) await expectIdle(tt, await servingSocket(E), legacy?.running ? 'the legacy tsnet' : `plugin ${currentId.slice(0, 12)}`);
+    if (E) await expectIdle(tt, await servingSocket(E), legacy?.running ? 'the legacy tsnet' : `plugin ${currentId.slice(0, 12)}`, external);
   };
   return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, body, (tt) => {
     if (!E) return;
@@ -367,7 +367,7 @@ if (!E) {
     t.equal((await ping(e, 'r2', after.r1)).code, 0, 'r2 reaches r1 by IP');
     await e.dockerOk(['start', 'c1']);
     t.equal((await ping(e, 'c1', 'r1')).code, 0, 'a stopped container (c1) starts again on the network and reaches r1');
-  });
+  }, "a dockerd restart (Docker rewrites its iptables rules as it starts)");
 
   await scenario('docker plugin set TSNET_LOG_LEVEL=debug takes effect', async (t) => {
     await e.dockerOk(['plugin', 'disable', '-f', P]);
@@ -512,7 +512,7 @@ if (!E) {
     const ok = await waitFor(() => pingOk(e, 'l1', 'l2'), { timeoutMs: 10_000, what: 'l1 ping l2' }).catch(() => false);
     t.ok(ok, 'l1 reaches l2 by name');
     t.equal(readFileSync(join(e.etcDir, 'plugins', 'tsnet.spec'), 'utf8').trim(), 'unix:///etc/docker/plugins/tsnet.sock', 'the spec file stays');
-  });
+  }, "a dockerd restart (Docker rewrites its iptables rules as it starts)");
 
   await scenario('teardown: containers, networks and plugins removed', async (t) => {
     t.same(await removeAllContainersAndNetworks(e), [], 'all containers and networks removed');

@@ -92,13 +92,14 @@ async function httpGet(e: Engine, addr: string): Promise<string> {
 /** TSE_RS_ONLY=1b,7 runs only those scenarios (plus setup and teardown), for working on one of them. */
 const ONLY = process.env.TSE_RS_ONLY?.split(',').map((x) => x.trim()).filter(Boolean);
 
-function scenario(name: string, fn: (t: Test) => Promise<void>) {
+function scenario(name: string, fn: (t: Test) => Promise<void>, external?: string) {
   const id = name.split(/[ .:]/)[0] ?? name;
   if (ONLY && id !== 'teardown' && !ONLY.includes(id)) return t.test(name, { skip: `not in TSE_RS_ONLY=${ONLY.join(',')}` }, async () => {});
-  // every scenario ends with the idempotence check: a reconcile right after plans nothing
+  // every scenario ends with the idempotence check: a reconcile right after plans nothing (after
+  // `external` changes, once one pass has repaired them; see expectIdle)
   const body = async (tt: Test) => {
     await fn(tt);
-    await expectIdle(tt, ts?.running ? ts.socketPath : undefined);
+    await expectIdle(tt, ts?.running ? ts.socketPath : undefined, 'tsnet', external);
   };
   return t.test(name, (tt) => withDiagnostics(tt, body, (tt) => {
     if (!E) return;
@@ -748,7 +749,7 @@ if (!E || !base || !ts) {
       s7_rebootToConnectivityMs: rebootMs,
       s7_dockerdRestartToConnectivityMs: ms(t4),
     });
-  });
+  }, "a dockerd restart (Docker rewrites its iptables rules as it starts)");
 
   // ---------------------------------------------------------------------------------------------
   await scenario('teardown: everything removed, host back to the base snapshot', async (t) => {

@@ -8,8 +8,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { NamedNetwork } from '../../src/docker/docker-view.js'
 import type { Services } from '../../src/main.js'
-import { createNetns, log, type Netns } from './lib/netns.js'
+import { createNetns, log } from './lib/netns.js'
 import { tsnetIn } from './lib/services.js'
+import { firewallDump } from './lib/firewall-dump.js'
 
 const GOLDEN_DIR = fileURLToPath(new URL('../golden/', import.meta.url))
 const UPDATE = process.env.TSNET_UPDATE_GOLDENS === '1'
@@ -27,22 +28,7 @@ function network(nid: string, v4: string, opts: { generic?: Record<string, strin
   }
 }
 
-async function dump(ns: Netns): Promise<string> {
-  const clean = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.replace(/^\[\d+:\d+\] /, '').replace(/ \[\d+:\d+\]$/, ' [0:0]'))
-  const sets = (await ns.ok('ipset', ['save'])).split('\n').filter((l) => l !== '').map((l) => l.replace(/ initval 0x[0-9a-f]+/, ''))
-  // Members come out in hash order: sort them under their set.
-  const bySet = new Map<string, string[]>()
-  for (const l of sets) {
-    const name = l.split(' ')[1] ?? ''
-    bySet.set(name, [...(bySet.get(name) ?? []), l])
-  }
-  const ipset = [...bySet.values()].flatMap((ls) => [ls[0] ?? '', ...ls.slice(1).sort()])
-  return [
-    '== iptables-save', ...clean(await ns.ok('iptables-save', [])),
-    '== ip6tables-save', ...clean(await ns.ok('ip6tables-save', [])),
-    '== ipset save', ...ipset, '',
-  ].join('\n')
-}
+const dump = firewallDump
 
 interface Case {
   name: string

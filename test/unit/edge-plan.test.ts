@@ -2,7 +2,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import {
-  ALL_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
+  ALL_SETS, BASE_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
   allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
   needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
@@ -69,11 +69,13 @@ const resolver = (names: Record<string, string[]>): NameResolver => (name) => na
 
 t.test('constants: sets, chains, jumps', async (t) => {
   t.same(FAMILIES, [4, 6])
-  t.same(SET_KINDS, ['src', 'masq', 'allow', 'foreign'])
-  t.same(SET_TYPE, { src: 'hash:net,iface', masq: 'hash:net', allow: 'hash:ip,port,net', foreign: 'hash:net' })
+  // vtep: the swarm's hosts, the only sources of overlay VXLAN (made with the first overlay network).
+  t.same(SET_KINDS, ['src', 'masq', 'allow', 'foreign', 'vtep'])
+  t.same(SET_TYPE, { src: 'hash:net,iface', masq: 'hash:net', allow: 'hash:ip,port,net', foreign: 'hash:net', vtep: 'hash:ip' })
   t.equal(setName('allow', 6), 'tsnet-allow6')
-  t.same(ALL_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6'])
-  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING', raw: 'TSNET-RAW' })
+  t.same(ALL_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-vtep4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6', 'tsnet-vtep6'])
+  t.same(BASE_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6'], 'hosts with bridges only get no VTEP sets')
+  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING', raw: 'TSNET-RAW', input: 'TSNET-INPUT' })
   t.equal(DOCKER_USER, 'DOCKER-USER')
   t.same(LOOPBACK, { 4: '127.0.0.0/8', 6: '::1/128' })
   for (const f of FAMILIES) {

@@ -1,7 +1,8 @@
 // store/file-store: one JSON file per record, atomic writes, schema check; plus a cost measurement.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { open, readdir, readFile, writeFile } from 'node:fs/promises'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../../src/config.js'
@@ -11,7 +12,7 @@ import { OPT } from '../../src/protocol/types.js'
 import { NO_DIRECTORY, NetworkState } from '../../src/services/network-state.js'
 import { FULL_HOST } from '../../src/core/host-facts.js'
 import { FileStore } from '../../src/store/file-store.js'
-import { STORE_SCHEMA } from '../../src/store/store.js'
+import { type Listing, STORE_SCHEMA } from '../../src/store/store.js'
 import { TsnetError } from '../../src/errors.js'
 import { dockerId, tempDir } from './fixtures/util.js'
 
@@ -19,17 +20,19 @@ const quiet = pino({ level: 'silent' })
 const GOOD_NET = dockerId('0c')
 const GOOD_EP = dockerId('ec')
 
-const sortById = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+/** A listing as id and value, sorted by id (revisions are checked in store-contract). */
+const records = <T>(xs: Listing<T>) => xs.map(({ id, value }) => ({ id, value }))
+const sortById = <T>(xs: ReadonlyArray<{ id: string; value: T }>) => xs.map(({ id, value }) => ({ id, value })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
 
 t.test('open creates the collections and the schema record', async (t) => {
   const dir = await tempDir(t)
   const store = await FileStore.open(dir)
   t.same((await readdir(join(dir, 'store'))).sort(), ['endpoints', 'leases', 'meta', 'networks', 'pools'])
   t.same(JSON.parse(await readFile(join(dir, 'store', 'meta', 'schema.json'), 'utf8')), { version: STORE_SCHEMA })
-  t.same(await store.list('meta'), [{ id: 'schema', value: { version: 1 } }])
-  t.same(await store.list('networks'), [])
+  t.same(records(await store.list('meta')), [{ id: 'schema', value: { version: STORE_SCHEMA } }])
+  t.same(records(await store.list('networks')), [])
   const again = await FileStore.open(dir)
-  t.same(await again.list('meta'), [{ id: 'schema', value: { version: 1 } }], 'opening again keeps the schema')
+  t.same(records(await again.list('meta')), [{ id: 'schema', value: { version: STORE_SCHEMA } }], 'opening again keeps the schema')
 })
 
 t.test('put / list / delete round trip', async (t) => {
@@ -39,14 +42,14 @@ t.test('put / list / delete round trip', async (t) => {
   await store.put('networks', 'n2', { a: 2 })
   await store.put('endpoints', 'e1', { e: true })
   t.same(sortById(await store.list('networks')), [{ id: 'n1', value: { a: 1, nested: { b: [1, 2, 3] } } }, { id: 'n2', value: { a: 2 } }])
-  t.same(await store.list('endpoints'), [{ id: 'e1', value: { e: true } }], 'collections are separate')
+  t.same(records(await store.list('endpoints')), [{ id: 'e1', value: { e: true } }], 'collections are separate')
   await store.put('networks', 'n1', { a: 'replaced' })
   t.same(sortById(await store.list('networks')), [{ id: 'n1', value: { a: 'replaced' } }, { id: 'n2', value: { a: 2 } }], 'put replaces')
   await store.delete('networks', 'n1')
-  t.same(await store.list('networks'), [{ id: 'n2', value: { a: 2 } }])
+  t.same(records(await store.list('networks')), [{ id: 'n2', value: { a: 2 } }])
   const reopened = await FileStore.open(dir)
-  t.same(await reopened.list('networks'), [{ id: 'n2', value: { a: 2 } }], 'what was written is there after reopening')
-  t.same(await reopened.list('endpoints'), [{ id: 'e1', value: { e: true } }])
+  t.same(records(await reopened.list('networks')), [{ id: 'n2', value: { a: 2 } }], 'what was written is there after reopening')
+  t.same(records(await reopened.list('endpoints')), [{ id: 'e1', value: { e: true } }])
   const files = await readdir(join(dir, 'store', 'networks'))
   t.same(files, ['n2.json'], 'no temporary files are left behind')
 })
@@ -78,7 +81,7 @@ t.test('deleting a missing record is fine', async (t) => {
   await store.put('networks', 'x', {})
   await store.delete('networks', 'x')
   await t.resolves(store.delete('networks', 'x'), 'twice')
-  t.same(await store.list('networks'), [])
+  t.same(records(await store.list('networks')), [])
 })
 
 t.test('a leftover *.tmp file is ignored and removed at list', async (t) => {
@@ -88,10 +91,10 @@ t.test('a leftover *.tmp file is ignored and removed at list', async (t) => {
   const coll = join(dir, 'store', 'networks')
   await writeFile(join(coll, 'n1.json.tmp'), '{"v":"half-writ') // a crash during a later write of n1
   await writeFile(join(coll, 'n9.json.tmp'), '') // a crash during the first write of n9
-  t.same(await store.list('networks'), [{ id: 'n1', value: { v: 'old' } }], 'the old record is intact; the torn write is not a record')
+  t.same(records(await store.list('networks')), [{ id: 'n1', value: { v: 'old' } }], 'the old record is intact; the torn write is not a record')
   t.same(await readdir(coll), ['n1.json'], 'the temporary files are gone')
   await writeFile(join(coll, 'README'), 'not a record')
-  t.same(await store.list('networks'), [{ id: 'n1', value: { v: 'old' } }], 'files that are not .json are skipped')
+  t.same(records(await store.list('networks')), [{ id: 'n1', value: { v: 'old' } }], 'files that are not .json are skipped')
 })
 
 t.test('a corrupt record makes list throw a TsnetError naming the file', async (t) => {
@@ -140,7 +143,7 @@ t.test('open refuses a store of an unknown schema version', async (t) => {
   await FileStore.open(dir)
   const schema = join(dir, 'store', 'meta', 'schema.json')
   await writeFile(schema, JSON.stringify({ version: 99 }))
-  await t.rejects(FileStore.open(dir), { name: 'TsnetError', kind: 'host', message: /schema version 99, but this tsnet reads version 1/ })
+  await t.rejects(FileStore.open(dir), { name: 'TsnetError', kind: 'host', message: /schema version 99, but this tsnet reads version 2/ })
   await writeFile(schema, JSON.stringify({}))
   await t.rejects(FileStore.open(dir), { name: 'TsnetError', message: /schema version undefined/ }, 'a schema record without a version')
   await writeFile(schema, 'garbage{')
@@ -203,7 +206,8 @@ t.test('measurement: put and delete cost at 10 vs 5,000 records', async (t) => {
 
 t.test('records of the wrong shape are quarantined on load, with the reason, and tsnet starts without them', async (t) => {
   const dir = await tempDir(t)
-  const config = loadConfig(['--state-dir', dir], {})
+  // With the Docker API configured, so that Docker's names are loaded (records are checked as they are read).
+  const config = loadConfig(['--state-dir', dir, '--docker-host', `unix://${join(dir, 'no-docker.sock')}`], {})
   // A store as tsnet leaves it: a network with an endpoint, its pool and leases.
   const first = await openServices(config, new FakeHost(), quiet)
   const { PoolID, Pool } = await first.ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '10.30.0.0/24' }, quiet)
@@ -252,10 +256,65 @@ t.test('read-only (tsnet status beside the daemon): no temporary file removed, n
   const coll = join(dir, 'store', 'networks')
   await writeFile(join(coll, 'n2.json.1234.1.tmp'), '{"v":') // the daemon's write in flight
   const reader = await FileStore.open(dir, quiet, { readOnly: true })
-  t.same(await reader.list('networks'), [{ id: 'n1', value: { v: 1 } }])
+  t.same(records(await reader.list('networks')), [{ id: 'n1', value: { v: 1 } }])
   t.ok(existsSync(join(coll, 'n2.json.1234.1.tmp')), 'the temporary file is left alone')
   const checking = await FileStore.open(dir, quiet, { readOnly: true, check: (_c, id) => (id === 'n1' ? 'not liked' : undefined) })
   await t.rejects(checking.list('networks'), { name: 'TsnetError', message: /n1\.json cannot be read: not liked/ }, 'a refused record is an error, even with a logger')
   t.ok(existsSync(join(coll, 'n1.json')), 'and stays where it is')
   t.notOk(existsSync(join(dir, 'store', 'quarantine')), 'nothing quarantined')
+})
+
+/** Counts FileHandle.sync/datasync calls (the fsyncs) while `fn` runs. */
+async function countSyncs(dir: string, fn: () => Promise<unknown>): Promise<{ sync: number; datasync: number }> {
+  const probe = await open(join(dir, 'probe'), 'w')
+  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void>; datasync: () => Promise<void> }
+  await probe.close()
+  const counts = { sync: 0, datasync: 0 }
+  const { sync, datasync } = proto
+  proto.sync = function (this: unknown) { counts.sync++; return sync.call(this) }
+  proto.datasync = function (this: unknown) { counts.datasync++; return datasync.call(this) }
+  try {
+    await fn()
+  } finally {
+    proto.sync = sync
+    proto.datasync = datasync
+  }
+  return counts
+}
+
+t.test('durable writes fsync the file and the directory; non-durable ones fsync nothing', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  t.same(await countSyncs(dir, () => store.put('endpoints', 'e1', { v: 1 })), { sync: 1, datasync: 1 }, 'durable put: the data, then the directory')
+  t.same(await countSyncs(dir, () => store.txn([{ key: 'endpoints/e2', absent: true }], [{ put: 'endpoints/e2', value: 2 }])), { sync: 1, datasync: 1 }, 'durable create: the same')
+  t.same(await countSyncs(dir, () => store.delete('endpoints', 'e2')), { sync: 1, datasync: 0 }, 'durable delete: the directory')
+  t.same(await countSyncs(dir, () => store.txn([], [{ put: 'endpoints/e3', value: 3 }, { put: 'leases/l', value: 4 }])), { sync: 2, datasync: 2 }, 'two collections: each file, each directory')
+  t.same(await countSyncs(dir, () => store.put('endpoints', 'e1', { v: 2 }, { durable: false })), { sync: 0, datasync: 0 }, 'non-durable put: none')
+  t.same(await countSyncs(dir, () => store.txn([{ key: 'endpoints/e4', absent: true }], [{ put: 'endpoints/e4', value: 4 }], { durable: false })), { sync: 0, datasync: 0 }, 'non-durable create: none')
+  t.same(await countSyncs(dir, () => store.delete('endpoints', 'e4', { durable: false })), { sync: 0, datasync: 0 }, 'non-durable delete: none')
+  t.same((await store.list<unknown>('endpoints/')).map((e) => [e.id, e.value]), [['e1', { v: 2 }], ['e3', 3]], 'and every write took effect')
+})
+
+t.test('a create that loses at link(2) to another writer undoes the creates before it and writes nothing', async (t) => {
+  const dir = await tempDir(t)
+  const store = await FileStore.open(dir)
+  const other = join(dir, 'store', 'pools', 'b.json')
+  // Another process creates pools/b after the conditions were checked, just before our link of it.
+  const fsp = createRequire(import.meta.url)('node:fs').promises as { link: (a: string, b: string) => Promise<void> }
+  const realLink = fsp.link
+  fsp.link = async (from: string, to: string) => {
+    if (to === other) await writeFile(other, '"theirs"')
+    return realLink(from, to)
+  }
+  syncBuiltinESMExports()
+  let result
+  try {
+    result = await store.txn([{ key: 'pools/a', absent: true }, { key: 'pools/b', absent: true }], [{ put: 'pools/a', value: 'mine' }, { put: 'pools/b', value: 'mine' }])
+  } finally {
+    fsp.link = realLink
+    syncBuiltinESMExports()
+  }
+  t.equal(result.ok, false, 'the transaction reports the loss')
+  t.same((await store.list<string>('pools/')).map((e) => [e.id, e.value]), [['b', 'theirs']], 'pools/a, linked first, was removed again; pools/b is theirs')
+  t.same((await readdir(join(dir, 'store', 'pools'))).sort(), ['b.json'], 'no temporary file is left')
 })

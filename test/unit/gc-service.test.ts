@@ -5,7 +5,11 @@ import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../
 import {
   ENGINE_A, ENGINE_B, EP, EP2, MIN_AGE, NET, NET2, POOL2_ID, POOL_ID, SUBNET, SUBNET2, dnet, leaseAt, leases, makeEndpoint, makeNetwork, poolAt, ran, setup,
 } from './fixtures/gc-env.js'
+import { FakeDocker } from './fixtures/gc-fakes.js'
+import { openUnit } from './fixtures/services.js'
 import { dockerId, log } from './fixtures/util.js'
+import { ManualClock } from '../../src/engine/clock.js'
+import { GcService } from '../../src/services/gc-service.js'
 
 t.test('when Docker explains everything, passes collect nothing', async (t) => {
   const env = await setup(t)
@@ -261,4 +265,20 @@ t.test('a store with networks is not pinned to an engine that knows none of them
   env.docker.networks = [dnet(NET, SUBNET, [])] // the right engine
   t.match(await env.gc.pass(), { ran: true, collected: [] }, 'the right engine is pinned; its first pass only suspects')
   t.ok((await env.store.list('meta')).some((m) => m.id === 'engine'), 'engine recorded')
+})
+
+t.test("suspects age by the injected clock: collected once it has moved minAgeMs, whatever the wall clock did", async (t) => {
+  const clock = new ManualClock()
+  const { services } = await openUnit(t, { clock })
+  const docker = new FakeDocker(ENGINE_A)
+  const gc = new GcService(services.store, docker, services.driver, services.ipam, { intervalMs: MIN_AGE, minAgeMs: MIN_AGE }, log, clock)
+  await gc.load()
+  const { PoolID } = await services.ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: SUBNET }, log)
+  const stale = await services.ipam.requestAddress({ PoolID }, log)
+  docker.networks = [dnet(NET, SUBNET, [])] // the pool is in use, the address is not
+  t.match(await gc.pass(), { ran: true, unexplained: 1, collected: [] }, 'first pass: a suspect')
+  clock.advance(MIN_AGE - 1)
+  t.match(await gc.pass(), { ran: true, unexplained: 1, collected: [] }, 'a millisecond short of minAgeMs by the clock: kept')
+  clock.advance(1)
+  t.same(ran(await gc.pass())?.collected, [{ kind: 'lease', poolId: PoolID, address: stale.Address.split('/')[0], createdAt: '2026-01-01T00:00:00.000Z' }], 'collected once the clock moved minAgeMs')
 })

@@ -7,7 +7,8 @@ import { DOCKER_DEFAULT_POOLS_TEXT, parseDefaultPools } from '../../src/core/ipa
 import type { LeaseRecord, PoolRecord } from '../../src/core/records.js'
 import { FakeHost } from '../../src/host/fake-host.js'
 import { OPT } from '../../src/protocol/types.js'
-import { IpamService } from '../../src/services/ipam-service.js'
+import { GC_COOLDOWN_MS, IpamService } from '../../src/services/ipam-service.js'
+import { ManualClock } from '../../src/engine/clock.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { log, pfx, tempDir } from './fixtures/util.js'
 
@@ -285,4 +286,23 @@ t.test('explicit and size-only IPv6 pools', async (t) => {
   t.equal(pfx(s.Pool).bits, 56, 'size-only IPv6')
   await t.rejects(ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '::/40', V6: true }, log), { name: 'TsnetError', kind: 'invalid', message: /at most a \/48, not \/40/ })
   await t.rejects(ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: 'fd00::/64', V6: false }, log), { name: 'TsnetError', kind: 'invalid', message: /is IPv6, but the request is for IPv4/ })
+})
+
+t.test('createdAt stamps and cooling follow the injected clock, not the wall clock', async (t) => {
+  const dir = await tempDir(t)
+  const clock = new ManualClock()
+  const ipam = new IpamService(await FileStore.open(dir), new FakeHost(), { defaultPools: parseDefaultPools(DOCKER_DEFAULT_POOLS_TEXT) }, clock)
+  await ipam.load()
+  const { PoolID } = await ipam.requestPool({ AddressSpace: 'LocalDefault', Pool: '10.90.0.0/24' }, log)
+  t.equal(ipam.poolsWithLeases()[0]?.createdAt, '2026-01-01T00:00:00.000Z', "the pool's createdAt is the clock's")
+  clock.advance(1000)
+  await ipam.requestAddress({ PoolID }, log)
+  const lease = ipam.poolsWithLeases()[0]?.leases[0]
+  t.equal(lease?.createdAt, '2026-01-01T00:00:01.000Z', "the lease's too")
+  await ipam.releaseStaleAddress(PoolID, '10.90.0.1', lease?.createdAt ?? '', log)
+  t.equal((await ipam.requestAddress({ PoolID }, log)).Address, '10.90.0.2/24', 'the collected address cools')
+  clock.advance(GC_COOLDOWN_MS - 1)
+  t.equal((await ipam.requestAddress({ PoolID }, log)).Address, '10.90.0.3/24', 'still cooling a millisecond before the end, by the clock')
+  clock.advance(1)
+  t.equal((await ipam.requestAddress({ PoolID }, log)).Address, '10.90.0.1/24', 'cooled once the clock says so')
 })

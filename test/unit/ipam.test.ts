@@ -2,8 +2,8 @@
 import t from 'tap'
 import { formatIp, formatPrefix, type Prefix } from '../../src/core/addr.js'
 import {
-  DOCKER_DEFAULT_POOLS_TEXT, checkExplicitPool, chooseDefaultPool, chooseUlaPool, isReserved, parseDefaultPools,
-  parsePoolRequest, pickAddress, poolIdOf, type AddressRequest,
+  Cooling, DOCKER_DEFAULT_POOLS_TEXT, checkExplicitPool, chooseDefaultPool, chooseUlaPool, isReserved, parseDefaultPools,
+  parsePoolRequest, pickAddress, pickAvoiding, poolIdOf, type AddressRequest,
 } from '../../src/core/ipam.js'
 import { ip, pfx } from './fixtures/util.js'
 
@@ -113,7 +113,32 @@ t.test('chooseDefaultPool', async (t) => {
     t.equal(fmt(chooseUlaPool(ula, [pfx('fd12:3456:789a::/64'), pfx('fd12:3456:789a:2::/64')])), 'fd12:3456:789a:1::/64')
     t.equal(fmt(chooseUlaPool(ula, [pfx('fd12:3456:789a::/56')])), 'fd12:3456:789a:100::/64')
     t.equal(chooseUlaPool(ula, [ula]), undefined)
+    t.equal(fmt(chooseUlaPool(ula, [], [pfx('fd12:3456:789a::/63')])), 'fd12:3456:789a:2::/64', 'a routed prefix blocks it too')
+    t.equal(fmt(chooseUlaPool(ula, [pfx('fd12:3456:789a::/64')], [], 56)), 'fd12:3456:789a:100::/56', 'a size-only request')
   })
+})
+
+t.test('pickAvoiding: cooling addresses only when nothing else is left; a preferred one may take one', async (t) => {
+  const req = { pool: pfx('10.0.0.0/29'), used: used('10.0.0.1'), poolId: 'LocalDefault/10.0.0.0/29' }
+  const cooling = [ip('10.0.0.2').value, ip('10.0.0.3').value]
+  const show = (v: bigint) => formatIp({ family: 4, value: v })
+  t.equal(show(pickAvoiding(req, cooling)), '10.0.0.4', 'skips the cooling .2 and .3')
+  t.equal(show(pickAvoiding(req, [])), '10.0.0.2', 'nothing cooling: the lowest free')
+  t.equal(show(pickAvoiding({ ...req, preferred: ip('10.0.0.2') }, cooling)), '10.0.0.2', 'asked for by address')
+  t.equal(show(pickAvoiding({ ...req, used: used('10.0.0.1', '10.0.0.4', '10.0.0.5', '10.0.0.6') }, cooling)), '10.0.0.2', 'only cooling ones left: the lowest of them')
+  t.throws(() => pickAvoiding({ ...req, used: used('10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6') }, cooling), { name: 'TsnetError', kind: 'exhausted' }, 'full: exhausted')
+})
+
+t.test('Cooling: per pool, until a time', async (t) => {
+  const c = new Cooling()
+  c.add('p', 2n, 100)
+  c.add('p', 3n, 200)
+  c.add('q', 9n, 100)
+  t.same(c.at('p', 99), [2n, 3n])
+  t.same(c.at('p', 100), [3n], 'an entry ends at its time')
+  c.forget('q')
+  t.same(c.at('q', 0), [], 'forgotten with its pool')
+  t.same(c.at('p', 200), [])
 })
 
 t.test('checkExplicitPool', async (t) => {

@@ -226,10 +226,10 @@ t.test('beside other networks: same parent and overlapping subnets, or a passthr
 })
 
 t.test('ipvlan: refused with what the kernel says', async (t) => {
-  t.match(refusal(() => modeFor({ 'tsnet.mode': 'ipvlan' }, NO_VLAN)), /tsnet\.mode=ipvlan: this kernel has no ipvlan support \(it refuses to create an ipvlan link: operation not supported\)/)
-  t.match(refusal(() => modeFor({ 'tsnet.mode': 'ipvlan' }, FULL_HOST)), /ipvlan mode is not available in this version of tsnet/)
+  t.match(refusal(() => modeFor({ 'tsnet.mode': 'ipvlan' }, 'bridge', NO_VLAN)), /tsnet\.mode=ipvlan: this kernel has no ipvlan support \(it refuses to create an ipvlan link: operation not supported\)/)
+  t.match(refusal(() => modeFor({ 'tsnet.mode': 'ipvlan' }, 'bridge', FULL_HOST)), /ipvlan mode is not available in this version of tsnet/)
   t.equal(modeFor({ 'tsnet.mode': 'macvlan' }), macvlanMode)
-  t.match(refusal(() => modeFor({ 'tsnet.mode': 'toString' })), /is not a mode tsnet knows; it knows bridge, macvlan/)
+  t.match(refusal(() => modeFor({ 'tsnet.mode': 'toString' })), /is not a mode tsnet knows; it knows bridge, macvlan, overlay/)
 })
 
 t.test('stored macvlan records: the spec is checked', async (t) => {

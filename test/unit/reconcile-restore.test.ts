@@ -1,13 +1,14 @@
 // What the boot reconcile puts back of published ports, policies and shared set members after a
 // restart or a reboot, and a store written by the old record shape (schema 1), over FakeHost.
 import t from 'tap'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { dnatRule, networkEntries } from '../../src/core/edge-plan.js'
 import { COMMON_OPTION } from '../../src/core/docker-keys.js'
 import { bridgeNameFor, containerVethFor, endpointAlias, hostVethFor, networkAlias, networkTag } from '../../src/core/names.js'
 import type { NetworkRecord } from '../../src/core/records.js'
 import { FakeHost } from '../../src/host/fake-host.js'
+import { runCli } from '../../src/cli/index.js'
 import { BRIDGE_OPTION, bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { TestHost, attach, entriesOf, netReq, openUnit, plant, program, revoke, tcp } from './fixtures/services.js'
 import { captureLog, ERROR_LEVEL } from './fixtures/gc-fakes.js'
@@ -139,7 +140,8 @@ const v1Endpoint = (id: string, networkId: string, address: string, more: Record
   address, portMappings: [], exposedPorts: [], joined: false, createdAt: CREATED, ...more,
 })
 
-t.test('a state directory written by the old record shape (schema 1) boots, and the requests that follow work', async (t) => {
+// Declared schema 1 (as 0.1 wrote it): migrated at open. Declared 2: read through NetworkState's defensive upgrade.
+for (const declared of [1, 2]) t.test(`a state directory written by the old record shape (schema 1), declaring schema ${declared}, boots, and the requests that follow work`, async (t) => {
   const u0 = await openUnit(t) // creates the store and its meta/schema, as 0.1 did
   u0.services.reconciler.stop()
   const store = join(u0.dir, 'store')
@@ -152,10 +154,22 @@ t.test('a state directory written by the old record shape (schema 1) boots, and 
     ['endpoints', EP2, v1Endpoint(EP2, NET2, '10.8.0.2/24', { joined: true, sandboxKey: '/var/run/docker/netns/x' })],
   ]
   for (const [c, id, v] of records) await writeFile(join(store, c, `${id}.json`), JSON.stringify(v))
+  await writeFile(join(store, 'meta', 'schema.json'), JSON.stringify({ version: declared }))
 
   const host = new TestHost()
   const u = await openUnit(t, { dir: u0.dir, host })
   t.same(u.services.driver.snapshot().networks.map((n) => [n.id, n.mode, bridgeOf(n)]).sort(), [[NET, 'bridge', bridgeNameFor(NET)], [NET2, 'bridge', 'oldbr0']], 'the records are read in today\'s shape')
+  const onDisk = JSON.parse(await readFile(join(store, 'networks', `${NET2}.json`), 'utf8')) as { mode?: string; bridge?: string }
+  t.same([onDisk.mode, onDisk.bridge], declared === 1 ? ['bridge', undefined] : [undefined, 'oldbr0'], declared === 1 ? 'migrated on disk at open' : 'left as it is on disk, upgraded on read')
+  const printed: string[] = []
+  const real = console.log
+  console.log = (text: string) => { printed.push(text) }
+  try {
+    await runCli(['status', '--state-dir', u0.dir, '--socket', join(u0.dir, 'no-daemon.sock')], {})
+  } finally {
+    console.log = real
+  }
+  t.ok(printed.some((l) => l.includes('oldbr0')), 'tsnet status shows the user-named bridge')
   t.match(host.links.get(bridgeNameFor(NET)), { type: 'bridge', alias: networkAlias(NET), addresses: ['10.7.0.1/24'] }, 'NET\'s bridge')
   t.match(host.links.get('oldbr0'), { type: 'bridge', alias: networkAlias(NET2), addresses: ['10.8.0.1/24'] }, 'NET2\'s bridge under its user name')
   t.match(host.links.get(hostVethFor(EP)), { type: 'veth', alias: endpointAlias(EP), master: bridgeNameFor(NET) }, 'the endpoint not yet joined gets its veth')

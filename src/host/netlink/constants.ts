@@ -45,7 +45,7 @@ export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4 } as const
 export const VETH_INFO_PEER = 1
 
 export const IFLA_VXLAN = {
-  ID: 1, GROUP: 2, LINK: 3, LOCAL: 4, TTL: 5, LEARNING: 7, PROXY: 11, L2MISS: 13, L3MISS: 14, PORT: 15, LOCAL6: 17,
+  ID: 1, GROUP: 2, LINK: 3, LOCAL: 4, TTL: 5, LEARNING: 7, AGEING: 8, PROXY: 11, L2MISS: 13, L3MISS: 14, PORT: 15, LOCAL6: 17,
 } as const
 
 export const IFLA_MACVLAN_MODE = 1
@@ -78,4 +78,4 @@ export const NUD = {
   INCOMPLETE: 0x01, REACHABLE: 0x02, STALE: 0x04, DELAY: 0x08, PROBE: 0x10, FAILED: 0x20, NOARP: 0x40, PERMANENT: 0x80,
 } as const
 
-export const NTF = { USE: 0x01, SELF: 0x02, MASTER: 0x04, PROXY: 0x08, EXT_LEARNED: 0x10, ROUTER: 0x80 } as const
+export const NTF = { USE: 0x01, SELF: 0x02, MASTER: 0x04, PROXY: 0x08, EXT_LEARNED: 0x10, STICKY: 0x40, ROUTER: 0x80 } as const

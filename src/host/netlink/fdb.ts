@@ -26,6 +26,8 @@ export interface FdbEntry {
   master?: number
   /** The entry is the device's own (NTF_SELF), not its bridge's. */
   self: boolean
+  /** A bridge entry that no frame moves to another port (NTF_STICKY). */
+  sticky: boolean
   state: string[]
 }
 
@@ -50,6 +52,7 @@ export function decodeFdb(msg: NlMessage): FdbEntry | undefined {
     ...(vlan !== undefined ? { vlan } : {}),
     ...(master ? { master } : {}),
     self: (h.flags & NTF.SELF) !== 0,
+    sticky: (h.flags & NTF.STICKY) !== 0,
     state: nudNames(h.state),
   }
 }
@@ -79,6 +82,11 @@ export interface FdbSpec {
   vni?: number
   /** UDP port to send to (by default the device's own). */
   port?: number
+  /**
+   * An entry of the bridge `link` is a port of, not of `link` itself: static and sticky, as
+   * `bridge fdb add MAC dev PORT master static sticky` makes it (no dst: the port is where it is).
+   */
+  master?: boolean
 }
 
 /**
@@ -90,9 +98,11 @@ export type FdbMode = 'append' | 'replace' | 'create'
 
 const MODE_FLAGS: Record<FdbMode, number> = { append: NLM_F.APPEND, replace: NLM_F.REPLACE, create: NLM_F.EXCL }
 
-function fdbRequest(spec: FdbSpec, index: number, state: number): { body: Buffer[]; shown: string } {
+function fdbRequest(spec: FdbSpec, index: number, state: number, adding: boolean): { body: Buffer[]; shown: string } {
   const mac = checkFdbMac(spec.mac)
-  const body = [ndmsg({ family: AF.BRIDGE, index, state, flags: NTF.SELF }), attr(NDA.LLADDR, macBytes(mac))]
+  if (spec.master && (spec.dst !== undefined || spec.vni !== undefined || spec.port !== undefined)) throw invalid('a bridge FDB entry has no VTEP, VNI or port')
+  const flags = spec.master ? NTF.MASTER | (adding ? NTF.STICKY : 0) : NTF.SELF
+  const body = [ndmsg({ family: AF.BRIDGE, index, state, flags }), attr(NDA.LLADDR, macBytes(mac))]
   let shown = mac
   if (spec.dst !== undefined) {
     const dst = checkIp(spec.dst, 'VTEP address')
@@ -106,9 +116,9 @@ function fdbRequest(spec: FdbSpec, index: number, state: number): { body: Buffer
 
 export async function addFdb(rtnl: Rtnl, spec: FdbSpec, mode: FdbMode = 'append'): Promise<void> {
   if (!Object.hasOwn(MODE_FLAGS, mode)) throw invalid(`FDB mode ${JSON.stringify(mode)} is not append, replace or create`)
-  fdbRequest(spec, 0, 0) // check the values before looking the link up
+  fdbRequest(spec, 0, 0, true) // check the values before looking the link up
   const index = await linkIndex(rtnl, spec.link)
-  const { body, shown } = fdbRequest(spec, index, NUD.PERMANENT)
+  const { body, shown } = fdbRequest(spec, index, spec.master ? NUD.NOARP : NUD.PERMANENT, true)
   const doing = `add FDB entry ${shown} on ${linkWords(spec.link)}`
   try {
     await rtnl.request(RTM.NEWNEIGH, NLM_F.CREATE | MODE_FLAGS[mode], body, doing)
@@ -122,9 +132,9 @@ export async function addFdb(rtnl: Rtnl, spec: FdbSpec, mode: FdbMode = 'append'
 
 /** Deletes one remote of a MAC (with `dst`) or the MAC's whole entry (without). */
 export async function deleteFdb(rtnl: Rtnl, spec: FdbSpec): Promise<void> {
-  fdbRequest(spec, 0, 0)
+  fdbRequest(spec, 0, 0, false)
   const index = await linkIndex(rtnl, spec.link)
-  const { body, shown } = fdbRequest(spec, index, 0)
+  const { body, shown } = fdbRequest(spec, index, 0, false)
   const doing = `delete FDB entry ${shown} on ${linkWords(spec.link)}`
   try {
     await rtnl.request(RTM.DELNEIGH, 0, body, doing)

@@ -32,6 +32,8 @@ export interface VxlanOptions {
   dev?: LinkRef
   learning?: boolean
   proxy?: boolean
+  /** Seconds a learned remote MAC is kept. */
+  ageing?: number
   ttl?: number
 }
 
@@ -103,6 +105,7 @@ async function kindRequest(rtnl: Rtnl, spec: LinkSpec): Promise<{ req: KindReque
       if (v.ttl !== undefined) vxlan.ttl = v.ttl
       if (v.learning !== undefined) vxlan.learning = v.learning === true
       if (v.proxy !== undefined) vxlan.proxy = v.proxy === true
+      if (v.ageing !== undefined) vxlan.ageing = checkInt(v.ageing, 0, 1_000_000, 'vxlan ageing')
       return { req: { kind: 'vxlan', vxlan } }
     }
     case 'macvlan': {
@@ -163,8 +166,12 @@ export async function createLink(rtnl: Rtnl, spec: LinkSpec): Promise<void> {
 async function createRefusals(rtnl: Rtnl, spec: LinkSpec, what: string): Promise<Known> {
   let taken = spec.name
   if (spec.kind === 'veth' && !(await getLink(rtnl, spec.name).catch(() => undefined))) taken = spec.peer.name
+  // The kernel allows one device per VNI and UDP port in a namespace, and says EEXIST for that too.
+  const vniTaken = spec.kind === 'vxlan' && !(await getLink(rtnl, spec.name).catch(() => undefined))
   return {
-    EEXIST: () => conflict(`a link named ${taken} already exists`, { link: taken }),
+    EEXIST: () => (vniTaken && spec.kind === 'vxlan'
+      ? conflict(`VNI ${spec.vxlan.vni} on UDP port ${spec.vxlan.port ?? 8472} is already used by another VXLAN device on this host (another tool's, or Docker's overlay if its VNIs overlap tsnet's range): choose a free range with TSNET_VNI_RANGE on the managers`, { link: spec.name })
+      : conflict(`a link named ${taken} already exists`, { link: taken })),
     EBUSY: () => conflict('parent' in spec
       ? `cannot create ${spec.kind} link ${spec.name} on ${linkWords(spec.parent)}: the parent is busy (a bridge port, or taken by another kind of upper device)`
       : `cannot create ${what}: the kernel says a device it needs is busy (EBUSY)`, { link: spec.name }),

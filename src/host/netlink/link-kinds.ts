@@ -34,6 +34,8 @@ export interface VxlanData {
   devIndex?: number
   learning?: boolean
   proxy?: boolean
+  /** Seconds a learned entry lives without traffic from its MAC (the kernel's default: 300). */
+  ageing?: number
   ttl?: number
   l2miss?: boolean
   l3miss?: boolean
@@ -75,6 +77,7 @@ function vxlanData(v: VxlanData): Buffer[] {
   if (v.ttl !== undefined) out.push(attr(IFLA_VXLAN.TTL, u8(v.ttl)))
   if (v.learning !== undefined) out.push(attr(IFLA_VXLAN.LEARNING, bool(v.learning)))
   if (v.proxy !== undefined) out.push(attr(IFLA_VXLAN.PROXY, bool(v.proxy)))
+  if (v.ageing !== undefined) out.push(attr(IFLA_VXLAN.AGEING, u32(v.ageing)))
   out.push(attr(IFLA_VXLAN.L2MISS, bool(v.l2miss ?? false)), attr(IFLA_VXLAN.L3MISS, bool(v.l3miss ?? false)))
   return out
 }

@@ -267,8 +267,9 @@ export interface ReconcilePlan {
  * host sees it): the plan of a reconcile pass over everything, which changes nothing. Throws on
  * anything but a well-formed answer.
  */
-export async function reconcilePlan(socketPath: string, timeoutMs = 30_000): Promise<ReconcilePlan> {
-  const r = await pluginPost(socketPath, '/Tsnet.Reconcile', JSON.stringify({ DryRun: true }), timeoutMs);
+/** A reconcile of tsnet over its socket: a dry run by default (what it would change), or a real pass. */
+export async function reconcilePlan(socketPath: string, timeoutMs = 30_000, dryRun = true): Promise<ReconcilePlan> {
+  const r = await pluginPost(socketPath, '/Tsnet.Reconcile', JSON.stringify({ DryRun: dryRun }), timeoutMs);
   let j: Partial<ReconcilePlan> & { Err?: string };
   try {
     j = JSON.parse(r.body) as Partial<ReconcilePlan> & { Err?: string };

@@ -21,7 +21,8 @@ import { IpamService } from '../../../src/services/ipam-service.js'
 import { FileStore } from '../../../src/store/file-store.js'
 import { checkStoredRecord } from '../../../src/core/record-check.js'
 import type { Answer, Observation, Sut } from './engine.js'
-import { type Rendered, DOCKER_HEADERS } from './ops.js'
+import type { Rendered } from './ops.js'
+import { deleteEverything, emptyStoreProblems, sendTo } from './kernel-app.js'
 import { type StoreView, type Violation, fakeHostProblems, filesDiff, linesDiff, memoryProblems, parseStore, sameFiles } from './oracle.js'
 import { DEFAULT_POOLS_TEXT, GLOBAL_POOLS_TEXT, HOST_ROUTES, ULA48 } from './universe.js'
 
@@ -116,30 +117,8 @@ export async function freshStateDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(scratchRoot(), prefix))
   const store = await FileStore.open(dir, undefined, { check: checkStoredRecord })
   await store.put('meta', 'ipam', { ula48: ULA48 })
+  await store.close()
   return dir
-}
-
-export async function sendTo(app: App['app'], r: Rendered): Promise<Answer> {
-  const res = await app.inject({ method: r.verb as 'POST', url: r.url, payload: r.payload, headers: r.headers })
-  return { status: res.statusCode, body: res.body, ms: 0 }
-}
-
-export async function deleteEverything(app: App['app'], store: StoreView): Promise<Violation[]> {
-  const out: Violation[] = []
-  const call = async (method: string, body: object) => {
-    const res = await app.inject({ method: 'POST', url: `/${method}`, payload: `${JSON.stringify(body)}\n`, headers: DOCKER_HEADERS })
-    if (res.statusCode !== 200) out.push({ rule: 'cleanup', detail: `${method} ${JSON.stringify(body)} → ${res.statusCode} ${res.body.slice(0, 300)}` })
-  }
-  for (const e of store.recs.endpoints.values()) await call('NetworkDriver.DeleteEndpoint', { NetworkID: e.networkId, EndpointID: e.id })
-  for (const n of store.recs.networks.values()) await call('NetworkDriver.DeleteNetwork', { NetworkID: n.id })
-  for (const p of store.recs.pools.values()) await call('IpamDriver.ReleasePool', { PoolID: p.id })
-  return out
-}
-
-/** After deleting everything, the store holds no records but its metadata. */
-export function emptyStoreProblems(s: StoreView): Violation[] {
-  const left = (['networks', 'endpoints', 'pools', 'leases'] as const).flatMap((c) => [...s.texts[c].keys()].map((id) => `${c}/${id}`))
-  return left.length ? [{ rule: 'cleanup', detail: `records left after deleting everything: ${left.join(', ')}` }] : []
 }
 
 /** FakeHost.state() one object per line, for readable differences. */

@@ -70,6 +70,7 @@ export async function freshStateDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(scratchRoot(), prefix))
   const store = await FileStore.open(dir, undefined, { check: checkStoredRecord })
   await store.put('meta', 'ipam', { ula48: ULA48 })
+  await store.close()
   return dir
 }
 
