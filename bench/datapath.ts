@@ -14,7 +14,7 @@ import { startTsnet } from '../test/e2e/lib/tsnet.js'
 import { execsIn, processes, traceSpawnsQuietly, type Tracer, type Window } from '../test/e2e/lib/spawn-trace.js'
 import { median } from './lib/stats.js'
 
-const IMAGE = 'bench-net:latest'
+export const IMAGE = 'bench-net:latest'
 const TS = ['-d', 'tsnet', '--ipam-driver', 'tsnet']
 const PLAIN = { br: 'tsbp-br', a: 'tsbp-a', b: 'tsbp-b' }
 

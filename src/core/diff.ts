@@ -32,8 +32,8 @@ export function diff(
     const want = desired.get(key)
     const have = observed.get(key)
     if (want && !have) {
-      if (want.kind === 'link' && !want.recreate) missing.push(want)
-      else changes.push({ op: 'create', obj: want })
+      if (want.kind !== 'link' || want.recreate) changes.push({ op: 'create', obj: want })
+      else if (!want.inSandbox) missing.push(want)
     } else if (want && have) {
       if (sameObject(want, have)) continue
       if (have.kind === 'link' && want.kind === 'link' && (!isOwned(have) || (have.alias !== '' && have.alias !== want.alias && !orphaned(have)))) {

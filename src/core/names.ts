@@ -30,11 +30,14 @@ export function checkTag(tag: string, what = 'tag'): string {
 export const BRIDGE_PREFIX = 'tsbr-'
 export const HOST_VETH_PREFIX = 'tsv'
 export const CONTAINER_VETH_PREFIX = 'tsc'
+/** A macvlan endpoint's one link (Docker moves it into the container). */
+export const MACVLAN_PREFIX = 'tsm'
 
 const shortId = (id: string, n: number) => id.toLowerCase().slice(0, n)
 export const bridgeNameFor = (networkId: string) => BRIDGE_PREFIX + shortId(networkId, IFNAME_MAX - BRIDGE_PREFIX.length)
 export const hostVethFor = (endpointId: string) => HOST_VETH_PREFIX + shortId(endpointId, IFNAME_MAX - HOST_VETH_PREFIX.length)
 export const containerVethFor = (endpointId: string) => CONTAINER_VETH_PREFIX + shortId(endpointId, IFNAME_MAX - CONTAINER_VETH_PREFIX.length)
+export const macvlanNameFor = (endpointId: string) => MACVLAN_PREFIX + shortId(endpointId, IFNAME_MAX - MACVLAN_PREFIX.length)
 
 /** ifalias values mark links as tsnet's own, naming the record they belong to. */
 export const networkAlias = (networkId: string) => `tsnet:net:${networkId}`

@@ -29,6 +29,8 @@ export function checkOptionKeys(generic: Readonly<Record<string, string>>, mode:
   const known = new Set([...common, ...mode.optionKeys, ...daemonKeys])
   for (const k of Object.keys(generic)) {
     if (known.has(k)) continue
+    const refused = mode.refusedOptions && Object.hasOwn(mode.refusedOptions, k) ? mode.refusedOptions[k] : undefined
+    if (refused !== undefined) throw invalid(`option ${k} does not apply to a ${mode.name} network: ${refused}`)
     if (k === COMMON_OPTION.allow) {
       throw invalid(`option ${COMMON_OPTION.allow} needs the host firewall, which never sees the traffic of a ${mode.name} network`)
     }
@@ -146,7 +148,11 @@ export function planEndpoint(req: EndpointInput, network: NetworkRecord, mode: N
   const addressV6 = endpointAddress(iface.AddressIPv6, 6, network)
   const given = iface.MacAddress ? checkMac(iface.MacAddress) : undefined
   const ip4 = address ? parseCidr(address)?.ip : undefined
-  const mac = given ?? (ip4 ? macFromIpv4(ip4) : macFromSeed(req.EndpointID))
+  const fixed = mode.fixedMac?.(network)
+  if (fixed !== undefined && given !== undefined && given !== fixed) {
+    throw invalid(`MAC address ${given} cannot be given to a container on network ${network.id.slice(0, 12)}: its interface takes ${fixed}, the MAC of the parent interface (macvlan passthru mode)`)
+  }
+  const mac = given ?? fixed ?? (ip4 ? macFromIpv4(ip4) : macFromSeed(req.EndpointID))
   const options = req.Options ?? {}
   const record: EndpointRecord = {
     id: req.EndpointID,

@@ -5,7 +5,7 @@
  * in which order objects are made) live here, so diffing stays one generic function.
  */
 import type { Family } from './addr.js'
-import { BRIDGE_PREFIX, HOST_VETH_PREFIX } from './names.js'
+import { BRIDGE_PREFIX, HOST_VETH_PREFIX, MACVLAN_PREFIX } from './names.js'
 
 export type Proto = 'tcp' | 'udp' | 'sctp'
 export type LinkType = 'bridge' | 'veth' | 'vxlan' | 'macvlan' | 'vlan'
@@ -27,6 +27,11 @@ export interface LinkObject {
    * container is gone took its peer along; only Docker can make the container's end again.
    */
   recreate: boolean
+  /**
+   * Docker moves this link into the container at Join (a macvlan endpoint's only link): once
+   * joined, its absence from the host is its normal state, not something missing.
+   */
+  inSandbox?: boolean
   veth?: { peer: string; peerMac: string }
   /** `ageing`: seconds a learned remote MAC is kept (made with it; not compared, so never a reason to re-make the link). */
   vxlan?: { vni: number; port: number; local: string; dev?: string; learning: boolean; proxy: boolean; ageing?: number }
@@ -161,7 +166,7 @@ export function isOwned(o: HostObject): boolean {
     // The alias is a second request after the link is made: a crash between the two leaves a
     // link under a name tsnet reserves for itself, without its tag. (A container's end of a veth
     // carries no tag either, and is never tsnet's to delete: Docker moves it.)
-    case 'link': return o.alias.startsWith(TSNET_TAG_PREFIX) || (o.alias === '' && (o.name.startsWith(BRIDGE_PREFIX) || o.name.startsWith(HOST_VETH_PREFIX)))
+    case 'link': return o.alias.startsWith(TSNET_TAG_PREFIX) || (o.alias === '' && [BRIDGE_PREFIX, HOST_VETH_PREFIX, MACVLAN_PREFIX].some((p) => o.name.startsWith(p)))
     case 'setEntry': return o.comment.startsWith(TSNET_TAG_PREFIX)
     case 'sysctl': return false
     default: return true

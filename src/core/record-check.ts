@@ -82,6 +82,10 @@ const commonNetwork = {
 const networkV1 = shape({ ...commonNetwork, bridge: ifName, bridgeNamedByUser: bool })
 const SPECS: Record<string, Check> = {
   bridge: shape({ bridge: ifName, bridgeNamedByUser: bool }),
+  macvlan: shape({
+    parent: ifName, macvlanMode: oneOf('bridge', 'private', 'vepa', 'passthru'), parentCreated: bool,
+    vlan: optional(shape({ link: ifName, id: int(1, 4094), mtu })), parentMac: optional(mac),
+  }),
   overlay: shape({ bridge: ifName, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), underlayMtu: mtu }),
 }
 const networkV2 = shape({

@@ -40,6 +40,29 @@ export interface BridgeNetwork extends CommonNetwork {
   spec: BridgeSpec
 }
 
+export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru'
+
+/** What a macvlan network adds: the host link its endpoints' links hang on, and how. */
+export interface MacvlanSpec {
+  /** The parent link (-o parent), e.g. eth0 or eth0.10. */
+  parent: string
+  macvlanMode: MacvlanMode
+  /**
+   * The parent is an 802.1Q sub-interface tsnet made (for this network or another): the network
+   * wants it, so it stays while any network does and goes with the last (never a user's link).
+   */
+  parentCreated: boolean
+  /** The sub-interface as tsnet makes it, when parentCreated: its link, VLAN ID and MTU. */
+  vlan?: { link: string; id: number; mtu: number }
+  /** passthru only: the parent's MAC, which the one container's interface takes (the kernel gives it the parent's). */
+  parentMac?: string
+}
+
+export interface MacvlanNetwork extends CommonNetwork {
+  mode: 'macvlan'
+  spec: MacvlanSpec
+}
+
 /**
  * What an overlay-mode network adds: its bridge (no address on it) and the VXLAN port that joins
  * it to the other hosts. The VNI and port come from AllocateNetwork on the Swarm leader; this
@@ -60,7 +83,7 @@ export interface OverlayNetwork extends CommonNetwork {
 }
 
 /** Every mode's record; `mode` says which spec it carries. */
-export type NetworkRecord = BridgeNetwork | OverlayNetwork
+export type NetworkRecord = BridgeNetwork | MacvlanNetwork | OverlayNetwork
 
 /** A published port as programmed: the host port actually chosen, and where it leads. */
 export interface PublishedPort {

@@ -32,8 +32,8 @@ export interface ChangeOptions {
 
 export type { ReconcileReport }
 
-/** Whether two wanted objects ask the host for the same thing (`recreate` only says what a reconcile may do). */
-const hostView = (o: HostObject) => (o.kind === 'link' ? { ...o, recreate: undefined } : o)
+/** Whether two wanted objects ask the host for the same thing (`recreate` and `inSandbox` only say what a reconcile may do). */
+const hostView = (o: HostObject) => (o.kind === 'link' ? { ...o, recreate: undefined, inSandbox: undefined } : o)
 const sameWanted = (a: HostObject | undefined, b: HostObject | undefined) =>
   a === b || (a !== undefined && b !== undefined && JSON.stringify(hostView(a)) === JSON.stringify(hostView(b)))
 

@@ -16,14 +16,15 @@ import { createRunner, type Runner } from './exec.js'
 import { FirewallDriver } from './firewall-driver.js'
 import type { Host, ObserveQuery } from './host.js'
 import { LinkDriver } from './link-driver.js'
-import { type Rtnl, listAddresses, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
-import { BRIDGE_PREFIX, HOST_VETH_PREFIX } from '../core/names.js'
+import { LOWER_DEVICE_KINDS, type Rtnl, kernelHasLinkKind, listAddresses, listLinks, listRoutes, sharedRtnl, watchLinks } from './netlink/index.js'
+import { BRIDGE_PREFIX, HOST_VETH_PREFIX, endpointAlias } from '../core/names.js'
 import { PortDriver } from './port-driver.js'
 import { type Binding, type PortReserver, SocketPortReserver } from './port-reservations.js'
 import { SysctlDriver } from './sysctl-driver.js'
 import { ProcSysctls, RunnerSysctls, type Sysctls } from './sysctl.js'
 
 const MAIN_TABLE = 254
+const ENDPOINT_TAG = endpointAlias('')
 
 export interface LinuxHostParts {
   runner?: Runner
@@ -95,6 +96,8 @@ export class LinuxHost implements Host {
     if (this.known) return this.known
     const kinds = new Set(['bridge', 'veth'])
     for (const l of await listLinks(this.rtnl)) if (l.kind) kinds.add(l.kind)
+    // Kinds no link may show yet: asked of the kernel (a vlan parent, ipvlan mode depend on them).
+    for (const k of LOWER_DEVICE_KINDS) if (await kernelHasLinkKind(this.rtnl, k)) kinds.add(k)
     // Built in or loaded (a built-in module with a version shows here too): overlay encryption's precondition.
     if (existsSync('/sys/module/wireguard')) kinds.add('wireguard')
     this.known = {
@@ -140,6 +143,8 @@ export class LinuxHost implements Host {
     const ours = (name: string | undefined, alias: string | undefined) =>
       (alias ?? '').startsWith(TSNET_TAG_PREFIX) || (name !== undefined && (name.startsWith(BRIDGE_PREFIX) || name.startsWith(HOST_VETH_PREFIX)))
     const watch = watchLinks((e) => {
+      // Docker moves a macvlan endpoint's link into its container, which this namespace hears as a delete.
+      if (e.type === 'delete' && e.kind === 'macvlan' && (e.alias ?? '').startsWith(ENDPOINT_TAG)) return
       // tsnet's own deletions (DeleteEndpoint, DeleteNetwork, a rollback) are no drift.
       if (e.type === 'delete' && ours(e.name, e.alias) && !this.links.deletedHere(e.name)) onDrift(`link ${e.name} was deleted`)
       else if (e.type === 'change' && e.previousName !== undefined && ours(e.previousName, e.alias)) onDrift(`link ${e.previousName} was renamed ${e.name}`)

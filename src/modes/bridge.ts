@@ -100,6 +100,12 @@ export function joinAnswer(n: NetworkRecord, e: EndpointRecord): JoinAnswer {
   return answer
 }
 
+/** The bridge of a bridge-mode network (modes are chosen by the record, so another mode here is a bug). */
+export function bridgeOf(n: NetworkRecord): string {
+  if (n.mode !== 'bridge') throw new Error(`network ${n.id.slice(0, 12)} is a ${n.mode} network, not a bridge one`)
+  return n.spec.bridge
+}
+
 export const bridgeMode: NetworkMode = {
   name: 'bridge',
   optionKeys: Object.values(BRIDGE_OPTION),
@@ -128,10 +134,10 @@ export const bridgeMode: NetworkMode = {
   },
 
   linkNames: (endpointId) => ({ hostIf: hostVethFor(endpointId), containerIf: containerVethFor(endpointId) }),
-  claimedNames: (n) => [n.spec.bridge],
+  claimedNames: (n) => [bridgeOf(n)],
 
   renderNetwork(n, endpoints, ctx: RenderContext) {
-    const bridge = n.spec.bridge
+    const bridge = bridgeOf(n)
     return [
       {
         kind: 'link', name: bridge, type: 'bridge', alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id),
@@ -149,9 +155,9 @@ export const bridgeMode: NetworkMode = {
   defaultHostIp,
 
   renderEndpoint(e, n) {
-    return [vethObject(e, n.spec.bridge), ...publishedObjects(e)]
+    return [vethObject(e, bridgeOf(n)), ...publishedObjects(e)]
   },
 
   join: joinAnswer,
-  edge: (n) => bridgeEdge(n, n.spec.bridge),
+  edge: (n) => bridgeEdge(n, bridgeOf(n)),
 }

@@ -6,13 +6,15 @@
  */
 import type { EdgeNetwork } from '../core/edge-plan.js'
 import type { HostFacts } from '../core/host-facts.js'
-import type { HostObject } from '../core/objects.js'
+import type { HostObject, LinkObject } from '../core/objects.js'
 import type { CommonNetwork, EndpointRecord, ModeName, NetworkRecord } from '../core/records.js'
 
 export interface PlanContext {
   /** MTU for a network without -o com.docker.network.driver.mtu. */
   defaultMtu: number
   facts: HostFacts
+  /** The host links the mode asked about (NetworkMode.hostLinks) as they are now; a name not here does not exist. */
+  links?: ReadonlyMap<string, LinkObject>
   /** The driver's scope: 'global' when it runs for a swarm (TSNET_SCOPE=global). */
   scope?: 'local' | 'global'
   /** Overlay networks: this node's data-path address, and the MTU of the interface that has it (when known). */
@@ -47,6 +49,14 @@ export interface NetworkMode {
   readonly optionKeys: readonly string[]
   /** What the network edge can do for this mode; a mode without it refuses the options that need it. */
   readonly supports: { policy: boolean; publish: boolean }
+  /** `-o` keys of other modes this one refuses, with why (instead of calling them unknown). */
+  readonly refusedOptions?: Readonly<Record<string, string>>
+  /** Host links planSpec needs to see (a parent interface); checks their names, reads nothing. */
+  hostLinks?(generic: Readonly<Record<string, string>>): string[]
+  /** Why `planned` cannot exist beside the network `other`, if it cannot (checked before subnet overlaps). */
+  conflictWith?(planned: NetworkRecord, other: NetworkRecord, label: (n: NetworkRecord) => string): string | undefined
+  /** The MAC every endpoint of `n` must have, when the mode fixes it (passthru macvlan takes its parent's). */
+  fixedMac?(n: NetworkRecord): string | undefined
   /** Pure: the mode's part of a new network record. Every refusal happens here. */
   planSpec(generic: Readonly<Record<string, string>>, common: CommonNetwork, ctx: PlanContext): NetworkRecord
   /** Kernel names of an endpoint's links. */

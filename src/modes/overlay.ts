@@ -100,7 +100,7 @@ export const overlayMode: NetworkMode = {
   },
 
   linkNames: (endpointId) => ({ hostIf: hostVethFor(endpointId), containerIf: containerVethFor(endpointId) }),
-  claimedNames: (n) => [n.spec.bridge, overlayOf(n).spec.vxlan],
+  claimedNames: (n) => [overlayOf(n).spec.bridge, overlayOf(n).spec.vxlan],
 
   renderNetwork(network, endpoints, ctx) {
     const n = overlayOf(network)
@@ -125,7 +125,7 @@ export const overlayMode: NetworkMode = {
   renderEndpoint(e, n) {
     // The MAC pinned to its port: a stale entry learned while the MAC lived on another host
     // (an address given again) cannot send the new container's frames back over VXLAN.
-    return [vethObject(e, n.spec.bridge), { kind: 'fdb', link: e.hostIf ?? e.containerIf, mac: e.mac }]
+    return [vethObject(e, overlayOf(n).spec.bridge), { kind: 'fdb', link: e.hostIf ?? e.containerIf, mac: e.mac }]
   },
 
   join(n, e): JoinAnswer {
@@ -133,5 +133,5 @@ export const overlayMode: NetworkMode = {
     return { InterfaceName: { SrcName: e.containerIf, DstPrefix: n.genericOptions[COMMON_OPTION.ifacePrefix] ?? 'eth' } }
   },
 
-  edge: (n) => bridgeEdge(n, n.spec.bridge),
+  edge: (n) => bridgeEdge(n, overlayOf(n).spec.bridge),
 }

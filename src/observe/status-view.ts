@@ -51,9 +51,9 @@ const bare = (text: string | undefined): string | undefined => {
   return ip ? formatIp(ip) : undefined
 }
 
-/** The link a network's endpoints hang on, by mode (bridge: its bridge). */
+/** The link a network's endpoints hang on, by mode (bridge: its bridge; macvlan: its parent, whose LAN route is its own). */
 export function linkOfNetwork(n: NetworkRecord): string | undefined {
-  return n.mode === 'bridge' ? n.spec.bridge : undefined
+  return n.mode === 'bridge' ? n.spec.bridge : n.mode === 'macvlan' ? n.spec.parent : undefined
 }
 
 /**

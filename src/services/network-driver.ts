@@ -7,13 +7,12 @@
  * bring back what was removed.
  */
 import type { Logger } from 'pino'
-import { checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
+import { checkOptionKeys, checkSandboxKey, findSubnetOverlap, planEndpoint, planNetwork, sameEndpoint, sameNetwork } from '../core/network-plan.js'
 import { checkPolicySize } from '../core/edge-plan.js'
 import { flowsToForget } from '../core/flows.js'
 import { genericOptions } from '../core/options.js'
 import { DAEMON_KEYS, OPT } from '../core/docker-keys.js'
 import { parseExposedPorts, parsePortMap } from '../core/ports.js'
-import { checkOptionKeys } from '../core/network-plan.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../core/records.js'
 import { conflict, withContext } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
@@ -22,6 +21,7 @@ import { modeFor, modeOf } from '../modes/index.js'
 import type { PlanContext } from '../modes/mode.js'
 import type { AllocateNetworkRequest, CreateEndpointRequest, CreateNetworkRequest, EndpointRef, JoinRequest, NetworkRef } from '../protocol/types.js'
 import { type Changes, type NetworkState, epOwner, netOwner, short } from './network-state.js'
+import { currentLinks } from './host-links.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 import type { Clock } from '../engine/clock.js'
 import type { WriteOptions } from '../store/store.js'
@@ -86,9 +86,11 @@ export class NetworkDriver {
   createNetwork(req: CreateNetworkRequest, log: Logger) {
     return this.lock.run(req.NetworkID, async () => {
       const generic = genericOptions(req.Options ?? {})
-      const mode = modeFor(generic, this.config.scope === 'global' ? 'overlay' : 'bridge')
+      const facts = await this.host.facts()
+      const mode = modeFor(generic, this.config.scope === 'global' ? 'overlay' : 'bridge', facts)
       checkOptionKeys(generic, mode, DAEMON_KEYS)
-      const ctx: PlanContext = { defaultMtu: await this.defaultMtu(), facts: await this.host.facts(), scope: this.config.scope ?? 'local' }
+      const links = await currentLinks(this.host, mode.hostLinks?.(generic) ?? [])
+      const ctx: PlanContext = { defaultMtu: await this.defaultMtu(), facts, links, scope: this.config.scope ?? 'local' }
       if (mode.name === 'overlay') ctx.underlay = await this.config.underlay?.()
       const planned = planNetwork(req, mode, generic, ctx, this.clock.iso())
       const existing = this.state.networks.get(req.NetworkID)
@@ -102,6 +104,9 @@ export class NetworkDriver {
       const names = new Set(mode.claimedNames(record))
       const clash = others.find((n) => modeOf(n).claimedNames(n).some((x) => names.has(x)))
       if (clash) throw conflict(`bridge name ${[...names].join(', ')} is already used by network ${short(clash.id)}`)
+      // A mode's own rule first (a macvlan parent shared with an overlapping subnet says so).
+      const why = existing ? undefined : others.map((o) => mode.conflictWith?.(planned, o, (n) => this.state.label(n))).find(Boolean)
+      if (why) throw conflict(why)
       // Checked and claimed with no await in between: two creates of overlapping networks cannot both pass.
       const overlap = existing ? undefined : findSubnetOverlap(planned, others)
       if (overlap) {

@@ -74,14 +74,16 @@ export class NetworkState {
   }
 
   /**
-   * What a network wants, with `endpoints` as its endpoints. Every network also keeps Docker's
+   * What a network wants, with `endpoints` as its endpoints. Every network with an edge also keeps Docker's
    * own bridge subnets in the set its containers may not reach (the same members for all, so
    * they stay while any network does).
    */
   renderNetwork(n: NetworkRecord, endpoints: readonly EndpointRecord[] = this.endpointsOf(n.id)): HostObject[] {
     const ctx = this.renderContext()
-    const foreign = foreignEntries(this.directory.foreignSubnets()).map(setEntryObject)
-    return [...modeOf(n).renderNetwork(n, endpoints, ctx), ...foreign]
+    const mode = modeOf(n)
+    // Members of tsnet's sets, which only networks with an edge bring along.
+    const foreign = mode.edge(n) ? foreignEntries(this.directory.foreignSubnets()).map(setEntryObject) : []
+    return [...mode.renderNetwork(n, endpoints, ctx), ...foreign]
   }
 
   renderEndpoint(e: EndpointRecord, n: NetworkRecord = this.knownNetwork(e.networkId)): HostObject[] {

@@ -47,8 +47,9 @@ export class PortPublisher {
       const defaulted = hostIp !== '' && sent.some((m) => m.hostIp === '')
       const mappings = sent.map((m) => (m.hostIp === '' && hostIp !== '' ? { ...m, hostIp } : m))
       parseExposedPorts(options[OPT.exposedPorts])
-      if (n.internal || !modeOf(n).supports.publish) {
-        if (sent.some((m) => m.hostPort !== 0 || m.hostIp !== '')) {
+      if (n.internal || !mode.supports.publish) {
+        // -p 80 (any host port) asks for publishing too; only an internal network lets it pass quietly, as before.
+        if (sent.some((m) => !n.internal || m.hostPort !== 0 || m.hostIp !== '')) {
           throw invalid(n.internal ? `network ${short(n.id)} is internal: it publishes no ports` : `a ${n.mode} network publishes no ports: host netfilter never sees its traffic`)
         }
         return {}

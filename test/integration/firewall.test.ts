@@ -19,7 +19,7 @@ import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
 import { EdgeFirewall } from '../../src/host/edge-firewall.js'
 import { FirewallDriver } from '../../src/host/firewall-driver.js'
-import { bridgeEdge } from '../../src/modes/bridge.js'
+import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { TsnetError } from '../../src/errors.js'
 import { chainRules, createNetns, log, rejection, runnerIn, savedRules, type Netns } from './lib/netns.js'
 
@@ -239,7 +239,7 @@ const record = (id: string, bridge: string, v4: string, v6?: string): NetworkRec
   ipv4Subnets: [{ pool: v4 }], ipv6Subnets: v6 ? [{ pool: v6 }] : [],
   enableIpMasquerade: true, enableIcc: true, genericOptions: {}, createdAt: '',
 })
-const edgeOf = (n: NetworkRecord) => bridgeEdge(n, n.spec.bridge)
+const edgeOf = (n: NetworkRecord) => bridgeEdge(n, bridgeOf(n))
 const endpointOn = (n: NetworkRecord, id: string, address: string, addressV6?: string): EndpointRecord => ({
   id, networkId: n.id, hostIf: 'x', containerIf: 'y', mac: '02:00:00:00:00:01', macFromDocker: false, mtu: 1500,
   address, ...(addressV6 ? { addressV6 } : {}), portMappings: [], exposedPorts: [], joined: false, createdAt: '',

@@ -14,6 +14,7 @@
 import t, { type Test } from 'tap'
 import { CHAIN, DROP } from '../../src/core/edge-plan.js'
 import type { Services } from '../../src/main.js'
+import { bridgeOf } from '../../src/modes/bridge.js'
 import { dropCount, link, probe, routeLoopbackVia, sendRouterAdvertisement, serve, shown, wireContainer } from './lib/attack.js'
 import { createNetns, log, type Netns } from './lib/netns.js'
 import { tsnetIn } from './lib/services.js'
@@ -53,7 +54,7 @@ t.test('loopback: published on 127.0.0.1 answers the host only; no container or 
   await service.driver.createNetwork(networkReq(X, '10.71.1.0/24'), log)
   await service.driver.createNetwork(networkReq(Y, '10.71.2.0/24'), log)
   await service.driver.createNetwork(networkReq(Z, '10.71.3.0/24', { internal: true }), log)
-  const bridge = (nid: string) => service.driver.snapshot().networks.find((n) => n.id === nid)?.spec.bridge ?? ''
+  const bridge = (nid: string) => bridgeOf(service.driver.snapshot().networks.find((n) => n.id === nid)!)
   const target = await container(t, host, service, X, id('e1'), '10.71.1.2/24')
   const sameNet = await container(t, host, service, X, id('e2'), '10.71.1.3/24')
   const otherNet = await container(t, host, service, Y, id('e3'), '10.71.2.2/24')
@@ -146,7 +147,7 @@ t.test('a Router Advertisement from a container installs no route or address on 
   const service = tsnet.services
   const W = id('d4')
   await service.driver.createNetwork(networkReq(W, '10.73.1.0/24'), log)
-  const bridge = service.driver.snapshot().networks[0]?.spec.bridge ?? ''
+  const bridge = bridgeOf(service.driver.snapshot().networks[0]!)
   const rogue = await container(t, host, service, W, id('e5'), '10.73.1.2/24')
   t.equal(await sysctl(host, `net.ipv6.conf.all.forwarding`), '0', 'precondition: no tsnet IPv6 network, so the host is no IPv6 router (RAs would count)')
   t.equal(await sysctl(host, `net.ipv6.conf.${bridge}.accept_ra`), '0', 'tsnet turned accept_ra off on its bridge')

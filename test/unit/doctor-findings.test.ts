@@ -10,6 +10,7 @@ import { FIX_RECONCILE, changeProblem, reconcileFindings } from '../../src/obser
 import { HOST_CHECKS, hostFindings, type HostReadings } from '../../src/observe/host-checks.js'
 import { SETTLED_MS, dockerFindings, leasesWithoutEndpoints } from '../../src/observe/record-checks.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../../src/core/records.js'
+import { bridgeOf } from '../../src/modes/bridge.js'
 
 const NET = '2c78a1a9b4e08472fe66fb7e6f3ea3fc48456b4b104de5686b6de32bf0400a2b'
 const EP = '9c954d84adce0e1500f4721911a7cf3d855d215f0ad979815f1d4fbfc15d5ba1'
@@ -20,7 +21,7 @@ async function published(t: Test) {
   for (const c of loadScenario('legacy/10-run-publish-p8080').slice(0, 4)) t.equal((await d.send(c.method, c.body)).status, 200, `${c.method} answered`)
   const dir = () => buildDirectory([...d.services.state.networks.values()], [...d.services.state.endpoints.values()], new Map([[NET, 'web']]), new Map([[EP, 'c1']]))
   const findings = async () => reconcileFindings(await d.services.reconciler.pass('request', true), dir())
-  return { d, findings, bridge: (d.services.state.networks.get(NET) as NetworkRecord).spec.bridge, hostIf: d.services.state.endpoints.get(EP)?.hostIf as string }
+  return { d, findings, bridge: bridgeOf(d.services.state.networks.get(NET) as NetworkRecord), hostIf: d.services.state.endpoints.get(EP)?.hostIf as string }
 }
 
 t.test('clean after the requests; each kind of drift is one sentence naming its owner, and the reconcile repairs it', async (t) => {

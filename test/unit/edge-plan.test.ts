@@ -6,7 +6,7 @@ import {
   allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
   needsRouteLocalnet, networkEntries, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
-import { bridgeEdge } from '../../src/modes/bridge.js'
+import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { networkTag } from '../../src/core/names.js'
 import { parsePolicy } from '../../src/core/policy.js'
 import type { EndpointRecord, NetworkRecord, PublishedPort } from '../../src/core/records.js'
@@ -40,7 +40,7 @@ function record(over: Over = {}): NetworkRecord {
 /** What the edge sees of a bridge network (as the bridge mode says). */
 function network(over: Over = {}): EdgeNetwork {
   const n = record(over)
-  return bridgeEdge(n, n.spec.bridge)
+  return bridgeEdge(n, bridgeOf(n))
 }
 const dual = (over: Over = {}) => network({ ipv6: true, ipv6Subnets: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64' }], ...over })
 

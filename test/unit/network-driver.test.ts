@@ -8,7 +8,7 @@ import { COMMON_OPTION } from '../../src/core/docker-keys.js'
 import { bridgeNameFor, networkAlias, networkTag } from '../../src/core/names.js'
 import type { NetworkRecord } from '../../src/core/records.js'
 import { FakeHost } from '../../src/host/fake-host.js'
-import { BRIDGE_OPTION, bridgeEdge } from '../../src/modes/bridge.js'
+import { BRIDGE_OPTION, bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { OPT } from '../../src/protocol/types.js'
 import { TestHost, entriesOf, epReq, netReq, openUnit, plant } from './fixtures/services.js'
 import { dockerId, log } from './fixtures/util.js'
@@ -53,7 +53,7 @@ t.test('ICC, masquerade and internal options show in the device group and the en
   t.same(entriesOf(host, NET), [`tsnet-src4 172.18.0.0/16,${bridgeNameFor(NET)}`], 'masquerade off: no masq entry')
   t.same(entriesOf(host, NET2), [`tsnet-src4 10.1.0.0/16,${bridgeNameFor(NET2)}`], 'internal: no masq entry')
   t.equal(host.sysctls.get('net/ipv4/ip_forward'), '1')
-  for (const n of services.driver.snapshot().networks) t.equal(host.groups.get(n.spec.bridge), deviceGroupOf(n), `${n.spec.bridge}: the group edge-plan derives from the record`)
+  for (const n of services.driver.snapshot().networks) t.equal(host.groups.get(bridgeOf(n)), deviceGroupOf(n), `${bridgeOf(n)}: the group edge-plan derives from the record`)
 })
 
 t.test('an internal network alone does not turn forwarding on', async (t) => {

@@ -98,7 +98,7 @@ t.test('planNetwork: bridge name option', async (t) => {
   const n = planNet(netReq({}, { [OPTION.bridgeName]: 'mybr0' }), defaults, NOW)
   t.same(n.spec, { bridge: 'mybr0', bridgeNamedByUser: true })
   t.same(n.genericOptions, { [OPTION.bridgeName]: 'mybr0' })
-  t.equal(planNet(netReq({}, { [OPTION.bridgeName]: 'a'.repeat(15) }), defaults, NOW).spec.bridge, 'a'.repeat(15))
+  t.same(planNet(netReq({}, { [OPTION.bridgeName]: 'a'.repeat(15) }), defaults, NOW).spec, { bridge: 'a'.repeat(15), bridgeNamedByUser: true })
   for (const bad of ['a'.repeat(16), 'a/b', 'br 0', '.', '..', '']) {
     t.throws(() => planNet(netReq({}, { [OPTION.bridgeName]: bad }), defaults, NOW),
       { name: 'TsnetError', kind: 'invalid', message: /bridge name \(com\.docker\.network\.bridge\.name\) .* is not usable/ }, `bridge name ${JSON.stringify(bad)} refused`)

@@ -9,7 +9,7 @@ import { bridgeNameFor, containerVethFor, endpointAlias, hostVethFor, networkAli
 import type { NetworkRecord } from '../../src/core/records.js'
 import { FakeHost } from '../../src/host/fake-host.js'
 import { runCli } from '../../src/cli/index.js'
-import { BRIDGE_OPTION, bridgeEdge } from '../../src/modes/bridge.js'
+import { BRIDGE_OPTION, bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { TestHost, attach, entriesOf, netReq, openUnit, plant, program, revoke, tcp } from './fixtures/services.js'
 import { captureLog, ERROR_LEVEL } from './fixtures/gc-fakes.js'
 import { dockerId, log } from './fixtures/util.js'
@@ -158,7 +158,7 @@ for (const declared of [1, 2]) t.test(`a state directory written by the old reco
 
   const host = new TestHost()
   const u = await openUnit(t, { dir: u0.dir, host })
-  t.same(u.services.driver.snapshot().networks.map((n) => [n.id, n.mode, n.spec.bridge]).sort(), [[NET, 'bridge', bridgeNameFor(NET)], [NET2, 'bridge', 'oldbr0']], 'the records are read in today\'s shape')
+  t.same(u.services.driver.snapshot().networks.map((n) => [n.id, n.mode, bridgeOf(n)]).sort(), [[NET, 'bridge', bridgeNameFor(NET)], [NET2, 'bridge', 'oldbr0']], 'the records are read in today\'s shape')
   const onDisk = JSON.parse(await readFile(join(store, 'networks', `${NET2}.json`), 'utf8')) as { mode?: string; bridge?: string }
   t.same([onDisk.mode, onDisk.bridge], declared === 1 ? ['bridge', undefined] : [undefined, 'oldbr0'], declared === 1 ? 'migrated on disk at open' : 'left as it is on disk, upgraded on read')
   const printed: string[] = []

@@ -19,6 +19,7 @@ import { FileStore } from '../../src/store/file-store.js'
 import { MIGRATE_CRASH_POINTS } from '../../src/store/crash-points.js'
 import { COLLECTIONS } from '../../src/store/store.js'
 import { tempDir } from './fixtures/util.js'
+import { bridgeOf } from '../../src/modes/bridge.js'
 
 // Several migrating processes, one after another: a limit that catches a hang, not a slow machine.
 t.setTimeout(240_000)
@@ -99,7 +100,7 @@ t.test('tsnet serve boots on the fixture unchanged: networks, endpoints, pools, 
   const services = await openServices(config, host, log)
   t.same(services.driver.snapshot().networks.map((n) => n.id.slice(0, 2)).sort(), ['0a', '0b'])
   t.same(services.driver.snapshot().endpoints.map((e) => e.id.slice(0, 2)).sort(), ['e1', 'e2', 'e3'])
-  t.same(services.driver.snapshot().networks.map((n) => [n.mode, n.spec.bridge]).sort(), [['bridge', 'br-web'], ['bridge', 'tsbr-0b01234567']], 'networks in the schema-2 shape')
+  t.same(services.driver.snapshot().networks.map((n) => [n.mode, bridgeOf(n)]).sort(), [['bridge', 'br-web'], ['bridge', 'tsbr-0b01234567']], 'networks in the schema-2 shape')
   t.same(services.ipam.snapshot().map((p) => [p.pool, p.leases.length]).sort(), [['10.20.0.0/16', 3], ['172.18.0.0/16', 2], ['fda8:e96d:6be8::/64', 3]])
   t.same(services.names.resolve('web'), ['10.20.0.0/16', 'fda8:e96d:6be8::/64'], "Docker's names came through")
   t.notOk(lines.some((l) => l.store === 'quarantined'), 'nothing was quarantined')

@@ -7,5 +7,6 @@ export { listAddresses, addAddress, replaceAddress, deleteAddress, type Address 
 export { listRoutes, type Route } from './routes.js'
 export { listNeighbours, addNeighbour, deleteNeighbour, type Neighbour } from './neighbours.js'
 export { listFdb, addFdb, deleteFdb, type FdbEntry, type FdbSpec, type FdbMode } from './fdb.js'
+export { kernelHasLinkKind, LOWER_DEVICE_KINDS, type LowerDeviceKind } from './link-probe.js'
 export { watchLinks, type LinkEvent, type LinkWatch, type LinkWatchOptions } from './link-events.js'
 export type { LinkRef } from './values.js'

@@ -180,6 +180,11 @@ async function createRefusals(rtnl: Rtnl, spec: LinkSpec, what: string): Promise
       ? `cannot create bridge link ${spec.name}: this kernel does not support one of the bridge options given (${Object.keys(spec.bridge).join(', ')})`
       : `this kernel has no ${spec.kind} support: cannot create ${spec.kind} link ${spec.name}`, { context: { link: spec.name } }),
     ENODEV: () => noLink('parent' in spec ? spec.parent : spec.kind === 'vxlan' && spec.vxlan.dev !== undefined ? spec.vxlan.dev : spec.name),
+    // The kernel's reasons for a macvlan: a passthru link on a parent with others (or one beside it), an MTU above the parent's.
+    ...(spec.kind === 'macvlan' ? {
+      EINVAL: () => conflict(`cannot create macvlan link ${spec.name} on ${linkWords(spec.parent)}: the kernel refused it (EINVAL); ` +
+        'a passthru macvlan link must be the only macvlan link of its parent, and a macvlan link cannot have a larger MTU than its parent', { link: spec.name }),
+    } : {}),
   }
 }
 

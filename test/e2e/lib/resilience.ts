@@ -270,7 +270,8 @@ export function explain(base: HostSnapshot, now: HostSnapshot, store: StoreView,
     .filter((n) => dockerIds.has(n.id))
     .flatMap((n) => {
       const rec = upgradeNetwork(n as Parameters<typeof upgradeNetwork>[0]);
-      return networkEntries(bridgeEdge(rec, rec.spec.bridge));
+      // Modes other than bridge have no edge: they bring no set members.
+      return rec.mode === 'bridge' ? networkEntries(bridgeEdge(rec, rec.spec.bridge)) : [];
     })
     .map((e) => `add ${e.set} ${e.entry} comment "${e.comment}"`);
   const haveSets = minus(now.ipsets, base.ipsets).filter((l) => l.startsWith('add ') && !l.includes(`"${FOREIGN_TAG}"`));

@@ -717,9 +717,9 @@ export function expectedEdge(s: StoreView): ExpectedEdge {
   const groups = new Map<string, number>()
   const endpoints = [...s.recs.endpoints.values()] as EndpointRecord[]
   for (const n of s.recs.networks.values() as Iterable<NetworkRecord>) {
-    groups.set(n.spec.bridge, deviceGroupOf(n))
+    groups.set(bridgeOf(n), deviceGroupOf(n))
     const rules = n.policy ? parsePolicy(n.policy) : []
-    const edge = bridgeEdge(n, n.spec.bridge)
+    const edge = bridgeEdge(n, bridgeOf(n))
     for (const e of [...networkEntries(edge), ...allowEntries(edge, endpoints.filter((x) => x.networkId === n.id), rules, () => [])]) {
       const known = entries.get(entryKey(e))
       if (known) known.owners.add(e.comment)

@@ -16,7 +16,7 @@ const rtnl = new nl.Rtnl({ timeoutMs: 10_000 })
 const OPS = [
   'listLinks', 'getLink', 'linkIndex', 'createLink', 'setLink', 'deleteLink',
   'listAddresses', 'addAddress', 'replaceAddress', 'deleteAddress', 'listRoutes',
-  'listNeighbours', 'addNeighbour', 'deleteNeighbour', 'listFdb', 'addFdb', 'deleteFdb',
+  'listNeighbours', 'addNeighbour', 'deleteNeighbour', 'listFdb', 'addFdb', 'deleteFdb', 'kernelHasLinkKind',
 ]
 let watch
 const write = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
