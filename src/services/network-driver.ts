@@ -184,17 +184,12 @@ export class NetworkDriver {
       } catch (err) {
         throw withContext(err, doing)
       }
-      this.state.creating.set(record.id, record)
-      try {
-        await this.engine.change(changes, {
-          doing,
-          verify: [epOwner(record.id)],
-          persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record, ON_CONTAINER_START),
-          log,
-        })
-      } finally {
-        this.state.creating.delete(record.id)
-      }
+      await this.state.whileCreating(record, () => this.engine.change(changes, {
+        doing,
+        verify: [epOwner(record.id)],
+        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record, ON_CONTAINER_START),
+        log,
+      }))
       this.state.endpoints.set(record.id, record)
       return plan.response
     })

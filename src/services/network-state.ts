@@ -33,7 +33,7 @@ export class NetworkState {
   readonly networks = new Map<string, NetworkRecord>()
   readonly endpoints = new Map<string, EndpointRecord>()
   /** Endpoints between the start and the end of their CreateEndpoint: their addresses are taken. */
-  readonly creating = new Map<string, EndpointRecord>()
+  private readonly creatingEndpoints = new Map<string, EndpointRecord>()
   /** Where this node sends overlay traffic from and to (the swarm service sets it). */
   overlay: () => OverlayView = () => NO_OVERLAY
 
@@ -114,8 +114,18 @@ export class NetworkState {
     return changes
   }
 
+  /** Runs a CreateEndpoint's host change with the endpoint counted as being created. */
+  async whileCreating<T>(e: EndpointRecord, change: () => Promise<T>): Promise<T> {
+    this.creatingEndpoints.set(e.id, e)
+    try {
+      return await change()
+    } finally {
+      this.creatingEndpoints.delete(e.id)
+    }
+  }
+
   /** For status output and garbage collection; `creating`: endpoints whose CreateEndpoint is still running. */
   snapshot() {
-    return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()], creating: [...this.creating.values()] }
+    return { networks: [...this.networks.values()], endpoints: [...this.endpoints.values()], creating: [...this.creatingEndpoints.values()] }
   }
 }
