@@ -123,7 +123,7 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
   const driver = new NetworkDriver(state, engine, host, {
     ...(config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}), scope, underlay: async () => swarm?.underlay(),
   }, clock)
-  swarm = new SwarmService(driver, store, host, opts.announcer ?? SILENT, scope)
+  swarm = new SwarmService(driver, store, host, opts.announcer ?? SILENT, scope, () => clock.iso())
   const vnis = new VniService(store, host, { scope, range: config.vniRange ?? DEFAULT_VNI_RANGE, port: config.vxlanPort ?? DEFAULT_VXLAN_PORT })
   const ports = new PortPublisher(driver, host)
   const policy = new PolicyService(driver)
@@ -140,6 +140,7 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
     version: (await buildInfo()).version, startedAt: clock.iso(), socket: config.socket, stateDir: config.stateDir,
     reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
   }, reconciler)
+  daemon.overlay = () => swarm.status()
   return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}), swarm, vnis }
 }
 
