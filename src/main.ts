@@ -103,7 +103,7 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
   // Closures: the gauges read the services below at scrape time.
   const metrics: Metrics | undefined = config.metricsAddress !== undefined || opts.metrics ? new Metrics({
     networks: (): NetworkRecord[] => state.snapshot().networks, endpoints: (): EndpointRecord[] => state.snapshot().endpoints,
-    pools: () => ipam.poolsWithLeases(), nameOf: (id) => names.nameOf(id),
+    pools: () => ipam.poolsWithLeases(), nameOf: (id) => names.nameOf(id), overlayPeers: () => swarm?.view().peers.length ?? 0,
   }) : undefined
   const host: Host = metrics ? meteredHost(bareHost, metrics) : bareHost
   // A store of an earlier schema is migrated here, crash-safely, through the same pure transform
@@ -141,6 +141,7 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
     reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
   }, reconciler)
   daemon.overlay = () => swarm.status()
+  if (metrics) swarm.onChange = (added, gone) => metrics.peersChanged(added, gone)
   return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}), swarm, vnis }
 }
 
