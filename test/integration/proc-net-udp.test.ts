@@ -45,7 +45,9 @@ t.test("a VXLAN device's socket is held by no process, a bound process socket is
   const dir = buildDirectory([], [], new Map(), new Map())
   t.same(vxlanPortTaken([overlay(VXLAN_PORT)], { routes: [], brNetfilter: true, forwarding: {}, forwardPolicy: {}, udp: sockets! }, dir), [],
     "the device's own port: no finding")
-  t.match(vxlanPortTaken([overlay(PROCESS_PORT)], { routes: [], brNetfilter: true, forwarding: {}, forwardPolicy: {}, udp: sockets! }, dir),
+  const found = vxlanPortTaken([overlay(PROCESS_PORT)], { routes: [], brNetfilter: true, forwarding: {}, forwardPolicy: {}, udp: sockets! }, dir)
+  t.comment(found.map((f) => `${f.problem}\n  fix: ${f.fix}`).join('\n'))
+  t.match(found,
     [{ problem: new RegExp(`UDP port ${PROCESS_PORT}, .* bound by a process's socket \\(127\\.0\\.0\\.1:${PROCESS_PORT}, inode \\d+\\)`) }],
     "positive control: a network whose port a process holds is a finding")
 
