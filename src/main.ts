@@ -103,7 +103,7 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
   // Closures: the gauges read the services below at scrape time.
   const metrics: Metrics | undefined = config.metricsAddress !== undefined || opts.metrics ? new Metrics({
     networks: (): NetworkRecord[] => state.snapshot().networks, endpoints: (): EndpointRecord[] => state.snapshot().endpoints,
-    pools: () => ipam.poolsWithLeases(), nameOf: (id) => names.nameOf(id),
+    pools: () => ipam.poolsWithLeases(), nameOf: (id) => names.nameOf(id), overlayPeers: () => swarm?.view().peers.length ?? 0,
   }) : undefined
   const host: Host = metrics ? meteredHost(bareHost, metrics) : bareHost
   // A store of an earlier schema is migrated here, crash-safely, through the same pure transform
@@ -123,7 +123,7 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
   const driver = new NetworkDriver(state, engine, host, {
     ...(config.defaultMtu !== undefined ? { defaultMtu: config.defaultMtu } : {}), scope, underlay: async () => swarm?.underlay(),
   }, clock)
-  swarm = new SwarmService(driver, store, host, opts.announcer ?? SILENT, scope)
+  swarm = new SwarmService(driver, store, host, opts.announcer ?? SILENT, scope, () => clock.iso())
   const vnis = new VniService(store, host, { scope, range: config.vniRange ?? DEFAULT_VNI_RANGE, port: config.vxlanPort ?? DEFAULT_VXLAN_PORT })
   const ports = new PortPublisher(driver, host)
   const policy = new PolicyService(driver)
@@ -140,6 +140,8 @@ export async function openServices(config: Config, bareHost: Host, log: Logger =
     version: (await buildInfo()).version, startedAt: clock.iso(), socket: config.socket, stateDir: config.stateDir,
     reconcileIntervalSec: config.reconcileIntervalSec, ...(gcOff !== undefined ? { gcOff } : {}),
   }, reconciler)
+  daemon.overlay = () => swarm.status()
+  if (metrics) swarm.onChange = (added, gone) => metrics.peersChanged(added, gone)
   return { store, state, engine, driver, ports, policy, ipam, names, reconciler, daemon, ...(metrics ? { metrics } : {}), swarm, vnis }
 }
 

@@ -16,6 +16,7 @@ import { readDocker } from './docker-read.js'
 import { readHost } from './host-read.js'
 import { kernelDrift } from './kernel-drift.js'
 import { readStore } from './state-read.js'
+import { floodList } from '../modes/overlay-peers.js'
 
 export async function examine(config: Config, daemon: DaemonView, now = Date.now()): Promise<Examination> {
   const out: Examination = { findings: [], compared: [], notCompared: [], notes: [] }
@@ -61,9 +62,15 @@ export async function examine(config: Config, daemon: DaemonView, now = Date.now
     out.findings.push(...dockerFindings(records, docker.snapshot, dir, now))
   }
 
+  // The swarm's hosts: the running daemon's book, else the one it stored (overlay networks).
+  const live = daemon.running ? daemon.status.overlay : undefined
+  const book = live ?? (stored.peerBook ? { self: stored.peerBook.self, peers: floodList(stored.peerBook) } : undefined)
+  const swarm = book ? { peers: book.peers.length, from: live ? 'daemon' as const : 'store' as const } : undefined
+  const vxlanPorts = new Set(records.networks.flatMap((n) => (n.mode === 'overlay' ? [n.spec.port] : [])))
   try {
-    out.findings.push(...hostFindings(records.networks, await readHost(config.procSys), dir))
-    out.compared.push("the host's routes, br_netfilter, forwarding, FORWARD's policy and uplink MTU")
+    out.findings.push(...hostFindings(records.networks, await readHost(config.procSys, { ...(book?.self !== undefined ? { self: book.self } : {}), ...(swarm ? { swarm } : {}), vxlanPorts }), dir))
+    const overlay = records.networks.some((n) => n.mode === 'overlay') ? ", overlay networks' VXLAN ports, underlay MTU and peers" : ''
+    out.compared.push(`the host's routes, br_netfilter, forwarding, FORWARD's policy and uplink MTU${overlay}`)
   } catch (err) {
     out.notCompared.push({ what: `the host's routes and settings: ${errorMessage(err)}`, open: true })
   }

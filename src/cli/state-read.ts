@@ -4,6 +4,7 @@ import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../
 import { checkStoredRecord } from '../core/record-check.js'
 import { upgradeNetwork, upgradeRecord } from '../core/record-upgrade.js'
 import { errorMessage } from '../errors.js'
+import type { PeerBook } from '../modes/overlay-peers.js'
 import type { DaemonStatus } from '../observe/daemon-status.js'
 import type { Records } from '../observe/record-checks.js'
 import type { DaemonView } from '../observe/status-view.js'
@@ -15,6 +16,8 @@ export interface StoredState extends Records {
   cachedNames: NamedNetwork[]
   /** The Docker engine garbage collection is pinned to. */
   pinnedEngine?: string
+  /** The swarm's hosts as the daemon last wrote them (overlay networks). */
+  peerBook?: PeerBook
 }
 
 /**
@@ -28,6 +31,7 @@ export async function readStore(stateDir: string): Promise<StoredState> {
   const metaOf = async <T>(id: string) => (await store.get<T>(`meta/${id}`))?.value
   const pinned = (await metaOf<{ id?: string }>('engine'))?.id
   const cached = await metaOf<{ networks?: NamedNetwork[] }>('docker-networks')
+  const peerBook = await metaOf<PeerBook>('swarm-peers')
   const state: StoredState = {
     // As NetworkState loads them: a schema-1 record in a migrated store is read in today's shape too.
     networks: (await values<NetworkRecord>('networks')).map(upgradeNetwork),
@@ -36,6 +40,7 @@ export async function readStore(stateDir: string): Promise<StoredState> {
     leases: await values<LeaseRecord>('leases'),
     cachedNames: cached?.networks ?? [],
     ...(typeof pinned === 'string' ? { pinnedEngine: pinned } : {}),
+    ...(peerBook ? { peerBook } : {}),
   }
   await store.close()
   return state

@@ -121,7 +121,7 @@ const META: Record<string, Check> = {
   'docker-networks': shape({ networks: listOf(shape({ id: str, name: str, driver: str, subnets: listOf(str) })) }),
   // Overlay mode: the leader's VNI claims (network ID → VNI), and the hosts of the swarm.
   'overlay-vnis': shape({ claims: mapOf(int(1, 0xffffff)) }),
-  'swarm-peers': shape({ self: optional(ip()), peers: mapOf(oneOf('discovery', 'docker')) }),
+  'swarm-peers': shape({ self: optional(ip()), peers: mapOf(oneOf('discovery', 'docker')), contact: optional(mapOf(str)) }),
 }
 
 /** The ID a record must be stored under, for the records whose ID follows from their content. */

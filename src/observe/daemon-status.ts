@@ -3,6 +3,7 @@
  * `tsnet status` shows it. Plain data: the daemon fills it, the commands format it.
  */
 import type { ReconcileReport } from '../core/reconcile-report.js'
+import type { PeerEntry } from '../modes/overlay-peers.js'
 
 export interface ReconcilePass extends ReconcileReport {
   /** When the pass ended (ISO). */
@@ -24,6 +25,13 @@ export type DockerApiStatus =
   | { state: 'answering'; dockerHost: string; lastAnswer?: string }
   | { state: 'silent'; dockerHost: string; since: string; reason?: string; lastAnswer?: string }
 
+/** The hosts of the swarm as the daemon knows them now (overlay networks). */
+export interface OverlayPeersStatus {
+  /** This node's data-path address, once Docker said it. */
+  self?: string
+  peers: PeerEntry[]
+}
+
 export interface DaemonStatus {
   pid: number
   version: string
@@ -36,4 +44,6 @@ export interface DaemonStatus {
   lastRepair?: ReconcilePass
   gc: GcStatus
   docker: DockerApiStatus
+  /** Absent from a daemon older than overlay status. */
+  overlay?: OverlayPeersStatus
 }

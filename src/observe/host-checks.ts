@@ -1,13 +1,15 @@
 /**
  * The host around tsnet's networks, judged from readings the command took: subnets the host
  * already routes elsewhere, br_netfilter, FORWARD's policy, an MTU the uplink cannot carry.
- * Each check is one function in HOST_CHECKS; later modes add theirs (overlay: the VXLAN port,
- * etcd and peers). Pure.
+ * Each check is one function in HOST_CHECKS; overlay mode's (its VXLAN port, the underlay's
+ * MTU, its peers) are in overlay-checks.ts. Pure.
  */
 import { parseCidr, prefixesOverlap } from '../core/addr.js'
 import type { NetworkRecord } from '../core/records.js'
 import type { Directory } from './directory.js'
 import type { Finding } from './findings.js'
+import { OVERLAY_CHECKS } from './overlay-checks.js'
+import type { UdpSocket } from './proc-net-udp.js'
 import { linkOfNetwork } from './status-view.js'
 
 export interface HostReadings {
@@ -21,6 +23,12 @@ export interface HostReadings {
   forwarding: { 4?: string; 6?: string }
   /** FORWARD's policy per family, as iptables -S says it (ACCEPT, DROP). */
   forwardPolicy: { 4?: string; 6?: string }
+  /** UDP sockets (/proc/net/udp and udp6); absent when they could not be read. */
+  udp?: UdpSocket[]
+  /** The interface holding this node's swarm address (overlay traffic leaves there), when known. */
+  underlay?: { dev: string; mtu: number; family: 4 | 6 }
+  /** The swarm's peer book: the running daemon's, else the one it stored; absent: none. */
+  swarm?: { peers: number; from: 'daemon' | 'store' }
 }
 
 export type HostCheck = (networks: readonly NetworkRecord[], h: HostReadings, dir: Directory) => Finding[]
@@ -87,7 +95,7 @@ export const uplinkMtu: HostCheck = (networks, h, dir) => {
   }))
 }
 
-export const HOST_CHECKS: readonly HostCheck[] = [overlappingRoutes, bridgeNetfilter, forwardPolicy, uplinkMtu]
+export const HOST_CHECKS: readonly HostCheck[] = [overlappingRoutes, bridgeNetfilter, forwardPolicy, uplinkMtu, ...OVERLAY_CHECKS]
 
 export function hostFindings(networks: readonly NetworkRecord[], h: HostReadings, dir: Directory): Finding[] {
   return HOST_CHECKS.flatMap((check) => check(networks, h, dir))

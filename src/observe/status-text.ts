@@ -2,7 +2,7 @@
 import type { PublishedPort } from '../core/records.js'
 import { bindAddressOf } from '../core/ports.js'
 import type { DaemonStatus, GcStatus, ReconcilePass } from './daemon-status.js'
-import { type EndpointView, type NetworkView, type StatusModel, linkOfNetwork } from './status-view.js'
+import { type EndpointView, type NetworkView, type PeersView, type StatusModel, linkOfNetwork } from './status-view.js'
 
 const short = (id: string) => id.slice(0, 12)
 
@@ -67,7 +67,7 @@ function networkLine(n: NetworkView): string[] {
   const record = n
   const subnets = [...record.ipv4Subnets, ...record.ipv6Subnets].map((s) => `${s.pool}${s.gateway ? ` gw ${s.gateway.split('/')[0]}` : ''}`).join(', ')
   const flags = [record.internal ? 'internal' : '', record.enableIcc ? '' : 'icc off', record.enableIpMasquerade ? '' : 'no masquerade'].filter(Boolean).join(', ')
-  const link = linkOfNetwork(n)
+  const link = n.mode === 'overlay' ? `vni ${n.spec.vni} vxlan ${n.spec.vxlan} udp/${n.spec.port} bridge ${n.spec.bridge}` : linkOfNetwork(n)
   const lines = [`  ${label}  ${n.mode}${link ? ` ${link}` : ''}  mtu ${record.mtu}  ${subnets || 'no subnet'}${flags ? `  ${flags}` : ''}`]
   const options = Object.entries(record.genericOptions ?? {}).filter(([k]) => k !== 'tsnet.allow').map(([k, v]) => `${k}=${v}`)
   if (options.length) lines.push(`    options: ${options.join(' ')}`)
@@ -80,6 +80,17 @@ function endpointLine(e: EndpointView): string {
   const label = e.container ?? `endpoint ${short(e.id)}`
   const ports = (r.published ?? []).map(portText).join(' ')
   return `    ${label}  ${[r.address, r.addressV6].filter(Boolean).join(' ') || 'no address'}  ${r.mac}${r.hostIf ? `  ${r.hostIf}` : ''}${r.joined ? '  joined' : ''}${ports ? `  ports ${ports}` : ''}`
+}
+
+const HOW: Record<string, string> = { discovery: 'DiscoverNew from Docker', docker: "Docker's network peer list" }
+
+/** The hosts of the swarm: this node, then each peer with how tsnet knows it and its last contact. */
+export function peersLines(p: PeersView, now: number): string[] {
+  const whose = p.from === 'daemon' ? 'the daemon now' : "as of the daemon's last run (meta/swarm-peers); it confirms them with Docker when it starts"
+  const out = [`swarm peers: ${p.peers.length} (${whose})`, `  this node  ${p.self ?? 'not told yet (Docker sends DiscoverNew once the node is in a swarm)'}`]
+  if (p.peers.length === 0) out.push('  no other host known: overlay networks reach no other host')
+  for (const x of p.peers) out.push(`  ${x.address}  ${HOW[x.source] ?? x.source}  last contact ${x.lastContact ? when(x.lastContact, now) : 'never recorded'}`)
+  return out
 }
 
 export function statusText(m: StatusModel, now: number): string {
@@ -104,6 +115,7 @@ export function statusText(m: StatusModel, now: number): string {
   }
   const orphans = m.endpoints.filter((e) => !m.networks.some((n) => n.id === e.networkId))
   for (const e of orphans) out.push(`  (endpoint of unknown network ${short(e.networkId)})`, endpointLine(e))
+  if (m.peers) out.push(...peersLines(m.peers, now))
   out.push(`pools: ${m.pools.length}`)
   for (const p of m.pools) {
     const used = m.leases.filter((l) => l.poolId === p.id).map((l) => l.address)

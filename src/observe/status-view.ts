@@ -6,7 +6,8 @@
 import { formatIp, parseCidr, parseIp } from '../core/addr.js'
 import type { NamedNetwork } from '../core/docker-facts.js'
 import type { EndpointRecord, LeaseRecord, NetworkRecord, PoolRecord } from '../core/records.js'
-import type { DaemonStatus } from './daemon-status.js'
+import { peerEntries, type PeerBook } from '../modes/overlay-peers.js'
+import type { DaemonStatus, OverlayPeersStatus } from './daemon-status.js'
 import type { Records } from './record-checks.js'
 
 export type DaemonView =
@@ -25,7 +26,15 @@ export interface StatusInput extends Records {
   daemon: DaemonView
   /** The Docker engine garbage collection is pinned to (store meta). */
   pinnedEngine?: string
+  /** The peer book the daemon last wrote (meta/swarm-peers). */
+  peerBook?: PeerBook
 }
+
+/**
+ * The hosts of the swarm: the running daemon's book now, else the one it last wrote ("store":
+ * as of its last run; it confirms them again with Docker when it starts).
+ */
+export type PeersView = OverlayPeersStatus & { from: 'daemon' | 'store' }
 
 /** A network record with Docker's name, and (bridge mode) its bridge at the top for scripts. */
 export type NetworkView = NetworkRecord & { name?: string; bridge?: string }
@@ -43,6 +52,8 @@ export interface StatusModel {
   endpoints: EndpointView[]
   pools: PoolRecord[]
   leases: LeaseRecord[]
+  /** Present when tsnet has overlay networks or knows other hosts. */
+  peers?: PeersView
 }
 
 const bare = (text: string | undefined): string | undefined => {
@@ -81,6 +92,16 @@ export function containerNames(input: Pick<StatusInput, 'networks' | 'endpoints'
   return out
 }
 
+export function peersView(input: Pick<StatusInput, 'daemon' | 'peerBook' | 'networks'>): PeersView | undefined {
+  const live = input.daemon.running ? input.daemon.status.overlay : undefined
+  const view: PeersView | undefined = live ? { ...live, from: 'daemon' }
+    : input.peerBook ? { ...(input.peerBook.self !== undefined ? { self: input.peerBook.self } : {}), peers: peerEntries(input.peerBook), from: 'store' }
+      : undefined
+  const overlays = input.networks.some((n) => n.mode === 'overlay')
+  if (view && (overlays || view.self !== undefined || view.peers.length > 0)) return view
+  return overlays ? { peers: [], from: input.daemon.running && live ? 'daemon' : 'store' } : undefined
+}
+
 export function statusModel(input: StatusInput): StatusModel {
   const nameOf = new Map(input.names.networks.map((n) => [n.id, n.name]))
   const containers = containerNames(input)
@@ -106,5 +127,6 @@ export function statusModel(input: StatusInput): StatusModel {
     endpoints,
     pools: input.pools,
     leases: input.leases,
+    ...((peers) => (peers ? { peers } : {}))(peersView(input)),
   }
 }

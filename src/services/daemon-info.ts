@@ -1,6 +1,6 @@
 /** The running daemon's health in one answer (`/Tsnet.Status`): reconcile, garbage collection, Docker's API. */
 import type { ReconcileStatus, Reconciler } from '../engine/reconciler.js'
-import type { DaemonStatus, GcStatus, ReconcilePass } from '../observe/daemon-status.js'
+import type { DaemonStatus, GcStatus, OverlayPeersStatus, ReconcilePass } from '../observe/daemon-status.js'
 import type { DockerContact } from './docker-contact.js'
 import type { GcService } from './gc-service.js'
 
@@ -17,6 +17,8 @@ export class DaemonInfo {
   /** Set once the background work against Docker has started (main.ts). */
   gc: GcService | undefined
   contact: DockerContact | undefined
+  /** The swarm's hosts (services/swarm-service.ts), set by openServices. */
+  overlay: (() => OverlayPeersStatus) | undefined
 
   constructor(private readonly facts: DaemonFacts, private readonly reconciler: Reconciler) {}
 
@@ -36,6 +38,7 @@ export class DaemonInfo {
       ...(lastRepair ? { lastRepair } : {}),
       gc,
       docker: this.contact?.status() ?? { state: 'off' },
+      ...(this.overlay ? { overlay: this.overlay() } : {}),
     }
   }
 }

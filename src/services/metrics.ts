@@ -17,6 +17,8 @@ export interface MetricsSource {
   pools(): Array<PoolRecord & { leases: LeaseRecord[] }>
   /** Docker's name for a network ID, when known. */
   nameOf(id: string): string | undefined
+  /** The other hosts of the swarm tsnet knows (overlay networks); absent: none. */
+  overlayPeers?(): number
 }
 
 const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -34,6 +36,7 @@ export class Metrics {
   private readonly reconcileDrift = new Gauge({ name: 'tsnet_reconcile_drift_objects', help: 'What the last reconcile pass found out of place, by state (repaired, failed, missing, foreign)', labelNames: ['state'], registers: [this.registry] })
   private readonly reconcileSeconds = new Histogram({ name: 'tsnet_reconcile_duration_seconds', help: 'Time of one reconcile pass', buckets: SECONDS, registers: [this.registry] })
   private readonly gcRuns = new Counter({ name: 'tsnet_gc_runs_total', help: 'Garbage collection passes, by result (ran, waiting)', labelNames: ['result'], registers: [this.registry] })
+  private readonly peerChanges = new Counter({ name: 'tsnet_overlay_peer_changes_total', help: 'Hosts of the swarm added to or removed from the peer book (overlay networks), by change (added, removed)', labelNames: ['change'], registers: [this.registry] })
   private readonly gcCollected = new Counter({ name: 'tsnet_gc_collected_total', help: 'Records garbage collection removed because Docker no longer knows them, by kind', labelNames: ['kind'], registers: [this.registry] })
 
   constructor(source: MetricsSource, opts: { process?: boolean } = {}) {
@@ -51,6 +54,7 @@ export class Metrics {
       for (const proto of ['tcp', 'udp', 'sctp']) this.set({ proto }, 0)
       for (const e of source.endpoints()) for (const p of e.published ?? []) this.inc({ proto: p.proto })
     } })
+    new Gauge({ name: 'tsnet_overlay_peers', help: 'Other hosts of the swarm tsnet knows and floods overlay traffic to', registers: r, collect() { this.set(source.overlayPeers?.() ?? 0) } })
     const usage = (g: Gauge, value: (p: PoolRecord & { leases: LeaseRecord[] }) => number) => {
       g.reset()
       const nets = source.networks()
@@ -90,6 +94,12 @@ export class Metrics {
   gcPassed(o: GcOutcome): void {
     this.gcRuns.inc({ result: o.ran ? 'ran' : 'waiting' })
     if (o.ran) for (const s of o.collected) this.gcCollected.inc({ kind: s.kind })
+  }
+
+  /** The peer book changed: `added` hosts came, `removed` went. */
+  peersChanged(added: number, removed: number): void {
+    if (added > 0) this.peerChanges.inc({ change: 'added' }, added)
+    if (removed > 0) this.peerChanges.inc({ change: 'removed' }, removed)
   }
 
   text(): Promise<string> {

@@ -14,7 +14,8 @@ import { errorMessage } from '../errors.js'
 import type { Host } from '../host/host.js'
 import type { Announcer } from '../host/vxlan-announcer.js'
 import type { OverlayView, PlanContext } from '../modes/mode.js'
-import { EMPTY_BOOK, departed, discovered, floodList, fromDocker, nodeAddress, remembered, sameBook, type PeerBook } from '../modes/overlay-peers.js'
+import { EMPTY_BOOK, contactAdvanced, departed, discovered, floodList, fromDocker, nodeAddress, peerEntries, remembered, sameBook, type PeerBook } from '../modes/overlay-peers.js'
+import type { OverlayPeersStatus } from '../observe/daemon-status.js'
 import type { DiscoveryRequest, EndpointRef } from '../protocol/types.js'
 import type { Store } from '../store/store.js'
 import { KeyedLock } from '../util/keyed-lock.js'
@@ -28,9 +29,15 @@ const NODE_DISCOVERY = 1
 const RETRY_MS = 5000
 /** A second announcement, once the container's interface is surely up: one lost datagram costs nothing. */
 const ANNOUNCE_AGAIN_MS = 1000
+/** A book whose peers did not change is written again only when a last contact moved this much. */
+const CONTACT_PERSIST_MS = 60_000
 
 export class SwarmService {
   private book: PeerBook = EMPTY_BOOK
+  /** The book as last written to the store. */
+  private stored: PeerBook = EMPTY_BOOK
+  /** Told of each change of the peers (metrics): how many came and went. */
+  onChange: ((added: number, gone: number) => void) | undefined
   private readonly lock = new KeyedLock()
   private retry: NodeJS.Timeout | undefined
   private readonly timers = new Set<NodeJS.Timeout>()
@@ -41,6 +48,7 @@ export class SwarmService {
     private readonly host: Host,
     private readonly announcer: Announcer,
     private readonly scope: 'local' | 'global',
+    private readonly now: () => string = () => new Date().toISOString(),
   ) {
     driver.state.overlay = () => this.view()
   }
@@ -48,7 +56,15 @@ export class SwarmService {
   /** The book of the last run: remembered, to be confirmed (nothing is replayed to a new process). */
   async load(): Promise<void> {
     const saved = (await this.store.list<PeerBook>('meta')).find((r) => r.id === PEERS_META)?.value
-    if (saved) this.book = remembered(saved)
+    if (saved) {
+      this.stored = saved
+      this.book = remembered(saved)
+    }
+  }
+
+  /** This node and every peer with how it is known and its last contact. */
+  status(): OverlayPeersStatus {
+    return { ...(this.book.self !== undefined ? { self: this.book.self } : {}), peers: peerEntries(this.book) }
   }
 
   view(): OverlayView {
@@ -81,7 +97,8 @@ export class SwarmService {
       return {}
     }
     const self = data.Self === true
-    await this.change((b) => (added ? discovered(b, address, self) : self ? b : departed(b, address)),
+    const at = this.now()
+    await this.change((b) => (added ? discovered(b, address, self, at) : self ? b : departed(b, address)),
       `${added ? 'adding' : 'removing'} ${self ? 'this node' : 'host'} ${address}`, log)
     return {}
   }
@@ -89,20 +106,31 @@ export class SwarmService {
   /** Each overlay network's peer list as Docker's API shows it (read in the background, never in a driver call). */
   dockerPeers(lists: Iterable<readonly string[]>, log: Logger): Promise<void> {
     const canonical = [...lists].map((l) => l.flatMap((a) => nodeAddress(a) ?? []))
-    return this.change((b) => fromDocker(b, canonical), "applying Docker's peer lists", log)
+    const at = this.now()
+    return this.change((b) => fromDocker(b, canonical, at), "applying Docker's peer lists", log)
   }
 
-  /** Store first (a failed write changes nothing), then every overlay network's objects. */
+  /**
+   * Store first (a failed write changes nothing), then every overlay network's objects. Only
+   * last contacts moved: kept in memory, and written at most once a minute.
+   */
   private change(next: (b: PeerBook) => PeerBook, doing: string, log: Logger): Promise<void> {
     return this.lock.run('book', async () => {
       const before = this.book
       const after = next(before)
-      if (sameBook(before, after)) return
+      const same = sameBook(before, after)
+      if (same && !contactAdvanced(this.stored, after, CONTACT_PERSIST_MS)) {
+        this.book = after
+        return
+      }
       await this.store.put('meta', PEERS_META, after)
+      this.stored = after
       this.book = after
+      if (same) return
       const gone = floodList(before).filter((a) => !after.peers[a])
       const added = floodList(after).filter((a) => !before.peers[a])
       log.info({ self: after.self, added, gone, peers: floodList(after).length }, `swarm hosts changed: ${doing}`)
+      if (added.length + gone.length > 0) this.onChange?.(added.length, gone.length)
       await this.applyAll(doing, log)
     })
   }

@@ -15,6 +15,7 @@ import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import { pluginSocketPath } from './lib/plugin.js';
 import { REPO_ROOT } from './lib/tsnet.js';
 import { join } from 'node:path';
+import { runOk } from './lib/proc.js';
 import { createOutside, createUnderlay, type Underlay } from './lib/underlay.js';
 import { installPlugin, pluginCall, runningTasks, swarmInit, swarmJoin, waitReady, type SwarmNode } from './lib/swarm.js';
 
@@ -180,6 +181,25 @@ await scenario('a VIP-mode service is named in a warning: only dnsrr works on pl
     { timeoutMs: 30_000, intervalMs: 1000, what: 'the VIP warning' });
   t.equal(line.json?.level, 40, 'logged as a warning');
   await A().e.dockerOk(['service', 'rm', 'vip']);
+});
+
+await scenario("tsnet status on the manager: the network's VNI, VXLAN device and port, and the other nodes as peers with their last contact", async (t) => {
+  const args = ['status', '--state-dir', `${A().e.stateDir}/tsnet-state`, '--socket', pluginSocketPath(A().e, A().pluginId as string)];
+  const model = JSON.parse((await runOk(process.execPath, [TSNET_CLI, ...args, '--json'], { timeoutMs: 60_000 })).stdout) as {
+    networks: Array<{ mode: string; spec: { vni?: number; port?: number; vxlan?: string } }>;
+    peers?: { from: string; self?: string; peers: Array<{ address: string; source: string; lastContact?: string }> };
+  };
+  t.match(model.networks.find((n) => n.mode === 'overlay')?.spec, { vni: 256, port: 4789, vxlan }, 'the overlay network with its VNI, port and VXLAN device');
+  t.equal(model.peers?.from, 'daemon', "the running daemon's book");
+  t.equal(model.peers?.self, A().ip, "this node's address, from DiscoverNew with Self");
+  t.same(model.peers?.peers.map((p) => p.address), [B().ip, C().ip], 'the other two nodes are its peers');
+  for (const p of model.peers?.peers ?? []) {
+    t.ok(['discovery', 'docker'].includes(p.source), `${p.address}: known from ${p.source}`);
+    t.ok(p.lastContact && Date.now() - Date.parse(p.lastContact) < 5 * 60_000, `${p.address}: last contact ${p.lastContact}, within this run`);
+  }
+  const text = (await runOk(process.execPath, [TSNET_CLI, ...args], { timeoutMs: 60_000 })).stdout;
+  t.match(text, new RegExp(`swarm peers: 2 \\(the daemon now\\)\\n  this node  ${A().ip.replace(/\./g, '\\.')}`), 'the text form says the same');
+  t.comment(text);
 });
 
 await scenario('egress: the attachable container reaches the outside namespace', async (t) => {
