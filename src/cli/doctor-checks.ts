@@ -65,7 +65,9 @@ export async function examine(config: Config, daemon: DaemonView, now = Date.now
   // The swarm's hosts: the running daemon's book, else the one it stored (overlay networks).
   const live = daemon.running ? daemon.status.overlay : undefined
   const book = live ?? (stored.peerBook ? { self: stored.peerBook.self, peers: floodList(stored.peerBook) } : undefined)
-  const swarm = book ? { peers: book.peers.length, from: live ? 'daemon' as const : 'store' as const } : undefined
+  const swarm = book
+    ? { peers: book.peers.length, from: live ? 'daemon' as const : 'store' as const, addresses: book.peers.map((p) => (typeof p === 'string' ? p : p.address)) }
+    : undefined
   const vxlanPorts = new Set(records.networks.flatMap((n) => (n.mode === 'overlay' ? [n.spec.port] : [])))
   try {
     out.findings.push(...hostFindings(records.networks, await readHost(config.procSys, { ...(book?.self !== undefined ? { self: book.self } : {}), ...(swarm ? { swarm } : {}), vxlanPorts }), dir))

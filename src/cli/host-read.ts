@@ -62,11 +62,13 @@ export async function readHost(procSys: string, facts: SwarmFacts = {}): Promise
   const links = new Map((await listLinks(rtnl)).map((l) => [l.index, l]))
   const routes: HostReadings['routes'] = []
   let uplink: HostReadings['uplink']
+  const defaultRoutes: Array<4 | 6> = []
   for (const family of [4, 6] as const) {
     for (const r of await listRoutes(rtnl, family)) {
       const dev = r.dev !== undefined ? links.get(r.dev) : undefined
       if (r.dst !== 'default') routes.push({ dst: r.dst, ...(dev ? { dev: dev.name } : {}) })
-      else if (family === 4 && dev && !uplink) uplink = { dev: dev.name, mtu: dev.mtu }
+      else if (!defaultRoutes.includes(family)) defaultRoutes.push(family)
+      if (r.dst === 'default' && family === 4 && dev && !uplink) uplink = { dev: dev.name, mtu: dev.mtu }
     }
   }
   const [v4, v6, p4, p6, udp] = await Promise.all([
@@ -81,6 +83,7 @@ export async function readHost(procSys: string, facts: SwarmFacts = {}): Promise
   }
   return {
     routes,
+    defaultRoutes,
     ...(uplink ? { uplink } : {}),
     brNetfilter: existsSync(join(procSys, 'net/bridge/bridge-nf-call-iptables')),
     forwarding: { ...(v4 !== undefined ? { 4: v4 } : {}), ...(v6 !== undefined ? { 6: v6 } : {}) },

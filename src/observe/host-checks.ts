@@ -28,7 +28,9 @@ export interface HostReadings {
   /** The interface holding this node's swarm address (overlay traffic leaves there), when known. */
   underlay?: { dev: string; mtu: number; family: 4 | 6 }
   /** The swarm's peer book: the running daemon's, else the one it stored; absent: none. */
-  swarm?: { peers: number; from: 'daemon' | 'store' }
+  swarm?: { peers: number; from: 'daemon' | 'store'; addresses?: string[] }
+  /** The families that have a default route (absent: not read). */
+  defaultRoutes?: Array<4 | 6>
 }
 
 export type HostCheck = (networks: readonly NetworkRecord[], h: HostReadings, dir: Directory) => Finding[]

@@ -1,8 +1,10 @@
 /**
  * `tsnet doctor`'s host checks for overlay networks: a process holding a network's VXLAN port,
- * an MTU the underlay cannot carry once VXLAN wraps it, and a swarm with no other host known.
+ * an MTU the underlay cannot carry once VXLAN wraps it, a swarm with no other host known, and
+ * other hosts this one has no route to.
  * Pure: the readings come from cli/host-read.ts.
  */
+import { parseCidr, parseIp, prefixContains } from '../core/addr.js'
 import type { OverlayNetwork, NetworkRecord } from '../core/records.js'
 import { VXLAN_OVERHEAD } from '../modes/overlay-options.js'
 import type { Directory } from './directory.js'
@@ -57,4 +59,26 @@ export const lonelyOverlay: HostCheck = (networks, h, dir) => {
   }]
 }
 
-export const OVERLAY_CHECKS: readonly HostCheck[] = [vxlanPortTaken, overlayMtu, lonelyOverlay]
+/**
+ * A peer this host has no route to: VXLAN frames to it cannot leave, so containers there are
+ * unreachable. A route check, not a probe: doctor sends nothing to the other hosts.
+ */
+export const unroutablePeers: HostCheck = (networks, h, dir) => {
+  const ns = overlaysOf(networks)
+  if (ns.length === 0 || !h.swarm?.addresses || !h.defaultRoutes) return []
+  const routes = h.routes.flatMap((r) => parseCidr(r.dst)?.prefix ?? [])
+  const out: Finding[] = []
+  for (const peer of h.swarm.addresses) {
+    const ip = parseIp(peer)
+    if (!ip || h.defaultRoutes.includes(ip.family) || routes.some((r) => prefixContains(r, ip))) continue
+    out.push({
+      area: 'host',
+      problem: `swarm host ${peer} is unreachable from here: no route leads to it, so overlay ${named(ns, dir)} cannot carry traffic to its containers`,
+      fix: `give this host a route to ${peer} (ip route add ${peer}/${ip.family === 4 ? 32 : 128} via <gateway>), or check the underlay interface that holds this node's swarm address (ip -br addr)`,
+      remedy: 'manual',
+    })
+  }
+  return out
+}
+
+export const OVERLAY_CHECKS: readonly HostCheck[] = [vxlanPortTaken, overlayMtu, lonelyOverlay, unroutablePeers]

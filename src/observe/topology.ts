@@ -35,6 +35,8 @@ export interface Topology {
   networks: TopologyNetwork[]
   containers: TopologyContainer[]
   policies: PolicyArrow[]
+  /** The other hosts of the swarm (addresses) that this host's overlay networks reach. */
+  peers: string[]
 }
 
 const short = (id: string) => id.slice(0, 12)
@@ -69,14 +71,15 @@ export function topologyOf(m: StatusModel, host: string): Topology {
       for (const s of r.sources) policies.push({ from: s.kind === 'network' ? idOfName.get(s.name) ?? s.name : s.cidr, to: n.id, ports })
     }
   }
-  return { host, networks, containers: [...byName.values()].sort((a, b) => a.name.localeCompare(b.name)), policies }
+  const peers = networks.some((n) => n.mode === 'overlay') ? (m.peers?.peers ?? []).map((p) => p.address) : []
+  return { host, networks, containers: [...byName.values()].sort((a, b) => a.name.localeCompare(b.name)), policies, peers }
 }
 
 /** A DOT string literal: quotes and backslashes escaped, no raw newlines. */
 const q = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`
 const nodeId = (kind: string, key: string) => q(`${kind}:${key}`)
 
-/** The topology as a Graphviz digraph: networks and containers in the host's box, policy arrows dashed. */
+/** The topology as a Graphviz digraph: networks and containers in the host's box, the swarm's other hosts beside it, policy arrows dashed. */
 export function topologyDot(t: Topology): string {
   const out: string[] = [
     'digraph tsnet {',
@@ -102,6 +105,11 @@ export function topologyDot(t: Topology): string {
     }
   }
   out.push('  }')
+  // Overlay networks span the swarm: each other host, joined to every overlay network here.
+  for (const peer of t.peers) {
+    out.push(`  ${nodeId('peer', peer)} [label=${q(`host ${peer}`)}, shape=box3d, style=filled, fillcolor="#e8f4e4"];`)
+    for (const n of t.networks.filter((x) => x.mode === 'overlay')) out.push(`  ${nodeId('peer', peer)} -> ${nodeId('net', n.id)} [label="VXLAN", dir=none, style=bold, color="#2e7d32"];`)
+  }
   const known = new Set(t.networks.map((n) => n.id))
   for (const p of t.policies) {
     if (!known.has(p.from)) out.push(`  ${nodeId('src', p.from)} [label=${q(p.from)}, shape=plaintext];`)

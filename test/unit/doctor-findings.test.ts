@@ -154,7 +154,7 @@ t.test('host checks', async (t) => {
     uplink: { dev: 'eth0', mtu: 1500 }, brNetfilter: true, forwarding: { 4: '1', 6: '0' }, forwardPolicy: { 4: 'DROP', 6: 'ACCEPT' },
   }
   t.same(hostFindings(networks, clean, dir), [], "clean: the network's own route, an internal network's MTU, IPv6 forwarding off with ACCEPT")
-  t.equal(HOST_CHECKS.length, 7, "seven checks: these four and overlay mode's three (test/unit/overlay-doctor.test.ts)")
+  t.equal(HOST_CHECKS.length, 8, "eight checks: these four and overlay mode's four (test/unit/overlay-doctor.test.ts)")
   const bad: HostReadings = { ...clean, routes: [...clean.routes, { dst: '10.0.0.0/8', dev: 'wg0' }], uplink: { dev: 'eth0', mtu: 1450 }, brNetfilter: false, forwardPolicy: { 4: 'ACCEPT' } }
   const found = hostFindings(networks, bad, dir)
   t.same(found.map((f) => f.problem), [

@@ -6,7 +6,7 @@ import t from 'tap'
 import type { NetworkRecord, OverlayNetwork } from '../../src/core/records.js'
 import { buildDirectory } from '../../src/observe/directory.js'
 import { hostFindings, type HostReadings } from '../../src/observe/host-checks.js'
-import { lonelyOverlay, overlayMtu, vxlanPortTaken } from '../../src/observe/overlay-checks.js'
+import { lonelyOverlay, overlayMtu, unroutablePeers, vxlanPortTaken } from '../../src/observe/overlay-checks.js'
 import { localAddressText, parseProcUdp } from '../../src/observe/proc-net-udp.js'
 
 // As this kernel writes them (captured from /proc/net/udp and udp6 here).
@@ -75,4 +75,19 @@ t.test('no peers while overlay networks exist: the network reaches no other host
   delete none.swarm
   t.match(lonelyOverlay([overlay(O1)], none, dir), [{ problem: /^network ov1 \(q1w2e3r4t5y6\) is an overlay network, but tsnet knows no other host/ }])
   t.same(lonelyOverlay([], { ...clean, swarm: { peers: 0, from: 'daemon' } }, dir), [], 'no overlay network: nothing to reach')
+})
+
+t.test('a swarm host this one has no route to is a finding; a connected or default route covers it', async (t) => {
+  const readings: HostReadings = {
+    ...clean, routes: [{ dst: '10.251.0.0/24', dev: 'eth1' }], defaultRoutes: [],
+    swarm: { peers: 3, from: 'daemon', addresses: ['10.251.0.2', '10.252.0.9', 'fd00:9::2'] },
+  }
+  const found = unroutablePeers(nets, readings, dir)
+  t.same(found.map((f) => f.problem.split(' is unreachable')[0]), ['swarm host 10.252.0.9', 'swarm host fd00:9::2'],
+    'the peers outside every route, and not the one on the connected subnet')
+  t.match(found[0]?.fix, /ip route add 10\.252\.0\.9\/32 via/)
+  t.same(unroutablePeers(nets, { ...readings, defaultRoutes: [4, 6] }, dir), [], 'positive control: default routes of both families reach them all')
+  t.same(unroutablePeers(nets, { ...readings, defaultRoutes: undefined }, dir), [], 'routes not read: no verdict')
+  t.same(unroutablePeers([], readings, dir), [], 'no overlay network: no verdict')
+  t.equal(hostFindings(nets, readings, dir).filter((f) => f.problem.includes('unreachable from here')).length, 2, 'doctor runs the check')
 })

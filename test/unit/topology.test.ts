@@ -108,7 +108,25 @@ t.test('the command: an empty store draws an empty host; -o writes the file; a w
   t.match(svg, />host \S+<\/text>/, 'the host box')
   t.match(svg, />no tsnet networks<\/text>/, 'saying it holds nothing')
   t.equal(await runCli(['topology', '--format', 'json', '-o', join(dir, 'x.json'), ...shared], {}), 0)
-  t.same(JSON.parse(await readFile(join(dir, 'x.json'), 'utf8')), { host: JSON.parse(await readFile(join(dir, 'x.json'), 'utf8')).host, networks: [], containers: [], policies: [] })
+  t.same(JSON.parse(await readFile(join(dir, 'x.json'), 'utf8')), { host: JSON.parse(await readFile(join(dir, 'x.json'), 'utf8')).host, networks: [], containers: [], policies: [], peers: [] })
   t.equal(await runCli(['topology', '--format', 'png', '-o', join(dir, 'y'), ...shared], {}), 2)
   await t.rejects(readFile(join(dir, 'y')), 'nothing written')
+})
+
+t.test('overlay networks: the swarm\'s other hosts beside this one, joined to each overlay network by VXLAN', async (t) => {
+  const OV = id('dd')
+  const overlay: NetworkRecord = {
+    ...network(OV, '10.210.0.0/24'), mode: 'overlay',
+    spec: { bridge: `tsbr-${OV.slice(0, 10)}`, vxlan: `tsvx-${OV.slice(0, 10)}`, vni: 4097, port: 4789, underlayMtu: 1500 },
+  } as NetworkRecord
+  const peerBook = { self: '10.251.0.1', peers: { '10.251.0.2': 'discovery' as const, '10.251.0.3': 'docker' as const } }
+  const g = topologyOf(statusModel({ ...input, networks: [...input.networks, overlay], peerBook }), 'node1')
+  t.same(g.peers, ['10.251.0.2', '10.251.0.3'], 'the other hosts, not this one')
+  const dot = topologyDot(g)
+  t.match(dot, `"peer:10.251.0.2" -> "net:${OV}" [label="VXLAN"`, 'each peer is joined to the overlay network')
+  t.notMatch(dot, `"peer:10.251.0.2" -> "net:${WEB}"`, 'and to no bridge network')
+  const svg = await renderSvg(dot)
+  t.equal(XMLValidator.validate(svg), true, 'the SVG parses as XML')
+  t.match(svg, 'host 10.251.0.3', 'the picture names the other hosts')
+  t.same(topologyOf(statusModel({ ...input, peerBook }), 'node1').peers, [], 'positive control: without an overlay network no peer is drawn')
 })
