@@ -16,7 +16,7 @@ import { readDocker } from './docker-read.js'
 import { readHost } from './host-read.js'
 import { kernelDrift } from './kernel-drift.js'
 import { readStore } from './state-read.js'
-import { floodList } from '../modes/overlay-peers.js'
+import { peerEntries } from '../modes/overlay-peers.js'
 
 export async function examine(config: Config, daemon: DaemonView, now = Date.now()): Promise<Examination> {
   const out: Examination = { findings: [], compared: [], notCompared: [], notes: [] }
@@ -64,10 +64,8 @@ export async function examine(config: Config, daemon: DaemonView, now = Date.now
 
   // The swarm's hosts: the running daemon's book, else the one it stored (overlay networks).
   const live = daemon.running ? daemon.status.overlay : undefined
-  const book = live ?? (stored.peerBook ? { self: stored.peerBook.self, peers: floodList(stored.peerBook) } : undefined)
-  const swarm = book
-    ? { peers: book.peers.length, from: live ? 'daemon' as const : 'store' as const, addresses: book.peers.map((p) => (typeof p === 'string' ? p : p.address)) }
-    : undefined
+  const book = live ?? (stored.peerBook ? { self: stored.peerBook.self, peers: peerEntries(stored.peerBook) } : undefined)
+  const swarm = book ? { peers: book.peers.length, from: live ? 'daemon' as const : 'store' as const, addresses: book.peers.map((p) => p.address) } : undefined
   const vxlanPorts = new Set(records.networks.flatMap((n) => (n.mode === 'overlay' ? [n.spec.port] : [])))
   try {
     out.findings.push(...hostFindings(records.networks, await readHost(config.procSys, { ...(book?.self !== undefined ? { self: book.self } : {}), ...(swarm ? { swarm } : {}), vxlanPorts }), dir))

@@ -12,9 +12,9 @@
 // watcher that deletes both namespaces (taking the veth pairs along) when the sentinel or the test
 // process goes, however that happens.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { track } from './cleanup.js';
 import type { Engine } from './engine.js';
+import { removeNetns } from './outside.js';
 import { run, runOk, sysEnv, type RunResult } from './proc.js';
 
 export const LAN_NS = 'tsmv-lan';
@@ -39,20 +39,6 @@ export const SEGMENTS: readonly Segment[] = [
 ];
 export const LAN_HOST_IP = '192.168.10.50';
 export const LAN_HOST_IP6 = 'fd00:10::50';
-
-/** Kill what runs in the namespace and delete it (idempotent). */
-async function removeNs(ns: string): Promise<void> {
-  const pids = (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(Boolean).map(Number);
-  for (const p of pids) {
-    try {
-      process.kill(p, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  const r = await run('ip', ['netns', 'del', ns]);
-  if (r.code !== 0 && existsSync(nsPathOf(ns))) throw new Error(`ip netns del ${ns}: ${r.stderr.trim()}`);
-}
 
 const WATCHER_SH = `
 t=$1 s=$2; shift 2
@@ -79,7 +65,7 @@ export interface Lan {
 
 /** Builds the LAN for engine `e` (leftovers of an earlier run are removed first). */
 export async function createLan(e: Engine): Promise<Lan> {
-  for (const ns of [LAN_NS, LAN_HOST_NS]) await removeNs(ns);
+  for (const ns of [LAN_NS, LAN_HOST_NS]) await removeNetns(ns);
   for (const s of SEGMENTS) await run('ip', ['-n', e.netns, 'link', 'del', s.parent]);
   const sentinel = spawn('sleep', ['86400'], { detached: true, stdio: 'ignore', env: sysEnv() });
   const spid = sentinel.pid;
@@ -92,7 +78,7 @@ export async function createLan(e: Engine): Promise<Lan> {
   watcher.on('error', () => {});
   watcher.unref();
   const destroy = async () => {
-    for (const ns of [LAN_HOST_NS, LAN_NS]) await removeNs(ns);
+    for (const ns of [LAN_HOST_NS, LAN_NS]) await removeNetns(ns);
     try {
       process.kill(spid, 'SIGKILL');
     } catch {
