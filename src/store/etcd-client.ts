@@ -11,7 +11,7 @@ import {
   type IOptions, isRecoverableError,
 } from 'etcd3'
 import {
-  ConsecutiveBreaker, ExponentialBackoff, type IBackoff, TimeoutStrategy, circuitBreaker, handleWhen, isBrokenCircuitError, isTaskCancelledError,
+  ConsecutiveBreaker, ExponentialBackoff, type IBackoff, TaskCancelledError, TimeoutStrategy, circuitBreaker, handleWhen, isBrokenCircuitError,
   retry, timeout, wrap,
 } from 'cockatiel'
 import { TsnetError, errorMessage, invalid } from '../errors.js'
@@ -83,17 +83,20 @@ function readPem(path: string | undefined, what: string): Buffer | undefined {
   }
 }
 
+/** cockatiel 3.2's isTaskCancelledError tests the wrong property: the timeout's own error, by class. */
+const isTimedOut = (err: unknown) => err instanceof TaskCancelledError
+
 /** Whether an error means etcd could not be reached (in time): retrying later may work. */
 export function isUnreachable(err: unknown): boolean {
   return err instanceof Error && (isRecoverableError(err) || err instanceof GRPCDeadlineExceededError || err instanceof GRPCCancelledError ||
-    isBrokenCircuitError(err) || isTaskCancelledError(err) || err instanceof ClientClosedError)
+    isBrokenCircuitError(err) || isTimedOut(err) || err instanceof ClientClosedError)
 }
 
 /** An etcd3 or cockatiel error as a TsnetError with a sentence naming the endpoints. */
 export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string): TsnetError {
   if (err instanceof TsnetError) return err
   const at = `etcd at ${endpoints.join(',')}`
-  const why = isTaskCancelledError(err) ? 'no answer in time' : isBrokenCircuitError(err) ? 'every member failed its last calls' : errorMessage(err)
+  const why = isTimedOut(err) ? 'no answer in time' : isBrokenCircuitError(err) ? 'every member failed its last calls' : errorMessage(err)
   if (isUnreachable(err)) return new TsnetError('unavailable', `${at} is unreachable: ${why} (${doing})`, { cause: err, context: { endpoints } })
   if (err instanceof EtcdLeaseInvalidError) return new TsnetError('invalid', `${doing}: the lease has expired or was revoked in ${at}`, { cause: err })
   if (err instanceof GRPCInvalidArgumentError) return new TsnetError('invalid', `${at} refused ${doing}: ${why}`, { cause: err })

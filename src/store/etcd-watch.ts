@@ -24,11 +24,12 @@ export function watchEtcd(client: Etcd3, root: string, prefix: string, afterRev:
   const watcher: Watcher = client.watch().prefix(root + prefix).startRevision(String(afterRev + 1n)).watcher()
   const request = (watcher as unknown as { request: { start_revision?: string | number } }).request
 
-  const end = () => {
+  /** `cancel`: ask etcd to end it; not when etcd ended it (etcd3 would then meet an answer for a watcher it no longer has, and throw). */
+  const end = (cancel: boolean) => {
     if (ended) return false
     ended = true
     watcher.removeAllListeners('data')
-    watcher.cancel().catch(() => undefined)
+    if (cancel) watcher.cancel().catch(() => undefined)
     return true
   }
 
@@ -56,10 +57,10 @@ export function watchEtcd(client: Etcd3, root: string, prefix: string, afterRev:
   })
   watcher.on('error', () => {
     // etcd cancelled the watch (compaction is the usual reason): it will not resume.
-    if (end()) handlers.onReset()
+    if (end(false)) handlers.onReset()
   })
   return () => {
-    end()
+    end(true)
   }
 }
 

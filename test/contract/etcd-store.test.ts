@@ -3,8 +3,13 @@
 import t from 'tap'
 import { EtcdStore } from '../../src/store/etcd-store.js'
 import type { Store } from '../../src/store/store.js'
-import { storeContract } from '../unit/fixtures/store-contract.js'
+import { collector, storeContract } from '../unit/fixtures/store-contract.js'
 import { etcdMissing, startEtcdCluster } from './lib/etcd-cluster.js'
+
+async function until(ok: () => Promise<boolean>, ms = 5000) {
+  const end = Date.now() + ms
+  while (!(await ok()) && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
+}
 
 if (etcdMissing) {
   t.plan(0, `EtcdStore against a real etcd: ${etcdMissing}`)
@@ -34,5 +39,67 @@ if (etcdMissing) {
       },
       leasesExpire: true,
     })
+  })
+
+  await t.test('two clients race create-if-absent: every key is claimed exactly once', async (t) => {
+    const a = open(t, 'race')
+    const b = open(t, 'race')
+    const claims = Array.from({ length: 100 }, (_, n) => ({ n, client: n % 2 === 0 ? a : b, key: `claims/k${n % 10}` }))
+    const results = await Promise.all(claims.map(({ n, client, key }) => client.txn([{ key, absent: true }], [{ put: key, value: { n } }])))
+    const winners = new Map<string, number[]>()
+    results.forEach((r, i) => {
+      const { key, n } = claims[i] as { key: string; n: number }
+      if (r.ok) winners.set(key, [...(winners.get(key) ?? []), n])
+    })
+    t.equal(results.filter((r) => r.ok).length, 10, '10 of 100 claims won')
+    const stored = await a.list<{ n: number }>('claims/')
+    t.equal(stored.length, 10, 'positive control: all 10 keys exist')
+    for (const e of stored) t.same(winners.get(e.key), [e.value.n], `${e.key}: one winner, whose value is stored`)
+    t.ok(new Set(results.map((r) => r.rev)).size > 1, 'the claims were separate transactions')
+  })
+
+  await t.test('two clients race compare-and-swap increments: no update is lost', async (t) => {
+    const a = open(t, 'cas')
+    const b = open(t, 'cas')
+    await a.put('counter', 'c', 0)
+    let conflicts = 0
+    const increment = async (s: EtcdStore) => {
+      for (;;) {
+        const e = await s.get<number>('counter/c')
+        if (!e) throw new Error('counter vanished')
+        if ((await s.txn([{ key: 'counter/c', rev: e.rev }], [{ put: 'counter/c', value: e.value + 1 }])).ok) return
+        conflicts++
+      }
+    }
+    await Promise.all(Array.from({ length: 20 }, (_, i) => increment(i % 2 === 0 ? a : b)))
+    t.equal((await b.get<number>('counter/c'))?.value, 20, '20 increments from two clients: 20')
+    t.ok(conflicts > 0, `the race was real: ${conflicts} stale compare-and-swaps were refused`)
+  })
+
+  await t.test('compaction: a watch from before it resets once and says nothing else; a fresh list and watch go on', async (t) => {
+    const s = open(t, 'compaction')
+    const start = (await s.list('c/')).rev
+    await s.put('c', 'a', 1)
+    const kept = collector()
+    t.teardown(s.watch('c/', start, kept.onEvents, kept.onReset))
+    await kept.next(1)
+    t.same(kept.batches.map((b) => b.map((e) => e.key)), [['c/a']], 'positive control: before compaction the same watch replays')
+    await s.put('c', 'b', 2)
+    await s.put('compaction', 'filler', 1)
+    await cluster.compact()
+    const w = collector()
+    t.teardown(s.watch('c/', start, w.onEvents, w.onReset))
+    await until(async () => w.resets > 0)
+    await w.settle(300)
+    t.equal(w.resets, 1, 'onReset once')
+    t.equal(w.batches.length, 0, 'no events')
+    const listed = await s.list('c/')
+    t.same(listed.map((e) => e.key), ['c/a', 'c/b'])
+    const again = collector()
+    t.teardown(s.watch('c/', listed.rev, again.onEvents, again.onReset))
+    await s.put('c', 'c', 3)
+    await again.next(1)
+    t.same(again.batches.map((b) => b.map((e) => e.key)), [['c/c']], 'a watch from the listing goes on')
+    t.equal(kept.resets + again.resets, 0, 'watches already running are not reset by compaction')
   })
 }

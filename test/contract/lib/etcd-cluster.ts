@@ -5,7 +5,7 @@
  * removes the directory, whatever the test did.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, openSync, closeSync } from 'node:fs'
+import { closeSync, existsSync, openSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -66,11 +66,15 @@ export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => voi
       try { m.proc?.kill('SIGCONT'); m.proc?.kill('SIGKILL') } catch { /* gone already */ }
     }
   }
-  process.once('exit', killAll) // a test process that dies leaves no member behind
+  const onExit = () => {
+    killAll()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  process.once('exit', onExit) // a test process that dies leaves no member and no directory behind
   t.teardown(async () => {
     killAll()
     await Promise.all(members.map((m) => m.exited))
-    process.removeListener('exit', killAll)
+    process.removeListener('exit', onExit)
     await rm(dir, { recursive: true, force: true })
   })
 
