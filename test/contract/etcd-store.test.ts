@@ -1,10 +1,21 @@
 // EtcdStore against a real etcd (one member here; test/contract/etcd-availability.test.ts has
 // three): the Store v2 contract (test/unit/fixtures/store-contract.ts), then what only etcd does.
 import t from 'tap'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import { loadConfig } from '../../src/config.js'
+import { openClusterStore } from '../../src/services/cluster-store.js'
 import { EtcdStore } from '../../src/store/etcd-store.js'
 import type { Store } from '../../src/store/store.js'
 import { collector, storeContract } from '../unit/fixtures/store-contract.js'
-import { etcdMissing, startEtcdCluster } from './lib/etcd-cluster.js'
+import { etcdMissing, freePort, startEtcdCluster } from './lib/etcd-cluster.js'
+
+/** A logger whose lines the test reads. */
+function capturedLog() {
+  const lines: Array<{ level: number; msg: string; [k: string]: unknown }> = []
+  const stream = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString())); done() } })
+  return { log: pino({ level: 'info' }, stream), lines }
+}
 
 async function until(ok: () => Promise<boolean>, ms = 5000) {
   const end = Date.now() + ms
@@ -101,5 +112,29 @@ if (etcdMissing) {
     await again.next(1)
     t.same(again.batches.map((b) => b.map((e) => e.key)), [['c/c']], 'a watch from the listing goes on')
     t.equal(kept.resets + again.resets, 0, 'watches already running are not reset by compaction')
+  })
+
+  await t.test('serve\'s cluster store: opens without waiting for etcd, says whether etcd answers, closes', async (t) => {
+    const down = `http://127.0.0.1:${await freePort()}` // nothing listens there
+    const unreachable = capturedLog()
+    const started = Date.now()
+    const absent = openClusterStore(loadConfig(['--etcd-endpoints', down, '--advertise-address', '192.0.2.9'], {}), unreachable.log)
+    t.ok(Date.now() - started < 200, 'opening an unreachable etcd returns at once')
+    t.equal(await absent?.vtep, '192.0.2.9', '--advertise-address is the VTEP address')
+    await until(async () => unreachable.lines.some((l) => l.level === 40), 8000)
+    const warned = unreachable.lines.find((l) => l.level === 40)
+    t.match(warned?.msg, `etcd at ${down} is unreachable`, `a warning names the endpoint: ${warned?.msg}`)
+    t.ok(Date.now() - started < 5000 + 1500, 'within the store\'s bound')
+    await absent?.close()
+
+    const reachable = capturedLog()
+    const present = openClusterStore(loadConfig(['--etcd-endpoints', cluster.endpoints.join(',')], {}), reachable.log)
+    t.equal(await present?.vtep, '127.0.0.1', 'positive control: the VTEP address is the route\'s source toward the first endpoint')
+    await until(async () => reachable.lines.some((l) => l.msg === 'etcd answers'), 5000)
+    t.ok(reachable.lines.some((l) => l.msg === 'etcd answers'), 'and etcd answers')
+    t.same(reachable.lines.find((l) => l.msg === 'cluster store on etcd')?.etcdEndpoints, cluster.endpoints, 'the log names the endpoints')
+    t.equal(reachable.lines.filter((l) => l.level >= 40).length, 0, 'no warning')
+    await present?.close()
+    t.equal(openClusterStore(loadConfig([], {}), reachable.log), undefined, 'without --etcd-endpoints: no cluster store')
   })
 }
