@@ -5,7 +5,7 @@
  * removes the directory, whatever the test did.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, existsSync, openSync, rmSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -52,12 +52,24 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/** PEM files: members serve their client URLs over TLS and require client certificates signed by `caFile`. */
+export interface MemberTls {
+  caFile: string
+  /** The members' certificate (for IP 127.0.0.1) and key. */
+  certFile: string
+  keyFile: string
+  /** A client certificate and key the test clients use. */
+  clientCertFile: string
+  clientKeyFile: string
+}
+
 /** Starts `size` members as one cluster; they are killed and their data removed when `t` ends. */
-export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => void }, size = 1): Promise<EtcdCluster> {
+export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => void }, size = 1, tls?: MemberTls): Promise<EtcdCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'tsnet-etcd-'))
   const members: Member[] = []
+  const scheme = tls ? 'https' : 'http'
   for (let i = 0; i < size; i++) {
-    members.push({ name: `m${i}`, clientUrl: `http://127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i}`) })
+    members.push({ name: `m${i}`, clientUrl: `${scheme}://127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i}`) })
   }
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',')
   const token = `tsnet-test-${process.pid}-${Date.now()}`
@@ -88,6 +100,7 @@ export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => voi
       // Quick elections on loopback.
       '--heartbeat-interval', '50', '--election-timeout', '500',
       '--logger', 'zap', '--log-level', 'warn',
+      ...(tls ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth'] : []),
     ], { stdio: ['ignore', log, log] })
     closeSync(log)
     const proc = m.proc
@@ -95,16 +108,15 @@ export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => voi
   }
 
   const healthy = async (m: Member) => {
-    try {
-      const res = await fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) })
-      return ((await res.json()) as { health?: string }).health === 'true'
-    } catch {
-      return false
-    }
+    const status = await withClient((c) => c.maintenance.status(), [m.clientUrl]).catch(() => undefined)
+    return status !== undefined && status.leader !== '0'
   }
 
   const withClient = async <R>(fn: (c: Etcd3) => Promise<R>, hosts = members.map((m) => m.clientUrl)): Promise<R> => {
-    const client = new Etcd3({ hosts, defaultCallOptions: () => ({ deadline: Date.now() + 3000 }) })
+    const client = new Etcd3({
+      hosts, defaultCallOptions: () => ({ deadline: Date.now() + 1000 }),
+      ...(tls ? { credentials: { rootCertificate: readFileSync(tls.caFile), certChain: readFileSync(tls.clientCertFile), privateKey: readFileSync(tls.clientKeyFile) } } : {}),
+    })
     try {
       return await fn(client)
     } finally {
