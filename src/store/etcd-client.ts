@@ -96,7 +96,8 @@ export function isUnreachable(err: unknown): boolean {
 export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string): TsnetError {
   if (err instanceof TsnetError) return err
   const at = `etcd at ${endpoints.join(',')}`
-  const why = isTimedOut(err) ? 'no answer in time' : isBrokenCircuitError(err) ? 'every member failed its last calls' : errorMessage(err)
+  const why = isTimedOut(err) ? 'no answer in time' : isBrokenCircuitError(err) ? 'every member failed its last calls'
+    : errorMessage(err).replace(/\.?\s*Resolution note:\s*$/, '') // grpc-js's empty trailer
   if (isUnreachable(err)) return new TsnetError('unavailable', `${at} is unreachable: ${why} (${doing})`, { cause: err, context: { endpoints } })
   if (err instanceof EtcdLeaseInvalidError) return new TsnetError('invalid', `${doing}: the lease has expired or was revoked in ${at}`, { cause: err })
   if (err instanceof GRPCInvalidArgumentError) return new TsnetError('invalid', `${at} refused ${doing}: ${why}`, { cause: err })

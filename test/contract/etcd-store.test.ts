@@ -87,6 +87,26 @@ if (etcdMissing) {
     t.ok(conflicts > 0, `the race was real: ${conflicts} stale compare-and-swaps were refused`)
   })
 
+  await t.test('a listing longer than one page is read whole, at one revision, while others write', async (t) => {
+    const s = open(t, 'pages')
+    for (let batch = 0; batch < 25; batch++) {
+      await s.txn([], Array.from({ length: 100 }, (_, i) => ({ put: `many/${String(batch * 100 + i).padStart(5, '0')}`, value: batch * 100 + i })))
+    }
+    let writing = true
+    const writer = (async () => {
+      for (let i = 0; writing; i++) await s.put('many', `late-${i}`, i)
+    })()
+    const listed = await s.list<number>('many/')
+    writing = false
+    await writer
+    const regular = listed.filter((e) => !e.id.startsWith('late-'))
+    t.equal(regular.length, 2500, 'every key of three pages')
+    t.ok(regular.every((e, i) => e.value === i), 'in key order, each once')
+    t.ok(listed.every((e) => e.rev <= listed.rev), `no entry newer than the listing's revision ${listed.rev}`)
+    const after = await s.list('many/')
+    t.ok(after.length > listed.length, `positive control: writes went on during the listing (${after.length - listed.length} more after it)`)
+  })
+
   await t.test('compaction: a watch from before it resets once and says nothing else; a fresh list and watch go on', async (t) => {
     const s = open(t, 'compaction')
     const start = (await s.list('c/')).rev
