@@ -73,6 +73,16 @@ export class EtcdStore extends StoreBase {
   async list<T>(prefix: string): Promise<Listing<T>> {
     if (typeof prefix !== 'string') throw invalid(`a store prefix must be a string, not ${quote(prefix)}`)
     this.assertOpen()
+    try {
+      return await this.listPages<T>(prefix)
+    } catch (err) {
+      // A compaction between two pages took the revision they are read at: read again, once.
+      if (!(err instanceof TsnetError && /compacted/.test(err.message))) throw err
+      return this.listPages<T>(prefix)
+    }
+  }
+
+  private async listPages<T>(prefix: string): Promise<Listing<T>> {
     const range = Range.prefix(Buffer.from(this.root + prefix, 'utf8'))
     const entries: Array<Entry<T>> = []
     let rev: string | undefined // later pages read at the first page's revision
