@@ -1,8 +1,9 @@
 /** Flags and environment → one frozen, validated Config. A bad setting stops tsnet before it serves anything. */
 import { parseArgs } from 'node:util'
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { parseIp } from './core/addr.js'
+import { formatIp, parseIp } from './core/addr.js'
+import { parseEtcdEndpoints } from './core/etcd-endpoints.js'
 import { DOCKER_DEFAULT_POOLS_TEXT, type DefaultPool, parseDefaultPools } from './core/ipam.js'
 import { parseMtu } from './core/options.js'
 import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT, formatVniRange, parsePort, parseVniRange, type VniRange } from './modes/overlay-options.js'
@@ -34,6 +35,18 @@ export interface Config {
   vniRange?: VniRange
   /** UDP port of the overlay networks the leader allocates (default 4789, shared with Docker's overlay). */
   vxlanPort?: number
+  /** The cluster store (issue 14): etcd members and TLS files. Absent: the embedded store alone. */
+  etcd?: EtcdSettings
+  /** This host's address on cluster networks (VTEP); absent: the source address toward the first etcd endpoint. */
+  advertiseAddress?: string
+}
+
+export interface EtcdSettings {
+  /** Canonical scheme://host:port of each member. */
+  endpoints: string[]
+  caFile?: string
+  certFile?: string
+  keyFile?: string
 }
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsnet.sock'
@@ -55,6 +68,11 @@ const SETTINGS = {
   scope: { flag: 'scope', env: 'TSNET_SCOPE' },
   vniRange: { flag: 'vni-range', env: 'TSNET_VNI_RANGE' },
   vxlanPort: { flag: 'vxlan-port', env: 'TSNET_VXLAN_PORT' },
+  etcdEndpoints: { flag: 'etcd-endpoints', env: 'TSNET_ETCD_ENDPOINTS' },
+  etcdCaFile: { flag: 'etcd-cafile', env: 'TSNET_ETCD_CAFILE' },
+  etcdCertFile: { flag: 'etcd-certfile', env: 'TSNET_ETCD_CERTFILE' },
+  etcdKeyFile: { flag: 'etcd-keyfile', env: 'TSNET_ETCD_KEYFILE' },
+  advertiseAddress: { flag: 'advertise-address', env: 'TSNET_ADVERTISE_ADDRESS' },
 } as const
 
 export const DEFAULT_GC_INTERVAL_SEC = 60
@@ -65,6 +83,8 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
                    [--docker-host unix:///PATH] [--gc-interval SECONDS] [--proc-sys DIR]
                    [--reconcile-interval SECONDS] [--metrics-address IP:PORT]
                    [--scope local|global] [--vni-range FIRST-LAST] [--vxlan-port PORT]
+                   [--etcd-endpoints URL,...] [--etcd-cafile PEM] [--etcd-certfile PEM]
+                   [--etcd-keyfile PEM] [--advertise-address IP]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
@@ -91,7 +111,16 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
   --vni-range      VNIs the swarm leader gives overlay networks (env TSNET_VNI_RANGE, default
                    ${formatVniRange(DEFAULT_VNI_RANGE)}: below 4096, where Docker's overlay VNIs start)
   --vxlan-port     UDP port of new overlay networks (env TSNET_VXLAN_PORT, default ${DEFAULT_VXLAN_PORT},
-                   shared with Docker's overlay; read on the leader)`
+                   shared with Docker's overlay; read on the leader)
+  --etcd-endpoints  etcd members of the cluster store, http(s)://HOST[:PORT] separated by commas
+                   (env TSNET_ETCD_ENDPOINTS; default empty: the embedded store alone). tsnet
+                   starts and bridge networks work while etcd is unreachable
+  --etcd-cafile    CA certificate (PEM) that signed the members' certificates; https endpoints
+                   (env TSNET_ETCD_CAFILE)
+  --etcd-certfile  client certificate (PEM) for etcd, with --etcd-keyfile (env TSNET_ETCD_CERTFILE)
+  --etcd-keyfile   its private key (PEM) (env TSNET_ETCD_KEYFILE)
+  --advertise-address  this host's IP on cluster networks (env TSNET_ADVERTISE_ADDRESS; default:
+                   the source address this host uses to reach the first etcd endpoint)`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -167,6 +196,11 @@ function configFrom(values: Record<string, string | undefined>, env: NodeJS.Proc
   } catch (err) {
     throw settingError('vxlanPort', errorMessage(err))
   }
+  const etcd = etcdSettings(get)
+  const advertiseText = get('advertiseAddress')
+  const advertise = advertiseText === undefined ? undefined : parseIp(advertiseText)
+  if (advertiseText !== undefined && !advertise) throw settingError('advertiseAddress', `"${advertiseText.slice(0, 80)}" is not an IPv4 or IPv6 address`)
+  if (advertise && !etcd) throw settingError('advertiseAddress', 'it is the address on cluster networks, which need --etcd-endpoints')
   const socket = resolve(get('socket') ?? DEFAULT_SOCKET)
   if (Buffer.byteLength(socket) > 107) throw settingError('socket', `the path is ${Buffer.byteLength(socket)} bytes; unix sockets allow at most 107`)
   return Object.freeze({
@@ -183,7 +217,42 @@ function configFrom(values: Record<string, string | undefined>, env: NodeJS.Proc
     scope,
     vniRange,
     vxlanPort,
+    ...(etcd ? { etcd: Object.freeze(etcd) } : {}),
+    ...(advertise ? { advertiseAddress: formatIp(advertise) } : {}),
   })
+}
+
+/** The etcd settings, checked: endpoints, and TLS files that exist (read when the store opens). */
+function etcdSettings(get: (name: keyof typeof SETTINGS) => string | undefined): EtcdSettings | undefined {
+  const text = get('etcdEndpoints')
+  const files = { caFile: 'etcdCaFile', certFile: 'etcdCertFile', keyFile: 'etcdKeyFile' } as const
+  const given = Object.entries(files).flatMap(([field, name]) => {
+    const path = get(name)
+    if (path === undefined) return []
+    if (text === undefined) throw settingError(name, 'a TLS file for etcd needs --etcd-endpoints')
+    const full = resolve(path)
+    let isFile = false
+    try {
+      isFile = statSync(full).isFile()
+    } catch (err) {
+      throw settingError(name, `cannot read ${full}: ${errorMessage(err)}`)
+    }
+    if (!isFile) throw settingError(name, `${full} is not a file`)
+    return [[field, full] as const]
+  })
+  if (text === undefined) return undefined
+  let endpoints: string[]
+  try {
+    endpoints = parseEtcdEndpoints(text)
+  } catch (err) {
+    throw settingError('etcdEndpoints', errorMessage(err))
+  }
+  const tls = Object.fromEntries(given) as Omit<EtcdSettings, 'endpoints'>
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw settingError(tls.certFile === undefined ? 'etcdCertFile' : 'etcdKeyFile', 'a client certificate needs both --etcd-certfile and --etcd-keyfile')
+  }
+  if (given.length > 0 && !endpoints[0]?.startsWith('https:')) throw settingError('etcdEndpoints', 'TLS files are given, so the endpoints must be https:// URLs')
+  return { endpoints, ...tls }
 }
 
 /** `IP:PORT` or `[IPv6]:PORT` with a literal address (no names: nothing to resolve) and a port 1-65535. */

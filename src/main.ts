@@ -32,6 +32,7 @@ import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import { SwarmService } from './services/swarm-service.js'
 import { VniService } from './services/vni-service.js'
 import { OverlayFollower } from './services/overlay-follower.js'
+import { openClusterStore } from './services/cluster-store.js'
 import { UdpAnnouncer, type Announcer } from './host/vxlan-announcer.js'
 import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT } from './modes/overlay-options.js'
 import type { Store } from './store/store.js'
@@ -223,6 +224,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   }
   await chmod(config.socket, 0o660)
   const metricsServer = services.metrics && config.metricsAddress ? await serveMetrics(services.metrics, config.metricsAddress, logger) : undefined
+  const cluster = openClusterStore(config, logger.child({ component: 'etcd' })) // never waits for etcd
   // From here on a SIGTERM closes the socket cleanly, whatever is still starting.
   let gc: GcService | undefined
   const stopped = new Promise<void>((resolve) => {
@@ -260,6 +262,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   })
   await stopped
   unwatch?.()
+  await cluster?.close()
   await services.driver.host.releasePorts()
   logger.info('tsnet stopped')
 }
