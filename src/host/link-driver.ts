@@ -49,6 +49,12 @@ export class LinkDriver implements KindDriver {
     const linkKeys = new Set<string>()
     /** Links whose addresses, neighbours or FDB entries were asked about. */
     const onKeys = new Set<string>()
+    /**
+     * Links whose neighbours or FDB entries were asked about. Only these (and owned VXLAN devices)
+     * are dumped for them: one dump per link, so asking it of every bridge for its addresses
+     * made a boot at 1,000 networks wait two seconds on 1,000 dumps it then threw away.
+     */
+    const neighKeys = new Set<string>()
     for (const k of scope.keys) {
       const rest = keyRest(k)
       if (k.startsWith('link ')) {
@@ -58,6 +64,7 @@ export class LinkDriver implements KindDriver {
         const link = rest.split(' ')[0] as string
         names.add(link)
         onKeys.add(link)
+        if (!k.startsWith('addr ')) neighKeys.add(link)
       }
     }
     const table = scope.allOwned || names.size > DUMP_OVER ? await listLinks(this.rtnl) : await this.getSome(names)
@@ -84,7 +91,7 @@ export class LinkDriver implements KindDriver {
       if (keep(o)) out.push(o)
     }
     for (const name of on) {
-      if (owned.get(name)?.type !== 'vxlan' && !onKeys.has(name)) continue
+      if (owned.get(name)?.type !== 'vxlan' && !neighKeys.has(name)) continue
       for (const o of await this.neighboursOn(name)) if (keep(o)) out.push(o)
     }
     return out

@@ -71,13 +71,15 @@ export class LinuxHost implements Host {
     const byDriver = new Map<KindDriver, string[]>()
     for (const key of query.keys) {
       const d = this.driverOf(kindOfKey(key))
-      byDriver.set(d, [...(byDriver.get(d) ?? []), key])
+      const keys = byDriver.get(d)
+      if (keys) keys.push(key)
+      else byDriver.set(d, [key])
     }
     if (query.allOwned) for (const d of new Set(this.drivers.values())) if (!byDriver.has(d)) byDriver.set(d, [])
+    // The drivers read different things (rtnetlink, iptables and ipset, /proc/sys, sockets): side by side.
+    const seen = await Promise.all([...byDriver].map(([d, keys]) => d.observe({ keys, allOwned: query.allOwned === true, fresh: query.fresh === true })))
     const out = new Map<string, HostObject>()
-    for (const [d, keys] of byDriver) {
-      for (const o of await d.observe({ keys, allOwned: query.allOwned === true, fresh: query.fresh === true })) out.set(keyOf(o), o)
-    }
+    for (const objects of seen) for (const o of objects) out.set(keyOf(o), o)
     return out
   }
 

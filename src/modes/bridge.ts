@@ -150,8 +150,9 @@ export const bridgeMode: NetworkMode = {
     ]
   },
 
-  // A policy's entries name the containers; route_localnet follows the published ports.
-  networkDependsOnEndpoints: () => true,
+  // A policy's entries name the containers; route_localnet follows ports published on loopback.
+  networkDependsOnEndpoints: (n, before, after) =>
+    n.policy !== undefined || [before, after].some((e) => needsRouteLocalnet(e?.published ?? [])),
   defaultHostIp,
 
   renderEndpoint(e, n) {

@@ -65,8 +65,12 @@ export interface NetworkMode {
   claimedNames(n: NetworkRecord): string[]
   /** The objects of a network, given its endpoints (a policy and published ports depend on them). */
   renderNetwork(n: NetworkRecord, endpoints: readonly EndpointRecord[], ctx: RenderContext): HostObject[]
-  /** Whether renderNetwork reads the endpoints, so an endpoint change must render the network again. */
-  networkDependsOnEndpoints(n: NetworkRecord): boolean
+  /**
+   * Whether renderNetwork may answer differently once endpoint `before` has become `after`
+   * (undefined: absent), so the change must render the network again. Exact, not merely safe:
+   * a false answer keeps the network's objects as they were rendered last.
+   */
+  networkDependsOnEndpoints(n: NetworkRecord, before: EndpointRecord | undefined, after: EndpointRecord | undefined): boolean
   renderEndpoint(e: EndpointRecord, n: NetworkRecord, ctx: RenderContext): HostObject[]
   join(n: NetworkRecord, e: EndpointRecord): JoinAnswer
   /** The host address ports published without one bind to ('' for every address). */

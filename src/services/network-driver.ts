@@ -175,12 +175,12 @@ export class NetworkDriver {
         throw conflict(`endpoint ${short(req.EndpointID)} already exists in tsnet with different settings`)
       }
       const record = existing ?? plan.record
-      const clash = [...this.state.endpoints.values()].find((e) => e.id !== record.id && e.hostIf !== undefined && e.hostIf === record.hostIf)
+      const clash = this.state.endpoints.otherWithHostIf(record.hostIf, record.id)
       if (clash) throw conflict(`endpoint ${short(req.EndpointID)} would reuse interface ${clash.hostIf} of endpoint ${short(clash.id)}`)
       const doing = `creating endpoint ${short(record.id)}`
       let changes: Changes
       try {
-        changes = this.state.endpointChanges(n, record.id, record) // a policy too large for one more container is refused here
+        changes = this.state.endpointChanges(n, record.id, existing, record) // a policy too large for one more container is refused here
       } catch (err) {
         throw withContext(err, doing)
       }
@@ -210,7 +210,7 @@ export class NetworkDriver {
       await this.state.store.delete('endpoints', e.id).catch((err: unknown) => { throw withContext(err, `${doing}: ${UNCHANGED}`) })
       this.state.endpoints.delete(e.id)
       try {
-        await this.engine.change(this.state.endpointChanges(n, e.id, undefined), { doing, removal: true, log })
+        await this.engine.change(this.state.endpointChanges(n, e.id, e, undefined), { doing, removal: true, log })
       } finally {
         await this.forgetFlows(e.published ?? [], log)
       }
@@ -254,7 +254,7 @@ export class NetworkDriver {
    */
   async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, write?: WriteOptions): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
-    await this.engine.change(this.state.endpointChanges(n, next.id, next), {
+    await this.engine.change(this.state.endpointChanges(n, next.id, this.state.endpoints.get(next.id), next), {
       doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next, write), log,
     })
     this.state.endpoints.set(next.id, next)
@@ -271,9 +271,9 @@ export class NetworkDriver {
     this.state.endpoints.set(next.id, next)
   }
 
-  /** Brings the host to an endpoint record already saved (so a failure is not undone: see ChangeOptions.removal). */
-  async applyEndpoint(e: EndpointRecord, doing: string, log: Logger): Promise<void> {
-    await this.engine.change(this.state.endpointChanges(this.state.knownNetwork(e.networkId), e.id, e), { doing, removal: true, log })
+  /** Brings the host from `before` to an endpoint record already saved (a failure is not undone: see ChangeOptions.removal). */
+  async applyEndpoint(before: EndpointRecord, e: EndpointRecord, doing: string, log: Logger): Promise<void> {
+    await this.engine.change(this.state.endpointChanges(this.state.knownNetwork(e.networkId), e.id, before, e), { doing, removal: true, log })
   }
 
   /**

@@ -12,6 +12,7 @@ import { notFound } from '../errors.js'
 import { modeOf } from '../modes/index.js'
 import { NO_OVERLAY, type OverlayView, type RenderContext } from '../modes/mode.js'
 import type { Store } from '../store/store.js'
+import { EndpointMap } from './endpoint-map.js'
 
 /** Docker's network names and subnets as last seen (services/docker-names.ts); none in unit tests. */
 export interface NetworkDirectory {
@@ -31,7 +32,7 @@ export type Changes = Map<string, HostObject[] | undefined>
 
 export class NetworkState {
   readonly networks = new Map<string, NetworkRecord>()
-  readonly endpoints = new Map<string, EndpointRecord>()
+  readonly endpoints = new EndpointMap()
   /** Endpoints between the start and the end of their CreateEndpoint: their addresses are taken. */
   private readonly creatingEndpoints = new Map<string, EndpointRecord>()
   /** Where this node sends overlay traffic from and to (the swarm service sets it). */
@@ -49,7 +50,7 @@ export class NetworkState {
   }
 
   endpointsOf(networkId: string): EndpointRecord[] {
-    return [...this.endpoints.values()].filter((e) => e.networkId === networkId)
+    return this.endpoints.ofNetwork(networkId)
   }
 
   knownNetwork(id: string): NetworkRecord {
@@ -91,12 +92,13 @@ export class NetworkState {
   }
 
   /**
-   * The changes for an endpoint that becomes `next` (undefined: goes away): its own objects, and
-   * its network's when the network's objects depend on its endpoints.
+   * The changes for an endpoint that was `before` and becomes `next` (undefined: absent): its own
+   * objects, and its network's when this change can alter them (`before` is what the host was
+   * last brought to, which the caller knows: the map may already hold `next`, or nothing).
    */
-  endpointChanges(n: NetworkRecord, id: string, next: EndpointRecord | undefined): Changes {
+  endpointChanges(n: NetworkRecord, id: string, before: EndpointRecord | undefined, next: EndpointRecord | undefined): Changes {
     const changes: Changes = new Map([[epOwner(id), next ? this.renderEndpoint(next, n) : undefined]])
-    if (modeOf(n).networkDependsOnEndpoints(n)) {
+    if (modeOf(n).networkDependsOnEndpoints(n, before, next)) {
       const others = this.endpointsOf(n.id).filter((x) => x.id !== id)
       changes.set(netOwner(n.id), this.renderNetwork(n, next ? [...others, next] : others))
     }

@@ -154,7 +154,7 @@ export class PortPublisher {
     const doing = `unpublishing ports of endpoint ${short(e.id)}`
     await this.driver.saveEndpoint(rest, doing)
     try {
-      await this.driver.applyEndpoint(rest, doing, log)
+      await this.driver.applyEndpoint(e, rest, doing, log)
     } finally {
       // Also when the host change failed: a retry no longer knows the ports (the record forgot them).
       await this.driver.forgetFlows(gone ?? [], log)

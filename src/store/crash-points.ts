@@ -13,6 +13,9 @@ export const MIGRATE_CRASH_POINTS = ['migrate:mid-copy', 'migrate:before-swap', 
 export const CRASH_POINTS = [...WRITE_CRASH_POINTS, ...MIGRATE_CRASH_POINTS] as const
 export type CrashPoint = (typeof CRASH_POINTS)[number]
 
+/** Whether a crash test waits at `name` (a path may then take extra steps to reach it). */
+export const crashArmed = (name: CrashPoint): boolean => target === name
+
 export function crashPoint(name: CrashPoint): void {
   if (target !== name) return
   if (--remaining > 0) return

@@ -4,7 +4,7 @@
  */
 import { mkdir, open, stat, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { crashPoint } from './crash-points.js'
+import { crashArmed, crashPoint } from './crash-points.js'
 
 export const RECORD_SUFFIX = '.json'
 export const TMP_SUFFIX = '.tmp'
@@ -71,9 +71,14 @@ export async function stageFile(path: string, text: string, durable: boolean, tm
     handle = await open(tmp, 'wx', 0o600)
   }
   try {
-    await handle.writeFile(text.slice(0, text.length >> 1))
-    crashPoint('put:mid-write')
-    await handle.writeFile(text.slice(text.length >> 1))
+    if (crashArmed('put:mid-write')) {
+      // Two writes, so a crash test can leave a half-written file (which the store must survive).
+      await handle.writeFile(text.slice(0, text.length >> 1))
+      crashPoint('put:mid-write')
+      await handle.writeFile(text.slice(text.length >> 1))
+    } else {
+      await handle.writeFile(text)
+    }
     // Data and size are what the rename needs (the directory sync covers the name); a sync leaves the identity as it is.
     const [stat] = await Promise.all([handle.stat({ bigint: true }), durable ? handle.datasync() : undefined])
     return identityOf(stat)

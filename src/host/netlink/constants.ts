@@ -37,8 +37,11 @@ export const IFF_UP = 0x1
 
 export const IFLA = {
   ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, OPERSTATE: 16, LINKINFO: 18, IFALIAS: 20, GROUP: 27,
-  LINK_NETNSID: 37,
+  EXT_MASK: 29, LINK_NETNSID: 37,
 } as const
+
+/** IFLA_EXT_MASK bits: what a link dump may leave out (a kernel that knows no bit ignores it). */
+export const RTEXT_FILTER = { SKIP_STATS: 1 << 3 } as const
 
 export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4 } as const
 
