@@ -33,7 +33,8 @@ import { FileLeases } from './file-leases.js'
 import { encodeId, parseKey, prefixTouches } from './keys.js'
 import { EXIT_STORE_UNUSABLE, MIGRATING_DIR, STORE_DIR, declaredSchema, unusable } from './layout.js'
 import { type RecordUpgrade, migrateStore, recoverMigration } from './migrate.js'
-import { type FileIdentity, RECORD_SUFFIX, currentIdentity, stageFile, syncDir } from './record-files.js'
+import { DirSyncs } from './dir-syncs.js'
+import { type FileIdentity, RECORD_SUFFIX, currentIdentity, stageFile } from './record-files.js'
 import { RecordReader, Revisions } from './record-reader.js'
 import { SharedExclusiveLock } from '../util/shared-exclusive-lock.js'
 import {
@@ -73,6 +74,7 @@ export class FileStore extends StoreBase {
   /** Temporary files of writes in flight, by path: not debris. */
   private readonly inFlight = new Set<string>()
   private readonly leases = new FileLeases()
+  private readonly dirSyncs = new DirSyncs()
   private readonly reader: RecordReader
   private closed = false
 
@@ -162,7 +164,7 @@ export class FileStore extends StoreBase {
         for (const w of writes) if (w.kind === 'put' && !w.create) leftover.delete(w.tmp) // renamed into place
         const linked = creates.map((w) => w.tmp) // a second name of each created record
         for (const tmp of linked) leftover.delete(tmp)
-        await Promise.all([...linked.map((tmp) => unlink(tmp).catch(() => undefined)), ...(durable ? [...result.dirs].map(syncDir) : [])])
+        await Promise.all([...linked.map((tmp) => unlink(tmp).catch(() => undefined)), ...(durable ? [...result.dirs].map((d) => this.dirSyncs.sync(d)) : [])])
         if (durable && writes.some((w) => w.kind === 'put')) crashPoint('put:after-sync')
       }
       return { ok: result.ok, rev: result.rev }
@@ -286,6 +288,6 @@ export class FileStore extends StoreBase {
       const { collection, id: recordId } = parseKey(key)
       return { kind: 'delete', key, ...this.pathOf(collection, recordId) }
     })))
-    for (const dir of result.dirs) await syncDir(dir)
+    for (const dir of result.dirs) await this.dirSyncs.sync(dir)
   }
 }
