@@ -18,12 +18,13 @@
 import type { Etcd3, IKeyValue, IRequestOp, ICompare } from 'etcd3'
 import { Range } from 'etcd3'
 import type { Logger } from 'pino'
-import { TsnetError, errorMessage, invalid, quote, unavailable } from '../errors.js'
+import { TsnetError, invalid, quote, unavailable } from '../errors.js'
 import { type EtcdTls, createEtcdClient, etcdFailure } from './etcd-client.js'
 import { DEFAULT_CLUSTER, clusterRoot, entryOf } from './etcd-layout.js'
 import { type GrantedLease, grantEtcdLease } from './etcd-lease.js'
 import { watchEtcd } from './etcd-watch.js'
 import { parseKey } from './keys.js'
+import { checkWrites } from './txn-prepare.js'
 import {
   type Condition, type Entry, type Lease, type Listing, type Revision, StoreBase, type TxnResult, type Unwatch, type WatchEvent,
   type Write, listing,
@@ -203,25 +204,9 @@ export class EtcdStore extends StoreBase {
 
   /** The writes as etcd requests; every argument is checked before anything is sent. */
   private writes(then: readonly Write[]): IRequestOp[] {
-    if (!Array.isArray(then)) throw invalid('a transaction takes a list of conditions and a list of writes')
-    const seen = new Set<string>()
-    return then.map((w): IRequestOp => {
-      const key = w !== null && typeof w === 'object' && 'put' in w ? w.put : (w as { delete?: unknown } | null)?.delete
-      parseKey(key)
-      if (seen.has(key as string)) throw invalid(`a transaction writes ${quote(key)} twice`)
-      seen.add(key as string)
-      if (!('put' in w)) return { request_delete_range: { key: this.etcdKey(w.delete) } }
-      let text: string | undefined
-      try {
-        text = JSON.stringify(w.value)
-      } catch (err) {
-        throw invalid(`the value for ${quote(w.put)} cannot be stored as JSON: ${errorMessage(err)}`)
-      }
-      if (text === undefined) throw invalid(`the value for ${quote(w.put)} is not a JSON value`)
-      if (w.lease !== undefined && !this.leases.get(w.lease)?.live) {
-        throw invalid(`lease ${quote(w.lease)} was not granted by this store, or was revoked or lost`)
-      }
-      return { request_put: { key: this.etcdKey(w.put), value: Buffer.from(text, 'utf8'), ...(w.lease !== undefined ? { lease: w.lease } : {}) } }
-    })
+    return checkWrites(then, (lease) => this.leases.get(lease)?.live === true, 'was revoked or lost').map((w): IRequestOp =>
+      w.text === undefined
+        ? { request_delete_range: { key: this.etcdKey(w.key) } }
+        : { request_put: { key: this.etcdKey(w.key), value: Buffer.from(w.text, 'utf8'), ...(w.lease !== undefined ? { lease: w.lease } : {}) } })
   }
 }
