@@ -36,7 +36,7 @@ export class EndpointMap extends Map<string, EndpointRecord> {
     super.clear()
   }
 
-  /** The endpoints of one network, in the order they were first set. */
+  /** The endpoints of one network, in the order they were last set. */
   ofNetwork(networkId: string): EndpointRecord[] {
     return [...(this.byNetwork.get(networkId)?.values() ?? [])]
   }
