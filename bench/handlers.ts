@@ -54,15 +54,15 @@ export interface ScaleFacts {
   ipsetMembers: Record<number, number>
 }
 
-interface Net {
+export interface Net {
   id: string
   poolId: string
 }
 
-const hexId = () => randomBytes(32).toString('hex')
+export const hexId = () => randomBytes(32).toString('hex')
 
 /** Network k gets 10.0.0.0/10 + k * /20: room for 1,024 networks of 4,094 addresses. */
-function subnetOf(k: number): string {
+export function subnetOf(k: number): string {
   const base = (10 << 24) + k * 4096
   return `${base >>> 24}.${(base >>> 16) & 255}.${(base >>> 8) & 255}.0/20`
 }
@@ -72,7 +72,7 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN
 }
 
-async function createNetwork(c: PluginClient, k: number): Promise<Net> {
+export async function createNetwork(c: PluginClient, k: number): Promise<Net> {
   const pool = (await c.call<{ PoolID: string }>('IpamDriver.RequestPool', { AddressSpace: 'LocalDefault', Pool: subnetOf(k), SubPool: '', Options: {}, V6: false })).reply.PoolID
   const gw = (await c.call<{ Address: string }>('IpamDriver.RequestAddress', { PoolID: pool, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } })).reply.Address
   const id = hexId()
@@ -84,7 +84,7 @@ async function createNetwork(c: PluginClient, k: number): Promise<Net> {
 }
 
 /** A container's endpoint that stays (the 5,000 present); its RequestAddress + CreateEndpoint + Join in ms. */
-async function attach(c: PluginClient, n: Net): Promise<number> {
+export async function attach(c: PluginClient, n: Net): Promise<number> {
   const t0 = process.hrtime.bigint()
   const addr = (await c.call<{ Address: string }>('IpamDriver.RequestAddress', { PoolID: n.poolId, Address: '', Options: {} })).reply.Address
   const ep = hexId()

@@ -7,7 +7,6 @@
 //   boot     - a restart with the kernel intact: start-up, store load, boot reconcile
 // A report, not a test: writes bench/results/<date>-profile.md. Run as root after `npm run build`:
 //   npm run bench:profile   (PROFILE_NETWORKS, PROFILE_ENDPOINTS, PROFILE_SEQUENCES change the sizes)
-import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cpuTables, heapTable } from './lib/profile-summary.js'
@@ -25,12 +24,8 @@ const { createEngineNetns, destroyEngine } = await import('../test/e2e/lib/engin
 const { startTsnet } = await import('../test/e2e/lib/tsnet.js')
 const { mapLimit } = await import('../test/e2e/lib/resilience.js')
 const { REPO_ROOT } = await import('../test/e2e/lib/tsnet.js')
+const { attach, createNetwork, hexId } = await import('./handlers.js')
 
-const hexId = () => randomBytes(32).toString('hex')
-const subnetOf = (k: number) => {
-  const b = (10 << 24) + k * 4096
-  return `${b >>> 24}.${(b >>> 16) & 255}.${(b >>> 8) & 255}.0/20`
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** Ends the running profile as `name` (or takes the heap) and waits for the files. */
@@ -52,27 +47,15 @@ async function main(): Promise<void> {
   let ts = await startTsnet(e, { logLevel: 'info', env })
   try {
     const c = new PluginClient(ts.socketPath)
-    const nets = await mapLimit(8, Array.from({ length: NETWORKS }, (_, k) => k), async (k) => {
-      const pool = (await c.call<{ PoolID: string }>('IpamDriver.RequestPool', { AddressSpace: 'LocalDefault', Pool: subnetOf(k), SubPool: '', Options: {}, V6: false })).reply.PoolID
-      const gw = (await c.call<{ Address: string }>('IpamDriver.RequestAddress', { PoolID: pool, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } })).reply.Address
-      const id = hexId()
-      await c.call('NetworkDriver.CreateNetwork', { NetworkID: id, Options: { 'com.docker.network.generic': {}, 'com.docker.network.enable_ipv6': false }, IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: subnetOf(k), Gateway: gw }], IPv6Data: [] })
-      return { id, poolId: pool }
-    })
+    const nets = await mapLimit(8, Array.from({ length: NETWORKS }, (_, k) => k), (k) => createNetwork(c, k))
     await phaseDone(ts.pid, 'networks')
     const t0 = Date.now()
-    await mapLimit(16, Array.from({ length: ENDPOINTS }, (_, i) => i), async (i) => {
-      const n = nets[i % nets.length] as { id: string; poolId: string }
-      const addr = (await c.call<{ Address: string }>('IpamDriver.RequestAddress', { PoolID: n.poolId, Address: '', Options: {} })).reply.Address
-      const ep = hexId()
-      await c.call('NetworkDriver.CreateEndpoint', { NetworkID: n.id, EndpointID: ep, Interface: { Address: addr, AddressIPv6: '', MacAddress: '' }, Options: {} })
-      await c.call('NetworkDriver.Join', { NetworkID: n.id, EndpointID: ep, SandboxKey: `/var/run/docker/netns/${ep.slice(0, 12)}`, Options: {} })
-    })
+    await mapLimit(16, Array.from({ length: ENDPOINTS }, (_, i) => i), (i) => attach(c, nets[i % nets.length] as (typeof nets)[number]))
     const createMs = Date.now() - t0
     await phaseDone(ts.pid, 'create')
     const perCall = new Map<string, number[]>()
     for (let i = 0; i < SEQUENCES; i++) {
-      const n = nets[(i * 7919) % nets.length] as { id: string; poolId: string }
+      const n = nets[(i * 7919) % nets.length] as (typeof nets)[number]
       const ep = hexId()
       const ref = { NetworkID: n.id, EndpointID: ep }
       const ports = { 'com.docker.network.portmap': [], 'com.docker.network.endpoint.exposedports': [] }
