@@ -42,7 +42,7 @@ export class ClusterLiveness {
   private settleFirst: () => void = () => undefined
   private timer: NodeJS.Timeout | undefined
 
-  constructor(private readonly store: Store, private readonly settings: LivenessSettings) {
+  constructor(private readonly store: Store, private settings: LivenessSettings) {
     this.hostId = checkHostId(settings.hostId)
     const ttl = settings.ttlSeconds ?? MAX_HOST_TTL_SECONDS
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOST_TTL_SECONDS) throw invalid(`a host lease lives 1 to ${MAX_HOST_TTL_SECONDS} seconds, not ${quote(ttl)}`)
@@ -56,6 +56,11 @@ export class ClusterLiveness {
       void this.keepRegistered()
     }
     return this.registered
+  }
+
+  /** What the next registration publishes besides the host ID (its VTEP address, its underlay MTU). */
+  setInfo(info: Record<string, unknown>): void {
+    this.settings = { ...this.settings, info }
   }
 
   /** The lease this host's keys ride on now (undefined while none is live). */
