@@ -214,7 +214,10 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const services = await openServices(config, host, logger, systemClock, { announcer: new UdpAnnouncer() })
   // Before the boot reconcile: it renders cluster networks with the remote endpoints last seen. Never waits for etcd.
   const cluster = await ClusterService.open(config, services.store, services.driver, services.driver.host, logger.child({ component: 'cluster' }))
-  if (cluster) services.cluster = cluster
+  if (cluster) {
+    services.cluster = cluster
+    services.daemon.cluster = () => cluster.status()
+  }
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
