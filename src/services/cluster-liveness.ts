@@ -30,6 +30,8 @@ export interface LivenessSettings {
   /** Pause before registering again after the store failed (default 1000 ms). */
   retryMs?: number
   log?: Logger
+  /** Called after each registration (the first, and each after a lost lease): keys riding the lease can be written again. */
+  onRegistered?: () => void
 }
 
 export class ClusterLiveness {
@@ -138,6 +140,7 @@ export class ClusterLiveness {
         this.lease = lease
         this.settings.log?.info({ hostId: this.hostId, lease: lease.id, ttlSeconds: this.ttlSeconds }, 'host registered in the cluster')
         this.settleFirst()
+        this.settings.onRegistered?.()
         await lease.lost
         if (this.lease === lease) this.lease = undefined
         this.leaderRev = undefined

@@ -29,6 +29,8 @@ export interface LocalEndpoint {
 const RETRY_MS = 1000
 /** Registrations are compared with the host's endpoints this often even without a change. */
 const SYNC_EVERY_MS = 5000
+/** How long a location the store deleted stays programmed (a re-registration within it keeps traffic flowing). */
+export const REMOVE_AFTER_MS = 3000
 
 interface Parsed { network: string; hostId: string; value: RemoteEndpoint }
 
@@ -52,6 +54,8 @@ export class ClusterLocations {
   private again = false
   private syncTimer: NodeJS.Timeout | undefined
   private followTimer: NodeJS.Timeout | undefined
+  /** Locations the store deleted, until they are removed here too (see removeSoon). */
+  private readonly leaving = new Map<string, NodeJS.Timeout>()
   /** True once the store was listed: until then `view` knows nothing (the caller keeps its last copy). */
   listed = false
 
@@ -117,6 +121,7 @@ export class ClusterLocations {
     this.unwatch?.()
     clearTimeout(this.syncTimer)
     clearTimeout(this.followTimer)
+    for (const timer of this.leaving.values()) clearTimeout(timer)
   }
 
   private async sync(): Promise<void> {
@@ -146,17 +151,15 @@ export class ClusterLocations {
     if (this.stopped) return
     try {
       const listing = await this.store.list(LOCATIONS)
-      const fresh = new Map<string, Map<string, RemoteEndpoint>>()
+      const touched = new Set<string>()
+      const seen = new Set<string>()
       for (const e of listing) {
         const p = parse(e.key, e.value)
         if (!p || p.hostId === this.liveness.hostId) continue
-        const m = fresh.get(p.network) ?? new Map<string, RemoteEndpoint>()
-        m.set(e.key, p.value)
-        fresh.set(p.network, m)
+        seen.add(e.key)
+        if (this.put(e.key, p)) touched.add(p.network)
       }
-      const touched = new Set([...this.remotes.keys(), ...fresh.keys()].filter((n) => !sameEntries(this.remotes.get(n), fresh.get(n))))
-      this.remotes.clear()
-      for (const [n, m] of fresh) this.remotes.set(n, m)
+      for (const [network, m] of this.remotes) for (const key of m.keys()) if (!seen.has(key)) this.removeSoon(network, key)
       const first = !this.listed
       this.listed = true
       if (touched.size > 0 || first) this.onChange(touched)
@@ -179,27 +182,44 @@ export class ClusterLocations {
   private apply(events: WatchEvent[]): void {
     const touched = new Set<string>()
     for (const ev of events) {
-      const network = ev.key.slice(LOCATIONS.length).split('/')[0] ?? ''
       if (ev.type === 'delete') {
-        if (this.remotes.get(network)?.delete(ev.key)) touched.add(network)
+        this.removeSoon(ev.key.slice(LOCATIONS.length).split('/')[0] ?? '', ev.key)
         continue
       }
       const p = parse(ev.key, ev.value)
-      if (!p || p.hostId === this.liveness.hostId) continue
-      const m = this.remotes.get(p.network) ?? new Map<string, RemoteEndpoint>()
-      m.set(ev.key, p.value)
-      this.remotes.set(p.network, m)
-      touched.add(p.network)
+      if (p && p.hostId !== this.liveness.hostId && this.put(ev.key, p)) touched.add(p.network)
     }
     if (touched.size > 0) this.onChange(touched)
   }
-}
 
-function sameEntries(a: Map<string, RemoteEndpoint> | undefined, b: Map<string, RemoteEndpoint> | undefined): boolean {
-  if ((a?.size ?? 0) !== (b?.size ?? 0)) return false
-  for (const [k, v] of a ?? []) {
-    const w = b?.get(k)
-    if (!w || w.ip !== v.ip || w.mac !== v.mac || w.vtep !== v.vtep) return false
+  /** Records a location; true when the network's view changed. Another entry with its address, on its way out, goes now. */
+  private put(key: string, p: Parsed): boolean {
+    const m = this.remotes.get(p.network) ?? new Map<string, RemoteEndpoint>()
+    this.remotes.set(p.network, m)
+    clearTimeout(this.leaving.get(key))
+    this.leaving.delete(key)
+    for (const [other, r] of m) {
+      if (other !== key && r.ip === p.value.ip && this.leaving.has(other)) {
+        clearTimeout(this.leaving.get(other))
+        this.leaving.delete(other)
+        m.delete(other)
+      }
+    }
+    const was = m.get(key)
+    m.set(key, p.value)
+    return !was || was.ip !== p.value.ip || was.mac !== p.value.mac || was.vtep !== p.value.vtep
   }
-  return true
+
+  /**
+   * A location the store no longer has goes after REMOVE_AFTER_MS: a host whose lease etcd revoked
+   * while the host was re-registering (etcd paused, then resumed) puts it back within that time,
+   * and its containers' traffic never stops. A dead host's entries still go within TTL + this.
+   */
+  private removeSoon(network: string, key: string): void {
+    if (!this.remotes.get(network)?.has(key) || this.leaving.has(key)) return
+    this.leaving.set(key, setTimeout(() => {
+      this.leaving.delete(key)
+      if (this.remotes.get(network)?.delete(key)) this.onChange(new Set([network]))
+    }, REMOVE_AFTER_MS).unref())
+  }
 }

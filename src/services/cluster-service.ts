@@ -61,7 +61,7 @@ export class ClusterService {
   ) {
     this.saved = {}
     this.networks = new ClusterNetworks(cluster.store, { hostId })
-    this.liveness = new ClusterLiveness(cluster.store, { hostId, log, info: {} })
+    this.liveness = new ClusterLiveness(cluster.store, { hostId, log, info: {}, onRegistered: () => this.locations?.changed() })
     this.ipam = new ClusterIpam(cluster.store, this.networks, async () => (await host.routedPrefixes()).flatMap((r) => parseCidr(r)?.prefix ?? []))
   }
 
@@ -77,6 +77,7 @@ export class ClusterService {
     const service = new ClusterService(cluster, local, driver, host, hostId, (config.clusterGraceSec ?? 300) * 1000, log)
     service.saved = (await local.get<Record<string, RemoteEndpoint[]>>(`meta/${REMOTES_META}`))?.value ?? {}
     driver.state.cluster = (name) => service.locations?.listed ? service.locations.view(name) : service.saved[name] ?? []
+    driver.clusterPlan = (generic) => service.plan(generic)
     return service
   }
 
