@@ -126,7 +126,8 @@ export class ClusterService {
       this.log.warn({ network: name, underlayMtu: own, others: [...new Set(others)] },
         'this host\'s underlay MTU is smaller than other hosts\': networks they created earlier use a larger MTU, and their large packets to this host are dropped; give -o com.docker.network.driver.mtu on every host')
     }
-    return { name, subnet: spec.subnet, gateway: spec.gateway, vni: spec.vni, port: DEFAULT_VXLAN_PORT, vtep, underlayMtu: own, smallestUnderlayMtu: smallest }
+    const v6 = spec.ipv6Subnet && spec.ipv6Gateway ? { ipv6Subnet: spec.ipv6Subnet, ipv6Gateway: spec.ipv6Gateway } : {}
+    return { name, subnet: spec.subnet, gateway: spec.gateway, ...v6, vni: spec.vni, port: DEFAULT_VXLAN_PORT, vtep, underlayMtu: own, smallestUnderlayMtu: smallest }
   }
 
   /** A line for `tsnet status`. */
@@ -148,7 +149,8 @@ export class ClusterService {
       if (n.mode !== 'cluster') continue
       for (const e of this.driver.state.endpointsOf(n.id)) {
         const ip = e.address ? parseIp(e.address.split('/')[0] ?? '') : undefined
-        if (ip) out.push({ network: n.spec.cluster, endpointId: e.id, ip: e.address?.split('/')[0] ?? '', mac: e.mac })
+        const ipv6 = e.addressV6?.split('/')[0]
+        if (ip) out.push({ network: n.spec.cluster, endpointId: e.id, ip: e.address?.split('/')[0] ?? '', ...(ipv6 ? { ipv6 } : {}), mac: e.mac })
       }
     }
     return out
