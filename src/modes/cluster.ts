@@ -126,7 +126,9 @@ export const clusterMode: NetworkMode = {
 
   networkDependsOnEndpoints: (n, before, after) => bridgeMode.networkDependsOnEndpoints(n, before, after),
   defaultHostIp: (n) => bridgeMode.defaultHostIp?.(n) ?? '',
-  renderEndpoint: (e, n, ctx) => bridgeMode.renderEndpoint(e, n, ctx),
+  // The MAC pinned to its port: a frame from another host with this MAC as its source (a hostile
+  // container there) cannot move it to the VXLAN port and take this container's traffic.
+  renderEndpoint: (e, n, ctx) => [...bridgeMode.renderEndpoint(e, n, ctx), { kind: 'fdb', link: e.hostIf ?? e.containerIf, mac: e.mac }],
   join: joinAnswer,
   edge: (n) => bridgeMode.edge(n),
 }

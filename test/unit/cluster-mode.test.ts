@@ -81,6 +81,9 @@ t.test('remote endpoints become static FDB and neighbour entries; nothing floods
   t.ok(objs.some((o) => o.kind === 'guard' && o.rule === vxlanGuardRule(4, 4789, 7, `tsnet:net:${NET.slice(0, 12)}`)), 'VXLAN of this VNI from anyone else is dropped')
   t.ok(objs.some((o) => o.kind === 'addr' && o.cidr === '10.220.0.1/24'), 'the gateway on the bridge, as in bridge mode')
   t.same(render(n, []).filter((o) => o.kind === 'fdb' || o.kind === 'neigh'), [], 'no remote endpoint: no entry')
+  const e = { id: 'cd'.repeat(32), networkId: NET, hostIf: 'tsh0', containerIf: 'tsc0', mac: '02:42:0a:dc:00:05', mtu: 1450, address: '10.220.0.5/24' }
+  t.same(clusterMode.renderEndpoint(e as never, n, { facts: FULL_HOST, resolve: () => [] }).filter((o) => o.kind === 'fdb'), [{ kind: 'fdb', link: 'tsh0', mac: '02:42:0a:dc:00:05' }],
+    'a local endpoint\'s MAC is pinned to its port: frames from other hosts cannot move it')
 })
 
 t.test('IPv6: the cluster\'s IPv6 subnet, and a neighbour entry per family', async (t) => {
