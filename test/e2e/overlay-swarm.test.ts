@@ -106,10 +106,13 @@ await t.test('setup: underlay, three engines, the plugin on each, a swarm', asyn
     const e = await createEngineNetns(name);
     const ip = `10.251.0.${i + 1}`;
     await U.attach(e, ip);
-    await startDockerd(e);
-    await ensureBusyboxImage(e);
     nodes.push({ e, ip });
   }
+  // the three dockerds start and import bb side by side (each waits on its own socket)
+  await Promise.all(nodes.map(async (n) => {
+    await startDockerd(n.e);
+    await ensureBusyboxImage(n.e);
+  }));
   OUT = await createOutside('ovout', U, OUTSIDE_IP, 'outside');
   const t1 = Date.now();
   const facts = await installPlugin(nodes, P, (n) => [

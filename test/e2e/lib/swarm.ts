@@ -20,20 +20,21 @@ export interface SwarmNode {
 /**
  * plugin/build.sh --name NAME on the first node (keeping the build directory), then `docker
  * plugin create` from that directory on the others; on each: `settings(node)` with `docker plugin
- * set`, then enable. Returns build.sh's facts.
+ * set`, then enable. The nodes are separate engines: the creates, and each node's set and enable,
+ * run side by side. Returns build.sh's facts.
  */
 export async function installPlugin(nodes: SwarmNode[], name: string, settings: (n: SwarmNode) => string[]): Promise<Record<string, string>> {
   const [first, ...rest] = nodes;
   if (!first) throw new Error('no nodes');
   const dir = join(first.e.stateDir, 'plugin-build');
   const built = await buildPlugin(first.e, ['--name', name.replace(/:.*$/, ''), '--build-dir', dir, '--keep']);
-  for (const n of rest) await n.e.dockerOk(['plugin', 'create', name, dir], { timeoutMs: 180_000 });
-  for (const n of nodes) {
+  await Promise.all(rest.map((n) => n.e.dockerOk(['plugin', 'create', name, dir], { timeoutMs: 180_000 })));
+  await Promise.all(nodes.map(async (n) => {
     mkdirSync(join(n.e.stateDir, 'tsnet-state'), { recursive: true });
     await n.e.dockerOk(['plugin', 'set', name, ...settings(n)]);
     await n.e.dockerOk(['plugin', 'enable', name], { timeoutMs: 60_000 });
     n.pluginId = await pluginId(n.e, name);
-  }
+  }));
   return built.facts;
 }
 
