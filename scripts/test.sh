@@ -22,8 +22,8 @@ trap 'rm -f "$summary" "$beside_out"; [ -z "${beside_pid:-}" ] || kill -TERM -- 
 setsid npx tap run --reporter=tap --timeout=900 --jobs=1 "${BESIDE[@]}" >"$beside_out" 2>&1 &
 beside_pid=$!
 
-# tap runs the test files without type-checking them; check them (and src) here.
-for cfg in test/*/tsconfig.json; do npx tsc -p "$cfg"; done
+# tap runs the test files without type-checking them; check them (and src) here, two at a time.
+printf '%s\n' test/*/tsconfig.json | xargs -P 2 -n 1 npx tsc -p
 
 status=0
 shopt -s globstar nullglob
@@ -52,6 +52,7 @@ run_suite unit 60 2 test/unit
 run_suite contract 60 2 test/contract
 run_suite integration 300 2 test/integration
 run_suite fuzz 300 1 test/fuzz
+run_suite e2e 900 1 test/e2e
 echo "=== e2e, beside the stages above: ${BESIDE[*]}"
 set +e
 wait "$beside_pid"
@@ -60,7 +61,6 @@ set -e
 beside_pid=''
 cat "$beside_out"
 record "$beside_out" "$beside_rc"
-run_suite e2e 900 1 test/e2e
 
 node -e '
   const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean)
