@@ -70,9 +70,18 @@ const INTERNAL = 'tsnet: internal network';
 const ICC = 'tsnet: icc disabled';
 /**
  * An HTTP GET with busybox nc (append HOST PORT): the static busybox's wget segfaults in the bb
- * image (exit 139, even for an address literal). `-w 2` bounds the connect, `timeout 5` the rest.
+ * image (exit 139, even for an address literal). `-w` bounds the connect, `timeout 5` the rest.
  */
-const HTTP_NC = `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w 2`;
+const httpNc = (waitSec = 2) => `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w ${waitSec}`;
+const HTTP_NC = httpNc();
+/**
+ * Seconds a probe waits for an answer (nc's connect, ping's reply, the outside client). A
+ * negative check (denied) waits 1 s: an answer on these local links takes milliseconds, and the
+ * drop counter must rise as well; the positive controls on the same paths keep 2 s.
+ */
+const ANSWER_WAIT_SEC = 2;
+const DENIED_WAIT_SEC = 1;
+let answerWaitSec = ANSWER_WAIT_SEC;
 /** Sends "ping" to HOST PORT from local port FROM every 100 ms and prints every answer: one UDP flow that never pauses. */
 const UDP_SENDER_JS = `
 const [host, port, from] = process.argv.slice(1);
@@ -165,22 +174,22 @@ if (!E || !ts || !out) {
   }
   /** HTTP GET / with busybox nc inside FROM (bb's static wget crashes); ok when the page holds `expect`. */
   const http = async (from: string, host: string, port: number, expect: string): Promise<Probe> => {
-    const r = await e.docker(['exec', from, 'sh', '-c', `${HTTP_NC} ${host} ${port}`], { timeoutMs: 20_000 });
+    const r = await e.docker(['exec', from, 'sh', '-c', `${httpNc(answerWaitSec)} ${host} ${port}`], { timeoutMs: 20_000 });
     const body = r.stdout.split('\r\n\r\n').slice(1).join('').trim();
     return { ok: r.code === 0 && body.includes(expect), detail: `${(body || r.stdout.split('\n')[0] || r.stderr).trim().slice(0, 160)} (${r.ms} ms)` };
   };
-  /** `docker exec FROM nc -w 2 HOST 7777` to the outside server: the answer names the source it saw. */
+  /** `docker exec FROM nc -w 2 HOST 7777` to the outside server (-w 1 when denied): the answer names the source it saw. */
   const egress = async (from: string, host = OUTSIDE_IP): Promise<Probe & { src: string }> => {
-    const r = await e.docker(['exec', from, 'nc', '-w', '2', host, String(OUTSIDE_PORT)], { timeoutMs: 20_000 });
+    const r = await e.docker(['exec', from, 'nc', '-w', String(answerWaitSec), host, String(OUTSIDE_PORT)], { timeoutMs: 20_000 });
     const src = /outside src=(\S+)/.exec(r.stdout)?.[1] ?? '';
     return { ok: r.code === 0 && src !== '', src, detail: `${(r.stdout + r.stderr).trim().slice(0, 160)} (${r.ms} ms)` };
   };
   const pingP = async (from: string, target: string, v6 = false): Promise<Probe> => {
-    const r = await e.docker(['exec', from, 'ping', ...(v6 ? ['-6'] : []), '-c1', '-W2', target], { timeoutMs: 20_000 });
+    const r = await e.docker(['exec', from, 'ping', ...(v6 ? ['-6'] : []), '-c1', `-W${answerWaitSec}`, target], { timeoutMs: 20_000 });
     return { ok: r.code === 0, detail: r.stdout.split('\n').slice(-3).join(' ').trim() || r.stderr.trim() };
   };
   const fromOutside = async (host: string, port: number, expect: string): Promise<Probe> => {
-    const r = await o.http(host, port, expect);
+    const r = await o.http(host, port, expect, answerWaitSec * 1_000);
     return { ok: r.ok, detail: `${r.out.split('\r\n\r\n').slice(1).join('').trim() || r.err} (${r.ms} ms)` };
   };
   const fromEngine = async (host: string, port: number, expect: string): Promise<Probe> => {
@@ -203,7 +212,13 @@ if (!E || !ts || !out) {
   /** A negative check: the probe fails, and one of the named drop counters rose across it. */
   const denied = async (t: Test, what: string, probe: () => Promise<Probe>, counters: readonly string[], v6 = false): Promise<void> => {
     const before = await dropCounters(e, v6);
-    const p = await probe();
+    answerWaitSec = DENIED_WAIT_SEC;
+    let p: Probe;
+    try {
+      p = await probe();
+    } finally {
+      answerWaitSec = ANSWER_WAIT_SEC;
+    }
     const after = await dropCounters(e, v6);
     const d = counterDelta(before, after, counters);
     t.notOk(p.ok, `${what} is denied: ${p.detail}`);
