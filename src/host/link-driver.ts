@@ -143,6 +143,8 @@ export class LinkDriver implements KindDriver {
     for (const n of await listNeighbours(this.rtnl, name)) {
       if (n.mac && n.state.includes('permanent')) out.push({ kind: 'neigh', link: name, ip: n.address, mac: n.mac } satisfies NeighObject)
     }
+    // Static bridge entries on the VXLAN port itself (cluster networks pin remote MACs there).
+    for (const f of entries) if (!f.self && f.state.includes('noarp')) out.push({ kind: 'fdb', link: name, mac: f.mac } satisfies FdbObject)
     const floods = new Set(entries.filter((f) => f.mac === FLOOD_MAC && f.dst).map((f) => f.dst))
     for (const f of entries) {
       if (!f.dst || !f.self) continue

@@ -80,6 +80,9 @@ function vxlanObjects(n: ClusterNetwork, remotes: readonly RemoteEndpoint[]): Ho
     },
     ...usable.flatMap((r): HostObject[] => [
       { kind: 'fdb', link: vxlan, mac: r.mac, dst: r.vtep },
+      // And in the bridge, static on the VXLAN port: frames to it go straight there (never flooded
+      // to local ports), and the entry goes when the endpoint does, not after the bridge's ageing.
+      { kind: 'fdb', link: vxlan, mac: r.mac },
       { kind: 'neigh', link: vxlan, ip: r.ip, mac: r.mac },
       ...(r.ipv6 ? [{ kind: 'neigh', link: vxlan, ip: r.ipv6, mac: r.mac } as const] : []),
     ]),

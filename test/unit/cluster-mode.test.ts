@@ -71,8 +71,10 @@ t.test('remote endpoints become static FDB and neighbour entries; nothing floods
   t.match(link, { type: 'vxlan', master: n.spec.bridge, vxlan: { vni: 7, port: 4789, local: '10.250.0.1', learning: false, proxy: true } })
   t.same(objs.filter((o) => o.kind === 'fdb'), [
     { kind: 'fdb', link: vx, mac: '02:42:0a:dc:00:07', dst: '10.250.0.3' },
+    { kind: 'fdb', link: vx, mac: '02:42:0a:dc:00:07' },
     { kind: 'fdb', link: vx, mac: '02:42:0a:dc:00:09', dst: '10.250.0.2' },
-  ], 'one entry per remote MAC, no all-zeros flood entry')
+    { kind: 'fdb', link: vx, mac: '02:42:0a:dc:00:09' },
+  ], 'per remote MAC: its VTEP on the VXLAN device and a static bridge entry on that port; no all-zeros flood entry')
   t.same(objs.filter((o) => o.kind === 'neigh'), [
     { kind: 'neigh', link: vx, ip: '10.220.0.7', mac: '02:42:0a:dc:00:07' },
     { kind: 'neigh', link: vx, ip: '10.220.0.9', mac: '02:42:0a:dc:00:09' },
