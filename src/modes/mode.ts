@@ -4,6 +4,7 @@
  * it sees of a network. Everything else (the verb pipeline, locks, diff, apply, rollback, the
  * store, IPAM, published ports) is shared and never copied into a mode.
  */
+import type { ClusterNetworkSpec } from '../core/cluster-spec.js'
 import type { EdgeNetwork } from '../core/edge-plan.js'
 import type { HostFacts } from '../core/host-facts.js'
 import type { HostObject, LinkObject } from '../core/objects.js'
@@ -24,13 +25,7 @@ export interface PlanContext {
 }
 
 /** A cluster network as the cluster store agreed it, with this host's VTEP and underlay MTU. */
-export interface ClusterPlan {
-  name: string
-  subnet: string
-  gateway: string
-  ipv6Subnet?: string
-  ipv6Gateway?: string
-  vni: number
+export interface ClusterPlan extends Pick<ClusterNetworkSpec, 'name' | 'subnet' | 'gateway' | 'ipv6Subnet' | 'ipv6Gateway' | 'vni'> {
   port: number
   vtep: string
   /** The MTU of this host's underlay interface. */
