@@ -39,6 +39,8 @@ export interface Config {
   etcd?: EtcdSettings
   /** This host's address on cluster networks (VTEP); absent: the source address toward the first etcd endpoint. */
   advertiseAddress?: string
+  /** Seconds a host's registration must stay gone before the elected tsnet frees its addresses. */
+  clusterGraceSec?: number
 }
 
 export interface EtcdSettings {
@@ -73,10 +75,12 @@ const SETTINGS = {
   etcdCertFile: { flag: 'etcd-certfile', env: 'TSNET_ETCD_CERTFILE' },
   etcdKeyFile: { flag: 'etcd-keyfile', env: 'TSNET_ETCD_KEYFILE' },
   advertiseAddress: { flag: 'advertise-address', env: 'TSNET_ADVERTISE_ADDRESS' },
+  clusterGrace: { flag: 'cluster-grace', env: 'TSNET_CLUSTER_GRACE' },
 } as const
 
 export const DEFAULT_GC_INTERVAL_SEC = 60
 export const DEFAULT_RECONCILE_INTERVAL_SEC = 30
+export const DEFAULT_CLUSTER_GRACE_SEC = 300
 
 export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
                    [--default-pools CIDR:SIZE,...] [--default-mtu N]
@@ -84,7 +88,7 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
                    [--reconcile-interval SECONDS] [--metrics-address IP:PORT]
                    [--scope local|global] [--vni-range FIRST-LAST] [--vxlan-port PORT]
                    [--etcd-endpoints URL,...] [--etcd-cafile PEM] [--etcd-certfile PEM]
-                   [--etcd-keyfile PEM] [--advertise-address IP]
+                   [--etcd-keyfile PEM] [--advertise-address IP] [--cluster-grace SECONDS]
   --socket         unix socket Docker connects to (env TSNET_SOCKET, default ${DEFAULT_SOCKET})
   --state-dir      where the embedded store lives (env TSNET_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --log-level      ${LOG_LEVELS.join('|')} (env TSNET_LOG_LEVEL, default info)
@@ -120,7 +124,9 @@ export const SERVE_USAGE = `usage: tsnet serve [--socket PATH] [--state-dir DIR]
   --etcd-certfile  client certificate (PEM) for etcd, with --etcd-keyfile (env TSNET_ETCD_CERTFILE)
   --etcd-keyfile   its private key (PEM) (env TSNET_ETCD_KEYFILE)
   --advertise-address  this host's IP on cluster networks (env TSNET_ADVERTISE_ADDRESS; default:
-                   the source address this host uses to reach the first etcd endpoint)`
+                   the source address this host uses to reach the first etcd endpoint)
+  --cluster-grace  seconds a dead host stays registered-gone before one elected tsnet frees its
+                   addresses and memberships (env TSNET_CLUSTER_GRACE; default 300, at least 5)`
 
 function settingError(name: keyof typeof SETTINGS, problem: string): TsnetError {
   const s = SETTINGS[name]
@@ -173,6 +179,8 @@ function configFrom(values: Record<string, string | undefined>, env: NodeJS.Proc
   }
   const gcText = get('gcInterval') ?? String(DEFAULT_GC_INTERVAL_SEC)
   if (!/^\d{1,6}$/.test(gcText)) throw settingError('gcInterval', `"${gcText}" is not a whole number of seconds`)
+  const graceText = get('clusterGrace') ?? String(DEFAULT_CLUSTER_GRACE_SEC)
+  if (!/^\d{1,6}$/.test(graceText) || Number(graceText) < 5) throw settingError('clusterGrace', `"${graceText.slice(0, 20)}" is not a whole number of seconds, at least 5`)
   const reconcileText = get('reconcileInterval') ?? String(DEFAULT_RECONCILE_INTERVAL_SEC)
   if (!/^\d{1,6}$/.test(reconcileText)) throw settingError('reconcileInterval', `"${reconcileText}" is not a whole number of seconds`)
   const procSys = resolve(get('procSys') ?? '/proc/sys')
@@ -213,6 +221,7 @@ function configFrom(values: Record<string, string | undefined>, env: NodeJS.Proc
     gcIntervalSec: Number(gcText),
     procSys,
     reconcileIntervalSec: Number(reconcileText),
+    clusterGraceSec: Number(graceText),
     ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     scope,
     vniRange,

@@ -32,7 +32,7 @@ import { StateLock, ownPidNamespace } from './store/state-lock.js'
 import { SwarmService } from './services/swarm-service.js'
 import { VniService } from './services/vni-service.js'
 import { OverlayFollower } from './services/overlay-follower.js'
-import { openClusterStore } from './services/cluster-store.js'
+import { ClusterService } from './services/cluster-service.js'
 import { UdpAnnouncer, type Announcer } from './host/vxlan-announcer.js'
 import { DEFAULT_VNI_RANGE, DEFAULT_VXLAN_PORT } from './modes/overlay-options.js'
 import type { Store } from './store/store.js'
@@ -81,6 +81,8 @@ export interface Services {
   metrics?: Metrics
   swarm: SwarmService
   vnis: VniService
+  /** Cluster networks, when --etcd-endpoints is set (serve opens it; other users of the services do not). */
+  cluster?: ClusterService
 }
 
 /** Announcements go nowhere unless serve() gives the real sender: tests never send to addresses they did not make. */
@@ -210,6 +212,12 @@ export async function serve(config: Config, logger = createLogger(config.logLeve
 async function serveLocked(config: Config, logger: Logger): Promise<void> {
   const host = new LinuxHost({ procSys: config.procSys })
   const services = await openServices(config, host, logger, systemClock, { announcer: new UdpAnnouncer() })
+  // Before the boot reconcile: it renders cluster networks with the remote endpoints last seen. Never waits for etcd.
+  const cluster = await ClusterService.open(config, services.store, services.driver, services.driver.host, logger.child({ component: 'cluster' }))
+  if (cluster) {
+    services.cluster = cluster
+    services.daemon.cluster = () => cluster.status()
+  }
   await prepareSocket(config.socket)
   // Listen at once (a managed plugin must answer within seconds); requests wait for the boot reconcile.
   const ready = services.reconciler.boot().then(() => undefined, (err: unknown) => logger.error({ err }, 'boot reconcile failed'))
@@ -224,7 +232,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   }
   await chmod(config.socket, 0o660)
   const metricsServer = services.metrics && config.metricsAddress ? await serveMetrics(services.metrics, config.metricsAddress, logger) : undefined
-  const cluster = openClusterStore(config, logger.child({ component: 'etcd' })) // never waits for etcd
+  void ready.then(() => cluster?.start()).catch((err: unknown) => logger.error({ err }, 'cluster networks did not start'))
   // From here on a SIGTERM closes the socket cleanly, whatever is still starting.
   let gc: GcService | undefined
   const stopped = new Promise<void>((resolve) => {
@@ -262,7 +270,7 @@ async function serveLocked(config: Config, logger: Logger): Promise<void> {
   })
   await stopped
   unwatch?.()
-  await cluster?.close()
+  await cluster?.stop() // the lease is not revoked: a restart within its TTL keeps peers programmed
   await services.driver.host.releasePorts()
   logger.info('tsnet stopped')
 }

@@ -87,6 +87,9 @@ const SPECS: Record<string, Check> = {
     vlan: optional(shape({ link: ifName, id: int(1, 4094), mtu })), parentMac: optional(mac),
   }),
   overlay: shape({ bridge: ifName, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), underlayMtu: mtu }),
+  cluster: shape({
+    bridge: ifName, bridgeNamedByUser: bool, cluster: str, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), local: ip(), underlayMtu: mtu,
+  }),
 }
 const networkV2 = shape({
   ...commonNetwork,

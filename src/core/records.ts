@@ -8,7 +8,7 @@ export interface SubnetRecord {
   auxAddresses?: Record<string, string>
 }
 
-export type ModeName = 'bridge' | 'overlay' | 'macvlan'
+export type ModeName = 'bridge' | 'overlay' | 'macvlan' | 'cluster'
 
 /** What a bridge-mode network adds: the Linux bridge its endpoints sit on. */
 export interface BridgeSpec {
@@ -82,8 +82,28 @@ export interface OverlayNetwork extends CommonNetwork {
   spec: OverlaySpec
 }
 
+/**
+ * What a cluster network adds (issue 14: hosts sharing an etcd, no Swarm): a bridge with the
+ * cluster's gateway, as in bridge mode, and a VXLAN port whose FDB and neighbour entries come from
+ * the cluster store. `cluster` is its tsnet.overlay name; `local` this host's VTEP address when
+ * the network was created.
+ */
+export interface ClusterSpec extends BridgeSpec {
+  cluster: string
+  vxlan: string
+  vni: number
+  port: number
+  local: string
+  underlayMtu: number
+}
+
+export interface ClusterNetwork extends CommonNetwork {
+  mode: 'cluster'
+  spec: ClusterSpec
+}
+
 /** Every mode's record; `mode` says which spec it carries. */
-export type NetworkRecord = BridgeNetwork | MacvlanNetwork | OverlayNetwork
+export type NetworkRecord = BridgeNetwork | MacvlanNetwork | OverlayNetwork | ClusterNetwork
 
 /** A published port as programmed: the host port actually chosen, and where it leads. */
 export interface PublishedPort {

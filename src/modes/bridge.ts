@@ -100,9 +100,9 @@ export function joinAnswer(n: NetworkRecord, e: EndpointRecord): JoinAnswer {
   return answer
 }
 
-/** The bridge of a bridge-mode network (modes are chosen by the record, so another mode here is a bug). */
+/** The bridge of a bridge-mode network, or of a cluster one, which is a bridge network with a VXLAN port (another mode here is a bug). */
 export function bridgeOf(n: NetworkRecord): string {
-  if (n.mode !== 'bridge') throw new Error(`network ${n.id.slice(0, 12)} is a ${n.mode} network, not a bridge one`)
+  if (n.mode !== 'bridge' && n.mode !== 'cluster') throw new Error(`network ${n.id.slice(0, 12)} is a ${n.mode} network, not a bridge one`)
   return n.spec.bridge
 }
 

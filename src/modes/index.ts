@@ -4,11 +4,12 @@ import { COMMON_OPTION } from '../core/docker-keys.js'
 import type { HostFacts } from '../core/host-facts.js'
 import type { ModeName, NetworkRecord } from '../core/records.js'
 import { bridgeMode } from './bridge.js'
+import { CLUSTER_OPTION, clusterMode } from './cluster.js'
 import { macvlanMode } from './macvlan.js'
 import type { NetworkMode } from './mode.js'
 import { overlayMode } from './overlay.js'
 
-const MODES: Partial<Record<ModeName, NetworkMode>> = { bridge: bridgeMode, macvlan: macvlanMode, overlay: overlayMode }
+const MODES: Partial<Record<ModeName, NetworkMode>> = { bridge: bridgeMode, macvlan: macvlanMode, overlay: overlayMode, cluster: clusterMode }
 /** Modes asked for that tsnet does not serve, and why (some depend on what the kernel has). */
 const PLANNED: Record<string, (facts: HostFacts | undefined) => string> = {
   ipvlan: (facts) => facts && !facts.linkKinds.has('ipvlan')
@@ -17,11 +18,16 @@ const PLANNED: Record<string, (facts: HostFacts | undefined) => string> = {
 }
 
 /**
- * The mode `-o tsnet.mode=` asks for; without it `fallback` (bridge, or overlay for a plugin in
- * global scope, whose networks span the hosts of a swarm). `facts` let a refusal give the kernel's reason.
+ * The mode `-o tsnet.mode=` asks for; without it cluster when `-o tsnet.overlay` names a cluster
+ * network, else `fallback` (bridge, or overlay for a plugin in global scope, whose networks span
+ * the hosts of a swarm). `facts` let a refusal give the kernel's reason.
  */
 export function modeFor(generic: Readonly<Record<string, string>>, fallback: ModeName = 'bridge', facts?: HostFacts): NetworkMode {
-  const name = generic[COMMON_OPTION.mode] ?? fallback
+  const cluster = generic[CLUSTER_OPTION.name] !== undefined
+  const name = generic[COMMON_OPTION.mode] ?? (cluster ? 'cluster' : fallback)
+  if (cluster && name !== 'cluster') {
+    throw invalid(`${CLUSTER_OPTION.name} makes a cluster network, which is a mode of its own: leave out ${COMMON_OPTION.mode}=${name}`)
+  }
   const mode = Object.hasOwn(MODES, name) ? MODES[name as ModeName] : undefined
   if (mode) return mode
   const planned = Object.hasOwn(PLANNED, name) ? PLANNED[name] : undefined

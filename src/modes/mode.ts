@@ -19,7 +19,33 @@ export interface PlanContext {
   scope?: 'local' | 'global'
   /** Overlay networks: this node's data-path address, and the MTU of the interface that has it (when known). */
   underlay?: { address?: string; mtu?: number }
+  /** Cluster networks: what the cluster agreed for the network, and this host's place in it. */
+  cluster?: ClusterPlan
 }
+
+/** A cluster network as the cluster store agreed it, with this host's VTEP and underlay MTU. */
+export interface ClusterPlan {
+  name: string
+  subnet: string
+  gateway: string
+  vni: number
+  port: number
+  vtep: string
+  /** The MTU of this host's underlay interface. */
+  underlayMtu: number
+  /** The smallest underlay MTU any registered host published (this one's included). */
+  smallestUnderlayMtu: number
+}
+
+/** An endpoint of a cluster network on another host, as the cluster store says. */
+export interface RemoteEndpoint {
+  ip: string
+  mac: string
+  vtep: string
+}
+
+/** What cluster networks are rendered with: the endpoints other hosts registered, per cluster network name. */
+export type ClusterView = (name: string) => readonly RemoteEndpoint[]
 
 /** What overlay networks are rendered with: where this node sends from, and the other hosts of the swarm. */
 export interface OverlayView {
@@ -33,6 +59,7 @@ export interface RenderContext {
   /** Subnets of a Docker network by name, for policies (empty when unknown). */
   resolve: (name: string) => string[]
   overlay?: OverlayView
+  cluster?: ClusterView
 }
 
 /** What Join answers (the wire shape, which core defines for itself). */

@@ -46,4 +46,14 @@ export interface DaemonStatus {
   docker: DockerApiStatus
   /** Absent from a daemon older than overlay status. */
   overlay?: OverlayPeersStatus
+  /** Cluster networks on etcd (--etcd-endpoints); absent without them. */
+  cluster?: ClusterStatus
+}
+
+/** This host in the cluster store: registered under a live lease, the elected reclaimer, remote endpoints known. */
+export interface ClusterStatus {
+  hostId: string
+  registered: boolean
+  leader: boolean
+  remoteEndpoints: number
 }

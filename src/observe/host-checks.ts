@@ -61,7 +61,7 @@ export const overlappingRoutes: HostCheck = (networks, h, dir) => {
 }
 
 export const bridgeNetfilter: HostCheck = (networks, h) => {
-  if (h.brNetfilter || !networks.some((n) => n.mode === 'bridge')) return []
+  if (h.brNetfilter || !networks.some((n) => n.mode === 'bridge' || n.mode === 'cluster')) return []
   return [{
     area: 'host',
     problem: "the br_netfilter module is not loaded: traffic inside a bridge bypasses iptables, so enable_icc=false and tsnet's anti-spoofing rules do not hold",

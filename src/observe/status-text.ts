@@ -67,7 +67,8 @@ function networkLine(n: NetworkView): string[] {
   const record = n
   const subnets = [...record.ipv4Subnets, ...record.ipv6Subnets].map((s) => `${s.pool}${s.gateway ? ` gw ${s.gateway.split('/')[0]}` : ''}`).join(', ')
   const flags = [record.internal ? 'internal' : '', record.enableIcc ? '' : 'icc off', record.enableIpMasquerade ? '' : 'no masquerade'].filter(Boolean).join(', ')
-  const link = n.mode === 'overlay' ? `vni ${n.spec.vni} vxlan ${n.spec.vxlan} udp/${n.spec.port} bridge ${n.spec.bridge}` : linkOfNetwork(n)
+  const link = n.mode === 'overlay' || n.mode === 'cluster'
+    ? `${n.mode === 'cluster' ? `${n.spec.cluster} ` : ''}vni ${n.spec.vni} vxlan ${n.spec.vxlan} udp/${n.spec.port} bridge ${n.spec.bridge}` : linkOfNetwork(n)
   const lines = [`  ${label}  ${n.mode}${link ? ` ${link}` : ''}  mtu ${record.mtu}  ${subnets || 'no subnet'}${flags ? `  ${flags}` : ''}`]
   const options = Object.entries(record.genericOptions ?? {}).filter(([k]) => k !== 'tsnet.allow').map(([k, v]) => `${k}=${v}`)
   if (options.length) lines.push(`    options: ${options.join(' ')}`)
@@ -107,6 +108,8 @@ export function statusText(m: StatusModel, now: number): string {
   const pinned = m.store.pinnedEngine ? `; the store is pinned to Docker engine ${m.store.pinnedEngine}` : ''
   out.push(`  gc         ${m.daemon.running ? gcLine(m.daemon.status.gc, now) : unknown}${pinned}`)
   out.push(`  docker     ${dockerLine(m, now)}`)
+  const c = m.daemon.running ? m.daemon.status.cluster : undefined
+  if (c) out.push(`  cluster    host ${c.hostId}, ${c.registered ? 'registered in etcd' : 'NOT registered in etcd (unreachable?): new containers on cluster networks fail'}${c.leader ? ', the elected reclaimer' : ''}, ${c.remoteEndpoints} remote endpoint(s) known`)
   out.push(`  store      embedded at ${m.store.path}, reachable: ${m.store.networks} network(s), ${m.store.endpoints} endpoint(s), ${m.store.pools} pool(s), ${m.store.leases} lease(s)`)
   out.push(`networks: ${m.networks.length}`)
   for (const n of m.networks) {

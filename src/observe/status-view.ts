@@ -64,7 +64,7 @@ const bare = (text: string | undefined): string | undefined => {
 
 /** The link a network's endpoints hang on, by mode (bridge: its bridge; macvlan: its parent, whose LAN route is its own). */
 export function linkOfNetwork(n: NetworkRecord): string | undefined {
-  return n.mode === 'bridge' ? n.spec.bridge : n.mode === 'macvlan' ? n.spec.parent : undefined
+  return n.mode === 'bridge' || n.mode === 'cluster' ? n.spec.bridge : n.mode === 'macvlan' ? n.spec.parent : undefined
 }
 
 /**
@@ -107,7 +107,7 @@ export function statusModel(input: StatusInput): StatusModel {
   const containers = containerNames(input)
   const networks = input.networks.map((n): NetworkView => {
     const name = nameOf.get(n.id)
-    const bridge = n.mode === 'bridge' ? n.spec.bridge : undefined
+    const bridge = n.mode === 'bridge' || n.mode === 'cluster' ? n.spec.bridge : undefined
     return { ...n, ...(name ? { name } : {}), ...(bridge ? { bridge } : {}) }
   })
   const endpoints = input.endpoints.map((e): EndpointView => {

@@ -9,6 +9,8 @@ import type { Reconciler } from '../engine/reconciler.js'
 import type { DaemonInfo } from '../services/daemon-info.js'
 import type { SwarmService } from '../services/swarm-service.js'
 import type { VniService } from '../services/vni-service.js'
+import type { ClusterService } from '../services/cluster-service.js'
+import { refuseClusterPool } from '../services/cluster-ipam.js'
 
 export interface Services {
   driver: NetworkDriver
@@ -21,6 +23,8 @@ export interface Services {
   /** Overlay mode (a global-scope plugin): node discovery, announcements, the leader's VNIs. */
   swarm?: SwarmService
   vnis?: VniService
+  /** Cluster networks (--etcd-endpoints): their IPAM, and endpoint registrations. */
+  cluster?: ClusterService
 }
 
 type Handler = (body: any, log: Logger) => unknown
@@ -35,6 +39,15 @@ export const IMPLEMENTS = ['NetworkDriver', 'IpamDriver']
 export function dockerRoutes(s: Services): Record<string, Route> {
   const n = s.driver
   const i = s.ipam
+  const c = s.cluster?.ipam
+  // The cluster store learns of an endpoint as soon as the host has it (other hosts program it from there).
+  const registered = async <T>(answer: Promise<T>): Promise<T> => {
+    try {
+      return await answer
+    } finally {
+      s.cluster?.endpointsChanged()
+    }
+  }
   return {
     '/Plugin.Activate': { handler: () => ({ Implements: IMPLEMENTS }) },
     '/NetworkDriver.GetCapabilities': { handler: () => n.capabilities() },
@@ -42,9 +55,9 @@ export function dockerRoutes(s: Services): Record<string, Route> {
     '/NetworkDriver.DeleteNetwork': { schema: schemas.networkRef, handler: (b, log) => n.deleteNetwork(b, log) },
     '/NetworkDriver.AllocateNetwork': { schema: schemas.allocateNetwork, handler: (b, log) => (s.vnis ? s.vnis.allocate(b, log) : n.allocateNetwork(b)) },
     '/NetworkDriver.FreeNetwork': { schema: schemas.networkRef, handler: (b, log) => s.vnis?.free(b, log) ?? {} },
-    '/NetworkDriver.CreateEndpoint': { schema: schemas.createEndpoint, handler: (b, log) => n.createEndpoint(b, log) },
+    '/NetworkDriver.CreateEndpoint': { schema: schemas.createEndpoint, handler: (b, log) => registered(n.createEndpoint(b, log)) },
     '/NetworkDriver.EndpointOperInfo': { schema: schemas.endpointRef, handler: (b) => n.endpointOperInfo(b) },
-    '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => n.deleteEndpoint(b, log) },
+    '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => registered(n.deleteEndpoint(b, log)) },
     '/NetworkDriver.Join': {
       schema: schemas.join,
       handler: async (b, log) => {
@@ -60,9 +73,9 @@ export function dockerRoutes(s: Services): Record<string, Route> {
     '/NetworkDriver.DiscoverDelete': { schema: schemas.discovery, handler: (b, log) => s.swarm?.discoverDelete(b, log) ?? {} },
     '/IpamDriver.GetCapabilities': { handler: () => i.capabilities() },
     '/IpamDriver.GetDefaultAddressSpaces': { handler: () => i.defaultAddressSpaces() },
-    '/IpamDriver.RequestPool': { schema: schemas.requestPool, handler: (b, log) => i.requestPool(b, log) },
-    '/IpamDriver.ReleasePool': { schema: schemas.releasePool, handler: (b, log) => i.releasePool(b, log) },
-    '/IpamDriver.RequestAddress': { schema: schemas.requestAddress, handler: (b, log) => i.requestAddress(b, log) },
-    '/IpamDriver.ReleaseAddress': { schema: schemas.releaseAddress, handler: (b, log) => i.releaseAddress(b, log) },
+    '/IpamDriver.RequestPool': { schema: schemas.requestPool, handler: (b, log) => (c?.ownsPoolRequest(b) ? c.requestPool(b, log) : i.requestPool(refuseClusterPool(b), log)) },
+    '/IpamDriver.ReleasePool': { schema: schemas.releasePool, handler: (b, log) => (c?.ownsPool(b.PoolID) ? c.releasePool(b, log) : i.releasePool(b, log)) },
+    '/IpamDriver.RequestAddress': { schema: schemas.requestAddress, handler: (b, log) => (c?.ownsPool(b.PoolID) ? c.requestAddress(b, log) : i.requestAddress(b, log)) },
+    '/IpamDriver.ReleaseAddress': { schema: schemas.releaseAddress, handler: (b, log) => (c?.ownsPool(b.PoolID) ? c.releaseAddress(b, log) : i.releaseAddress(b, log)) },
   }
 }

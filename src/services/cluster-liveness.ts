@@ -30,6 +30,8 @@ export interface LivenessSettings {
   /** Pause before registering again after the store failed (default 1000 ms). */
   retryMs?: number
   log?: Logger
+  /** Called after each registration (the first, and each after a lost lease): keys riding the lease can be written again. */
+  onRegistered?: () => void
 }
 
 export class ClusterLiveness {
@@ -42,7 +44,7 @@ export class ClusterLiveness {
   private settleFirst: () => void = () => undefined
   private timer: NodeJS.Timeout | undefined
 
-  constructor(private readonly store: Store, private readonly settings: LivenessSettings) {
+  constructor(private readonly store: Store, private settings: LivenessSettings) {
     this.hostId = checkHostId(settings.hostId)
     const ttl = settings.ttlSeconds ?? MAX_HOST_TTL_SECONDS
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOST_TTL_SECONDS) throw invalid(`a host lease lives 1 to ${MAX_HOST_TTL_SECONDS} seconds, not ${quote(ttl)}`)
@@ -56,6 +58,11 @@ export class ClusterLiveness {
       void this.keepRegistered()
     }
     return this.registered
+  }
+
+  /** What the next registration publishes besides the host ID (its VTEP address, its underlay MTU). */
+  setInfo(info: Record<string, unknown>): void {
+    this.settings = { ...this.settings, info }
   }
 
   /** The lease this host's keys ride on now (undefined while none is live). */
@@ -133,6 +140,7 @@ export class ClusterLiveness {
         this.lease = lease
         this.settings.log?.info({ hostId: this.hostId, lease: lease.id, ttlSeconds: this.ttlSeconds }, 'host registered in the cluster')
         this.settleFirst()
+        this.settings.onRegistered?.()
         await lease.lost
         if (this.lease === lease) this.lease = undefined
         this.leaderRev = undefined

@@ -181,6 +181,12 @@ export class ClusterNetworks {
     }
   }
 
+  /** Drops what this process remembers of a network (it left, or the cluster removed it). */
+  forget(name: string): void {
+    this.specs.delete(name)
+    for (const id of [...this.cursors.keys()]) if (id.startsWith(`${name}#`)) this.cursors.delete(id)
+  }
+
   private remember(spec: ClusterNetworkSpec, created: boolean): Agreement {
     this.specs.set(spec.name, spec)
     return { spec, created }

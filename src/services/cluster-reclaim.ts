@@ -16,6 +16,7 @@
  */
 import { type AddressClaim, type GoneRecord, planSweep } from '../core/cluster-addresses.js'
 import type { Condition, Entry, Revision, Store } from '../store/store.js'
+import { type Members, leaveMembers } from './cluster-members.js'
 
 export const goneKey = (hostId: string) => `cluster-gone/${hostId}`
 
@@ -51,7 +52,12 @@ export async function sweepDeadHosts(store: Store, fence: Fence, graceMs: number
     list.push(e)
     byHost.set(e.value.hostId, list)
   }
-  const plan = planSweep({ alive, claimants: new Set(byHost.keys()), gone, nowMs, graceMs })
+  // Members of a network hold it in the cluster even without addresses: a dead one is removed the same way.
+  const memberships = new Map<string, string[]>()
+  for (const e of await store.list<Members>('cluster-members/')) {
+    for (const hostId of Object.keys(e.value.hosts ?? {})) memberships.set(hostId, [...(memberships.get(hostId) ?? []), e.id])
+  }
+  const plan = planSweep({ alive, claimants: new Set([...byHost.keys(), ...memberships.keys()]), gone, nowMs, graceMs })
   const leader: Condition = { key: fence.leaderKey, rev: fence.leaderRev }
   const fenced = async (when: Condition[], then: Parameters<Store['txn']>[1]) => {
     const { ok } = await store.txn([leader, ...when], then)
@@ -77,7 +83,10 @@ export async function sweepDeadHosts(store: Store, fence: Fence, graceMs: number
       if (report.deposed) return report
       if (ok) freed += batch.length // else: back, or a claim changed: the next sweep decides again
     }
-    if (freed === claims.length) await fenced([], [{ delete: goneKey(hostId) }])
+    if (freed === claims.length) {
+      for (const name of memberships.get(hostId) ?? []) await leaveMembers(store, name, hostId, [leader, { key: fence.hostKey(hostId), absent: true }])
+      await fenced([], [{ delete: goneKey(hostId) }])
+    }
     if (freed > 0) report.reclaimed.push({ hostId, addresses: freed })
     if (report.deposed) return report
   }

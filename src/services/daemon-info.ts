@@ -1,6 +1,6 @@
 /** The running daemon's health in one answer (`/Tsnet.Status`): reconcile, garbage collection, Docker's API. */
 import type { ReconcileStatus, Reconciler } from '../engine/reconciler.js'
-import type { DaemonStatus, GcStatus, OverlayPeersStatus, ReconcilePass } from '../observe/daemon-status.js'
+import type { ClusterStatus, DaemonStatus, GcStatus, OverlayPeersStatus, ReconcilePass } from '../observe/daemon-status.js'
 import type { DockerContact } from './docker-contact.js'
 import type { GcService } from './gc-service.js'
 
@@ -19,6 +19,8 @@ export class DaemonInfo {
   contact: DockerContact | undefined
   /** The swarm's hosts (services/swarm-service.ts), set by openServices. */
   overlay: (() => OverlayPeersStatus) | undefined
+  /** Cluster networks on etcd (services/cluster-service.ts), set by serve. */
+  cluster: (() => ClusterStatus) | undefined
 
   constructor(private readonly facts: DaemonFacts, private readonly reconciler: Reconciler) {}
 
@@ -39,6 +41,7 @@ export class DaemonInfo {
       gc,
       docker: this.contact?.status() ?? { state: 'off' },
       ...(this.overlay ? { overlay: this.overlay() } : {}),
+      ...(this.cluster ? { cluster: this.cluster() } : {}),
     }
   }
 }

@@ -60,6 +60,8 @@ export class NetworkDriver {
   readonly lock = new KeyedLock()
   /** Networks between their checks and their registration: a racing create sees them. */
   private readonly creating = new Map<string, NetworkRecord>()
+  /** Cluster networks: what the cluster store agreed (the cluster service sets it). */
+  clusterPlan: ((generic: Readonly<Record<string, string>>) => Promise<PlanContext['cluster']>) | undefined
 
   constructor(
     readonly state: NetworkState,
@@ -70,8 +72,7 @@ export class NetworkDriver {
   ) {}
 
   capabilities() {
-    const scope = this.config.scope ?? 'local'
-    return { Scope: scope, ConnectivityScope: scope }
+    return { Scope: this.config.scope ?? 'local', ConnectivityScope: this.config.scope ?? 'local' }
   }
 
   private async defaultMtu(): Promise<number> {
@@ -92,6 +93,7 @@ export class NetworkDriver {
       const links = await currentLinks(this.host, mode.hostLinks?.(generic) ?? [])
       const ctx: PlanContext = { defaultMtu: await this.defaultMtu(), facts, links, scope: this.config.scope ?? 'local' }
       if (mode.name === 'overlay') ctx.underlay = await this.config.underlay?.()
+      if (mode.name === 'cluster') ctx.cluster = await this.clusterPlan?.(generic)
       const planned = planNetwork(req, mode, generic, ctx, this.clock.iso())
       const existing = this.state.networks.get(req.NetworkID)
       if (existing && !sameNetwork(existing, planned)) {
@@ -288,9 +290,7 @@ export class NetworkDriver {
   }
 
   /** For status output and garbage collection. */
-  snapshot() {
-    return this.state.snapshot()
-  }
+  snapshot = () => this.state.snapshot()
 
   /** Swarm managers call this for global-scope networks; workers' CreateNetwork receives these options back. */
   allocateNetwork(req: AllocateNetworkRequest) {

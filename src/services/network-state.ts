@@ -10,7 +10,7 @@ import type { EndpointRecord, NetworkRecord } from '../core/records.js'
 import { upgradeNetwork } from '../core/record-upgrade.js'
 import { notFound } from '../errors.js'
 import { modeOf } from '../modes/index.js'
-import { NO_OVERLAY, type OverlayView, type RenderContext } from '../modes/mode.js'
+import { type ClusterView, NO_OVERLAY, type OverlayView, type RenderContext } from '../modes/mode.js'
 import type { Store } from '../store/store.js'
 import { EndpointMap } from './endpoint-map.js'
 
@@ -37,6 +37,8 @@ export class NetworkState {
   private readonly creatingEndpoints = new Map<string, EndpointRecord>()
   /** Where this node sends overlay traffic from and to (the swarm service sets it). */
   overlay: () => OverlayView = () => NO_OVERLAY
+  /** Cluster networks: the other hosts' endpoints (the cluster service sets it). */
+  cluster: ClusterView = () => []
 
   constructor(
     readonly store: Store,
@@ -71,7 +73,7 @@ export class NetworkState {
   }
 
   renderContext(): RenderContext {
-    return { facts: this.facts(), resolve: (name) => this.directory.resolve(name), overlay: this.overlay() }
+    return { facts: this.facts(), resolve: (name) => this.directory.resolve(name), overlay: this.overlay(), cluster: this.cluster }
   }
 
   /**
