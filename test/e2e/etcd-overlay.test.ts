@@ -25,7 +25,7 @@ import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import { createUnderlay, type Underlay } from './lib/underlay.js';
 import { waitFor } from './lib/wait.js';
 import {
-  assemblePlugin, createPluginOn, enablePluginOn, liveSocket, makeEtcdCerts, pingStats, startEtcd, vxlanDevices, vxlanEntries,
+  assemblePlugin, createPluginOn, describeFdb, describeNeigh, enablePluginOn, linkAddrs4, liveSocket, makeEtcdCerts, pingStats, startEtcd, vxlanDevices, vxlanEntries,
   type EtcdCluster, type EtcdHost, type EtcdTlsFiles,
 } from './lib/etcd-hosts.js';
 
@@ -40,6 +40,14 @@ const clusterNet = (name: string, subnet: string) =>
 const bridgeNet = (name: string, subnet: string) => ['network', 'create', '-d', 'tsnet', '--ipam-driver', 'tsnet', '--subnet', subnet, name];
 const ETCD_IPS = ['10.250.0.11', '10.250.0.12', '10.250.0.13'];
 const TLS_ETCD_IP = '10.250.0.21';
+/**
+ * Seconds a dead host stays registered-gone before one elected tsnet frees its addresses and
+ * memberships (TSNET_CLUSTER_GRACE; 300 by default, 5 at least): short here, so the last
+ * scenario sees the killed host's claims go within the file's time.
+ */
+const GRACE_SEC = 5;
+/** A local diagnosis aid, never set in CI: give each plugin TSNET_ADVERTISE_ADDRESS instead of relying on the default. */
+const ADVERTISE = process.env.TSE_WORKAROUND_ADVERTISE === '1';
 /** Where the plugin sees its state.source: the PEM files go into the host's state dir. */
 const PLUGIN_STATE = '/var/lib/tsnet';
 
@@ -55,7 +63,7 @@ const letter = (h: EtcdHost) => h.e.name.slice(-1).toUpperCase();
 
 /** Every scenario ends with the idempotence check on each plugin still running: a dry-run reconcile plans nothing. */
 async function idleEverywhere(t: Test): Promise<void> {
-  for (const h of [...hosts, ...(tlsHost ? [tlsHost] : [])]) await expectIdle(t, liveSocket(h), `tsnet on ${h.e.name}`);
+  await Promise.all([...hosts, ...(tlsHost ? [tlsHost] : [])].map((h) => expectIdle(t, liveSocket(h), `tsnet on ${h.e.name}`)));
 }
 
 function diagnostics(t: Test): void {
@@ -63,7 +71,7 @@ function diagnostics(t: Test): void {
     if (h.pluginId) t.comment(`--- plugin on ${h.e.name}:\n${pluginLines(h.e, h.pluginId).slice(-15).map((l) => `[${l.level}] ${l.text.slice(0, 500)}`).join('\n')}`);
     t.comment(`--- dockerd ${h.e.name}:\n${h.e.dockerdLogTail(6)}`);
   }
-  for (const [i, m] of (etcd?.members ?? []).entries()) t.comment(`--- etcd ${m.name}:\n${etcd?.logTail(i, 5)}`);
+  for (const [i, m] of (etcd?.members ?? []).entries()) t.comment(`--- etcd ${m.name}:\n${etcd?.logTail(i, 3)}`);
 }
 
 function scenario(name: string, fn: (t: Test) => Promise<void>) {
@@ -143,6 +151,8 @@ async function etcdLeader(): Promise<number> {
   return i;
 }
 
+/** 15 s of pings every 0.2 s: an outage longer than a host lease (10 s at most). */
+const OUTAGE_PINGS = 75;
 const ETCD_DOWN = { etcd: /etcd/i, down: /unreachable|not reachable|unavailable/i };
 
 // ---- setup ----
@@ -179,8 +189,8 @@ await t.test('setup: underlay, etcd x3, three engines with the plugin on etcd, a
   const t2 = Date.now();
   for (const h of hosts) {
     await enablePluginOn(h, P, [
-      `TSNET_ETCD_ENDPOINTS=${cluster.endpoints.join(',')}`, `state.source=${h.e.stateDir}/tsnet-state`, 'TSNET_LOG_LEVEL=debug',
-      `docker-socket.source=${h.e.sockPath}`, 'DOCKER_HOST=unix:///var/run/docker.sock',
+      `TSNET_ETCD_ENDPOINTS=${cluster.endpoints.join(',')}`, `state.source=${h.e.stateDir}/tsnet-state`, 'TSNET_LOG_LEVEL=debug', `TSNET_CLUSTER_GRACE=${GRACE_SEC}`,
+      `docker-socket.source=${h.e.sockPath}`, ...(ADVERTISE ? [`TSNET_ADVERTISE_ADDRESS=${h.ip}`] : []), 'DOCKER_HOST=unix:///var/run/docker.sock',
     ]);
     const alias = await legacyAlias(h.e, ['--plugin', P]);
     t.equal(alias.code, 0, `${h.e.name}: "tsnet" reaches ${P} (legacy-alias.sh) ${alias.stderr.trim()}`);
@@ -193,11 +203,14 @@ await t.test('setup: underlay, etcd x3, three engines with the plugin on etcd, a
 });
 
 t.teardown(async () => {
+  const t0 = Date.now();
   await Promise.all([...hosts, ...(tlsHost ? [tlsHost] : [])].map(async (h) => {
     if (h.e.running) await removeAllPlugins(h.e).catch(() => undefined);
     await destroyEngine(h.e).catch(() => undefined);
   }));
+  const t1 = Date.now();
   await Promise.all([...(etcd?.members ?? []), ...(tlsEtcd?.members ?? [])].map((m) => destroyEngine(m.ns).catch(() => undefined)));
+  t.comment(`teardown: engines ${t1 - t0} ms, etcd and the underlay ${Date.now() - t1} ms`);
   await U?.destroy().catch(() => undefined);
   t.comment(`etcd-overlay e2e took ${Math.round((Date.now() - T0) / 1000)} s`);
 });
@@ -229,18 +242,21 @@ await scenario('the wrong subnet is refused on a third host, naming the network 
 });
 
 await scenario('the same network on all three hosts: subnet, gateway, one VNI, each VTEP on its own underlay address', async (t) => {
-  const seen: Array<{ host: string; subnet: string; gateway: string; vni: number }> = [];
+  const seen: Array<{ host: string; subnet: string; gateway: string[]; vni: number }> = [];
   for (const h of hosts) {
-    const [subnet, gateway] = (await h.e.dockerOk(['network', 'inspect', '-f', '{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}', 'web'])).split(' ');
+    const subnet = await h.e.dockerOk(['network', 'inspect', '-f', '{{range .IPAM.Config}}{{.Subnet}}{{end}}', 'web']);
     const devs = await vxlanDevices(h.e);
     t.equal(devs.length, 1, `${h.e.name}: one VXLAN device (${devs.map((d) => d.name).join(' ')})`);
     t.equal(devs[0]?.local, h.ip, `${h.e.name}: its VTEP is the host's source address toward the first etcd endpoint (${h.ip})`);
-    seen.push({ host: h.e.name, subnet: subnet ?? '', gateway: gateway ?? '', vni: devs[0]?.vni ?? -1 });
+    // Docker's inspect shows a gateway only when the user gave one: read the bridge the VXLAN port is on
+    const gateway = devs[0]?.master ? await linkAddrs4(h.e, devs[0].master) : [];
+    seen.push({ host: h.e.name, subnet, gateway, vni: devs[0]?.vni ?? -1 });
   }
-  t.equal(seen[0]?.subnet, WEB_SUBNET, `subnet ${WEB_SUBNET}`);
-  t.ok(seen[0]?.gateway && ip4InCidr(seen[0].gateway, WEB_SUBNET), `a gateway in it (${seen[0]?.gateway})`);
-  t.ok((seen[0]?.vni ?? 0) > 0, `a VNI (${seen[0]?.vni})`);
-  for (const s of seen.slice(1)) t.same({ subnet: s.subnet, gateway: s.gateway, vni: s.vni }, { subnet: seen[0]?.subnet, gateway: seen[0]?.gateway, vni: seen[0]?.vni }, `${s.host} agrees with ${seen[0]?.host}`);
+  const first = seen[0] as (typeof seen)[number];
+  t.equal(first.subnet, WEB_SUBNET, `subnet ${WEB_SUBNET}`);
+  t.ok(first.gateway.length === 1 && ip4InCidr((first.gateway[0] ?? '').split('/')[0] ?? '', WEB_SUBNET) && first.gateway[0]?.endsWith('/24'), `the bridge carries a gateway in it (${first.gateway.join(' ')})`);
+  t.ok(first.vni > 0, `a VNI (${first.vni})`);
+  for (const s of seen.slice(1)) t.same({ subnet: s.subnet, gateway: s.gateway, vni: s.vni }, { subnet: first.subnet, gateway: first.gateway, vni: first.vni }, `${s.host} agrees with ${first.host}: the same subnet, gateway and VNI`);
 });
 
 const probe = (h: EtcdHost) => `w${letter(h)}`;
@@ -297,15 +313,16 @@ await scenario('isolation: web reaches neither api (same host, other host) nor a
   const lA = await ipOf(A(), 'lA', 'lan');
   const wB = probeIp[B().e.name] as string;
   // controls: each target answers on its own network, and wA reaches across hosts and out through its host
-  t.ok(await waitFor(() => pings(A(), 'aA', aB), { timeoutMs: 10_000 }).catch(() => false), `control: aA on ${A().e.name} pings aB on ${B().e.name} over api`);
-  t.ok(await pings(B(), 'aB', aA), 'control: and aB pings aA');
-  t.ok(await pings(A(), 'lA2', lA), 'control: lA2 pings lA on the bridge network lan');
-  t.ok(await pings(A(), 'wA', wB), 'control: wA pings wB across hosts on web');
-  t.ok(await pings(A(), 'wA', B().ip), `control: wA reaches host B's underlay address ${B().ip} through its own host (egress)`);
-  t.notOk(await pings(A(), 'wA', aA, 2, 1), `wA cannot reach aA (${aA}, api, same host)`);
-  t.notOk(await pings(A(), 'wA', aB, 2, 1), `wA cannot reach aB (${aB}, api, other host)`);
-  t.notOk(await pings(A(), 'wA', lA, 2, 1), `wA cannot reach lA (${lA}, bridge network, same host)`);
-  t.notOk(await pings(B(), 'aB', wB, 2, 1), `aB cannot reach wB (${wB}, web, same host)`);
+  const control = await Promise.all([
+    waitFor(() => pings(A(), 'aA', aB), { timeoutMs: 10_000 }).catch(() => false),
+    waitFor(() => pings(B(), 'aB', aA), { timeoutMs: 10_000 }).catch(() => false),
+    pings(A(), 'lA2', lA),
+    pings(A(), 'wA', wB),
+    pings(A(), 'wA', B().ip),
+  ]);
+  t.same(control, [true, true, true, true, true], `controls: aA <-> aB over api across hosts, lA2 -> lA on lan, wA -> wB over web, wA -> ${B().ip} (host B's underlay address, out through its own host)`);
+  const refused = await Promise.all([pings(A(), 'wA', aA, 2, 1), pings(A(), 'wA', aB, 2, 1), pings(A(), 'wA', lA, 2, 1), pings(B(), 'aB', wB, 2, 1)]);
+  t.same(refused, [false, false, false, false], `wA reaches neither aA (${aA}, api, same host) nor aB (${aB}, api, other host) nor lA (${lA}, bridge network, same host); aB does not reach wB (${wB}, web, same host)`);
   // hostile frames: wA (CAP_NET_RAW) writes Ethernet frames straight to the other networks' MACs
   const targets = { aA: [A(), 'aA', 'api'], aB: [B(), 'aB', 'api'], lA: [A(), 'lA', 'lan'], wB: [B(), 'wB', 'web'], nA0: [A(), 'nA0', 'web'] } as const;
   const macs: Record<string, string> = {};
@@ -356,7 +373,7 @@ await scenario('all etcd stopped: traffic continues without loss, new cluster en
   const cluster = etcd as EtcdCluster;
   const flows = hosts.map((h, i) => {
     const to = hosts[(i + 1) % 3] as EtcdHost;
-    return { what: `${probe(h)} -> ${probe(to)}`, done: pingInBackground(h, probe(h), probeIp[to.e.name] as string, 100) };
+    return { what: `${probe(h)} -> ${probe(to)}`, done: pingInBackground(h, probe(h), probeIp[to.e.name] as string, OUTAGE_PINGS) };
   });
   await new Promise((r) => setTimeout(r, 1000));
   await Promise.all(cluster.members.map((_, i) => cluster.stop(i, 'SIGTERM')));
@@ -382,7 +399,7 @@ await scenario('all etcd stopped: traffic continues without loss, new cluster en
   t.comment(`what tsnet on ${C().e.name} logged meanwhile (warn and up):\n${pluginLines(C().e, C().pluginId as string, mark).filter((l) => Number(l.json?.level ?? 0) >= 40).slice(-5).map((l) => l.text.slice(0, 300)).join('\n')}`);
   for (const f of flows) {
     const s = await f.done;
-    t.ok(s.sent === 100 && s.received === 100, `${f.what} across the stop: ${s.received}/${s.sent} replies, no loss`);
+    t.ok(s.sent === OUTAGE_PINGS && s.received === OUTAGE_PINGS, `${f.what} across the stop: ${s.received}/${s.sent} replies, no loss`);
   }
   t.ok(await pings(A(), 'lA2', await ipOf(A(), 'lA', 'lan')), `the older bridge network on ${A().e.name} works too`);
 });
@@ -424,16 +441,17 @@ await scenario('a host killed (its tsnet and dockerd, SIGKILL): within 15 s no p
   const towardDead = async (h: EtcdHost) => {
     const { fdb, neigh } = await vxlanEntries(h.e);
     return [
-      ...fdb.filter((x) => x.dst === dead.ip || goneMacs.has(x.mac.toLowerCase())).map((x) => `fdb ${x.mac} dst ${x.dst ?? '-'} dev ${x.dev}`),
-      ...neigh.filter((x) => goneIps.has(x.dst) || (x.lladdr && goneMacs.has(x.lladdr.toLowerCase()))).map((x) => `neigh ${x.dst} lladdr ${x.lladdr ?? '-'} dev ${x.dev}`),
+      ...fdb.filter((x) => x.dst === dead.ip || goneMacs.has(x.mac.toLowerCase())).map(describeFdb),
+      ...neigh.filter((x) => goneIps.has(x.dst) || (x.lladdr && goneMacs.has(x.lladdr.toLowerCase()))).map(describeNeigh),
     ];
   };
   for (const h of [A(), B()]) {
-    const { fdb, neigh } = await vxlanEntries(h.e);
+    const { fdb, neigh, learning } = await vxlanEntries(h.e);
     t.ok(fdb.some((x) => x.dst === dead.ip), `control: before, ${h.e.name}'s VXLAN devices have FDB entries toward ${dead.ip}`);
     t.ok(neigh.some((x) => goneIps.has(x.dst)), `control: and neighbour entries for its containers`);
+    t.comment(`${h.e.name}: bridge port learning on the VXLAN devices: ${JSON.stringify(learning)}`);
   }
-  const flows = [pingInBackground(A(), 'wA', probeIp[B().e.name] as string, 100), pingInBackground(B(), 'wB', probeIp[A().e.name] as string, 100)];
+  const flows = [pingInBackground(A(), 'wA', probeIp[B().e.name] as string, 75), pingInBackground(B(), 'wB', probeIp[A().e.name] as string, 75)];
   await new Promise((r) => setTimeout(r, 1000));
   const pid = dead.pluginId ? pluginPid(dead.e, dead.pluginId) : undefined;
   const t0 = Date.now();
@@ -446,12 +464,19 @@ await scenario('a host killed (its tsnet and dockerd, SIGKILL): within 15 s no p
   }
   t.ok(pid && dead.e.dockerdPid, `killed tsnet (pid ${pid}) and dockerd (pid ${dead.e.dockerdPid}) of ${dead.e.name}`);
   await waitFor(() => !alive(pid) && !dead.e.running, { timeoutMs: 5_000, what: 'both to exit' });
+  // what the issue asks: no FDB entry toward the dead host's VTEP, no neighbour entry for its containers
+  const towardAddress = (x: string) => / dst /.test(x) || x.startsWith('neigh ');
   await Promise.all([A(), B()].map(async (h) => {
     let left: string[] = [];
-    await waitFor(async () => (left = await towardDead(h)).length === 0, { timeoutMs: 15_000 - (Date.now() - t0), intervalMs: 250, what: 'the entries to go' }).catch(() => undefined);
-    t.same(left, [], `${h.e.name} holds no entry toward ${dead.ip} or its containers (${Date.now() - t0} ms after the kill)`);
+    await waitFor(async () => (left = (await towardDead(h)).filter(towardAddress)).length === 0, { timeoutMs: Math.max(0, 15_000 - (Date.now() - t0)), intervalMs: 250, what: 'the entries to go' }).catch(() => undefined);
+    t.same(left, [], `${h.e.name} holds no FDB entry toward ${dead.ip} and no neighbour entry for its containers (${Date.now() - t0} ms after the kill)`);
   }));
-  for (const s of await Promise.all(flows)) t.ok(s.sent === 100 && s.received === 100, `A <-> B across the kill: ${s.received}/${s.sent} replies`);
+  // and no learning on the VXLAN port (the issue: "no flooding, no learning"): the bridges keep no entry for its MACs either
+  for (const h of [A(), B()]) {
+    const { learning } = await vxlanEntries(h.e);
+    t.same((await towardDead(h)).filter((x) => !towardAddress(x)), [], `${h.e.name}'s bridges hold no entry for the dead host's MACs on their VXLAN ports (bridge port learning: ${JSON.stringify(learning)})`);
+  }
+  for (const s of await Promise.all(flows)) t.ok(s.sent === 75 && s.received === 75, `A <-> B across the kill: ${s.received}/${s.sent} replies`);
   t.ok(await pings(A(), 'wA', many.find((x) => x.h === B())?.ip ?? ''), 'wA still reaches a container on B');
 });
 
@@ -468,8 +493,10 @@ await scenario('the networks removed on every remaining host: etcd holds no key 
     }
   }));
   let left: string[] = keysBefore;
-  await waitFor(async () => (left = naming(await etcdKeys(), ['web', 'api'])).length === 0, { timeoutMs: 20_000, intervalMs: 500, what: 'the keys to go' }).catch(() => undefined);
-  t.same(left, [], 'no key names web or api');
+  // the killed host's claims and membership go when the elected tsnet reclaims them (lease 10 s + grace + a 5 s sweep)
+  const t0 = Date.now();
+  await waitFor(async () => (left = naming(await etcdKeys(), ['web', 'api'])).length === 0, { timeoutMs: 40_000, intervalMs: 500, what: 'the keys to go' }).catch(() => undefined);
+  t.same(left, [], `no key names web or api (${Date.now() - t0} ms after the last network rm; the killed host's claims freed after the grace of ${GRACE_SEC} s)`);
   for (const h of [A(), B()]) t.same((await vxlanDevices(h.e)).map((d) => d.name), [], `${h.e.name}: no VXLAN device left`);
   t.comment(`keys left (host registrations, the leader): ${(await etcdKeys()).join(' ')}`);
 });
@@ -484,7 +511,7 @@ await scenario('TLS on once: a member serving https with a test CA; a wrong CA f
   const settings = [
     `TSNET_ETCD_ENDPOINTS=https://${TLS_ETCD_IP}:2379`, `TSNET_ETCD_CAFILE=${inPlugin('ca.pem')}`,
     `TSNET_ETCD_CERTFILE=${inPlugin('client.pem')}`, `TSNET_ETCD_KEYFILE=${inPlugin('client.key')}`,
-    `state.source=${h.e.stateDir}/tsnet-state`, 'TSNET_LOG_LEVEL=debug',
+    `state.source=${h.e.stateDir}/tsnet-state`, 'TSNET_LOG_LEVEL=debug', ...(ADVERTISE ? [`TSNET_ADVERTISE_ADDRESS=${h.ip}`] : []),
   ];
   const declared = await h.e.dockerOk(['plugin', 'inspect', '-f', '{{range .Config.Env}}{{.Name}} {{end}}', P]);
   const missing = ['TSNET_ETCD_CAFILE', 'TSNET_ETCD_CERTFILE', 'TSNET_ETCD_KEYFILE'].filter((n) => !declared.split(' ').includes(n));
@@ -494,6 +521,7 @@ await scenario('TLS on once: a member serving https with a test CA; a wrong CA f
   t.equal((await legacyAlias(h.e, ['--plugin', P])).code, 0, 'legacy alias');
   const created = await h.e.docker(clusterNet('web', WEB_SUBNET), { timeoutMs: 60_000 });
   t.equal(created.code, 0, `web created over https ${created.stderr.trim()}`);
+  if (created.code !== 0) return;
   await runOk(h, 's1');
   await runOk(h, 's2');
   const s2 = await ipOf(h, 's2');
@@ -511,7 +539,7 @@ await scenario('TLS on once: a member serving https with a test CA; a wrong CA f
   t.ok(ms <= 30_000, `within 30 s (${ms} ms)`);
   t.match(r.stderr, ETCD_DOWN.etcd, `the error names etcd: ${r.stderr.trim()}`);
   t.match(r.stderr, ETCD_DOWN.down, 'and says it is unreachable');
-  const said = pluginLines(h.e, h.pluginId as string, mark).filter((l) => /certificate|tls|x509|self.signed|verif/i.test(l.text));
-  t.ok(said.length > 0, `the plugin's log says why (the certificate): ${said[0]?.text.slice(0, 400) ?? 'nothing'}`);
+  const said = pluginLines(h.e, h.pluginId as string, mark).filter((l) => Number(l.json?.level ?? 0) >= 40 && /certificate|x509|self.signed|verify/i.test(l.text));
+  t.ok(said.length > 0, `the plugin's log warns why (the certificate): ${said[0]?.text.slice(0, 400) ?? 'nothing'}`);
   await h.e.docker(['rm', '-f', 's3']);
 });

@@ -264,7 +264,10 @@ export async function vxlanDevices(e: Engine): Promise<VxlanDevice[]> {
 export interface FdbEntry {
   dev: string;
   mac: string;
+  /** the remote VTEP (the VXLAN device's own entries) */
   dst?: string;
+  /** set for the bridge's entries on the port (learned, or static when tsnet added them) */
+  master?: string;
   state?: string;
   flags?: string[];
 }
@@ -276,16 +279,22 @@ export interface NeighEntry {
   state?: string[];
 }
 
-/** FDB and neighbour entries of every VXLAN device in a namespace. */
-export async function vxlanEntries(e: Engine): Promise<{ devices: VxlanDevice[]; fdb: FdbEntry[]; neigh: NeighEntry[] }> {
+export const describeFdb = (x: FdbEntry) =>
+  `fdb ${x.mac}${x.dst ? ` dst ${x.dst}` : ''}${x.master ? ` master ${x.master}` : ''} dev ${x.dev} state ${x.state || 'dynamic (learned)'}${x.flags?.length ? ` flags ${x.flags.join(',')}` : ''}`;
+
+export const describeNeigh = (x: NeighEntry) => `neigh ${x.dst} lladdr ${x.lladdr ?? '-'} dev ${x.dev} ${(x.state ?? []).join(',')}`;
+
+/** FDB and neighbour entries of every VXLAN device in a namespace, with its ports' learning flag. */
+export async function vxlanEntries(e: Engine): Promise<{ devices: VxlanDevice[]; fdb: FdbEntry[]; neigh: NeighEntry[]; learning: Record<string, boolean | undefined> }> {
   const devices = await vxlanDevices(e);
   const fdb: FdbEntry[] = [];
   const neigh: NeighEntry[] = [];
+  const learning: Record<string, boolean | undefined> = {};
   for (const d of devices) {
     const f = await nsExec(e, ['bridge', '-j', 'fdb', 'show', 'dev', d.name], { timeoutMs: 10_000 });
     if (f.code === 0) {
-      for (const x of JSON.parse(f.stdout || '[]') as Array<{ mac: string; dst?: string; state?: string; flags?: string[] }>) {
-        fdb.push({ dev: d.name, mac: x.mac, ...(x.dst ? { dst: x.dst } : {}), ...(x.state ? { state: x.state } : {}), ...(x.flags ? { flags: x.flags } : {}) });
+      for (const x of JSON.parse(f.stdout || '[]') as Array<{ mac: string; dst?: string; master?: string; state?: string; flags?: string[] }>) {
+        fdb.push({ dev: d.name, mac: x.mac, ...(x.dst ? { dst: x.dst } : {}), ...(x.master ? { master: x.master } : {}), ...(x.state ? { state: x.state } : {}), ...(x.flags?.length ? { flags: x.flags } : {}) });
       }
     }
     const n = await nsExec(e, ['ip', '-j', 'neigh', 'show', 'dev', d.name], { timeoutMs: 10_000 });
@@ -294,8 +303,18 @@ export async function vxlanEntries(e: Engine): Promise<{ devices: VxlanDevice[];
         neigh.push({ dev: d.name, dst: x.dst, ...(x.lladdr ? { lladdr: x.lladdr } : {}), ...(x.state ? { state: x.state } : {}) });
       }
     }
+    const l = await nsExec(e, ['bridge', '-d', '-j', 'link', 'show', 'dev', d.name], { timeoutMs: 10_000 });
+    if (l.code === 0) learning[d.name] = (JSON.parse(l.stdout || '[]') as Array<{ learning?: boolean }>)[0]?.learning;
   }
-  return { devices, fdb, neigh };
+  return { devices, fdb, neigh, learning };
+}
+
+/** The IPv4 addresses (a.b.c.d/len) of a link in a namespace. */
+export async function linkAddrs4(e: Engine, dev: string): Promise<string[]> {
+  const r = await nsExec(e, ['ip', '-j', '-4', 'addr', 'show', 'dev', dev], { timeoutMs: 10_000 });
+  if (r.code !== 0) return [];
+  const links = JSON.parse(r.stdout || '[]') as Array<{ addr_info?: Array<{ local: string; prefixlen: number }> }>;
+  return links.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
 }
 
 /** Ping statistics of busybox ping's summary ("N packets transmitted, M packets received"). */
