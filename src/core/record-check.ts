@@ -125,6 +125,9 @@ const META: Record<string, Check> = {
   // Overlay mode: the leader's VNI claims (network ID → VNI), and the hosts of the swarm.
   'overlay-vnis': shape({ claims: mapOf(int(1, 0xffffff)) }),
   'swarm-peers': shape({ self: optional(ip()), peers: mapOf(oneOf('discovery', 'docker')), contact: optional(mapOf(str)) }),
+  // Cluster networks: this host's ID in the cluster store, and its copy of the other hosts' endpoints.
+  'cluster-host': shape({ id: str }),
+  'cluster-remotes': mapOf(listOf(shape({ ip: ip(4), ipv6: optional(ip(6)), mac, vtep: ip() }))),
 }
 
 /** The ID a record must be stored under, for the records whose ID follows from their content. */

@@ -8,7 +8,7 @@
  * VTEPs of hosts that have endpoints may send the network's VXLAN here.
  */
 import { invalid, quote } from '../errors.js'
-import { parseIp, type Family } from '../core/addr.js'
+import { formatIp, parseIp, type Family } from '../core/addr.js'
 import { checkNetworkName } from '../core/cluster-spec.js'
 import { COMMON_OPTION } from '../core/docker-keys.js'
 import { VTEP_TAG, setName, vxlanGuardRule } from '../core/edge-rules.js'
@@ -17,7 +17,7 @@ import type { HostObject } from '../core/objects.js'
 import { parseMtu } from '../core/options.js'
 import type { ClusterNetwork, NetworkRecord } from '../core/records.js'
 import { BRIDGE_OPTION, bridgeMode, joinAnswer } from './bridge.js'
-import type { NetworkMode, RemoteEndpoint, RenderContext } from './mode.js'
+import type { ClusterPlan, NetworkMode, RemoteEndpoint, RenderContext } from './mode.js'
 import { overlayMtu } from './overlay-options.js'
 import { vxlanNameFor } from './overlay.js'
 
@@ -32,7 +32,9 @@ function clusterOf(n: NetworkRecord): ClusterNetwork {
 }
 
 /** The pool Docker gave must be the cluster's subnet: only tsnet's IPAM with the same name hands it out. */
-function checkPool(name: string, n: { ipv4Subnets: Array<{ pool: string; gateway?: string }>; ipv6: boolean }, subnet: string, gateway: string) {
+type Subnets = Array<{ pool: string; gateway?: string }>
+function checkPool(name: string, n: { ipv4Subnets: Subnets; ipv6Subnets: Subnets; ipv6: boolean }, plan: ClusterPlan) {
+  const { subnet, gateway } = plan
   const how = `create it with --ipam-driver tsnet --ipam-opt ${CLUSTER_OPTION.name}=${name} (tsnet's IPAM claims every address in the cluster store; another IPAM would hand out addresses other hosts use)`
   const [v4, ...more] = n.ipv4Subnets
   if (!v4 || more.length > 0) throw invalid(`cluster network ${quote(name)} takes exactly one IPv4 subnet, the cluster's ${subnet}: ${how}`)
@@ -40,7 +42,14 @@ function checkPool(name: string, n: { ipv4Subnets: Array<{ pool: string; gateway
   if (v4.gateway !== undefined && v4.gateway.split('/')[0] !== gateway) {
     throw invalid(`the network's gateway ${v4.gateway} is not cluster network ${quote(name)}'s gateway ${gateway}: ${how}`)
   }
-  if (n.ipv6) throw invalid(`IPv6 on cluster networks is not available in this version of tsnet: create ${quote(name)} without --ipv6`)
+  if (!n.ipv6) return
+  const [v6, ...more6] = n.ipv6Subnets
+  if (!plan.ipv6Subnet || !v6 || more6.length > 0 || v6.pool !== plan.ipv6Subnet) {
+    throw invalid(`the network's IPv6 subnet ${v6?.pool ?? '(none)'} is not cluster network ${quote(name)}'s ${plan.ipv6Subnet ?? '(none yet)'}: ${how}`)
+  }
+  if (v6.gateway !== undefined && parseIp(v6.gateway.split('/')[0] ?? '')?.value !== parseIp(plan.ipv6Gateway ?? '')?.value) {
+    throw invalid(`the network's IPv6 gateway ${v6.gateway} is not cluster network ${quote(name)}'s gateway ${plan.ipv6Gateway}: ${how}`)
+  }
 }
 
 /** Remote endpoints as the store gave them, checked: anything malformed is left out, never programmed. */
@@ -50,7 +59,8 @@ export function usableRemotes(remotes: readonly RemoteEndpoint[], family: Family
     const ip = parseIp(r.ip)
     const vtep = parseIp(r.vtep)
     if (!ip || ip.family !== 4 || !vtep || vtep.family !== family || r.vtep === local || !MAC.test(r.mac)) continue
-    seen.set(r.ip, r)
+    const v6 = r.ipv6 !== undefined ? parseIp(r.ipv6) : undefined
+    seen.set(r.ip, { ip: r.ip, mac: r.mac, vtep: r.vtep, ...(v6?.family === 6 ? { ipv6: formatIp(v6) } : {}) })
   }
   return [...seen.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))
 }
@@ -68,6 +78,7 @@ function vxlanObjects(n: ClusterNetwork, remotes: readonly RemoteEndpoint[]): Ho
     ...usable.flatMap((r): HostObject[] => [
       { kind: 'fdb', link: vxlan, mac: r.mac, dst: r.vtep },
       { kind: 'neigh', link: vxlan, ip: r.ip, mac: r.mac },
+      ...(r.ipv6 ? [{ kind: 'neigh', link: vxlan, ip: r.ipv6, mac: r.mac } as const] : []),
     ]),
     ...vteps.map((dst): HostObject => ({ kind: 'setEntry', set: setName('vtep', f), entry: dst, comment: VTEP_TAG })),
     { kind: 'guard', family: f, rule: vxlanGuardRule(f, port, vni, networkTag(n.id)) },
@@ -89,13 +100,13 @@ export const clusterMode: NetworkMode = {
     }
     const plan = ctx.cluster
     if (!plan) throw invalid(`${CLUSTER_OPTION.name}=${name} needs the cluster store: start tsnet with --etcd-endpoints (docs/overlay.md)`)
-    checkPool(name, common, plan.subnet, plan.gateway)
+    checkPool(name, common, plan)
     const { [CLUSTER_OPTION.name]: _, ...bridgeOptions } = generic
     const asBridge = bridgeMode.planSpec(bridgeOptions, common, ctx)
     if (asBridge.mode !== 'bridge') throw new Error('bridge mode planned another mode')
     const f: Family = parseIp(plan.vtep)?.family ?? 4
     const given = generic[COMMON_OPTION.mtu]
-    const mtu = given !== undefined ? parseMtu(given, COMMON_OPTION.mtu) : overlayMtu(plan.smallestUnderlayMtu, f, false)
+    const mtu = given !== undefined ? parseMtu(given, COMMON_OPTION.mtu) : overlayMtu(plan.smallestUnderlayMtu, f, common.ipv6)
     const n: ClusterNetwork = {
       ...asBridge,
       mode: 'cluster',
@@ -115,7 +126,9 @@ export const clusterMode: NetworkMode = {
 
   networkDependsOnEndpoints: (n, before, after) => bridgeMode.networkDependsOnEndpoints(n, before, after),
   defaultHostIp: (n) => bridgeMode.defaultHostIp?.(n) ?? '',
-  renderEndpoint: (e, n, ctx) => bridgeMode.renderEndpoint(e, n, ctx),
+  // The MAC pinned to its port: a frame from another host with this MAC as its source (a hostile
+  // container there) cannot move it to the VXLAN port and take this container's traffic.
+  renderEndpoint: (e, n, ctx) => [...bridgeMode.renderEndpoint(e, n, ctx), { kind: 'fdb', link: e.hostIf ?? e.containerIf, mac: e.mac }],
   join: joinAnswer,
   edge: (n) => bridgeMode.edge(n),
 }

@@ -28,6 +28,8 @@ export interface ClusterPlan {
   name: string
   subnet: string
   gateway: string
+  ipv6Subnet?: string
+  ipv6Gateway?: string
   vni: number
   port: number
   vtep: string
@@ -40,6 +42,8 @@ export interface ClusterPlan {
 /** An endpoint of a cluster network on another host, as the cluster store says. */
 export interface RemoteEndpoint {
   ip: string
+  /** Its IPv6 address, on a network with IPv6. */
+  ipv6?: string
   mac: string
   vtep: string
 }

@@ -7,23 +7,24 @@
  */
 import type { Logger } from 'pino'
 import { randomBytes } from 'node:crypto'
-import { type Prefix, parseCidr, parseIp } from '../core/addr.js'
+import { type Family, type Prefix, formatIp, parseCidr, parseIp } from '../core/addr.js'
 import { checkNetworkName } from '../core/cluster-spec.js'
 import { TsnetError, invalid, notFound, quote } from '../errors.js'
 import { CLUSTER_OPTION } from '../modes/cluster.js'
 import type { ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest } from '../protocol/types.js'
 import { OPT } from '../protocol/types.js'
 import type { Store } from '../store/store.js'
+import { agreeIpv6 } from './cluster-ipv6.js'
 import { joinMembers, leaveMembers } from './cluster-members.js'
 import type { ClusterNetworks } from './cluster-networks.js'
 
 const POOL_PREFIX = 'cluster/'
-const poolIdOf = (name: string) => `${POOL_PREFIX}${name}/4`
+const poolIdOf = (name: string, family: Family) => `${POOL_PREFIX}${name}/${family}`
 
-/** The cluster network a pool ID names, or undefined when it is not a cluster pool. */
-export function clusterOfPool(poolId: string): string | undefined {
-  const m = /^cluster\/([^/]+)\/4$/.exec(poolId)
-  return m ? checkNetworkName(m[1]) : undefined
+/** The cluster network and family a pool ID names, or undefined when it is not a cluster pool. */
+export function clusterOfPool(poolId: string): { name: string; family: Family } | undefined {
+  const m = /^cluster\/([^/]+)\/([46])$/.exec(poolId)
+  return m ? { name: checkNetworkName(m[1]), family: m[2] === '6' ? 6 : 4 } : undefined
 }
 
 /** A pool for a cluster network asked of a tsnet without the cluster store: refused, never made local. */
@@ -55,15 +56,20 @@ export class ClusterIpam {
 
   async requestPool(req: RequestPoolRequest, log: Logger) {
     const name = checkNetworkName(req.Options?.[CLUSTER_OPTION.name])
-    if (req.V6 === true) throw invalid(`IPv6 on cluster networks is not available in this version of tsnet: create ${quote(name)} without --ipv6`)
     if (req.SubPool) throw invalid(`cluster network ${quote(name)} takes no --ip-range: every host hands out addresses from the whole subnet, claimed in the cluster store`)
     try {
+      if (req.V6 === true) {
+        // Docker asks for IPv6 after IPv4, whose call joined the members already.
+        const spec = await agreeIpv6(this.store, this.networks, name, req.Pool || undefined)
+        log.info({ ipam: 'cluster.pool', network: name, ipv6Subnet: spec.ipv6Subnet }, 'cluster network has IPv6')
+        return { PoolID: poolIdOf(name, 6), Pool: spec.ipv6Subnet ?? '', Data: {} }
+      }
       for (let attempt = 1; attempt <= 3; attempt++) {
         const avoid = req.Pool ? [] : await this.routed()
         const { spec, created } = await this.networks.agree(name, req.Pool ? { subnet: req.Pool } : {}, avoid)
         if (await joinMembers(this.store, name, this.networks.hostId)) {
           log.info({ ipam: 'cluster.pool', network: name, subnet: spec.subnet, vni: spec.vni, created }, created ? 'cluster network stored in the cluster store' : 'joined the cluster network')
-          return { PoolID: poolIdOf(name), Pool: spec.subnet, Data: {} }
+          return { PoolID: poolIdOf(name, 4), Pool: spec.subnet, Data: {} }
         }
         this.networks.forget(name) // removed by its last host meanwhile: agree again
       }
@@ -74,8 +80,9 @@ export class ClusterIpam {
   }
 
   async releasePool(req: ReleasePoolRequest, log: Logger) {
-    const name = clusterOfPool(req.PoolID)
-    if (!name) return {}
+    const pool = clusterOfPool(req.PoolID)
+    if (!pool || pool.family === 6) return {} // membership goes with the IPv4 pool
+    const { name } = pool
     try {
       const removed = await leaveMembers(this.store, name, this.networks.hostId)
       this.networks.forget(name)
@@ -87,21 +94,21 @@ export class ClusterIpam {
   }
 
   async requestAddress(req: RequestAddressRequest, log: Logger) {
-    const name = clusterOfPool(req.PoolID)
-    if (!name) throw notFound(`address pool ${quote(req.PoolID)} is unknown to tsnet`)
+    const pool = clusterOfPool(req.PoolID)
+    if (!pool) throw notFound(`address pool ${quote(req.PoolID)} is unknown to tsnet`)
+    const { name, family } = pool
     const asked = req.Address ? (parseIp(req.Address) ?? parseCidr(req.Address)?.ip) : undefined
     if (req.Address && !asked) throw invalid(`requested address ${quote(req.Address)} is not an IP address`)
     try {
-      const spec = await this.networks.spec(name)
-      const bits = spec.subnet.split('/')[1]
+      const { subnet, gateway } = await this.familyOf(name, family)
       if (req.Options?.[OPT.requestAddressType] === OPT.gatewayType) {
         // The same gateway on every host: each host's bridge answers for it, and nothing crosses.
-        if (req.Address && req.Address.split('/')[0] !== spec.gateway) {
-          throw invalid(`cluster network ${quote(name)} has the gateway ${spec.gateway}, not ${req.Address}: leave --gateway out, or give the same one on every host`)
+        if (asked && formatIp(asked) !== gateway) {
+          throw invalid(`cluster network ${quote(name)} has the gateway ${gateway}, not ${req.Address}: leave --gateway out, or give the same one on every host`)
         }
-        return { Address: `${spec.gateway}/${bits}`, Data: {} }
+        return { Address: `${gateway}/${subnet.split('/')[1]}`, Data: {} }
       }
-      const claim = await this.networks.claim(name, `docker-${randomBytes(6).toString('hex')}`, req.Address ? req.Address.split('/')[0] : undefined)
+      const claim = await this.networks.claim(name, `docker-${randomBytes(6).toString('hex')}`, asked ? formatIp(asked) : undefined, family)
       log.info({ ipam: 'cluster.address', network: name, address: claim.ip }, 'address claimed in the cluster store')
       return { Address: claim.address, Data: {} }
     } catch (err) {
@@ -109,14 +116,26 @@ export class ClusterIpam {
     }
   }
 
+  /** The subnet and gateway of one family (a spec without IPv6 is read again: another host may have added it). */
+  private async familyOf(name: string, family: Family): Promise<{ subnet: string; gateway: string }> {
+    let spec = await this.networks.spec(name)
+    if (family === 4) return { subnet: spec.subnet, gateway: spec.gateway }
+    if (!spec.ipv6Subnet) {
+      this.networks.forget(name)
+      spec = await this.networks.spec(name)
+    }
+    if (!spec.ipv6Subnet || !spec.ipv6Gateway) throw notFound(`cluster network ${quote(name)} has no IPv6 subnet`)
+    return { subnet: spec.ipv6Subnet, gateway: spec.ipv6Gateway }
+  }
+
   async releaseAddress(req: ReleaseAddressRequest, log: Logger) {
-    const name = clusterOfPool(req.PoolID)
+    const pool = clusterOfPool(req.PoolID)
     const ip = parseIp(req.Address) ?? parseCidr(req.Address)?.ip
-    if (!name || !ip) return {}
-    const address = req.Address.split('/')[0] ?? ''
+    if (!pool || !ip || ip.family !== pool.family) return {}
+    const { name } = pool
+    const address = formatIp(ip)
     try {
-      const spec = await this.networks.spec(name)
-      if (address === spec.gateway) return {}
+      if (address === (await this.familyOf(name, pool.family)).gateway) return {}
       const outcome = await this.networks.release(name, address)
       log.info({ ipam: 'cluster.released', network: name, address, outcome }, 'address released in the cluster store')
     } catch (err) {

@@ -22,6 +22,7 @@ export interface LocalEndpoint {
   network: string
   endpointId: string
   ip: string
+  ipv6?: string
   mac: string
 }
 
@@ -39,7 +40,8 @@ function parse(key: string, value: unknown): Parsed | undefined {
   if (parts.length !== 3 || typeof value !== 'object' || value === null) return undefined
   const v = value as Record<string, unknown>
   if (typeof v.ip !== 'string' || typeof v.mac !== 'string' || typeof v.vtep !== 'string') return undefined
-  return { network: parts[0] ?? '', hostId: parts[1] ?? '', value: { ip: v.ip, mac: v.mac, vtep: v.vtep } }
+  const ipv6 = typeof v.ipv6 === 'string' ? { ipv6: v.ipv6 } : {}
+  return { network: parts[0] ?? '', hostId: parts[1] ?? '', value: { ip: v.ip, mac: v.mac, vtep: v.vtep, ...ipv6 } }
 }
 
 export class ClusterLocations {
@@ -133,7 +135,7 @@ export class ClusterLocations {
     }
     const hostId = this.liveness.hostId
     const wanted = new Map<string, string>()
-    for (const e of this.local()) wanted.set(locationKey(e.network, hostId, e.endpointId), JSON.stringify({ ip: e.ip, mac: e.mac, vtep: this.vtep }))
+    for (const e of this.local()) wanted.set(locationKey(e.network, hostId, e.endpointId), JSON.stringify({ ip: e.ip, ...(e.ipv6 ? { ipv6: e.ipv6 } : {}), mac: e.mac, vtep: this.vtep }))
     for (const [key, json] of wanted) {
       if (this.registered.get(key) === json) continue
       await this.store.txn([], [{ put: key, value: JSON.parse(json) as unknown, lease: lease.id }])
@@ -207,7 +209,7 @@ export class ClusterLocations {
     }
     const was = m.get(key)
     m.set(key, p.value)
-    return !was || was.ip !== p.value.ip || was.mac !== p.value.mac || was.vtep !== p.value.vtep
+    return !was || was.ip !== p.value.ip || was.ipv6 !== p.value.ipv6 || was.mac !== p.value.mac || was.vtep !== p.value.vtep
   }
 
   /**

@@ -134,7 +134,9 @@ export class ClusterNetworks {
    * succeeds. Never the gateway; 'exhausted' when nothing is free.
    */
   async claim(name: string, endpointId: string, ip?: string, family: Family = 4): Promise<Claimed> {
-    const space = this.spaceOf(await this.spec(name), family)
+    let spec = await this.spec(name)
+    if (family === 6 && !spec.ipv6Subnet) spec = (this.forget(name), await this.spec(name)) // another host may have added IPv6 since
+    const space = this.spaceOf(spec, family)
     const value: AddressClaim = { hostId: this.hostId, endpointId, claimedAt: new Date().toISOString() }
     if (ip !== undefined) {
       const asked = checkAsked(space, ip)

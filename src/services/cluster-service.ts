@@ -16,7 +16,7 @@ import type { ClusterNetwork } from '../core/records.js'
 import { TsnetError, errorMessage, invalid, quote } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { CLUSTER_OPTION } from '../modes/cluster.js'
-import type { ClusterPlan, RemoteEndpoint } from '../modes/mode.js'
+import type { ClusterPlan } from '../modes/mode.js'
 import { DEFAULT_VXLAN_PORT } from '../modes/overlay-options.js'
 import type { Store } from '../store/store.js'
 import { KeyedLock } from '../util/keyed-lock.js'
@@ -26,10 +26,9 @@ import { ClusterLocations, type LocalEndpoint } from './cluster-locations.js'
 import { ClusterNetworks } from './cluster-networks.js'
 import { type ClusterStore, openClusterStore } from './cluster-store.js'
 import type { NetworkDriver } from './network-driver.js'
-import { netOwner, short } from './network-state.js'
+import { CLUSTER_REMOTES_META, netOwner, short } from './network-state.js'
 
 const HOST_META = 'cluster-host'
-const REMOTES_META = 'cluster-remotes'
 /** How often the elected tsnet looks for dead hosts. */
 const RECLAIM_EVERY_MS = 5000
 /** A failed re-render is tried again after this long (the periodic reconcile also repairs). */
@@ -42,7 +41,6 @@ export class ClusterService {
   private locations: ClusterLocations | undefined
   private readonly liveness: ClusterLiveness
   private readonly networks: ClusterNetworks
-  private saved: Record<string, RemoteEndpoint[]>
   private readonly renders = new KeyedLock()
   private pending = new Set<string>()
   private timer: NodeJS.Timeout | undefined
@@ -59,7 +57,6 @@ export class ClusterService {
     private readonly graceMs: number,
     private readonly log: Logger,
   ) {
-    this.saved = {}
     this.networks = new ClusterNetworks(cluster.store, { hostId })
     this.liveness = new ClusterLiveness(cluster.store, { hostId, log, info: {}, onRegistered: () => this.locations?.changed() })
     this.ipam = new ClusterIpam(cluster.store, this.networks, async () => (await host.routedPrefixes()).flatMap((r) => parseCidr(r)?.prefix ?? []))
@@ -75,8 +72,8 @@ export class ClusterService {
       await local.put('meta', HOST_META, { id: hostId })
     }
     const service = new ClusterService(cluster, local, driver, host, hostId, (config.clusterGraceSec ?? 300) * 1000, log)
-    service.saved = (await local.get<Record<string, RemoteEndpoint[]>>(`meta/${REMOTES_META}`))?.value ?? {}
-    driver.state.cluster = (name) => service.locations?.listed ? service.locations.view(name) : service.saved[name] ?? []
+    const saved = driver.state.cluster // the copy NetworkState loaded
+    driver.state.cluster = (name) => (service.locations?.listed ? service.locations.view(name) : saved(name))
     driver.clusterPlan = (generic) => service.plan(generic)
     return service
   }
@@ -126,7 +123,8 @@ export class ClusterService {
       this.log.warn({ network: name, underlayMtu: own, others: [...new Set(others)] },
         'this host\'s underlay MTU is smaller than other hosts\': networks they created earlier use a larger MTU, and their large packets to this host are dropped; give -o com.docker.network.driver.mtu on every host')
     }
-    return { name, subnet: spec.subnet, gateway: spec.gateway, vni: spec.vni, port: DEFAULT_VXLAN_PORT, vtep, underlayMtu: own, smallestUnderlayMtu: smallest }
+    const v6 = spec.ipv6Subnet && spec.ipv6Gateway ? { ipv6Subnet: spec.ipv6Subnet, ipv6Gateway: spec.ipv6Gateway } : {}
+    return { name, subnet: spec.subnet, gateway: spec.gateway, ...v6, vni: spec.vni, port: DEFAULT_VXLAN_PORT, vtep, underlayMtu: own, smallestUnderlayMtu: smallest }
   }
 
   /** A line for `tsnet status`. */
@@ -148,7 +146,8 @@ export class ClusterService {
       if (n.mode !== 'cluster') continue
       for (const e of this.driver.state.endpointsOf(n.id)) {
         const ip = e.address ? parseIp(e.address.split('/')[0] ?? '') : undefined
-        if (ip) out.push({ network: n.spec.cluster, endpointId: e.id, ip: e.address?.split('/')[0] ?? '', mac: e.mac })
+        const ipv6 = e.addressV6?.split('/')[0]
+        if (ip) out.push({ network: n.spec.cluster, endpointId: e.id, ip: e.address?.split('/')[0] ?? '', ...(ipv6 ? { ipv6 } : {}), mac: e.mac })
       }
     }
     return out
@@ -193,8 +192,7 @@ export class ClusterService {
       return
     }
     this.lastSave = Date.now()
-    this.saved = this.locations.all()
-    await this.local.put('meta', REMOTES_META, this.saved, { durable: false }).catch((err: unknown) => {
+    await this.local.put('meta', CLUSTER_REMOTES_META, this.locations.all(), { durable: false }).catch((err: unknown) => {
       this.log.warn({ error: errorMessage(err) }, 'remote endpoints not copied to the state directory')
     })
   }

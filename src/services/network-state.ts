@@ -10,7 +10,7 @@ import type { EndpointRecord, NetworkRecord } from '../core/records.js'
 import { upgradeNetwork } from '../core/record-upgrade.js'
 import { notFound } from '../errors.js'
 import { modeOf } from '../modes/index.js'
-import { type ClusterView, NO_OVERLAY, type OverlayView, type RenderContext } from '../modes/mode.js'
+import { type ClusterView, NO_OVERLAY, type OverlayView, type RemoteEndpoint, type RenderContext } from '../modes/mode.js'
 import type { Store } from '../store/store.js'
 import { EndpointMap } from './endpoint-map.js'
 
@@ -25,6 +25,8 @@ export interface NetworkDirectory {
 export const NO_DIRECTORY: NetworkDirectory = { resolve: () => [], foreignSubnets: () => [], lookup: () => undefined, nameOf: () => undefined }
 
 export const netOwner = (id: string) => `net:${id}`
+/** Where the cluster service keeps its copy of the other hosts' endpoints (meta/<this>). */
+export const CLUSTER_REMOTES_META = 'cluster-remotes'
 export const epOwner = (id: string) => `ep:${id}`
 export const short = (id: string) => id.slice(0, 12)
 
@@ -37,7 +39,10 @@ export class NetworkState {
   private readonly creatingEndpoints = new Map<string, EndpointRecord>()
   /** Where this node sends overlay traffic from and to (the swarm service sets it). */
   overlay: () => OverlayView = () => NO_OVERLAY
-  /** Cluster networks: the other hosts' endpoints (the cluster service sets it). */
+  /**
+   * Cluster networks: the other hosts' endpoints. Until the cluster service lists etcd (and in
+   * `tsnet doctor`), the copy the daemon last kept in the state directory.
+   */
   cluster: ClusterView = () => []
 
   constructor(
@@ -49,6 +54,8 @@ export class NetworkState {
   async load(): Promise<void> {
     for (const { value } of await this.store.list<NetworkRecord>('networks/')) this.networks.set(value.id, upgradeNetwork(value))
     for (const { value } of await this.store.list<EndpointRecord>('endpoints/')) this.endpoints.set(value.id, value)
+    const saved = (await this.store.get<Record<string, RemoteEndpoint[]>>(`meta/${CLUSTER_REMOTES_META}`))?.value ?? {}
+    this.cluster = (name) => (Object.hasOwn(saved, name) && Array.isArray(saved[name]) ? saved[name] : [])
   }
 
   endpointsOf(networkId: string): EndpointRecord[] {

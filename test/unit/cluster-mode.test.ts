@@ -81,4 +81,20 @@ t.test('remote endpoints become static FDB and neighbour entries; nothing floods
   t.ok(objs.some((o) => o.kind === 'guard' && o.rule === vxlanGuardRule(4, 4789, 7, `tsnet:net:${NET.slice(0, 12)}`)), 'VXLAN of this VNI from anyone else is dropped')
   t.ok(objs.some((o) => o.kind === 'addr' && o.cidr === '10.220.0.1/24'), 'the gateway on the bridge, as in bridge mode')
   t.same(render(n, []).filter((o) => o.kind === 'fdb' || o.kind === 'neigh'), [], 'no remote endpoint: no entry')
+  const e = { id: 'cd'.repeat(32), networkId: NET, hostIf: 'tsh0', containerIf: 'tsc0', mac: '02:42:0a:dc:00:05', mtu: 1450, address: '10.220.0.5/24' }
+  t.same(clusterMode.renderEndpoint(e as never, n, { facts: FULL_HOST, resolve: () => [] }).filter((o) => o.kind === 'fdb'), [{ kind: 'fdb', link: 'tsh0', mac: '02:42:0a:dc:00:05' }],
+    'a local endpoint\'s MAC is pinned to its port: frames from other hosts cannot move it')
+})
+
+t.test('IPv6: the cluster\'s IPv6 subnet, and a neighbour entry per family', async (t) => {
+  const v6 = { IPv6Data: [{ Pool: 'fd00:dc::/64', Gateway: 'fd00:dc::1/64' }], Options: {} } as Partial<NetworkInput>
+  const ctx6 = { ...CTX, cluster: { ...PLAN, ipv6Subnet: 'fd00:dc::/64', ipv6Gateway: 'fd00:dc::1' } }
+  const generic = { ...GENERIC }
+  const n = (checkOptionKeys(generic, clusterMode, DAEMON_KEYS), planNetwork({ ...req(v6), EnableIPv6: true, Options: { 'com.docker.network.generic': generic, 'com.docker.network.enable_ipv6': true } } as NetworkInput, clusterMode, generic, ctx6, NOW)) as ClusterNetwork
+  t.equal(n.ipv6, true)
+  t.throws(() => planNetwork({ ...req(v6), EnableIPv6: true, Options: { 'com.docker.network.generic': generic, 'com.docker.network.enable_ipv6': true } } as NetworkInput, clusterMode, generic, CTX, NOW),
+    /IPv6 subnet fd00:dc::\/64 is not cluster network "web"'s \(none yet\)/, 'a cluster without IPv6 refuses an IPv6 pool')
+  const objs = render(n, [{ ip: '10.220.0.9', ipv6: 'fd00:dc:0::9', mac: '02:42:0a:dc:00:09', vtep: '10.250.0.2' }])
+  t.same(objs.filter((o) => o.kind === 'neigh').map((o) => (o as { ip: string }).ip), ['10.220.0.9', 'fd00:dc::9'], 'both families answered here, in canonical form')
+  t.ok(objs.some((o) => o.kind === 'addr' && o.cidr === 'fd00:dc::1/64'), 'the IPv6 gateway on the bridge')
 })
