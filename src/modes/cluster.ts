@@ -32,13 +32,16 @@ function clusterOf(n: NetworkRecord): ClusterNetwork {
 }
 
 /** The pool Docker gave must be the cluster's subnet: only tsnet's IPAM with the same name hands it out. */
-type Subnets = Array<{ pool: string; gateway?: string }>
+type Subnets = Array<{ pool: string; gateway?: string; auxAddresses?: Record<string, string> }>
 function checkPool(name: string, n: { ipv4Subnets: Subnets; ipv6Subnets: Subnets; ipv6: boolean }, plan: ClusterPlan) {
   const { subnet, gateway } = plan
   const how = `create it with --ipam-driver tsnet --ipam-opt ${CLUSTER_OPTION.name}=${name} (tsnet's IPAM claims every address in the cluster store; another IPAM would hand out addresses other hosts use)`
   const [v4, ...more] = n.ipv4Subnets
   if (!v4 || more.length > 0) throw invalid(`cluster network ${quote(name)} takes exactly one IPv4 subnet, the cluster's ${subnet}: ${how}`)
   if (v4.pool !== subnet) throw invalid(`the network's subnet ${v4.pool} is not cluster network ${quote(name)}'s subnet ${subnet}: ${how}`)
+  if ([...n.ipv4Subnets, ...n.ipv6Subnets].some((s) => Object.keys(s.auxAddresses ?? {}).length > 0)) {
+    throw invalid(`cluster network ${quote(name)} takes no --aux-address: an address kept from containers would have to be kept on every host (leave it out)`)
+  }
   if (v4.gateway !== undefined && v4.gateway.split('/')[0] !== gateway) {
     throw invalid(`the network's gateway ${v4.gateway} is not cluster network ${quote(name)}'s gateway ${gateway}: ${how}`)
   }

@@ -24,6 +24,7 @@ import { ClusterIpam } from './cluster-ipam.js'
 import { ClusterLiveness } from './cluster-liveness.js'
 import { ClusterLocations, type LocalEndpoint } from './cluster-locations.js'
 import { ClusterNetworks } from './cluster-networks.js'
+import { checkMember, collectStale, reassert } from './cluster-upkeep.js'
 import { type ClusterStore, openClusterStore } from './cluster-store.js'
 import type { NetworkDriver } from './network-driver.js'
 import { CLUSTER_REMOTES_META, netOwner, short } from './network-state.js'
@@ -35,6 +36,7 @@ const RECLAIM_EVERY_MS = 5000
 const RETRY_MS = 2000
 const FALLBACK_UNDERLAY_MTU = 1500
 const SAVE_EVERY_MS = 2000
+const UPKEEP_EVERY_MS = 60_000
 
 export class ClusterService {
   readonly ipam: ClusterIpam
@@ -47,6 +49,7 @@ export class ClusterService {
   private underlayMtu: number | undefined
   private lastSave = 0
   private saveTimer: NodeJS.Timeout | undefined
+  private upkeepTimer: NodeJS.Timeout | undefined
 
   private constructor(
     private readonly cluster: ClusterStore,
@@ -58,7 +61,7 @@ export class ClusterService {
     private readonly log: Logger,
   ) {
     this.networks = new ClusterNetworks(cluster.store, { hostId })
-    this.liveness = new ClusterLiveness(cluster.store, { hostId, log, info: {}, onRegistered: () => this.locations?.changed() })
+    this.liveness = new ClusterLiveness(cluster.store, { hostId, log, info: {}, onRegistered: () => this.registered() })
     this.ipam = new ClusterIpam(cluster.store, this.networks, async () => (await host.routedPrefixes()).flatMap((r) => parseCidr(r)?.prefix ?? []))
   }
 
@@ -91,6 +94,29 @@ export class ClusterService {
     this.liveness.runReclaim(RECLAIM_EVERY_MS, this.graceMs)
     this.locations = new ClusterLocations(this.cluster.store, this.liveness, vtep, () => this.localEndpoints(), (names) => this.changed(names), this.log)
     this.locations.start()
+    this.upkeep()
+  }
+
+  /** After each registration: the locations under the new lease, and this host's networks and addresses put back where missing. */
+  private registered(): void {
+    this.locations?.changed()
+    const names = this.clusterNames()
+    reassert(this.cluster.store, this.networks, names, this.localEndpoints(), this.log)
+      .catch((err: unknown) => this.log.warn({ error: errorMessage(err) }, 'this host\'s networks and addresses not checked in the cluster store; at the next registration'))
+  }
+
+  /** Every few minutes: claims of this host no container holds (their ReleaseAddress was lost) are released. */
+  private upkeep(): void {
+    const round = () => {
+      collectStale(this.cluster.store, this.networks, this.clusterNames(), this.localEndpoints(), Date.now(), this.log)
+        .catch((err: unknown) => this.log.warn({ error: errorMessage(err) }, 'stale addresses not collected; next round'))
+        .finally(() => { this.upkeepTimer = setTimeout(round, UPKEEP_EVERY_MS).unref() })
+    }
+    this.upkeepTimer = setTimeout(round, UPKEEP_EVERY_MS).unref()
+  }
+
+  private clusterNames(): string[] {
+    return [...new Set([...this.driver.state.networks.values()].flatMap((n) => (n.mode === 'cluster' ? [n.spec.cluster] : [])))]
   }
 
   /** The host's endpoints changed (CreateEndpoint, DeleteEndpoint): registrations follow at once. */
@@ -108,6 +134,7 @@ export class ClusterService {
     let spec
     try {
       spec = await this.networks.spec(name)
+      await checkMember(this.cluster.store, name, this.hostId)
     } catch (err) {
       if (err instanceof TsnetError && err.kind === 'notfound') {
         throw invalid(`cluster network ${quote(name)} is not in the cluster store: create it with --ipam-driver tsnet --ipam-opt ${CLUSTER_OPTION.name}=${name}`)
@@ -135,6 +162,7 @@ export class ClusterService {
   async stop(): Promise<void> {
     clearTimeout(this.timer)
     clearTimeout(this.saveTimer)
+    clearTimeout(this.upkeepTimer)
     this.locations?.stop()
     await this.liveness.stop()
     await this.cluster.close()

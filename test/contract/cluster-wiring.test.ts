@@ -10,6 +10,7 @@ import { ClusterIpam } from '../../src/services/cluster-ipam.js'
 import { ClusterLiveness } from '../../src/services/cluster-liveness.js'
 import { ClusterLocations, REMOVE_AFTER_MS, type LocalEndpoint } from '../../src/services/cluster-locations.js'
 import { ClusterNetworks } from '../../src/services/cluster-networks.js'
+import { STALE_CLAIM_MS, checkMember, collectStale, reassert } from '../../src/services/cluster-upkeep.js'
 import { EtcdStore } from '../../src/store/etcd-store.js'
 import { etcdMissing, freePort, startEtcdCluster } from './lib/etcd-cluster.js'
 
@@ -123,6 +124,33 @@ if (etcdMissing) {
     await sa.close()
     const expired = await until(() => b.view('web').length === 0, 15_000, 'a dead host\'s endpoints leave with its lease')
     t.ok(expired <= 15_000, `dead host's endpoints gone ${expired} ms after it stopped (TTL 2 s here)`)
+  })
+
+  await t.test('upkeep: only IPAM members create the network; a returning host claims again; stale claims are collected', async (t) => {
+    const a = host('w4', 'host-a')
+    const b = host('w4', 'host-b')
+    t.teardown(() => Promise.all([a.store.close(), b.store.close()]))
+    await a.ipam.requestPool(pool(), log)
+    await t.rejects(checkMember(b.store, 'web', 'host-b'), /must take its addresses from the cluster store: create it with --ipam-driver tsnet --ipam-opt tsnet.overlay=web/, 'a host that did not join through tsnet\'s IPAM is refused')
+    await checkMember(a.store, 'web', 'host-a')
+    t.pass('positive control: the host that joined may create it')
+    const mine = await a.networks.claim('web', 'e1')
+    const theirs = await b.networks.claim('web', 'e2')
+    const local = [{ network: 'web', endpointId: 'e1', ip: mine.ip, mac: '02:00:00:00:00:01' }, { network: 'web', endpointId: 'e3', ip: theirs.ip, mac: '02:00:00:00:00:03' }]
+    // As the elected tsnet does with a dead host: its claim and its membership go.
+    await a.store.txn([], [{ delete: `cluster-addresses/web/${mine.ip}` }, { delete: 'cluster-members/web' }])
+    await reassert(a.store, a.networks, ['web'], local, log)
+    t.equal((await a.store.get<{ hostId: string }>(`cluster-addresses/web/${mine.ip}`))?.value.hostId, 'host-a', 'the running container\'s address is claimed again')
+    t.equal((await a.store.get<{ hostId: string }>(`cluster-addresses/web/${theirs.ip}`))?.value.hostId, 'host-b', 'one another host claimed meanwhile is left to it (and said in the log)')
+    await checkMember(a.store, 'web', 'host-a')
+    t.pass('and the host is a member again')
+    const orphan = await a.networks.claim('web', 'e9')
+    const now = Date.now()
+    t.equal(await collectStale(a.store, a.networks, ['web'], local, now, log), 0, 'a young claim is kept (Docker may be creating its container)')
+    t.equal(await collectStale(a.store, a.networks, ['web'], local, now + STALE_CLAIM_MS + 1000, log), 1, 'an old one no container holds is released')
+    t.notOk(await a.store.get(`cluster-addresses/web/${orphan.ip}`), 'it is gone')
+    t.ok(await a.store.get(`cluster-addresses/web/${mine.ip}`), 'the claim a container holds stays')
+    t.ok(await a.store.get(`cluster-addresses/web/${theirs.ip}`), 'another host\'s claims are never touched')
   })
 
   await t.test('an unreachable etcd fails a claim within the bound, with a sentence naming etcd', async (t) => {

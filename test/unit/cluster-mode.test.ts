@@ -98,3 +98,7 @@ t.test('IPv6: the cluster\'s IPv6 subnet, and a neighbour entry per family', asy
   t.same(objs.filter((o) => o.kind === 'neigh').map((o) => (o as { ip: string }).ip), ['10.220.0.9', 'fd00:dc::9'], 'both families answered here, in canonical form')
   t.ok(objs.some((o) => o.kind === 'addr' && o.cidr === 'fd00:dc::1/64'), 'the IPv6 gateway on the bridge')
 })
+
+t.test('aux addresses are refused: they would have to be kept on every host', async (t) => {
+  t.throws(() => plan(GENERIC, CTX, { IPv4Data: [{ Pool: '10.220.0.0/24', Gateway: '10.220.0.1/24', AuxAddresses: { printer: '10.220.0.200/24' } }] }), /takes no --aux-address/)
+})
