@@ -4,9 +4,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SERVE_USAGE, loadConfig } from '../../src/config.js'
 import { endpointHost, parseEtcdEndpoints } from '../../src/core/etcd-endpoints.js'
-import { parseRouteSource } from '../../src/core/route-source.js'
-import type { Runner } from '../../src/host/exec.js'
-import { sourceAddressToward, vtepAddress } from '../../src/host/vtep-address.js'
+import { type RouteProbe, sourceAddressToward, vtepAddress } from '../../src/host/vtep-address.js'
 import { expectTsnetError, tempDir } from './fixtures/util.js'
 
 t.test('without --etcd-endpoints nothing changes', async (t) => {
@@ -88,43 +86,33 @@ t.test('tsnet serve --help lists the settings', async (t) => {
   }
 })
 
-t.test('the route source parser', async (t) => {
-  t.equal(parseRouteSource('[{"dst":"10.250.0.10","gateway":"192.0.2.1","dev":"eth0","prefsrc":"192.0.2.2","flags":[],"uid":0,"cache":[]}]'), '192.0.2.2')
-  t.equal(parseRouteSource('[{"type":"local","dst":"::1","dev":"lo","prefsrc":"0:0::1"}]'), '::1', 'IPv6, canonical')
-  t.equal(parseRouteSource('[{"dst":"10.0.0.1","dev":"eth0"}]'), undefined, 'no prefsrc')
-  t.equal(parseRouteSource('[{"prefsrc":"not-an-ip"}]'), undefined, 'a prefsrc that is not an address')
-  t.equal(parseRouteSource('[]'), undefined)
-  t.equal(parseRouteSource('RTNETLINK answers: Network is unreachable'), undefined, 'not JSON')
-})
-
-/** A runner that answers `ip -j route get` from a table, recording the calls. */
-function fakeIp(answers: Record<string, { code: number; stdout?: string; stderr?: string }>) {
-  const calls: string[][] = []
-  const runner: Runner = {
-    async run(cmd, args) {
-      calls.push([cmd, ...args])
-      const a = answers[args.at(-1) as string] ?? { code: 2, stderr: 'RTNETLINK answers: Network is unreachable' }
-      return { code: a.code, stdout: a.stdout ?? '', stderr: a.stderr ?? '' }
-    },
+/** A route probe that answers from a table, recording the calls. */
+function fakeRoutes(answers: Record<string, string>) {
+  const calls: string[] = []
+  const probe: RouteProbe = async (ip) => {
+    calls.push(ip)
+    const a = answers[ip]
+    if (a === undefined) throw Object.assign(new Error('connect ENETUNREACH'), { code: 'ENETUNREACH' })
+    return a
   }
-  return { runner, calls }
+  return { probe, calls }
 }
 
 t.test('the VTEP address: --advertise-address, else the route toward the first endpoint', async (t) => {
-  const ip = fakeIp({ '10.250.0.10': { code: 0, stdout: '[{"dst":"10.250.0.10","dev":"eth1","prefsrc":"10.250.0.21"}]' } })
-  t.same(await vtepAddress({ endpoints: ['http://10.250.0.10:2379', 'http://10.250.0.11:2379'] }, ip.runner), { address: '10.250.0.21', source: 'route' }, 'the source toward the first endpoint')
-  t.same(ip.calls, [['ip', '-j', 'route', 'get', '10.250.0.10']], 'one route lookup, an argument array')
-  t.same(await vtepAddress({ endpoints: ['http://10.250.0.10:2379'], advertiseAddress: '192.0.2.9' }, ip.runner), { address: '192.0.2.9', source: 'advertise-address' }, 'the setting overrides')
+  const ip = fakeRoutes({ '10.250.0.10': '10.250.0.21' })
+  t.same(await vtepAddress({ endpoints: ['http://10.250.0.10:2379', 'http://10.250.0.11:2379'] }, ip.probe), { address: '10.250.0.21', source: 'route' }, 'the source toward the first endpoint')
+  t.same(ip.calls, ['10.250.0.10'], 'one route lookup')
+  t.same(await vtepAddress({ endpoints: ['http://10.250.0.10:2379'], advertiseAddress: '192.0.2.9' }, ip.probe), { address: '192.0.2.9', source: 'advertise-address' }, 'the setting overrides')
   t.equal(ip.calls.length, 1, 'and looks nothing up')
-  const v6 = fakeIp({ 'fd00::10': { code: 0, stdout: '[{"dst":"fd00::10","dev":"eth1","prefsrc":"fd00::21"}]' } })
-  t.equal((await vtepAddress({ endpoints: ['http://[fd00::10]:2379'] }, v6.runner)).address, 'fd00::21', 'an IPv6 endpoint')
-  const err = await expectTsnetError(() => sourceAddressToward('10.99.0.1', fakeIp({}).runner), 'host')
-  t.match(err.message, /cannot find this host's address toward etcd host 10\.99\.0\.1 .*Network is unreachable; give --advertise-address/, err.message)
-  const none = await expectTsnetError(() => sourceAddressToward('10.99.0.1', fakeIp({ '10.99.0.1': { code: 0, stdout: '[{"dst":"10.99.0.1"}]' } }).runner), 'host')
+  const v6 = fakeRoutes({ 'fd00::10': 'fd00:0::21' })
+  t.equal((await vtepAddress({ endpoints: ['http://[fd00::10]:2379'] }, v6.probe)).address, 'fd00::21', 'an IPv6 endpoint, canonical')
+  const err = await expectTsnetError(() => sourceAddressToward('10.99.0.1', fakeRoutes({}).probe), 'host')
+  t.match(err.message, /cannot find this host's address toward etcd host 10\.99\.0\.1 .*ENETUNREACH; give --advertise-address/, err.message)
+  const none = await expectTsnetError(() => sourceAddressToward('10.99.0.1', fakeRoutes({ '10.99.0.1': '0.0.0.0' }).probe), 'host')
   t.match(none.message, /names no source address/)
 })
 
 t.test('the VTEP address on this machine: the real route to loopback', async (t) => {
-  t.equal(await sourceAddressToward('127.0.0.1'), '127.0.0.1', 'ip route get 127.0.0.1 (a lookup; nothing is sent)')
+  t.equal(await sourceAddressToward('127.0.0.1'), '127.0.0.1', 'a UDP socket connected to 127.0.0.1 (a route lookup; nothing is sent)')
   t.equal(await sourceAddressToward('localhost').catch(() => 'unresolved'), '127.0.0.1', 'a name is resolved first')
 })
