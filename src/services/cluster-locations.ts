@@ -66,7 +66,7 @@ export class ClusterLocations {
     private readonly liveness: ClusterLiveness,
     private readonly vtep: string,
     private readonly local: () => LocalEndpoint[],
-    /** Called with the cluster networks whose remote endpoints changed. */
+    /** Called with the cluster networks whose remote endpoints changed (an empty set: every one). */
     private readonly onChange: (networks: Set<string>) => void,
     private readonly log: Logger,
   ) {}
@@ -164,7 +164,9 @@ export class ClusterLocations {
       for (const [network, m] of this.remotes) for (const key of m.keys()) if (!seen.has(key)) this.removeSoon(network, key)
       const first = !this.listed
       this.listed = true
-      if (touched.size > 0 || first) this.onChange(touched)
+      // The first listing renders every network: one the host's copy had entries for may have none now.
+      if (first) this.onChange(new Set())
+      else if (touched.size > 0) this.onChange(touched)
       this.unwatch = this.store.watch(LOCATIONS, listing.rev, (events) => this.apply(events), () => {
         this.log.info('watch of endpoint locations ended (etcd unreachable or history compacted): listing again; the entries programmed stay')
         this.retryFollow()

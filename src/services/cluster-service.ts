@@ -45,6 +45,8 @@ export class ClusterService {
   private readonly networks: ClusterNetworks
   private readonly renders = new KeyedLock()
   private pending = new Set<string>()
+  private pendingAll = false
+  private renderQueued = false
   private timer: NodeJS.Timeout | undefined
   private underlayMtu: number | undefined
   private lastSave = 0
@@ -183,13 +185,22 @@ export class ClusterService {
 
   /** Renders the local networks of the changed cluster networks again, one pass at a time. */
   private changed(names: Set<string>): void {
+    // An empty set (the first listing) means every cluster network.
+    if (names.size === 0) this.pendingAll = true
     for (const n of names) this.pending.add(n)
+    // One pass queued at most: the changes that arrive while a pass runs wait for the next one
+    // (before, each watch event queued a pass of its own, and 5,000 events kept tsnet busy for minutes).
+    if (this.renderQueued) return
+    this.renderQueued = true
     void this.renders.run('render', async () => {
+      this.renderQueued = false
       const todo = this.pending
+      const all = this.pendingAll
       this.pending = new Set()
+      this.pendingAll = false
       const failed = new Set<string>()
       for (const n of [...this.driver.state.networks.values()].filter((x): x is ClusterNetwork => x.mode === 'cluster')) {
-        if (!todo.has(n.spec.cluster) && todo.size > 0) continue
+        if (!all && !todo.has(n.spec.cluster)) continue
         await this.driver.lock.run(n.id, async () => {
           const current = this.driver.state.networks.get(n.id)
           if (!current) return
