@@ -21,6 +21,9 @@ import type { ClusterPlan, NetworkMode, RemoteEndpoint, RenderContext } from './
 import { overlayMtu } from './overlay-options.js'
 import { vxlanNameFor } from './overlay.js'
 
+/** The smallest MTU an IPv6 link may have (RFC 8200). */
+const IPV6_MIN_MTU = 1280
+
 export const CLUSTER_OPTION = { name: 'tsnet.overlay' } as const
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
@@ -112,7 +115,9 @@ export const clusterMode: NetworkMode = {
     if (asBridge.mode !== 'bridge') throw new Error('bridge mode planned another mode')
     const f: Family = parseIp(plan.vtep)?.family ?? 4
     const given = generic[COMMON_OPTION.mtu]
-    const mtu = given !== undefined ? parseMtu(given, COMMON_OPTION.mtu) : overlayMtu(plan.smallestUnderlayMtu, f, common.ipv6)
+    // The cluster's agreed MTU when there is one (every host alike); the service refused an option that differs.
+    const mtu = plan.mtu ?? (given !== undefined ? parseMtu(given, COMMON_OPTION.mtu) : overlayMtu(plan.smallestUnderlayMtu, f, common.ipv6))
+    if (common.ipv6 && mtu < IPV6_MIN_MTU) throw invalid(`cluster network ${quote(name)} has MTU ${mtu}, below the ${IPV6_MIN_MTU} bytes IPv6 needs: give com.docker.network.driver.mtu of at least ${IPV6_MIN_MTU} on the host that creates it first`)
     const n: ClusterNetwork = {
       ...asBridge,
       mode: 'cluster',

@@ -25,7 +25,7 @@ export interface PlanContext {
 }
 
 /** A cluster network as the cluster store agreed it, with this host's VTEP and underlay MTU. */
-export interface ClusterPlan extends Pick<ClusterNetworkSpec, 'name' | 'subnet' | 'gateway' | 'ipv6Subnet' | 'ipv6Gateway' | 'vni'> {
+export interface ClusterPlan extends Pick<ClusterNetworkSpec, 'name' | 'subnet' | 'gateway' | 'ipv6Subnet' | 'ipv6Gateway' | 'vni' | 'mtu'> {
   port: number
   vtep: string
   /** The MTU of this host's underlay interface. */

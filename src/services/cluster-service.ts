@@ -17,12 +17,15 @@ import { TsnetError, errorMessage, invalid, quote } from '../errors.js'
 import type { Host } from '../host/host.js'
 import { CLUSTER_OPTION } from '../modes/cluster.js'
 import type { ClusterPlan } from '../modes/mode.js'
-import { DEFAULT_VXLAN_PORT } from '../modes/overlay-options.js'
+import { DEFAULT_VXLAN_PORT, VXLAN_OVERHEAD, overlayMtu } from '../modes/overlay-options.js'
+import { COMMON_OPTION } from '../core/docker-keys.js'
+import { parseMtu } from '../core/options.js'
 import type { Store } from '../store/store.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 import { ClusterIpam } from './cluster-ipam.js'
 import { ClusterLiveness } from './cluster-liveness.js'
 import { ClusterLocations, type LocalEndpoint } from './cluster-locations.js'
+import { agreeMtu } from './cluster-mtu.js'
 import { ClusterNetworks } from './cluster-networks.js'
 import { checkMember, collectStale, reassert } from './cluster-upkeep.js'
 import { type ClusterStore, openClusterStore } from './cluster-store.js'
@@ -148,12 +151,29 @@ export class ClusterService {
     const others = (await this.cluster.store.list<{ underlayMtu?: unknown }>('cluster-hosts/').catch(() => []))
       .flatMap((e) => (typeof e.value.underlayMtu === 'number' && e.id !== this.hostId ? [e.value.underlayMtu] : []))
     const smallest = Math.min(own, ...others)
-    if (others.some((m) => m > own)) {
-      this.log.warn({ network: name, underlayMtu: own, others: [...new Set(others)] },
-        'this host\'s underlay MTU is smaller than other hosts\': networks they created earlier use a larger MTU, and their large packets to this host are dropped; give -o com.docker.network.driver.mtu on every host')
-    }
+    const mtu = await this.agreedMtu(name, generic[COMMON_OPTION.mtu], vtep, smallest, own)
     const v6 = spec.ipv6Subnet && spec.ipv6Gateway ? { ipv6Subnet: spec.ipv6Subnet, ipv6Gateway: spec.ipv6Gateway } : {}
-    return { name, subnet: spec.subnet, gateway: spec.gateway, ...v6, vni: spec.vni, port: DEFAULT_VXLAN_PORT, vtep, underlayMtu: own, smallestUnderlayMtu: smallest }
+    return { name, subnet: spec.subnet, gateway: spec.gateway, ...v6, vni: spec.vni, mtu, port: DEFAULT_VXLAN_PORT, vtep, underlayMtu: own, smallestUnderlayMtu: smallest }
+  }
+
+  /**
+   * The network's MTU as the cluster stored it (the first creator's choice), warning when this
+   * host's own underlay cannot carry it: the remedy is on the operator's side (a larger underlay
+   * here, or the same smaller MTU option on every host before the network exists).
+   */
+  private async agreedMtu(name: string, option: string | undefined, vtep: string, smallest: number, own: number): Promise<number> {
+    const family = parseIp(vtep)?.family ?? 4
+    const proposed = option !== undefined ? parseMtu(option, COMMON_OPTION.mtu) : overlayMtu(smallest, family, false)
+    const mtu = await agreeMtu(this.cluster.store, this.networks, name, proposed, option !== undefined).catch((err: unknown) => {
+      if (err instanceof TsnetError && err.kind === 'unavailable') throw new TsnetError('unavailable', `cluster network ${quote(name)} needs etcd, which is unreachable (${err.message})`)
+      throw err
+    })
+    const carried = own - VXLAN_OVERHEAD[family]
+    if (mtu > carried) {
+      this.log.warn({ network: name, mtu, underlayMtu: own, carried },
+        'the cluster network\'s agreed MTU is larger than this host\'s underlay carries: larger packets between containers here and on other hosts are dropped; give this host a larger underlay MTU, or recreate the network everywhere with -o com.docker.network.driver.mtu')
+    }
+    return mtu
   }
 
   /** A line for `tsnet status`. */

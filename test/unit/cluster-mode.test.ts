@@ -40,6 +40,7 @@ t.test('a network as the cluster agreed it: a bridge network with a VXLAN port',
   t.equal(n.mtu, 1450, 'the underlay MTU minus 50')
   t.equal(plan(GENERIC, { ...CTX, cluster: { ...PLAN, smallestUnderlayMtu: 1400 } }).mtu, 1350, 'the smallest underlay of the cluster decides')
   t.equal(plan({ ...GENERIC, 'com.docker.network.driver.mtu': '1300' }).mtu, 1300, 'an explicit MTU is the network\'s')
+  t.equal(plan(GENERIC, { ...CTX, cluster: { ...PLAN, mtu: 1380, smallestUnderlayMtu: 1400 } }).mtu, 1380, 'the MTU the cluster agreed wins over this host\'s underlay')
   t.equal(n.enableIpMasquerade, true, 'egress through this host, as a bridge network')
   t.same(clusterMode.join(n, { id: 'cd'.repeat(32), networkId: NET, containerIf: 'tsc0', mac: '02:00:00:00:00:05', address: '10.220.0.5/24' } as never).Gateway, '10.220.0.1',
     'the cluster gateway, which every host\'s bridge carries')
@@ -94,6 +95,9 @@ t.test('IPv6: the cluster\'s IPv6 subnet, and a neighbour entry per family', asy
   const generic = { ...GENERIC }
   const n = (checkOptionKeys(generic, clusterMode, DAEMON_KEYS), planNetwork({ ...req(v6), EnableIPv6: true, Options: { 'com.docker.network.generic': generic, 'com.docker.network.enable_ipv6': true } } as NetworkInput, clusterMode, generic, ctx6, NOW)) as ClusterNetwork
   t.equal(n.ipv6, true)
+  const small = { ...ctx6, cluster: { ...ctx6.cluster, mtu: 1200 } }
+  t.throws(() => planNetwork({ ...req(v6), EnableIPv6: true, Options: { 'com.docker.network.generic': generic, 'com.docker.network.enable_ipv6': true } } as NetworkInput, clusterMode, generic, small, NOW),
+    /has MTU 1200, below the 1280 bytes IPv6 needs/, 'an agreed MTU too small for IPv6 is refused with a sentence')
   t.throws(() => planNetwork({ ...req(v6), EnableIPv6: true, Options: { 'com.docker.network.generic': generic, 'com.docker.network.enable_ipv6': true } } as NetworkInput, clusterMode, generic, CTX, NOW),
     /IPv6 subnet fd00:dc::\/64 is not cluster network "web"'s \(none yet\)/, 'a cluster without IPv6 refuses an IPv6 pool')
   const objs = render(n, [{ ip: '10.220.0.9', ipv6: 'fd00:dc:0::9', mac: '02:42:0a:dc:00:09', vtep: '10.250.0.2' }])
