@@ -56,4 +56,6 @@ export interface ClusterStatus {
   registered: boolean
   leader: boolean
   remoteEndpoints: number
+  /** Where the remote endpoints come from: etcd's listing, or the copy saved on disk until the first one. */
+  remotesFrom?: 'etcd' | 'saved copy'
 }

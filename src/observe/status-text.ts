@@ -109,7 +109,7 @@ export function statusText(m: StatusModel, now: number): string {
   out.push(`  gc         ${m.daemon.running ? gcLine(m.daemon.status.gc, now) : unknown}${pinned}`)
   out.push(`  docker     ${dockerLine(m, now)}`)
   const c = m.daemon.running ? m.daemon.status.cluster : undefined
-  if (c) out.push(`  cluster    host ${c.hostId}, ${c.registered ? 'registered in etcd' : 'NOT registered in etcd (unreachable?): new containers on cluster networks fail'}${c.leader ? ', the elected reclaimer' : ''}, ${c.remoteEndpoints} remote endpoint(s) known`)
+  if (c) out.push(`  cluster    host ${c.hostId}, ${c.registered ? 'registered in etcd' : 'NOT registered in etcd (unreachable?): new containers on cluster networks fail'}${c.leader ? ', the elected reclaimer' : ''}, ${c.remoteEndpoints} remote endpoint(s) known${c.remotesFrom === 'saved copy' ? ' (from the copy saved on disk: etcd not listed yet)' : ''}`)
   out.push(`  store      embedded at ${m.store.path}, reachable: ${m.store.networks} network(s), ${m.store.endpoints} endpoint(s), ${m.store.pools} pool(s), ${m.store.leases} lease(s)`)
   out.push(`networks: ${m.networks.length}`)
   for (const n of m.networks) {

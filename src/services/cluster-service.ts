@@ -178,7 +178,10 @@ export class ClusterService {
 
   /** A line for `tsnet status`. */
   status() {
-    return { hostId: this.hostId, registered: this.liveness.currentLease() !== undefined, leader: this.liveness.isLeader, remoteEndpoints: this.locations?.size ?? 0 }
+    // Until the first listing, the entries come from the copy saved on disk: count those.
+    const listed = this.locations?.listed === true
+    const remoteEndpoints = listed ? this.locations?.size ?? 0 : this.clusterNames().reduce((sum, name) => sum + this.driver.state.cluster(name).length, 0)
+    return { hostId: this.hostId, registered: this.liveness.currentLease() !== undefined, leader: this.liveness.isLeader, remoteEndpoints, remotesFrom: listed ? 'etcd' as const : 'saved copy' as const }
   }
 
   async stop(): Promise<void> {

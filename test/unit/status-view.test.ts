@@ -103,6 +103,10 @@ t.test('health lines from the daemon', async (t) => {
   t.match(silent, 'daemon: running, pid 42, version 0.1.0')
   t.match(silent, /  docker     NOT ANSWERING at unix:\/\/\/wrong.sock since .* \(6 min ago\): connect ENOENT; names as the daemon last saw them/)
   t.match(silent, /  gc         off: no Docker API/)
+  const cluster = (c: Partial<NonNullable<DaemonStatus['cluster']>>) => statusText(statusModel(input({ daemon: { running: true, socket: '/s.sock', status: daemon({ cluster: { hostId: 'h-1', registered: false, leader: false, remoteEndpoints: 12, ...c } }) } })), NOW)
+  t.match(cluster({ remotesFrom: 'saved copy' }), /  cluster    host h-1, NOT registered in etcd .*, 12 remote endpoint\(s\) known \(from the copy saved on disk: etcd not listed yet\)/,
+    'after a restart with etcd away, the remote endpoints rendered from the saved copy are counted and said to be so')
+  t.notMatch(cluster({ registered: true, remotesFrom: 'etcd' }), /saved on disk/, 'control: once etcd listed, no such remark')
   const off = statusText(statusModel(input({ names: { source: 'none', networks: [] }, daemon: { running: true, socket: '/s.sock', status: daemon() } })), NOW)
   t.match(off, '  docker     off in the daemon: no --docker-host, so garbage collection and policies that name networks are off; no names (give --docker-host to read them from Docker)')
 })
