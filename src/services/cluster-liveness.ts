@@ -14,6 +14,7 @@ import { checkHostId } from '../core/cluster-spec.js'
 import { errorMessage, invalid, quote } from '../errors.js'
 import type { Lease, Revision, Store } from '../store/store.js'
 import { type SweepReport, sweepDeadHosts } from './cluster-reclaim.js'
+import { RepeatedFailure } from '../util/repeated-failure.js'
 
 export const hostKey = (hostId: string) => `cluster-hosts/${hostId}`
 export const LEADER_KEY = 'cluster-leader/reclaim'
@@ -43,9 +44,11 @@ export class ClusterLiveness {
   private registered: Promise<void> | undefined
   private settleFirst: () => void = () => undefined
   private timer: NodeJS.Timeout | undefined
+  private readonly registerFailures: RepeatedFailure
 
   constructor(private readonly store: Store, private settings: LivenessSettings) {
     this.hostId = checkHostId(settings.hostId)
+    this.registerFailures = new RepeatedFailure(settings.log, 'registering this host in the cluster failed; trying again')
     const ttl = settings.ttlSeconds ?? MAX_HOST_TTL_SECONDS
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOST_TTL_SECONDS) throw invalid(`a host lease lives 1 to ${MAX_HOST_TTL_SECONDS} seconds, not ${quote(ttl)}`)
     this.ttlSeconds = ttl
@@ -138,6 +141,7 @@ export class ClusterLiveness {
         const value = { hostId: this.hostId, registeredAt: new Date().toISOString(), ...(this.settings.info ?? {}) }
         await this.store.txn([], [{ put: hostKey(this.hostId), value, lease: lease.id }])
         this.lease = lease
+        this.registerFailures.succeeded('registering this host in the cluster works again')
         this.settings.log?.info({ hostId: this.hostId, lease: lease.id, ttlSeconds: this.ttlSeconds }, 'host registered in the cluster')
         this.settleFirst()
         this.settings.onRegistered?.()
@@ -147,7 +151,7 @@ export class ClusterLiveness {
         this.settings.log?.warn({ hostId: this.hostId }, 'host lease lost (the cluster store did not answer in time): registering again')
       } catch (err) {
         if (this.stopped) return
-        this.settings.log?.warn({ err: errorMessage(err) }, 'registering this host in the cluster failed; trying again')
+        this.registerFailures.failed(errorMessage(err))
         await new Promise((r) => setTimeout(r, this.settings.retryMs ?? 1000))
       }
     }

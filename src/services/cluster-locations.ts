@@ -14,6 +14,7 @@ import { errorMessage } from '../errors.js'
 import type { RemoteEndpoint } from '../modes/mode.js'
 import type { Store, WatchEvent } from '../store/store.js'
 import type { ClusterLiveness } from './cluster-liveness.js'
+import { RepeatedFailure } from '../util/repeated-failure.js'
 
 export const LOCATIONS = 'cluster-endpoints/'
 const locationKey = (name: string, hostId: string, endpointId: string) => `${LOCATIONS}${name}/${hostId}/${endpointId}`
@@ -60,6 +61,8 @@ export class ClusterLocations {
   private readonly leaving = new Map<string, NodeJS.Timeout>()
   /** True once the store was listed: until then `view` knows nothing (the caller keeps its last copy). */
   listed = false
+  private readonly writeFailures: RepeatedFailure
+  private readonly listFailures: RepeatedFailure
 
   constructor(
     private readonly store: Store,
@@ -69,7 +72,10 @@ export class ClusterLocations {
     /** Called with the cluster networks whose remote endpoints changed (an empty set: every one). */
     private readonly onChange: (networks: Set<string>) => void,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.writeFailures = new RepeatedFailure(log, 'endpoint registrations not written to the cluster store; retrying')
+    this.listFailures = new RepeatedFailure(log, 'endpoint locations not listed from the cluster store; the entries programmed stay, retrying')
+  }
 
   /** The other hosts' endpoints of a cluster network. */
   view = (network: string): RemoteEndpoint[] => [...(this.remotes.get(network)?.values() ?? [])]
@@ -102,8 +108,8 @@ export class ClusterLocations {
       this.again = true
       return
     }
-    this.syncing = this.sync().catch((err: unknown) => {
-      this.log.warn({ error: errorMessage(err) }, 'endpoint registrations not written to the cluster store; retrying')
+    this.syncing = this.sync().then(() => this.writeFailures.succeeded('endpoint registrations written to the cluster store again'), (err: unknown) => {
+      this.writeFailures.failed(errorMessage(err))
     }).finally(() => {
       this.syncing = undefined
       if (this.again) {
@@ -162,6 +168,7 @@ export class ClusterLocations {
         if (this.put(e.key, p)) touched.add(p.network)
       }
       for (const [network, m] of this.remotes) for (const key of m.keys()) if (!seen.has(key)) this.removeSoon(network, key)
+      this.listFailures.succeeded('endpoint locations listed from the cluster store again')
       const first = !this.listed
       this.listed = true
       // The first listing renders every network: one the host's copy had entries for may have none now.
@@ -172,7 +179,7 @@ export class ClusterLocations {
         this.retryFollow()
       })
     } catch (err) {
-      this.log.warn({ error: errorMessage(err) }, 'endpoint locations not listed from the cluster store; the entries programmed stay, retrying')
+      this.listFailures.failed(errorMessage(err))
       this.retryFollow()
     }
   }
