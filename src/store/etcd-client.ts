@@ -39,7 +39,13 @@ const BREAKER_HALF_OPEN_MS = 1000
 /** Watch streams reconnect with backoff up to this, so a returning etcd is noticed within seconds. */
 const WATCH_BACKOFF_MAX_MS = 2000
 
+/** Why a member last failed a call, per client: what an open circuit breaker's error cannot say. */
+const lastFailures = new WeakMap<Etcd3, { reason?: string }>()
+
+export const lastFailureOf = (client: Etcd3): string | undefined => lastFailures.get(client)?.reason
+
 export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
+  const lastFailure: { reason?: string } = {}
   const timeoutMs = options.timeoutMs ?? DEFAULT_ETCD_TIMEOUT_MS
   // Several attempts fit in the bound: a member that hangs costs one deadline, then another is tried.
   const attemptMs = Math.max(200, Math.floor(timeoutMs / 2))
@@ -50,7 +56,13 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
     // A member that vanishes without a reset (a partition) is noticed by HTTP/2 pings; etcd permits one per 5 s.
     grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
     faultHandling: {
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(BREAKER_FAILURES) }),
+      host: () => {
+        const breaker = circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(BREAKER_FAILURES) })
+        // An open breaker hides why the member failed (a wrong CA, a refused connection): keep the last reason.
+        breaker.onFailure(({ reason }) => { if ('error' in reason) lastFailure.reason = errorMessage(reason.error).replace(/\.?\s*Resolution note:\s*$/, '') })
+        breaker.onSuccess(() => { lastFailure.reason = undefined })
+        return breaker
+      },
       global: wrap(
         timeout(timeoutMs, TimeoutStrategy.Aggressive),
         retry(handleWhen(isRecoverableError), { maxAttempts: 3, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }) }),
@@ -68,7 +80,9 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
     }
   }
   try {
-    return new Etcd3(clientOptions)
+    const client = new Etcd3(clientOptions)
+    lastFailures.set(client, lastFailure)
+    return client
   } catch (err) {
     throw invalid(`cannot set up the etcd client for ${options.endpoints.join(',')}: ${errorMessage(err)}`)
   }
@@ -93,10 +107,11 @@ export function isUnreachable(err: unknown): boolean {
 }
 
 /** An etcd3 or cockatiel error as a TsnetError with a sentence naming the endpoints. */
-export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string): TsnetError {
+export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string, lastFailure?: string): TsnetError {
   if (err instanceof TsnetError) return err
   const at = `etcd at ${endpoints.join(',')}`
-  const why = isTimedOut(err) ? 'no answer in time' : isBrokenCircuitError(err) ? 'every member failed its last calls'
+  const last = lastFailure ? `; the last failure: ${lastFailure}` : ''
+  const why = isTimedOut(err) ? `no answer in time${last}` : isBrokenCircuitError(err) ? `every member failed its last calls${last}`
     : errorMessage(err).replace(/\.?\s*Resolution note:\s*$/, '') // grpc-js's empty trailer
   if (isUnreachable(err)) return new TsnetError('unavailable', `${at} is unreachable: ${why} (${doing})`, { cause: err, context: { endpoints } })
   if (err instanceof EtcdLeaseInvalidError) return new TsnetError('invalid', `${doing}: the lease has expired or was revoked in ${at}`, { cause: err })

@@ -19,7 +19,7 @@ import type { Etcd3, IKeyValue, IRequestOp, ICompare } from 'etcd3'
 import { Range } from 'etcd3'
 import type { Logger } from 'pino'
 import { TsnetError, invalid, quote, unavailable } from '../errors.js'
-import { type EtcdTls, createEtcdClient, etcdFailure } from './etcd-client.js'
+import { type EtcdTls, createEtcdClient, etcdFailure, lastFailureOf } from './etcd-client.js'
 import { DEFAULT_CLUSTER, clusterRoot, entryOf } from './etcd-layout.js'
 import { type GrantedLease, grantEtcdLease } from './etcd-lease.js'
 import { watchEtcd } from './etcd-watch.js'
@@ -137,7 +137,7 @@ export class EtcdStore extends StoreBase {
       throw invalid(`a lease's time to live is a whole number of seconds from 1, not ${quote(ttlSeconds)}`)
     }
     this.assertOpen()
-    const lease = await grantEtcdLease(this.client, ttlSeconds, (err) => etcdFailure(err, this.endpoints, `granting a lease of ${ttlSeconds} s`))
+    const lease = await grantEtcdLease(this.client, ttlSeconds, (err) => etcdFailure(err, this.endpoints, `granting a lease of ${ttlSeconds} s`, lastFailureOf(this.client)))
     if (this.closed) {
       lease.release()
       throw unavailable('the store is closed')
@@ -178,7 +178,7 @@ export class EtcdStore extends StoreBase {
       return await fn()
     } catch (err) {
       if (this.closed) throw unavailable('the store is closed')
-      throw etcdFailure(err, this.endpoints, doing)
+      throw etcdFailure(err, this.endpoints, doing, lastFailureOf(this.client))
     }
   }
 

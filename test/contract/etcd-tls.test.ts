@@ -39,6 +39,20 @@ if (etcdMissing) {
     t.equal(await outcome(open(undefined)), 'unavailable', 'no TLS files at all (the system\'s CAs)')
   })
 
+  t.test('trusting another CA: the message says why, also once the member\'s circuit breaker is open', async (t) => {
+    const store = open({ caFile: certs.otherCaFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile })
+    const messages: string[] = []
+    for (let i = 0; i < 4; i++) {
+      try {
+        await store.put('tls', 'probe', 1)
+      } catch (err) {
+        messages.push(err instanceof Error ? err.message : String(err))
+      }
+    }
+    t.equal(messages.length, 4, 'every write failed')
+    for (const m of messages) t.match(m, /certificate|self[- ]signed|verify/i, `the certificate problem is named: ${m}`)
+  })
+
   t.test('unreadable files are refused at construction with kind invalid', async (t) => {
     t.throws(() => open({ caFile: '/nonexistent/ca.pem' }), { name: 'TsnetError', kind: 'invalid', message: /cannot read the etcd CA certificate \/nonexistent\/ca\.pem/ })
     t.throws(() => open({ caFile: certs.caFile, certFile: certs.clientCertFile }), { kind: 'invalid', message: /both its certificate and its key/ })
