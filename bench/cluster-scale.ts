@@ -462,6 +462,9 @@ async function main(): Promise<void> {
     extra.push(`VXLAN device ${vxlan} after the run: tx packets ${tx.packets}, bytes ${tx.bytes}, errors ${tx.errors}, dropped ${tx.dropped}, carrier errors ${tx.carrier_errors} (nothing was sent toward the simulated VTEPs). Kernel table resyncs of the watcher: ${table.resyncs}; netlink events heard: ${table.events}.`, '')
     const warnings = readFileSync(ts.logPath, 'utf8').split('\n').filter((l) => /"level":(40|50|60)/.test(l))
     extra.push(`tsnet logged ${warnings.length} warning(s) or error(s)${warnings.length ? `; the first: \`${warnings[0]?.slice(0, 300)}\`` : ''}.`, '')
+    // Its own keepalive, from its side: ClusterLiveness logs this when its lease lapsed and it registers again.
+    const lapses = warnings.filter((l) => l.includes('host lease lost')).map((l) => /"time":"([^"]+)"/.exec(l)?.[1] ?? '?')
+    extra.push(`tsnet's own lease lapsed (\`host lease lost\` in its log) ${lapses.length} time(s)${lapses.length ? `: at ${lapses.join(', ')}` : ''}.`, '')
 
     if (PROFILE && existsSync(join(PROFILE_DIR, 'converge.cpuprofile'))) {
       const p = cpuTables(join(PROFILE_DIR, 'converge.cpuprofile'), 15, (name) => name.includes(' dist/'))
