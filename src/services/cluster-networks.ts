@@ -150,8 +150,11 @@ export class ClusterNetworks {
       const candidate = this.nextFree(space, cursor, new Set())
       if (candidate === undefined) break
       if ((await this.tryClaim(space, candidate, value, cursor.inFlight)) === true) return claimed(space, candidate)
+      // Lost it: another host is claiming here. Walking on would follow its frontier and lose again
+      // and again (it claims several at a time), so look elsewhere.
+      cursor.next = randomOffset(space)
     }
-    // Crowded: look at the claims once, then try free addresses only.
+    // Crowded: look at the claims once, then try free addresses only, each from a random place.
     const listed = await this.store.list<AddressClaim>(addressPrefix(name))
     const taken = new Set<bigint>()
     for (const e of listed) {
@@ -163,6 +166,7 @@ export class ClusterNetworks {
       if (candidate === undefined) throw exhaustedError(space, taken.size)
       taken.add(candidate)
       if ((await this.tryClaim(space, candidate, value, cursor.inFlight)) === true) return claimed(space, candidate)
+      cursor.next = randomOffset(space)
     }
     throw conflict(`no address of cluster network ${quote(name)} could be claimed: other hosts took each of ${BLIND_ATTEMPTS + LISTED_ATTEMPTS} free candidates first; try again`, { network: name })
   }
@@ -265,6 +269,12 @@ export class ClusterNetworks {
     if (!ours && failure !== undefined) throw failure
     return ours
   }
+}
+
+/** A random offset into the subnet (uniform enough for picking where to look: 64 random bits modulo its size). */
+function randomOffset(space: AddressSpace): bigint {
+  const size = 1n << BigInt((space.subnet.family === 4 ? 32 : 128) - space.subnet.bits)
+  return randomBytes(8).readBigUInt64BE() % size
 }
 
 const firstAddress = (subnet: string, family: Family) => gatewayOf(parseSubnet(subnet, family, 'subnet'))
