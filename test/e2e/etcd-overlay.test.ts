@@ -14,6 +14,7 @@
 //   flock /tmp/tsnet-e2e.lock npx tap run --reporter=terse --timeout=900 test/e2e/etcd-overlay.test.ts
 import t, { type Test } from 'tap';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { BlockList } from 'node:net';
 import { join } from 'node:path';
 import { createEngineNetns, destroyEngine, ensureBusyboxImage, startDockerd, type Engine } from './lib/engine.js';
 import { BB, ip4InCidr } from './lib/containers.js';
@@ -345,6 +346,111 @@ await scenario('isolation: web reaches neither api (same host, other host) nor a
   t.ok((got.wB ?? 0) >= 20, `control: wB on ${B().e.name} got wA's frames to its MAC (${got.wB})`);
   t.ok((got.nA0 ?? 0) >= 20, `control: nA0 on ${A().e.name} got wA's frames to its MAC (${got.nA0})`);
   t.same({ aA: got.aA, aB: got.aB, lA: got.lA }, { aA: 0, aB: 0, lA: 0 }, 'no frame from wA reached aA, aB or lA, though addressed to their MACs');
+});
+
+// ---- IPv6 and the edge (issue 14, Build steps 5 and 6) ----
+
+const SIX = 'six';
+const SIX_SUBNET = '10.225.0.0/24';
+const SIX_SUBNET6 = 'fd00:dc6::/64';
+/** The issue's command with `--ipv6` and an IPv6 subnet beside the IPv4 one (docs/overlay.md, IPv6). */
+const clusterNet6 = (name: string, subnet: string, subnet6: string) =>
+  ['network', 'create', '-d', 'tsnet', '--ipam-driver', 'tsnet', '--ipv6', '-o', `tsnet.overlay=${name}`, '--ipam-opt', `tsnet.overlay=${name}`, '--subnet', subnet, '--subnet', subnet6, name];
+
+function in6(ip: string | undefined, cidr: string): boolean {
+  const [net, len] = cidr.split('/');
+  const b = new BlockList();
+  b.addSubnet(net as string, Number(len), 'ipv6');
+  try {
+    return !!ip && b.check(ip, 'ipv6');
+  } catch {
+    return false;
+  }
+}
+
+/** One ping of the given family from a container (busybox `ping -4|-6`). */
+const pingFam = async (h: EtcdHost, from: string, target: string, v6: boolean, wait = 2) =>
+  (await h.e.docker(['exec', from, 'ping', v6 ? '-6' : '-4', '-c', '1', '-W', String(wait), target], { timeoutMs: 30_000 })).code === 0;
+
+await scenario('IPv6 on a cluster network: --ipv6 on every host, distinct IPv6 addresses, ping both ways in both families, neighbour entries for both, no keys left after rm', async (t) => {
+  const T_SIX = Date.now();
+  const devsBefore = await Promise.all(hosts.map(async (h) => new Set((await vxlanDevices(h.e)).map((d) => d.name))));
+  const made = await Promise.all(hosts.map((h) => h.e.docker(clusterNet6(SIX, SIX_SUBNET, SIX_SUBNET6), { timeoutMs: 60_000 })));
+  for (const [i, r] of made.entries()) t.equal(r.code, 0, `docker network create --ipv6 --subnet ${SIX_SUBNET} --subnet ${SIX_SUBNET6} ${SIX} on ${hosts[i]?.e.name} (all three at once) ${r.stderr.trim()}`);
+  if (made.some((r) => r.code !== 0)) return;
+  const sixDev: Record<string, string> = {};
+  for (const [i, h] of hosts.entries()) {
+    const seen = await h.e.dockerOk(['network', 'inspect', '-f', '{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}', SIX]);
+    t.equal(seen.trim(), `true ${SIX_SUBNET} ${SIX_SUBNET6}`, `${h.e.name}: ${SIX} has IPv6 enabled with both subnets`);
+    const added = (await vxlanDevices(h.e)).filter((d) => !devsBefore[i]?.has(d.name));
+    t.equal(added.length, 1, `${h.e.name}: one new VXLAN device for ${SIX} (${added.map((d) => `${d.name} vni ${d.vni}`).join(' ')})`);
+    if (added[0]) sixDev[h.e.name] = added[0].name;
+  }
+  const name = (h: EtcdHost) => `s6${letter(h)}`;
+  await Promise.all(hosts.map((h) => runOk(h, name(h), SIX)));
+  const fmt = `{{(index .NetworkSettings.Networks "${SIX}").IPAddress}} {{(index .NetworkSettings.Networks "${SIX}").GlobalIPv6Address}} {{(index .NetworkSettings.Networks "${SIX}").MacAddress}}`;
+  const ends = await Promise.all(hosts.map(async (h) => {
+    const [ip4 = '', ip6 = '', mac = ''] = (await h.e.dockerOk(['inspect', '-f', fmt, name(h)])).trim().split(' ');
+    return { h, name: name(h), ip4, ip6, mac: mac.toLowerCase() };
+  }));
+  t.comment(`endpoints: ${ends.map((x) => `${x.name} ${x.ip4} ${x.ip6} ${x.mac}`).join('; ')}`);
+  t.equal(new Set(ends.map((x) => x.ip6).filter(Boolean)).size, 3, `three distinct IPv6 addresses: ${ends.map((x) => x.ip6).join(' ')}`);
+  t.ok(ends.every((x) => in6(x.ip6, SIX_SUBNET6)), `all in ${SIX_SUBNET6}`);
+  t.ok(ends.every((x) => ip4InCidr(x.ip4, SIX_SUBNET)), `and IPv4 addresses in ${SIX_SUBNET}: ${ends.map((x) => x.ip4).join(' ')}`);
+  if (ends.some((x) => !x.ip6)) return;
+
+  // every ordered pair of hosts, in both families (IPv6 may need a second for duplicate address detection)
+  const t0 = Date.now();
+  await Promise.all(ends.flatMap((from) => ends.filter((to) => to !== from).flatMap((to) => [true, false].map(async (v6) => {
+    const target = v6 ? to.ip6 : to.ip4;
+    const ok = await waitFor(() => pingFam(from.h, from.name, target, v6), { timeoutMs: 15_000, intervalMs: 300, what: 'a reply' }).catch(() => false);
+    t.ok(ok, `${from.name} on ${from.h.e.name} pings ${to.name} on ${to.h.e.name} over IPv${v6 ? 6 : 4} (${target}; ${Date.now() - t0} ms)`);
+  }))));
+
+  t.comment(`created, run and pinged ${Date.now() - T_SIX} ms into the scenario`);
+  // meanwhile: an address of the subnet that nobody in the cluster holds gets no reply; the same path to a real one does
+  const [a, b] = ends as [(typeof ends)[number], (typeof ends)[number]];
+  const stray6 = 'fd00:dc6::dead:beef';
+  const stray4 = ['10.225.0.254', '10.225.0.253', '10.225.0.252'].find((ip) => !ends.some((x) => x.ip4 === ip)) as string;
+  const [seenOn, keysNow, ctl6, ctl4, no6, no4] = await Promise.all([
+    Promise.all(hosts.map((h) => vxlanEntries(h.e, [sixDev[h.e.name] ?? '-']))), etcdKeys(),
+    pingFam(a.h, a.name, b.ip6, true), pingFam(a.h, a.name, b.ip4, false), pingFam(a.h, a.name, stray6, true, 1), pingFam(a.h, a.name, stray4, false, 1),
+  ]);
+  // on each host, each remote endpoint: a neighbour entry per family and its FDB entry, on six's VXLAN device
+  for (const [i, h] of hosts.entries()) {
+    const { fdb, neigh } = seenOn[i] as Awaited<ReturnType<typeof vxlanEntries>>;
+    for (const r of ends.filter((x) => x.h !== h)) {
+      const n4 = neigh.find((x) => x.dst === r.ip4 && x.lladdr?.toLowerCase() === r.mac);
+      const n6 = neigh.find((x) => x.dst === r.ip6 && x.lladdr?.toLowerCase() === r.mac);
+      const f = fdb.find((x) => x.mac.toLowerCase() === r.mac && x.dst === r.h.ip);
+      const shown = [n4 ? describeNeigh(n4) : `no neigh ${r.ip4}`, n6 ? describeNeigh(n6) : `no neigh ${r.ip6}`, f ? describeFdb(f) : `no fdb ${r.mac} dst ${r.h.ip}`].join('; ');
+      t.ok(n4 && n6 && f, `${h.e.name}'s ${sixDev[h.e.name]} for ${r.name} on ${r.h.e.name}: ${shown}`);
+    }
+  }
+
+  const claimed = keysNow.filter((k) => k.endsWith(`/${stray6}`) || k.endsWith(`/${stray4}`));
+  t.same(claimed, [], `premise: etcd has no claim on ${stray6} or ${stray4}`);
+  t.same([ctl6, ctl4], [true, true], `control: ${a.name} -> ${b.name} (${b.ip6}, ${b.ip4}) answers`);
+  t.same([no6, no4], [false, false], `${a.name} -> ${stray6} and ${stray4} (in the subnets, held by no one) get no reply`);
+
+  // removed on every host (at once): no key of six left in etcd, nor in the index
+  const before = naming(keysNow, [SIX]);
+  t.ok(before.some((k) => k.includes(`/cluster-addresses/${SIX}/`) && in6(k.split('/').pop(), SIX_SUBNET6)), `control: before, etcd holds IPv6 address claims of ${SIX} (${before.length} keys name it)`);
+  t.comment(`removing ${Date.now() - T_SIX} ms into the scenario`);
+  const removed = await Promise.all(hosts.map(async (h) => {
+    await h.e.dockerOk(['rm', '-f', name(h)], { timeoutMs: 60_000 });
+    return h.e.docker(['network', 'rm', SIX], { timeoutMs: 60_000 });
+  }));
+  for (const [i, r] of removed.entries()) t.equal(r.code, 0, `docker network rm ${SIX} on ${hosts[i]?.e.name} ${r.stderr.trim()}`);
+  const indexKey = (await etcdKeys()).find((k) => k.endsWith('/cluster-index/networks'));
+  const indexValue = async () => (indexKey ? (await (etcd as EtcdCluster).ctl(['get', '--print-value-only', indexKey])).stdout : '');
+  let left: string[] = before;
+  let index = '';
+  const t1 = Date.now();
+  await waitFor(async () => (left = naming(await etcdKeys(), [SIX])).length === 0 && !(index = await indexValue()).includes(`"${SIX}"`), { timeoutMs: 15_000, intervalMs: 300, what: 'the keys to go' }).catch(() => undefined);
+  t.same(left, [], `no key names ${SIX} (${Date.now() - t1} ms after the last network rm)`);
+  t.notOk(index.includes(`"${SIX}"`) || index.includes('fd00:dc6'), `the cluster index no longer lists ${SIX}: ${index.trim().slice(0, 300)}`);
+  for (const h of hosts) t.notOk((await vxlanDevices(h.e)).some((d) => d.name === sixDev[h.e.name]), `${h.e.name}: ${SIX}'s VXLAN device ${sixDev[h.e.name]} is gone`);
 });
 
 /** The plugin's pid on each host: a restart would change it. */
