@@ -9,7 +9,8 @@
 // resolve driver tsnet in registry".
 // The scenarios run in order on one cluster and build on each other; each ends with the
 // idempotence check on every running plugin. A fourth engine with a one-member etcd serving https
-// covers TLS at the end.
+// covers TLS at the end. A namespace on the underlay with no Docker in it and no route to any
+// container subnet stands for the outside (egress, published ports).
 // Run (as root, under the machine-wide e2e lock):
 //   flock /tmp/tsnet-e2e.lock npx tap run --reporter=terse --timeout=900 test/e2e/etcd-overlay.test.ts
 import t, { type Test } from 'tap';
@@ -24,6 +25,7 @@ import { TSNET_CLI } from './lib/tsnet.js';
 import { alive, type RunResult } from './lib/proc.js';
 import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import { createUnderlay, type Underlay } from './lib/underlay.js';
+import { hitMark, hitsOf, httpFrom, inNetns, startSourceServer } from './lib/outside.js';
 import { waitFor } from './lib/wait.js';
 import {
   assemblePlugin, createPluginOn, describeFdb, describeNeigh, enablePluginOn, linkAddrs4, liveSocket, makeEtcdCerts, pingStats, startEtcd, vxlanDevices, vxlanEntries,
@@ -41,6 +43,8 @@ const clusterNet = (name: string, subnet: string) =>
 const bridgeNet = (name: string, subnet: string) => ['network', 'create', '-d', 'tsnet', '--ipam-driver', 'tsnet', '--subnet', subnet, name];
 const ETCD_IPS = ['10.250.0.11', '10.250.0.12', '10.250.0.13'];
 const TLS_ETCD_IP = '10.250.0.21';
+/** A namespace on the underlay that is no Docker host and has no route to any container subnet: "the outside". */
+const OUTSIDE_IP = '10.250.0.30';
 /**
  * Seconds a dead host stays registered-gone before one elected tsnet frees its addresses and
  * memberships (TSNET_CLUSTER_GRACE; 300 by default, 5 at least): short here, so the last
@@ -59,6 +63,7 @@ let tlsEtcd: EtcdCluster | undefined;
 let tlsCerts: EtcdTlsFiles | undefined;
 const hosts: EtcdHost[] = [];
 let tlsHost: EtcdHost | undefined;
+let outside: Engine | undefined;
 let blocked: string | undefined;
 const [A, B, C] = [0, 1, 2].map((i) => () => hosts[i] as EtcdHost) as [() => EtcdHost, () => EtcdHost, () => EtcdHost];
 const letter = (h: EtcdHost) => h.e.name.slice(-1).toUpperCase();
@@ -180,6 +185,8 @@ await t.test('setup: underlay, etcd x3, three engines with the plugin on etcd, a
     if (name === 'clt') tlsHost = { e, ip };
     else hosts.push({ e, ip });
   }
+  outside = await createEngineNetns('clo');
+  await u.attach(outside, OUTSIDE_IP);
   const all = [...hosts, tlsHost as EtcdHost];
   await Promise.all(all.map((h) => startDockerd(h.e)));
   await Promise.all(all.map((h) => ensureBusyboxImage(h.e)));
@@ -217,6 +224,7 @@ t.teardown(async () => {
   }));
   const t1 = Date.now();
   await Promise.all([...(etcd?.members ?? []), ...(tlsEtcd?.members ?? [])].map((m) => destroyEngine(m.ns).catch(() => undefined)));
+  if (outside) await destroyEngine(outside).catch(() => undefined);
   t.comment(`teardown: engines ${t1 - t0} ms, etcd and the underlay ${Date.now() - t1} ms`);
   await U?.destroy().catch(() => undefined);
   t.comment(`etcd-overlay e2e took ${Math.round((Date.now() - T0) / 1000)} s`);
@@ -451,6 +459,68 @@ await scenario('IPv6 on a cluster network: --ipv6 on every host, distinct IPv6 a
   t.same(left, [], `no key names ${SIX} (${Date.now() - t1} ms after the last network rm)`);
   t.notOk(index.includes(`"${SIX}"`) || index.includes('fd00:dc6'), `the cluster index no longer lists ${SIX}: ${index.trim().slice(0, 300)}`);
   for (const h of hosts) t.notOk((await vxlanDevices(h.e)).some((d) => d.name === sixDev[h.e.name]), `${h.e.name}: ${SIX}'s VXLAN device ${sixDev[h.e.name]} is gone`);
+});
+
+const PUB_PORT = 18080;
+const OUTSIDE_PORT = 7777;
+
+await scenario('the edge of a cluster network: -p on host A answers from outside on A only; routed or unpublished ports do not; egress is source-NATed by each host', async (t) => {
+  const o = (outside as Engine).netnsPath;
+  const T_EDGE = Date.now();
+  const script = 'mkdir -p /www && echo pubA > /www/index.html && httpd -p 8080 -h /www && httpd -p 8081 -h /www && exec sleep 3600';
+  const started = A().e.docker(['run', '-d', '--init', '--name', 'pA', '--network', 'web', '-p', `${PUB_PORT}:8080`, BB, 'sh', '-c', script], { timeoutMs: 120_000 });
+  // egress first (while pA starts), while the outside has no route toward any container subnet: a reply comes back only to a translated source
+  const srv = await startSourceServer(o, OUTSIDE_PORT, 'outside', `source server in ${OUTSIDE_IP}`);
+  try {
+    const mark = hitMark(srv);
+    const got = await Promise.all(hosts.map(async (h) => {
+      const r = await h.e.docker(['exec', probe(h), 'nc', '-w', '2', OUTSIDE_IP, String(OUTSIDE_PORT)], { timeoutMs: 20_000 });
+      return { h, src: /outside src=(\S+)/.exec(r.stdout)?.[1] ?? '', out: (r.stdout + r.stderr).trim().slice(0, 200) };
+    }));
+    for (const g of got) t.equal(g.src, g.h.ip, `${probe(g.h)} (${probeIp[g.h.e.name]}) on ${g.h.e.name} -> ${OUTSIDE_IP}:${OUTSIDE_PORT} is answered, and the outside saw ${g.h.e.name}'s underlay address: ${g.out}`);
+    t.same(hitsOf(srv, mark).map((x) => x.src).sort(), hosts.map((h) => h.ip).sort(), 'the outside server saw exactly the three hosts\' addresses, no container address');
+  } finally {
+    await srv.stop();
+  }
+
+  const run = await started;
+  t.equal(run.code, 0, `docker run -p ${PUB_PORT}:8080 --network web pA on ${A().e.name} ${run.stderr.trim()}`);
+  if (run.code !== 0) return;
+  t.comment(`egress checked and pA started ${Date.now() - T_EDGE} ms into the scenario`);
+  const pA = await ipOf(A(), 'pA');
+  const get = (ns: string, host: string, port: number) => httpFrom(ns, host, port, 'pubA');
+  const said = (r: { out: string; err: string }) => (r.err || r.out.split('\r\n')[0] || '').slice(0, 120);
+  let last = { ok: false, out: '', err: '' };
+  const t0 = Date.now();
+  const [inside, served] = await Promise.all([
+    waitFor(async () => (await A().e.docker(['exec', 'pA', 'sh', '-c', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8081"], { timeoutMs: 20_000 })).stdout.includes('pubA'), { timeoutMs: 15_000, intervalMs: 300, what: 'pA serving 8081' }).catch(() => false),
+    waitFor(async () => (last = await get(o, A().ip, PUB_PORT)).ok, { timeoutMs: 15_000, intervalMs: 300, what: 'an answer' }).catch(() => false),
+  ]);
+  t.ok(inside, `control: pA (${pA}) serves 8081 too, unpublished (seen from inside pA)`);
+  t.ok(served, `outside (${OUTSIDE_IP}, no Docker host) -> ${A().ip}:${PUB_PORT} is answered by pA (${Date.now() - t0} ms) ${served ? '' : said(last)}`);
+  // the same path, other hosts or another port: nothing answers
+  const [fromB, onB, onC, unpublished] = await Promise.all([get(B().e.netnsPath, A().ip, PUB_PORT), get(o, B().ip, PUB_PORT), get(o, C().ip, PUB_PORT), get(o, A().ip, 8081)]);
+  t.ok(fromB.ok, `${B().e.name}'s host namespace -> ${A().ip}:${PUB_PORT} is answered too ${fromB.ok ? '' : said(fromB)}`);
+  t.notOk(onB.ok, `outside -> ${B().ip}:${PUB_PORT} (${B().e.name}, which has web but publishes nothing) is not answered: ${said(onB)}`);
+  t.notOk(onC.ok, `outside -> ${C().ip}:${PUB_PORT} (${C().e.name}) is not answered: ${said(onC)}`);
+  t.notOk(unpublished.ok, `outside -> ${A().ip}:8081 (pA serves it, unpublished) is not answered: ${said(unpublished)}`);
+  // a hostile outside routes the container subnet via host A: container addresses stay closed (docs/network-edge.md)
+  const routeAdd = await inNetns(o, ['ip', 'route', 'add', WEB_SUBNET, 'via', A().ip]);
+  try {
+    const via = (await inNetns(o, ['ip', 'route', 'get', pA])).stdout.trim();
+    t.ok(routeAdd.code === 0 && via.includes(`via ${A().ip}`), `premise: the outside routes ${pA} via ${A().ip} (${via || routeAdd.stderr.trim()})`);
+    const [routed, routedPub, stillPub] = await Promise.all([get(o, pA, 8081), get(o, pA, 8080), get(o, A().ip, PUB_PORT)]);
+    t.ok(stillPub.ok, `control: with that route, ${A().ip}:${PUB_PORT} still answers ${stillPub.ok ? '' : said(stillPub)}`);
+    t.notOk(routed.ok, `outside routing ${WEB_SUBNET} via ${A().ip} -> ${pA}:8081 (the container address, not published) is not answered: ${said(routed)}`);
+    t.notOk(routedPub.ok, `nor ${pA}:8080 (published only as ${A().ip}:${PUB_PORT}): ${said(routedPub)}`);
+  } finally {
+    await inNetns(o, ['ip', 'route', 'del', WEB_SUBNET, 'via', A().ip]);
+  }
+  // removed: the port goes with the container
+  await A().e.dockerOk(['rm', '-f', 'pA'], { timeoutMs: 60_000 });
+  let after = { ok: true, out: '', err: '' };
+  await waitFor(async () => !(after = await get(o, A().ip, PUB_PORT)).ok, { timeoutMs: 10_000, intervalMs: 300, what: 'the port to close' }).catch(() => undefined);
+  t.notOk(after.ok, `after docker rm -f pA, ${A().ip}:${PUB_PORT} is not answered: ${said(after)}`);
 });
 
 /** The plugin's pid on each host: a restart would change it. */
