@@ -9,11 +9,13 @@
 // resolve driver tsnet in registry".
 // The scenarios run in order on one cluster and build on each other; each ends with the
 // idempotence check on every running plugin. A fourth engine with a one-member etcd serving https
-// covers TLS at the end.
+// covers TLS at the end. A namespace on the underlay with no Docker in it and no route to any
+// container subnet stands for the outside (egress, published ports).
 // Run (as root, under the machine-wide e2e lock):
 //   flock /tmp/tsnet-e2e.lock npx tap run --reporter=terse --timeout=900 test/e2e/etcd-overlay.test.ts
 import t, { type Test } from 'tap';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { BlockList } from 'node:net';
 import { join } from 'node:path';
 import { createEngineNetns, destroyEngine, ensureBusyboxImage, startDockerd, type Engine } from './lib/engine.js';
 import { BB, ip4InCidr } from './lib/containers.js';
@@ -23,6 +25,7 @@ import { TSNET_CLI } from './lib/tsnet.js';
 import { alive, type RunResult } from './lib/proc.js';
 import { expectIdle, withDiagnostics } from './lib/scenario.js';
 import { createUnderlay, type Underlay } from './lib/underlay.js';
+import { hitMark, hitsOf, httpFrom, inNetns, startSourceServer } from './lib/outside.js';
 import { waitFor } from './lib/wait.js';
 import {
   assemblePlugin, createPluginOn, describeFdb, describeNeigh, enablePluginOn, linkAddrs4, liveSocket, makeEtcdCerts, pingStats, startEtcd, vxlanDevices, vxlanEntries,
@@ -40,6 +43,8 @@ const clusterNet = (name: string, subnet: string) =>
 const bridgeNet = (name: string, subnet: string) => ['network', 'create', '-d', 'tsnet', '--ipam-driver', 'tsnet', '--subnet', subnet, name];
 const ETCD_IPS = ['10.250.0.11', '10.250.0.12', '10.250.0.13'];
 const TLS_ETCD_IP = '10.250.0.21';
+/** A namespace on the underlay that is no Docker host and has no route to any container subnet: "the outside". */
+const OUTSIDE_IP = '10.250.0.30';
 /**
  * Seconds a dead host stays registered-gone before one elected tsnet frees its addresses and
  * memberships (TSNET_CLUSTER_GRACE; 300 by default, 5 at least): short here, so the last
@@ -58,6 +63,7 @@ let tlsEtcd: EtcdCluster | undefined;
 let tlsCerts: EtcdTlsFiles | undefined;
 const hosts: EtcdHost[] = [];
 let tlsHost: EtcdHost | undefined;
+let outside: Engine | undefined;
 let blocked: string | undefined;
 const [A, B, C] = [0, 1, 2].map((i) => () => hosts[i] as EtcdHost) as [() => EtcdHost, () => EtcdHost, () => EtcdHost];
 const letter = (h: EtcdHost) => h.e.name.slice(-1).toUpperCase();
@@ -179,6 +185,8 @@ await t.test('setup: underlay, etcd x3, three engines with the plugin on etcd, a
     if (name === 'clt') tlsHost = { e, ip };
     else hosts.push({ e, ip });
   }
+  outside = await createEngineNetns('clo');
+  await u.attach(outside, OUTSIDE_IP);
   const all = [...hosts, tlsHost as EtcdHost];
   await Promise.all(all.map((h) => startDockerd(h.e)));
   await Promise.all(all.map((h) => ensureBusyboxImage(h.e)));
@@ -216,6 +224,7 @@ t.teardown(async () => {
   }));
   const t1 = Date.now();
   await Promise.all([...(etcd?.members ?? []), ...(tlsEtcd?.members ?? [])].map((m) => destroyEngine(m.ns).catch(() => undefined)));
+  if (outside) await destroyEngine(outside).catch(() => undefined);
   t.comment(`teardown: engines ${t1 - t0} ms, etcd and the underlay ${Date.now() - t1} ms`);
   await U?.destroy().catch(() => undefined);
   t.comment(`etcd-overlay e2e took ${Math.round((Date.now() - T0) / 1000)} s`);
@@ -345,6 +354,173 @@ await scenario('isolation: web reaches neither api (same host, other host) nor a
   t.ok((got.wB ?? 0) >= 20, `control: wB on ${B().e.name} got wA's frames to its MAC (${got.wB})`);
   t.ok((got.nA0 ?? 0) >= 20, `control: nA0 on ${A().e.name} got wA's frames to its MAC (${got.nA0})`);
   t.same({ aA: got.aA, aB: got.aB, lA: got.lA }, { aA: 0, aB: 0, lA: 0 }, 'no frame from wA reached aA, aB or lA, though addressed to their MACs');
+});
+
+// ---- IPv6 and the edge (issue 14, Build steps 5 and 6) ----
+
+const SIX = 'six';
+const SIX_SUBNET = '10.225.0.0/24';
+const SIX_SUBNET6 = 'fd00:dc6::/64';
+/** The issue's command with `--ipv6` and an IPv6 subnet beside the IPv4 one (docs/overlay.md, IPv6). */
+const clusterNet6 = (name: string, subnet: string, subnet6: string) =>
+  ['network', 'create', '-d', 'tsnet', '--ipam-driver', 'tsnet', '--ipv6', '-o', `tsnet.overlay=${name}`, '--ipam-opt', `tsnet.overlay=${name}`, '--subnet', subnet, '--subnet', subnet6, name];
+
+function in6(ip: string | undefined, cidr: string): boolean {
+  const [net, len] = cidr.split('/');
+  const b = new BlockList();
+  b.addSubnet(net as string, Number(len), 'ipv6');
+  try {
+    return !!ip && b.check(ip, 'ipv6');
+  } catch {
+    return false;
+  }
+}
+
+/** One ping of the given family from a container (busybox `ping -4|-6`). */
+const pingFam = async (h: EtcdHost, from: string, target: string, v6: boolean, wait = 2) =>
+  (await h.e.docker(['exec', from, 'ping', v6 ? '-6' : '-4', '-c', '1', '-W', String(wait), target], { timeoutMs: 30_000 })).code === 0;
+
+await scenario('IPv6 on a cluster network: --ipv6 on every host, distinct IPv6 addresses, ping both ways in both families, neighbour entries for both, no keys left after rm', async (t) => {
+  const T_SIX = Date.now();
+  const devsBefore = await Promise.all(hosts.map(async (h) => new Set((await vxlanDevices(h.e)).map((d) => d.name))));
+  const made = await Promise.all(hosts.map((h) => h.e.docker(clusterNet6(SIX, SIX_SUBNET, SIX_SUBNET6), { timeoutMs: 60_000 })));
+  for (const [i, r] of made.entries()) t.equal(r.code, 0, `docker network create --ipv6 --subnet ${SIX_SUBNET} --subnet ${SIX_SUBNET6} ${SIX} on ${hosts[i]?.e.name} (all three at once) ${r.stderr.trim()}`);
+  if (made.some((r) => r.code !== 0)) return;
+  const sixDev: Record<string, string> = {};
+  for (const [i, h] of hosts.entries()) {
+    const seen = await h.e.dockerOk(['network', 'inspect', '-f', '{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}', SIX]);
+    t.equal(seen.trim(), `true ${SIX_SUBNET} ${SIX_SUBNET6}`, `${h.e.name}: ${SIX} has IPv6 enabled with both subnets`);
+    const added = (await vxlanDevices(h.e)).filter((d) => !devsBefore[i]?.has(d.name));
+    t.equal(added.length, 1, `${h.e.name}: one new VXLAN device for ${SIX} (${added.map((d) => `${d.name} vni ${d.vni}`).join(' ')})`);
+    if (added[0]) sixDev[h.e.name] = added[0].name;
+  }
+  const name = (h: EtcdHost) => `s6${letter(h)}`;
+  await Promise.all(hosts.map((h) => runOk(h, name(h), SIX)));
+  const fmt = `{{(index .NetworkSettings.Networks "${SIX}").IPAddress}} {{(index .NetworkSettings.Networks "${SIX}").GlobalIPv6Address}} {{(index .NetworkSettings.Networks "${SIX}").MacAddress}}`;
+  const ends = await Promise.all(hosts.map(async (h) => {
+    const [ip4 = '', ip6 = '', mac = ''] = (await h.e.dockerOk(['inspect', '-f', fmt, name(h)])).trim().split(' ');
+    return { h, name: name(h), ip4, ip6, mac: mac.toLowerCase() };
+  }));
+  t.comment(`endpoints: ${ends.map((x) => `${x.name} ${x.ip4} ${x.ip6} ${x.mac}`).join('; ')}`);
+  t.equal(new Set(ends.map((x) => x.ip6).filter(Boolean)).size, 3, `three distinct IPv6 addresses: ${ends.map((x) => x.ip6).join(' ')}`);
+  t.ok(ends.every((x) => in6(x.ip6, SIX_SUBNET6)), `all in ${SIX_SUBNET6}`);
+  t.ok(ends.every((x) => ip4InCidr(x.ip4, SIX_SUBNET)), `and IPv4 addresses in ${SIX_SUBNET}: ${ends.map((x) => x.ip4).join(' ')}`);
+  if (ends.some((x) => !x.ip6)) return;
+
+  // every ordered pair of hosts, in both families (IPv6 may need a second for duplicate address detection)
+  const t0 = Date.now();
+  await Promise.all(ends.flatMap((from) => ends.filter((to) => to !== from).flatMap((to) => [true, false].map(async (v6) => {
+    const target = v6 ? to.ip6 : to.ip4;
+    const ok = await waitFor(() => pingFam(from.h, from.name, target, v6), { timeoutMs: 15_000, intervalMs: 300, what: 'a reply' }).catch(() => false);
+    t.ok(ok, `${from.name} on ${from.h.e.name} pings ${to.name} on ${to.h.e.name} over IPv${v6 ? 6 : 4} (${target}; ${Date.now() - t0} ms)`);
+  }))));
+
+  t.comment(`created, run and pinged ${Date.now() - T_SIX} ms into the scenario`);
+  // meanwhile: an address of the subnet that nobody in the cluster holds gets no reply; the same path to a real one does
+  const [a, b] = ends as [(typeof ends)[number], (typeof ends)[number]];
+  const stray6 = 'fd00:dc6::dead:beef';
+  const stray4 = ['10.225.0.254', '10.225.0.253', '10.225.0.252'].find((ip) => !ends.some((x) => x.ip4 === ip)) as string;
+  const [seenOn, keysNow, ctl6, ctl4, no6, no4] = await Promise.all([
+    Promise.all(hosts.map((h) => vxlanEntries(h.e, [sixDev[h.e.name] ?? '-']))), etcdKeys(),
+    pingFam(a.h, a.name, b.ip6, true), pingFam(a.h, a.name, b.ip4, false), pingFam(a.h, a.name, stray6, true, 1), pingFam(a.h, a.name, stray4, false, 1),
+  ]);
+  // on each host, each remote endpoint: a neighbour entry per family and its FDB entry, on six's VXLAN device
+  for (const [i, h] of hosts.entries()) {
+    const { fdb, neigh } = seenOn[i] as Awaited<ReturnType<typeof vxlanEntries>>;
+    for (const r of ends.filter((x) => x.h !== h)) {
+      const n4 = neigh.find((x) => x.dst === r.ip4 && x.lladdr?.toLowerCase() === r.mac);
+      const n6 = neigh.find((x) => x.dst === r.ip6 && x.lladdr?.toLowerCase() === r.mac);
+      const f = fdb.find((x) => x.mac.toLowerCase() === r.mac && x.dst === r.h.ip);
+      const shown = [n4 ? describeNeigh(n4) : `no neigh ${r.ip4}`, n6 ? describeNeigh(n6) : `no neigh ${r.ip6}`, f ? describeFdb(f) : `no fdb ${r.mac} dst ${r.h.ip}`].join('; ');
+      t.ok(n4 && n6 && f, `${h.e.name}'s ${sixDev[h.e.name]} for ${r.name} on ${r.h.e.name}: ${shown}`);
+    }
+  }
+
+  const claimed = keysNow.filter((k) => k.endsWith(`/${stray6}`) || k.endsWith(`/${stray4}`));
+  t.same(claimed, [], `premise: etcd has no claim on ${stray6} or ${stray4}`);
+  t.same([ctl6, ctl4], [true, true], `control: ${a.name} -> ${b.name} (${b.ip6}, ${b.ip4}) answers`);
+  t.same([no6, no4], [false, false], `${a.name} -> ${stray6} and ${stray4} (in the subnets, held by no one) get no reply`);
+
+  // removed on every host (at once): no key of six left in etcd, nor in the index
+  const before = naming(keysNow, [SIX]);
+  t.ok(before.some((k) => k.includes(`/cluster-addresses/${SIX}/`) && in6(k.split('/').pop(), SIX_SUBNET6)), `control: before, etcd holds IPv6 address claims of ${SIX} (${before.length} keys name it)`);
+  t.comment(`removing ${Date.now() - T_SIX} ms into the scenario`);
+  const removed = await Promise.all(hosts.map(async (h) => {
+    await h.e.dockerOk(['rm', '-f', name(h)], { timeoutMs: 60_000 });
+    return h.e.docker(['network', 'rm', SIX], { timeoutMs: 60_000 });
+  }));
+  for (const [i, r] of removed.entries()) t.equal(r.code, 0, `docker network rm ${SIX} on ${hosts[i]?.e.name} ${r.stderr.trim()}`);
+  const indexKey = (await etcdKeys()).find((k) => k.endsWith('/cluster-index/networks'));
+  const indexValue = async () => (indexKey ? (await (etcd as EtcdCluster).ctl(['get', '--print-value-only', indexKey])).stdout : '');
+  let left: string[] = before;
+  let index = '';
+  const t1 = Date.now();
+  await waitFor(async () => (left = naming(await etcdKeys(), [SIX])).length === 0 && !(index = await indexValue()).includes(`"${SIX}"`), { timeoutMs: 15_000, intervalMs: 300, what: 'the keys to go' }).catch(() => undefined);
+  t.same(left, [], `no key names ${SIX} (${Date.now() - t1} ms after the last network rm)`);
+  t.notOk(index.includes(`"${SIX}"`) || index.includes('fd00:dc6'), `the cluster index no longer lists ${SIX}: ${index.trim().slice(0, 300)}`);
+  for (const h of hosts) t.notOk((await vxlanDevices(h.e)).some((d) => d.name === sixDev[h.e.name]), `${h.e.name}: ${SIX}'s VXLAN device ${sixDev[h.e.name]} is gone`);
+});
+
+const PUB_PORT = 18080;
+const OUTSIDE_PORT = 7777;
+
+await scenario('the edge of a cluster network: -p on host A answers from outside on A only; routed or unpublished ports do not; egress is source-NATed by each host', async (t) => {
+  const o = (outside as Engine).netnsPath;
+  const T_EDGE = Date.now();
+  const script = 'mkdir -p /www && echo pubA > /www/index.html && httpd -p 8080 -h /www && httpd -p 8081 -h /www && exec sleep 3600';
+  const started = A().e.docker(['run', '-d', '--init', '--name', 'pA', '--network', 'web', '-p', `${PUB_PORT}:8080`, BB, 'sh', '-c', script], { timeoutMs: 120_000 });
+  // egress first (while pA starts), while the outside has no route toward any container subnet: a reply comes back only to a translated source
+  const srv = await startSourceServer(o, OUTSIDE_PORT, 'outside', `source server in ${OUTSIDE_IP}`);
+  try {
+    const mark = hitMark(srv);
+    const got = await Promise.all(hosts.map(async (h) => {
+      const r = await h.e.docker(['exec', probe(h), 'nc', '-w', '2', OUTSIDE_IP, String(OUTSIDE_PORT)], { timeoutMs: 20_000 });
+      return { h, src: /outside src=(\S+)/.exec(r.stdout)?.[1] ?? '', out: (r.stdout + r.stderr).trim().slice(0, 200) };
+    }));
+    for (const g of got) t.equal(g.src, g.h.ip, `${probe(g.h)} (${probeIp[g.h.e.name]}) on ${g.h.e.name} -> ${OUTSIDE_IP}:${OUTSIDE_PORT} is answered, and the outside saw ${g.h.e.name}'s underlay address: ${g.out}`);
+    t.same(hitsOf(srv, mark).map((x) => x.src).sort(), hosts.map((h) => h.ip).sort(), 'the outside server saw exactly the three hosts\' addresses, no container address');
+  } finally {
+    await srv.stop();
+  }
+
+  const run = await started;
+  t.equal(run.code, 0, `docker run -p ${PUB_PORT}:8080 --network web pA on ${A().e.name} ${run.stderr.trim()}`);
+  if (run.code !== 0) return;
+  t.comment(`egress checked and pA started ${Date.now() - T_EDGE} ms into the scenario`);
+  const pA = await ipOf(A(), 'pA');
+  const get = (ns: string, host: string, port: number) => httpFrom(ns, host, port, 'pubA');
+  const said = (r: { out: string; err: string }) => (r.err || r.out.split('\r\n')[0] || '').slice(0, 120);
+  let last = { ok: false, out: '', err: '' };
+  const t0 = Date.now();
+  const [inside, served] = await Promise.all([
+    waitFor(async () => (await A().e.docker(['exec', 'pA', 'sh', '-c', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8081"], { timeoutMs: 20_000 })).stdout.includes('pubA'), { timeoutMs: 15_000, intervalMs: 300, what: 'pA serving 8081' }).catch(() => false),
+    waitFor(async () => (last = await get(o, A().ip, PUB_PORT)).ok, { timeoutMs: 15_000, intervalMs: 300, what: 'an answer' }).catch(() => false),
+  ]);
+  t.ok(inside, `control: pA (${pA}) serves 8081 too, unpublished (seen from inside pA)`);
+  t.ok(served, `outside (${OUTSIDE_IP}, no Docker host) -> ${A().ip}:${PUB_PORT} is answered by pA (${Date.now() - t0} ms) ${served ? '' : said(last)}`);
+  // the same path, other hosts or another port: nothing answers
+  const [fromB, onB, onC, unpublished] = await Promise.all([get(B().e.netnsPath, A().ip, PUB_PORT), get(o, B().ip, PUB_PORT), get(o, C().ip, PUB_PORT), get(o, A().ip, 8081)]);
+  t.ok(fromB.ok, `${B().e.name}'s host namespace -> ${A().ip}:${PUB_PORT} is answered too ${fromB.ok ? '' : said(fromB)}`);
+  t.notOk(onB.ok, `outside -> ${B().ip}:${PUB_PORT} (${B().e.name}, which has web but publishes nothing) is not answered: ${said(onB)}`);
+  t.notOk(onC.ok, `outside -> ${C().ip}:${PUB_PORT} (${C().e.name}) is not answered: ${said(onC)}`);
+  t.notOk(unpublished.ok, `outside -> ${A().ip}:8081 (pA serves it, unpublished) is not answered: ${said(unpublished)}`);
+  // a hostile outside routes the container subnet via host A: container addresses stay closed (docs/network-edge.md)
+  const routeAdd = await inNetns(o, ['ip', 'route', 'add', WEB_SUBNET, 'via', A().ip]);
+  try {
+    const via = (await inNetns(o, ['ip', 'route', 'get', pA])).stdout.trim();
+    t.ok(routeAdd.code === 0 && via.includes(`via ${A().ip}`), `premise: the outside routes ${pA} via ${A().ip} (${via || routeAdd.stderr.trim()})`);
+    const [routed, routedPub, stillPub] = await Promise.all([get(o, pA, 8081), get(o, pA, 8080), get(o, A().ip, PUB_PORT)]);
+    t.ok(stillPub.ok, `control: with that route, ${A().ip}:${PUB_PORT} still answers ${stillPub.ok ? '' : said(stillPub)}`);
+    t.notOk(routed.ok, `outside routing ${WEB_SUBNET} via ${A().ip} -> ${pA}:8081 (the container address, not published) is not answered: ${said(routed)}`);
+    t.notOk(routedPub.ok, `nor ${pA}:8080 (published only as ${A().ip}:${PUB_PORT}): ${said(routedPub)}`);
+  } finally {
+    await inNetns(o, ['ip', 'route', 'del', WEB_SUBNET, 'via', A().ip]);
+  }
+  // removed: the port goes with the container
+  await A().e.dockerOk(['rm', '-f', 'pA'], { timeoutMs: 60_000 });
+  let after = { ok: true, out: '', err: '' };
+  await waitFor(async () => !(after = await get(o, A().ip, PUB_PORT)).ok, { timeoutMs: 10_000, intervalMs: 300, what: 'the port to close' }).catch(() => undefined);
+  t.notOk(after.ok, `after docker rm -f pA, ${A().ip}:${PUB_PORT} is not answered: ${said(after)}`);
 });
 
 /** The plugin's pid on each host: a restart would change it. */
