@@ -73,6 +73,9 @@ export const DROP = {
   loopback: 'tsnet: loopback from outside',
 } as const
 
+/** Comment on the raw rule that leaves overlay frames untracked (its counter shows how many). */
+export const OVERLAY_UNTRACKED = 'tsnet: overlay, untracked'
+
 const drop = (why: string) => `-m comment --comment "${why}" -j DROP`
 
 /**
@@ -138,11 +141,26 @@ export const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128'
  * as martians wherever route_localnet is off, so the rule takes nothing legitimate away: the
  * host's own traffic to 127.0.0.1 arrives on lo, and replies to its DNATed connections are still
  * addressed to a bridge address at this point. (The kernel drops ::1 from other interfaces before
- * netfilter sees it; the IPv6 rule is there so both families say the same.)
+ * netfilter sees it; the IPv6 rule is there so both families say the same.) Then frames that enter
+ * an overlay bridge are left untracked (OVERLAY_NOTRACK_RULE).
  */
 export function rawRules(f: Family): string[] {
-  return [`-d ${LOOPBACK[f]} ! -i lo ${drop(DROP.loopback)}`]
+  return [`-d ${LOOPBACK[f]} ! -i lo ${drop(DROP.loopback)}`, OVERLAY_NOTRACK_RULE]
 }
+
+/**
+ * Frames that enter an overlay bridge skip conntrack. br_netfilter hands every frame the bridge
+ * forwards to the host's iptables, and tracking each one was a measurable part of the overlay's
+ * per-packet cost (docs/overlay.md). No rule needs their state: an overlay bridge routes nothing,
+ * so TSNET-FROM accepts its bridged frames and drops the rest, TSNET-TO drops all that is routed
+ * into it, TSNET-INPUT drops what it sends the host, all by device group and physdev, and nothing
+ * of it is NATed (untracked, a packet to a host address is not DNATed; it meets TSNET-INPUT).
+ * Docker's own overlay bridges live in a namespace without rules: the host never tracks them
+ * either. Matched on the tsnet marker and the overlay bit together, so no other device's group
+ * can opt in. `CT --notrack` does not end the chain; the rule order does not matter.
+ */
+export const OVERLAY_NOTRACK_RULE =
+  `-m devgroup --src-group ${hex((GROUP.base | GROUP.overlay) >>> 0)}/${hex((GROUP.mask | GROUP.overlay) >>> 0)} -m comment --comment "${OVERLAY_UNTRACKED}" -j CT --notrack`
 
 /** Jumps from built-in chains (and DOCKER-USER) to tsnet's, each wanted first in its chain. */
 export interface Jump {
