@@ -12,6 +12,12 @@ const hex = (n: number) => `0x${n.toString(16)}`
 const TSNET_DEV = `${hex(GROUP.base)}/${hex(GROUP.mask)}`
 const ICC_OFF_DEV = `${hex(GROUP.iccOff)}/${hex(GROUP.iccOff)}`
 const INTERNAL_DEV = `${hex(GROUP.internal)}/${hex(GROUP.internal)}`
+/**
+ * Overlay bridges: tsnet's marker and the overlay bit together. Rules outside tsnet's own chains
+ * (TSNET-INPUT sees every packet for the host, TSNET-RAW every packet) need the marker too, or an
+ * interface of the host's whose group merely has that bit would match.
+ */
+const OVERLAY_DEV = `${hex((GROUP.base | GROUP.overlay) >>> 0)}/${hex((GROUP.mask | GROUP.overlay) >>> 0)}`
 
 export function deviceGroupOf(n: { enableIcc: boolean; internal: boolean }): number {
   return GROUP.base | (n.enableIcc ? 0 : GROUP.iccOff) | (n.internal ? GROUP.internal : 0)
@@ -159,8 +165,7 @@ export function rawRules(f: Family): string[] {
  * either. Matched on the tsnet marker and the overlay bit together, so no other device's group
  * can opt in. `CT --notrack` does not end the chain; the rule order does not matter.
  */
-export const OVERLAY_NOTRACK_RULE =
-  `-m devgroup --src-group ${hex((GROUP.base | GROUP.overlay) >>> 0)}/${hex((GROUP.mask | GROUP.overlay) >>> 0)} -m comment --comment "${OVERLAY_UNTRACKED}" -j CT --notrack`
+export const OVERLAY_NOTRACK_RULE = `-m devgroup --src-group ${OVERLAY_DEV} -m comment --comment "${OVERLAY_UNTRACKED}" -j CT --notrack`
 
 /** Jumps from built-in chains (and DOCKER-USER) to tsnet's, each wanted first in its chain. */
 export interface Jump {
@@ -189,7 +194,7 @@ export const LEGACY_JUMPS: readonly Jump[] = [
 ]
 
 /** What TSNET-INPUT drops from overlay bridges: the host is not reachable from an overlay network. */
-export const OVERLAY_TO_HOST_RULE = `-m devgroup --src-group 0x${GROUP.overlay.toString(16)}/0x${GROUP.overlay.toString(16)} -m comment --comment tsnet:overlay-to-host -j DROP`
+export const OVERLAY_TO_HOST_RULE = `-m devgroup --src-group ${OVERLAY_DEV} -m comment --comment tsnet:overlay-to-host -j DROP`
 
 /** u32 expression selecting VXLAN packets of one VNI (IPv4: header length from IHL; IPv6: no extension headers). */
 function vniMatch(f: Family, vni: number): string {

@@ -4,7 +4,7 @@ import t from 'tap'
 import {
   ALL_SETS, BASE_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
   allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
-  needsRouteLocalnet, networkEntries, OVERLAY_GROUP, OVERLAY_NOTRACK_RULE, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
+  needsRouteLocalnet, networkEntries, OVERLAY_GROUP, OVERLAY_NOTRACK_RULE, OVERLAY_TO_HOST_RULE, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
 import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { networkTag } from '../../src/core/names.js'
@@ -152,8 +152,8 @@ t.test('rawRules: nothing from outside lo is addressed to loopback; overlay fram
   t.equal(OVERLAY_NOTRACK_RULE, notrack, 'written as iptables -S prints it, so the edge reads back intact')
 })
 
-t.test('the untracked rule matches overlay bridges and nothing else', async (t) => {
-  const m = /--src-group (0x[0-9a-f]+)\/(0x[0-9a-f]+)/.exec(OVERLAY_NOTRACK_RULE)
+for (const [what, rule] of [['the untracked rule', OVERLAY_NOTRACK_RULE], ['the overlay-to-host drop (TSNET-INPUT sees every packet for the host)', OVERLAY_TO_HOST_RULE]] as const) t.test(`${what} matches overlay bridges and nothing else`, async (t) => {
+  const m = /--src-group (0x[0-9a-f]+)\/(0x[0-9a-f]+)/.exec(rule)
   t.ok(m, 'a devgroup match')
   const [value, mask] = [Number(m?.[1]), Number(m?.[2])]
   const untracked = (group: number) => ((group & mask) >>> 0) === value
