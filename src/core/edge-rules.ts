@@ -13,9 +13,9 @@ const TSNET_DEV = `${hex(GROUP.base)}/${hex(GROUP.mask)}`
 const ICC_OFF_DEV = `${hex(GROUP.iccOff)}/${hex(GROUP.iccOff)}`
 const INTERNAL_DEV = `${hex(GROUP.internal)}/${hex(GROUP.internal)}`
 /**
- * Overlay bridges: tsnet's marker and the overlay bit together. Rules outside tsnet's own chains
- * (TSNET-INPUT sees every packet for the host, TSNET-RAW every packet) need the marker too, or an
- * interface of the host's whose group merely has that bit would match.
+ * Overlay bridges: tsnet's marker and the overlay bit together. TSNET-INPUT sees every packet for
+ * the host, so its rules need the marker too, or an interface of the host's whose group merely has
+ * that bit would match.
  */
 const OVERLAY_DEV = `${hex((GROUP.base | GROUP.overlay) >>> 0)}/${hex((GROUP.mask | GROUP.overlay) >>> 0)}`
 
@@ -78,9 +78,6 @@ export const DROP = {
   notAllowed: 'tsnet: not allowed',
   loopback: 'tsnet: loopback from outside',
 } as const
-
-/** Comment on the raw rule that leaves overlay frames untracked (its counter shows how many). */
-export const OVERLAY_UNTRACKED = 'tsnet: overlay, untracked'
 
 const drop = (why: string) => `-m comment --comment "${why}" -j DROP`
 
@@ -147,25 +144,11 @@ export const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128'
  * as martians wherever route_localnet is off, so the rule takes nothing legitimate away: the
  * host's own traffic to 127.0.0.1 arrives on lo, and replies to its DNATed connections are still
  * addressed to a bridge address at this point. (The kernel drops ::1 from other interfaces before
- * netfilter sees it; the IPv6 rule is there so both families say the same.) Then frames that enter
- * an overlay bridge are left untracked (OVERLAY_NOTRACK_RULE).
+ * netfilter sees it; the IPv6 rule is there so both families say the same.)
  */
 export function rawRules(f: Family): string[] {
-  return [`-d ${LOOPBACK[f]} ! -i lo ${drop(DROP.loopback)}`, OVERLAY_NOTRACK_RULE]
+  return [`-d ${LOOPBACK[f]} ! -i lo ${drop(DROP.loopback)}`]
 }
-
-/**
- * Frames that enter an overlay bridge skip conntrack. br_netfilter hands every frame the bridge
- * forwards to the host's iptables, and tracking each one was a measurable part of the overlay's
- * per-packet cost (docs/overlay.md). No rule needs their state: an overlay bridge routes nothing,
- * so TSNET-FROM accepts its bridged frames and drops the rest, TSNET-TO drops all that is routed
- * into it, TSNET-INPUT drops what it sends the host, all by device group and physdev, and nothing
- * of it is NATed (untracked, a packet to a host address is not DNATed; it meets TSNET-INPUT).
- * Docker's own overlay bridges live in a namespace without rules: the host never tracks them
- * either. Matched on the tsnet marker and the overlay bit together, so no other device's group
- * can opt in. `CT --notrack` does not end the chain; the rule order does not matter.
- */
-export const OVERLAY_NOTRACK_RULE = `-m devgroup --src-group ${OVERLAY_DEV} -m comment --comment "${OVERLAY_UNTRACKED}" -j CT --notrack`
 
 /** Jumps from built-in chains (and DOCKER-USER) to tsnet's, each wanted first in its chain. */
 export interface Jump {

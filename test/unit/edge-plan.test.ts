@@ -4,7 +4,7 @@ import t from 'tap'
 import {
   ALL_SETS, BASE_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
   allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
-  needsRouteLocalnet, networkEntries, OVERLAY_GROUP, OVERLAY_NOTRACK_RULE, OVERLAY_TO_HOST_RULE, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
+  needsRouteLocalnet, networkEntries, OVERLAY_GROUP, OVERLAY_TO_HOST_RULE, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
 import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { networkTag } from '../../src/core/names.js'
@@ -145,27 +145,23 @@ t.test('filterRules: fixed, per family, referencing the family\'s sets', async (
   }
 })
 
-t.test('rawRules: nothing from outside lo is addressed to loopback; overlay frames go untracked', async (t) => {
-  const notrack = '-m devgroup --src-group 0x74730004/0xffff0004 -m comment --comment "tsnet: overlay, untracked" -j CT --notrack'
-  t.same(rawRules(4), ['-d 127.0.0.0/8 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP', notrack])
-  t.same(rawRules(6), ['-d ::1/128 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP', notrack])
-  t.equal(OVERLAY_NOTRACK_RULE, notrack, 'written as iptables -S prints it, so the edge reads back intact')
+t.test('rawRules: nothing from outside lo is addressed to loopback', async (t) => {
+  t.same(rawRules(4), ['-d 127.0.0.0/8 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
+  t.same(rawRules(6), ['-d ::1/128 ! -i lo -m comment --comment "tsnet: loopback from outside" -j DROP'])
 })
 
-for (const [what, rule] of [['the untracked rule', OVERLAY_NOTRACK_RULE], ['the overlay-to-host drop (TSNET-INPUT sees every packet for the host)', OVERLAY_TO_HOST_RULE]] as const) t.test(`${what} matches overlay bridges and nothing else`, async (t) => {
-  const m = /--src-group (0x[0-9a-f]+)\/(0x[0-9a-f]+)/.exec(rule)
+t.test('the overlay-to-host drop (TSNET-INPUT sees every packet for the host) matches overlay bridges and nothing else', async (t) => {
+  const m = /--src-group (0x[0-9a-f]+)\/(0x[0-9a-f]+)/.exec(OVERLAY_TO_HOST_RULE)
   t.ok(m, 'a devgroup match')
   const [value, mask] = [Number(m?.[1]), Number(m?.[2])]
-  const untracked = (group: number) => ((group & mask) >>> 0) === value
-  t.ok(untracked(OVERLAY_GROUP), 'an overlay bridge')
+  const matches = (group: number) => ((group & mask) >>> 0) === value
+  t.ok(matches(OVERLAY_GROUP), 'an overlay bridge')
   for (const icc of [true, false]) {
-    for (const internal of [true, false]) {
-      t.notOk(untracked(deviceGroupOf({ enableIcc: icc, internal })), `a bridge network (icc ${icc}, internal ${internal}): its policies, NAT and replies need conntrack`)
-    }
+    for (const internal of [true, false]) t.notOk(matches(deviceGroupOf({ enableIcc: icc, internal })), `a bridge network (icc ${icc}, internal ${internal})`)
   }
-  t.notOk(untracked(0), "the default group (the host's own interfaces, Docker's bridges)")
-  t.notOk(untracked(GROUP.overlay), "another tool's group with the overlay bit but not tsnet's marker")
-  t.notOk(untracked(0x74720004), 'a marker one bit off')
+  t.notOk(matches(0), "the default group (the host's own interfaces, Docker's bridges)")
+  t.notOk(matches(GROUP.overlay), "another tool's group with the overlay bit but not tsnet's marker")
+  t.notOk(matches(0x74720004), 'a marker one bit off')
 })
 
 t.test('needsRouteLocalnet: IPv4 ports the host reaches through 127.0.0.1', async (t) => {
