@@ -15,7 +15,7 @@
  * came back ok=false) is settled by reading the key back: our identity in it means it is ours.
  */
 import { randomBytes } from 'node:crypto'
-import { type Family, type Prefix, formatCidr, formatIp, parseIp } from '../core/addr.js'
+import { type Family, type Prefix, formatCidr, formatIp, parseIp, prefixSize } from '../core/addr.js'
 import {
   type AddressClaim, type AddressSpace, addressAt, addressSpace, checkAsked, claimable, exhaustedError, startOffset,
 } from '../core/cluster-addresses.js'
@@ -272,10 +272,7 @@ export class ClusterNetworks {
 }
 
 /** A random offset into the subnet (uniform enough for picking where to look: 64 random bits modulo its size). */
-function randomOffset(space: AddressSpace): bigint {
-  const size = 1n << BigInt((space.subnet.family === 4 ? 32 : 128) - space.subnet.bits)
-  return randomBytes(8).readBigUInt64BE() % size
-}
+const randomOffset = (space: AddressSpace): bigint => randomBytes(8).readBigUInt64BE() % prefixSize(space.subnet)
 
 const firstAddress = (subnet: string, family: Family) => gatewayOf(parseSubnet(subnet, family, 'subnet'))
 

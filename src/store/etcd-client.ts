@@ -59,7 +59,7 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
       host: () => {
         const breaker = circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(BREAKER_FAILURES) })
         // An open breaker hides why the member failed (a wrong CA, a refused connection): keep the last reason.
-        breaker.onFailure(({ reason }) => { if ('error' in reason) lastFailure.reason = errorMessage(reason.error).replace(/\.?\s*Resolution note:\s*$/, '') })
+        breaker.onFailure(({ reason }) => { if ('error' in reason) lastFailure.reason = grpcMessage(reason.error) })
         breaker.onSuccess(() => { lastFailure.reason = undefined })
         return breaker
       },
@@ -106,13 +106,16 @@ export function isUnreachable(err: unknown): boolean {
     isBrokenCircuitError(err) || isTimedOut(err) || err instanceof ClientClosedError)
 }
 
+/** An error's message without grpc-js's empty "Resolution note:" trailer. */
+const grpcMessage = (err: unknown) => errorMessage(err).replace(/\.?\s*Resolution note:\s*$/, '')
+
 /** An etcd3 or cockatiel error as a TsnetError with a sentence naming the endpoints. */
 export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string, lastFailure?: string): TsnetError {
   if (err instanceof TsnetError) return err
   const at = `etcd at ${endpoints.join(',')}`
   const last = lastFailure ? `; the last failure: ${lastFailure}` : ''
   const why = isTimedOut(err) ? `no answer in time${last}` : isBrokenCircuitError(err) ? `every member failed its last calls${last}`
-    : errorMessage(err).replace(/\.?\s*Resolution note:\s*$/, '') // grpc-js's empty trailer
+    : grpcMessage(err)
   if (isUnreachable(err)) return new TsnetError('unavailable', `${at} is unreachable: ${why} (${doing})`, { cause: err, context: { endpoints } })
   if (err instanceof EtcdLeaseInvalidError) return new TsnetError('invalid', `${doing}: the lease has expired or was revoked in ${at}`, { cause: err })
   if (err instanceof GRPCInvalidArgumentError) return new TsnetError('invalid', `${at} refused ${doing}: ${why}`, { cause: err })

@@ -17,10 +17,10 @@ export class RepeatedFailure {
     private readonly now: () => number = Date.now,
   ) {}
 
-  failed(error: string, fields: Record<string, unknown> = {}): void {
+  failed(error: string): void {
     const t = this.now()
     if (this.attempts++ === 0) this.since = t
-    const entry = { ...fields, err: error, attempts: this.attempts, failingForMs: t - this.since }
+    const entry = { err: error, attempts: this.attempts, failingForMs: t - this.since }
     if (this.attempts === 1 || t - this.lastWarn >= this.warnEveryMs) {
       this.lastWarn = t
       this.log?.warn(entry, this.attempts === 1 ? this.message : `${this.message} (still failing; repeats are logged at debug)`)
