@@ -10,7 +10,8 @@
 # ("do not start services") before apt runs.
 set -euo pipefail
 
-PKGS=(docker.io containerd runc tini busybox-static iptables ipset conntrack iproute2 procps util-linux etcd-server etcd-client strace)
+# openssl makes the etcd TLS certificates (contract, e2e); curl scrapes the metrics endpoint (e2e operators).
+PKGS=(docker.io containerd runc tini busybox-static iptables ipset conntrack iproute2 procps util-linux etcd-server etcd-client strace openssl curl)
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 
