@@ -9,10 +9,11 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { REPO_ROOT } from '../test/e2e/lib/tsnet.js'
-import { nsExecOk, type Engine } from '../test/e2e/lib/engine.js'
+import type { Engine } from '../test/e2e/lib/engine.js'
 import { pingStats, type EtcdHost } from '../test/e2e/lib/etcd-hosts.js'
 import { waitFor } from '../test/e2e/lib/wait.js'
-import { ensureIperf, parseIperf, parsePing } from './datapath.js'
+import { ensureIperf } from './datapath.js'
+import { samplePath, type Sample } from './lib/path-sample.js'
 import { addEndpoints, createEtcdHosts, entryCounts, ETCD_PLUGIN, pluginRssMb, timedRun } from './lib/cluster-hosts-lab.js'
 import { createCluster, PLUGIN } from './lib/overlay-cluster.js'
 import { fmt, median, p99, spread } from './lib/stats.js'
@@ -28,7 +29,6 @@ const log = (s: string) => console.log(`[bench] ${s}`)
 type Path = 'cluster' | 'swarm' | 'native' | 'raw'
 const PATHS: Path[] = ['cluster', 'swarm', 'native', 'raw']
 const LABEL: Record<Path, string> = { cluster: 'tsnet cluster network (etcd)', swarm: 'tsnet Swarm overlay', native: "Docker's overlay", raw: 'raw VXLAN (limit)' }
-interface Sample { rttAvgUs: number; rttMinUs: number; gbps: number }
 interface Start { hostMs: number; insideMs: number }
 
 async function main(): Promise<void> {
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       const order = PATHS.map((_, i) => PATHS[(i + r) % PATHS.length] as Path)
       const sample = {} as Record<Path, Sample>
-      for (const p of order) sample[p] = await measurePath(p, target[p], p === 'raw' ? undefined : client[p], c.raw.ctrs as [Engine, Engine])
+      for (const p of order) sample[p] = await samplePath(target[p], PINGS, p === 'raw' ? undefined : client[p], c.raw.ctrs as [Engine, Engine])
       rounds.push(sample)
       log(`round ${r + 1}: ` + PATHS.map((p) => `${p} ${fmt(sample[p].rttAvgUs, 0)} µs ${fmt(sample[p].gbps, 2)} Gbit/s`).join(', '))
     }
@@ -101,28 +101,6 @@ async function main(): Promise<void> {
   const file = join(dir, `${new Date().toISOString().slice(0, 10)}-cluster-hosts${QUICK ? '-quick' : ''}.md`)
   writeFileSync(file, text)
   log(`wrote ${file}`)
-}
-
-async function measurePath(p: Path, to: string, via: [Engine, string, Engine, string] | undefined, raw: [Engine, Engine]): Promise<Sample> {
-  const pingArgs = ['ping', '-A', '-q', '-c', String(PINGS), to]
-  const pause = () => new Promise((res) => setTimeout(res, 300))
-  let pingOut: string
-  let iperfOut: string
-  if (!via) {
-    pingOut = await nsExecOk(raw[0], ['busybox', ...pingArgs])
-    await nsExecOk(raw[1], ['iperf3', '-s', '-D', '-1'])
-    await pause()
-    iperfOut = await nsExecOk(raw[0], ['iperf3', '-c', to, '-t', '3', '-J'], { timeoutMs: 30_000 })
-  } else {
-    const [ea, a, eb, b] = via
-    pingOut = await ea.dockerOk(['exec', a, ...pingArgs])
-    await eb.dockerOk(['exec', '-d', b, 'iperf3', '-s', '-1'])
-    await pause()
-    iperfOut = await ea.dockerOk(['exec', a, 'iperf3', '-c', to, '-t', '3', '-J'], { timeoutMs: 30_000 })
-  }
-  const ping = parsePing(pingOut)
-  if (p === 'raw' || ping.rttAvgUs > 0) return { rttAvgUs: ping.rttAvgUs, rttMinUs: ping.rttMinUs, gbps: parseIperf(iperfOut) }
-  throw new Error(`no round trip on ${p}: ${pingOut}`)
 }
 
 const vxlanOf = async (h: EtcdHost) => `tsvx-${(await h.e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'web'])).slice(0, 10)}`

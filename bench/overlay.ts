@@ -12,7 +12,8 @@ import { REPO_ROOT } from '../test/e2e/lib/tsnet.js'
 import { nsExecOk, type Engine } from '../test/e2e/lib/engine.js'
 import { pluginLines } from '../test/e2e/lib/plugin.js'
 import { waitFor } from '../test/e2e/lib/wait.js'
-import { ensureIperf, parseIperf, parsePing } from './datapath.js'
+import { ensureIperf } from './datapath.js'
+import { samplePath, type Sample } from './lib/path-sample.js'
 import { createCluster, PLUGIN, SUBNET } from './lib/overlay-cluster.js'
 import { fmt, median, p90, spread } from './lib/stats.js'
 import { simSummary, simulate } from './overlay-sim.js'
@@ -26,7 +27,6 @@ const SIM_STEPS = QUICK ? [10, 50] : [25, 50, 100, 200]
 const IMAGE = 'bench-net:latest'
 const log = (s: string) => console.log(`[bench] ${s}`)
 type Path = 'tsnet' | 'native' | 'raw'
-interface Sample { rttAvgUs: number; rttMinUs: number; gbps: number }
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6
 const ratio = (a: number[], b: number[]) => median(a) / median(b)
@@ -55,23 +55,8 @@ async function main(): Promise<void> {
       const order: Path[] = [['tsnet', 'native', 'raw'], ['native', 'raw', 'tsnet'], ['raw', 'tsnet', 'native']][r % 3] as Path[]
       const sample = {} as Record<Path, Sample>
       for (const p of order) {
-        const pingArgs = ['ping', '-A', '-q', '-c', String(PINGS), target[p]]
-        let pingOut: string
-        let iperfOut: string
-        if (p === 'raw') {
-          pingOut = await nsExecOk(rawA, ['busybox', ...pingArgs])
-          await nsExecOk(rawB, ['iperf3', '-s', '-D', '-1'])
-          await new Promise((res) => setTimeout(res, 300))
-          iperfOut = await nsExecOk(rawA, ['iperf3', '-c', target.raw, '-t', '3', '-J'], { timeoutMs: 30_000 })
-        } else {
-          const [a, b] = p === 'tsnet' ? ['t1', 't2'] : ['n1', 'n2']
-          pingOut = await A.e.dockerOk(['exec', a, ...pingArgs])
-          await B.e.dockerOk(['exec', '-d', b, 'iperf3', '-s', '-1'])
-          await new Promise((res) => setTimeout(res, 300))
-          iperfOut = await A.e.dockerOk(['exec', a, 'iperf3', '-c', target[p], '-t', '3', '-J'], { timeoutMs: 30_000 })
-        }
-        const ping = parsePing(pingOut)
-        sample[p] = { rttAvgUs: ping.rttAvgUs, rttMinUs: ping.rttMinUs, gbps: parseIperf(iperfOut) }
+        const via = p === 'tsnet' ? [A.e, 't1', B.e, 't2'] as const : p === 'native' ? [A.e, 'n1', B.e, 'n2'] as const : undefined
+        sample[p] = await samplePath(target[p], PINGS, via, [rawA, rawB])
       }
       rounds.push(sample)
       log(`round ${r + 1}: ` + (['tsnet', 'native', 'raw'] as const).map((p) => `${p} ${fmt(sample[p].rttAvgUs, 0)} µs ${fmt(sample[p].gbps, 2)} Gbit/s`).join(', '))

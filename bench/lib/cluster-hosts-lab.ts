@@ -6,10 +6,11 @@
  * tsnet modes live on different engines; every path crosses the same underlay bridge.
  */
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createEngineNetns, destroyEngine, ensureBusyboxImage, nsExecOk, startDockerd, DOCKER_BIN, type Engine } from '../../test/e2e/lib/engine.js'
-import { assemblePlugin, createPluginOn, enablePluginOn, liveSocket, startEtcd, type EtcdCluster, type EtcdHost } from '../../test/e2e/lib/etcd-hosts.js'
+import { createEngineNetns, destroyEngine, ensureBusyboxImage, startDockerd, DOCKER_BIN, type Engine } from '../../test/e2e/lib/engine.js'
+import { assemblePlugin, createPluginOn, enablePluginOn, liveSocket, startEtcd, vxlanEntries, type EtcdCluster, type EtcdHost } from '../../test/e2e/lib/etcd-hosts.js'
 import { pluginPid, removeAllPlugins } from '../../test/e2e/lib/plugin.js'
 import type { Underlay } from '../../test/e2e/lib/underlay.js'
 import { importNetImage } from '../datapath.js'
@@ -86,11 +87,10 @@ export interface EntryCounts { fdbToPeers: number; neigh: number; byVtep: Map<st
 
 /** What tsnet programmed on a VXLAN device: FDB entries toward other hosts (by VTEP) and neighbour entries. */
 export async function entryCounts(e: Engine, vxlan: string): Promise<EntryCounts> {
-  const fdb = await nsExecOk(e, ['bridge', 'fdb', 'show', 'dev', vxlan], { timeoutMs: 30_000 })
+  const { fdb, neigh } = await vxlanEntries(e, [vxlan])
   const byVtep = new Map<string, number>()
-  for (const m of fdb.matchAll(/ dst (\S+)/g)) byVtep.set(m[1] as string, (byVtep.get(m[1] as string) ?? 0) + 1)
-  const neigh = (await nsExecOk(e, ['ip', 'neigh', 'show', 'dev', vxlan], { timeoutMs: 30_000 })).split('\n').filter((l) => /lladdr/.test(l)).length
-  return { fdbToPeers: [...byVtep.values()].reduce((a, b) => a + b, 0), neigh, byVtep }
+  for (const f of fdb) if (f.dst) byVtep.set(f.dst, (byVtep.get(f.dst) ?? 0) + 1)
+  return { fdbToPeers: [...byVtep.values()].reduce((a, b) => a + b, 0), neigh: neigh.filter((n) => n.lladdr).length, byVtep }
 }
 
 /**
@@ -119,8 +119,6 @@ export function timedRun(e: Engine, args: readonly string[], timeoutMs = 60_000)
   })
 }
 
-const hex = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('')
-
 /**
  * `count` endpoints on a host's cluster network, made as Docker makes them (RequestAddress, then
  * CreateEndpoint) through the plugin's socket, `concurrency` at a time; no container behind them.
@@ -136,7 +134,7 @@ export async function addEndpoints(h: EtcdHost, networkId: string, poolId: strin
       while (next < count) {
         next++
         const { reply } = await client.call<{ Address: string }>('IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} })
-        const id = hex(64)
+        const id = randomBytes(32).toString('hex')
         await client.call('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: id, Interface: { Address: reply.Address, AddressIPv6: '', MacAddress: '' }, Options: {} })
         ids.push(id)
       }
