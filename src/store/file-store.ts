@@ -155,7 +155,7 @@ export class FileStore extends StoreBase {
     for (const tmp of leftover) this.inFlight.add(tmp)
     try {
       const staged = await Promise.allSettled(writes.map(async (w) => {
-        if (w.kind === 'put') w.identity = await stageFile(w.path, w.text, durable, w.tmp)
+        if (w.kind === 'put') w.identity = await stageFile(w.path, w.text, durable, w.tmp, (dir) => this.dirSyncs.forget(dir))
       }))
       const failed = staged.find((r): r is PromiseRejectedResult => r.status === 'rejected')
       if (failed) throw failed.reason
@@ -199,6 +199,7 @@ export class FileStore extends StoreBase {
     this.closed = true
     this.hub.close()
     await this.lock.run(true, async () => undefined) // let the calls already running finish
+    await this.dirSyncs.close()
   }
 
   private assertOpen(): void {

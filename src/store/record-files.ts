@@ -59,15 +59,17 @@ export async function readRecordFile(path: string): Promise<{ text: string; iden
 
 /**
  * Writes `text` to a new temporary file beside `path` (data synced when durable) and returns it
- * with the identity the record will have once the file is moved into place.
+ * with the identity the record will have once the file is moved into place. `madeDir` hears of a
+ * directory that had to be made.
  */
-export async function stageFile(path: string, text: string, durable: boolean, tmp: string): Promise<FileIdentity> {
+export async function stageFile(path: string, text: string, durable: boolean, tmp: string, madeDir?: (dir: string) => void): Promise<FileIdentity> {
   let handle
   try {
     handle = await open(tmp, 'wx', 0o600)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     await mkdir(dirname(path), { recursive: true, mode: 0o700 }) // a collection written for the first time
+    madeDir?.(dirname(path))
     handle = await open(tmp, 'wx', 0o600)
   }
   try {

@@ -1,6 +1,10 @@
 // store/dir-syncs: concurrent writers share directory fsyncs, and each still resolves only after a
-// sync that began after it asked (a sync already running may predate its write).
+// sync that began after it asked (a sync already running may predate its write); the real fsync
+// keeps each directory's handle open between syncs.
 import t from 'tap'
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { DirSyncs } from '../../src/store/dir-syncs.js'
 
 /** A fake fsync that records when each sync began and ends only when the test says so. */
@@ -61,4 +65,42 @@ t.test('directories are synced independently; a failed sync fails its writers an
   t.equal(started.length, 4, 'with nothing running, a new writer starts at once')
   started[3]?.finish()
   await again
+})
+
+/** The file descriptors of this process that refer to `dir`. */
+function fdsOn(dir: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === dir
+    } catch {
+      return false // closed while listed
+    }
+  }).length
+}
+
+t.test('the real fsync keeps one handle per directory, opens the new one after forget, and closes at close', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'dir-syncs-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  const dir = join(root, 'leases')
+  mkdirSync(dir)
+  const syncs = new DirSyncs()
+  t.equal(fdsOn(dir), 0, 'no handle before the first sync (the control)')
+  await syncs.sync(dir)
+  await syncs.sync(dir)
+  await Promise.all([syncs.sync(dir), syncs.sync(dir)])
+  t.equal(fdsOn(dir), 1, 'one handle after several syncs')
+  // Someone removed the directory and the store made it again: the old handle is the wrong inode.
+  renameSync(dir, join(root, 'old'))
+  mkdirSync(dir)
+  syncs.forget(dir)
+  await syncs.sync(dir)
+  t.equal(fdsOn(dir), 1, 'a handle on the new directory')
+  await new Promise((r) => setImmediate(r))
+  t.equal(fdsOn(join(root, 'old')), 0, 'the forgotten one is closed')
+  await syncs.close()
+  t.equal(fdsOn(dir), 0, 'close() closes it')
+  await syncs.sync(dir)
+  t.equal(fdsOn(dir), 0, 'a sync after close still syncs, and keeps nothing open')
+  rmSync(dir, { recursive: true })
+  await t.rejects(new DirSyncs().sync(dir), { code: 'ENOENT' }, 'a directory that is gone is an error, not a silent success')
 })
