@@ -40,20 +40,21 @@ const FALLBACK_MTU = 1500
 const UNCHANGED = 'nothing was changed, because its record could not be removed'
 
 /**
- * CreateEndpoint's and Join's records, on every container start, are written without waiting for
- * an fsync (store/store.ts, durable: false). Safe because what they describe dies with the machine:
+ * CreateEndpoint's, Join's and Leave's records, on every container start and stop, are written
+ * without waiting for an fsync (store/store.ts, durable: false). Safe because what they describe
+ * dies with the machine:
  * - tsnet killed (kill -9, a crash of tsnet alone): the write is in the kernel's page cache, so
  *   the next start reads it as if it had been synced (test/unit/file-store-processes.test.ts).
  * - power loss or kernel crash: every veth and sandbox is gone as well. The record may read as
- *   before the write (absent, or not joined) or be an empty file the store quarantines. Either is
- *   an endpoint Docker cleans up after its own restart (DeleteEndpoint of one tsnet does not know
- *   answers {}), and its address stays taken: the lease was written durably by RequestAddress
- *   before CreateEndpoint, so it is never handed out twice, and garbage collection releases it
- *   once Docker no longer explains it (test/unit/endpoint-durability.test.ts).
+ *   before the write (absent, not joined, still joined) or be an empty file the store
+ *   quarantines: an endpoint Docker cleans up after its own restart, whose address stays taken
+ *   (its lease was durable), released by garbage collection once Docker no longer explains it
+ *   (test/unit/endpoint-durability.test.ts).
  * Everything else stays durable: removals (one that came undone would bring back what Docker
- * considers gone), Leave, published ports, networks, and IPAM's claims.
+ * considers gone), published ports, networks, and IPAM's claims.
  */
 const ON_CONTAINER_START = { durable: false } as const
+const ON_CONTAINER_STOP = ON_CONTAINER_START
 
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
@@ -243,7 +244,7 @@ export class NetworkDriver {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
       const { sandboxKey: _gone, ...rest } = e
-      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log)
+      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, ON_CONTAINER_STOP)
       log.info({ endpoint: e.id }, 'endpoint left its sandbox')
       return {}
     })
