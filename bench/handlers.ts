@@ -94,7 +94,7 @@ export async function attach(c: PluginClient, n: Net): Promise<number> {
 }
 
 /** One container's whole life as Docker drives it; the time of each call. */
-async function lifecycle(c: PluginClient, n: Net): Promise<Record<string, number>> {
+export async function lifecycle(c: PluginClient, n: Net): Promise<Record<string, number>> {
   const t: Record<string, number> = {}
   const time = async <T>(method: string, body: unknown) => {
     const r = await c.call<T>(method, body)

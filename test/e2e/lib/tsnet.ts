@@ -29,6 +29,8 @@ export interface TsnetOptions {
   readyTimeoutMs?: number;
   /** socket file name in the engine's plugins dir (default tsnet.sock → driver name "tsnet") */
   socketName?: string;
+  /** another build's dist/cli.js (default TSNET_CLI) */
+  cli?: string;
 }
 
 export interface ExitInfo {
@@ -107,7 +109,8 @@ export function pluginPost(socketPath: string, path: string, body = '', timeoutM
  * bounded as the unit declares (/proc/PID/status and mountinfo).
  */
 export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<TsnetHandle> {
-  if (!existsSync(TSNET_CLI)) throw new Error(`${TSNET_CLI} not found: build first (npx tsc -p tsconfig.json)`);
+  const cli = opts.cli ?? TSNET_CLI;
+  if (!existsSync(cli)) throw new Error(`${cli} not found: build first (npx tsc -p tsconfig.json)`);
   const socketPath = join(e.pluginsDir, opts.socketName ?? 'tsnet.sock');
   const stateDir = tsnetStateDir(e);
   const logPath = tsnetLogPath(e);
@@ -121,13 +124,13 @@ export async function startTsnet(e: Engine, opts: TsnetOptions = {}): Promise<Ts
     stateDir,
     socketDir: dirname(socketPath),
     // visible in the private /tmp: the engine's directory, another engine's docker.sock, the CLI
-    keep: [e.stateDir, ...(dockerSocket ? [dirname(dockerSocket)] : []), resolve(dirname(TSNET_CLI), '..')],
+    keep: [e.stateDir, ...(dockerSocket ? [dirname(dockerSocket)] : []), resolve(dirname(cli), '..')],
   };
   const sandbox = TSNET_SANDBOX ? { unit: TSNET_SANDBOX, paths } : undefined;
   const args = [
     `--net=${e.netnsPath}`, '--',
     ...(sandbox ? sandboxArgv(sandbox.unit, sandbox.paths) : []),
-    process.execPath, '--max-semi-space-size=2', TSNET_CLI, 'serve',
+    process.execPath, '--max-semi-space-size=2', cli, 'serve',
     '--socket', socketPath,
     '--state-dir', stateDir,
     '--log-level', opts.logLevel ?? 'debug',
