@@ -157,7 +157,7 @@ export function planEndpoint(req: EndpointInput, network: NetworkRecord, mode: N
   const record: EndpointRecord = {
     id: req.EndpointID,
     networkId: network.id,
-    ...mode.linkNames(req.EndpointID),
+    ...mode.linkNames(req.EndpointID, network),
     mac,
     macFromDocker: given !== undefined,
     mtu: network.mtu,

@@ -221,7 +221,8 @@ export function rankOf(o: HostObject): number {
     case 'link':
       if (o.type === 'vlan') return 10
       if (o.type === 'bridge') return 11
-      return o.master !== undefined ? 13 : 12
+      // Ports on their bridge, and macvlan children after their parent (a VXLAN device tsnet makes).
+      return o.master !== undefined || o.type === 'macvlan' ? 13 : 12
     case 'addr': return 20
     case 'sysctl': return 21
     case 'neigh': return 30

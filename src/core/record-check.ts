@@ -86,7 +86,7 @@ const SPECS: Record<string, Check> = {
     parent: ifName, macvlanMode: oneOf('bridge', 'private', 'vepa', 'passthru'), parentCreated: bool,
     vlan: optional(shape({ link: ifName, id: int(1, 4094), mtu })), parentMac: optional(mac),
   }),
-  overlay: shape({ bridge: ifName, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), underlayMtu: mtu }),
+  overlay: shape({ bridge: optional(ifName), vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), underlayMtu: mtu }),
   cluster: shape({
     bridge: ifName, bridgeNamedByUser: bool, cluster: str, vxlan: ifName, vni: int(1, 0xffffff), port: int(1, 65535), local: ip(), underlayMtu: mtu,
   }),

@@ -64,12 +64,13 @@ export interface MacvlanNetwork extends CommonNetwork {
 }
 
 /**
- * What an overlay-mode network adds: its bridge (no address on it) and the VXLAN port that joins
- * it to the other hosts. The VNI and port come from AllocateNetwork on the Swarm leader; this
- * node's source address is not stored (it is Docker's current data-path address).
+ * What an overlay-mode network adds: the VXLAN device that joins it to the other hosts, whose
+ * macvlan children its endpoints are. The VNI and port come from AllocateNetwork on the Swarm
+ * leader; this node's source address is not stored (it is Docker's current data-path address).
  */
 export interface OverlaySpec {
-  bridge: string
+  /** Networks made before 2026-12-05 only: their bridge (no address on it), the VXLAN device a port of it, veth endpoints. */
+  bridge?: string
   vxlan: string
   vni: number
   port: number

@@ -1,19 +1,27 @@
 /**
- * Overlay mode: one L2 network across the hosts of a swarm. Per host and network, a bridge with no
- * address and a VXLAN port (VNI and UDP port from the Swarm leader, source address this node's
- * data-path address) that floods broadcast and unknown frames to every other host (head-end
- * replication) and learns where remote MACs live from what arrives; a veth per endpoint whose MAC
- * is pinned to its port. Join gives no gateway, so Docker adds docker_gwbridge for egress, as for
- * its own overlay. Nothing is routed into or out of the bridge on the host.
+ * Overlay mode: one L2 network across the hosts of a swarm. Per host and network, a VXLAN device
+ * with no address (VNI and UDP port from the Swarm leader, source address this node's data-path
+ * address) that floods broadcast and unknown frames to every other host (head-end replication)
+ * and learns where remote MACs live from what arrives; each endpoint is a macvlan child of it
+ * (bridge mode), which Docker moves into the container. Frames between two containers of a host
+ * go from one child to the other; the rest leave through the VXLAN device. No bridge and no veth
+ * sit in the path, so the host's firewall never sees the frames (br_netfilter only hooks bridges):
+ * a round trip costs what raw VXLAN costs (docs/overlay.md, "Data path").
+ *
+ * Networks made before (their spec names a bridge) keep what they were made with: a bridge with
+ * the VXLAN device as a port and a veth per endpoint, its MAC pinned to its port.
+ *
+ * Join gives no gateway, so Docker adds docker_gwbridge for egress, as for its own overlay.
+ * Nothing is routed into or out of the network on the host.
  */
 import { invalid } from '../errors.js'
 import { parseIp, type Family } from '../core/addr.js'
 import { COMMON_OPTION } from '../core/docker-keys.js'
-import { IFNAME_MAX, bridgeNameFor, containerVethFor, hostVethFor, macFromSeed, networkAlias, networkTag } from '../core/names.js'
+import { IFNAME_MAX, containerVethFor, endpointAlias, hostVethFor, macFromSeed, macvlanNameFor, networkAlias, networkTag } from '../core/names.js'
 import { OVERLAY_GROUP, OVERLAY_TO_HOST_RULE, VTEP_TAG, edgeObjects, setName, vxlanGuardRule } from '../core/edge-plan.js'
-import type { HostObject } from '../core/objects.js'
+import type { HostObject, LinkObject } from '../core/objects.js'
 import { parseMtu } from '../core/options.js'
-import type { NetworkRecord, OverlayNetwork } from '../core/records.js'
+import type { EndpointRecord, NetworkRecord, OverlayNetwork } from '../core/records.js'
 import { bridgeEdge, vethObject } from './bridge.js'
 import { NO_OVERLAY, type JoinAnswer, type NetworkMode, type RenderContext } from './mode.js'
 import {
@@ -55,16 +63,20 @@ function checkRequest(generic: Readonly<Record<string, string>>, n: { ipv4Subnet
 }
 
 /** What the overlay's vxlan port and its FDB look like on this host, given the swarm's hosts. */
-function vxlanObjects(n: OverlayNetwork, view: RenderContext['overlay']): HostObject[] {
+function vxlanObjects(n: OverlayNetwork, view: RenderContext['overlay'], ipv6: boolean): HostObject[] {
   const { local, peers } = view ?? NO_OVERLAY
   if (local === undefined) return []
   const f = familyOf(local)
   const others = [...new Set(peers)].filter((p) => p !== local && familyOf(p) === f).sort()
+  const bridge = n.spec.bridge
   return [
     {
-      kind: 'link', name: n.spec.vxlan, type: 'vxlan', alias: networkAlias(n.id), mtu: n.mtu, master: n.spec.bridge, up: true, recreate: true,
+      kind: 'link', name: n.spec.vxlan, type: 'vxlan', alias: networkAlias(n.id), mtu: n.mtu, up: true, recreate: true,
+      // Without a bridge, the VXLAN device is where the host meets the network: the edge's marker goes on it.
+      ...(bridge ? { master: bridge } : { mac: macFromSeed(n.id), group: OVERLAY_GROUP }),
       vxlan: { vni: n.spec.vni, port: n.spec.port, local, learning: true, proxy: false, ageing: LEARNED_AGEING_SEC },
     },
+    ...(bridge ? [] : hostTakesNoPart(n.spec.vxlan, ipv6)),
     // Head-end replication: a copy of each broadcast and unknown frame to every other host.
     ...others.map((dst): HostObject => ({ kind: 'fdb', link: n.spec.vxlan, mac: FLOOD_MAC, dst })),
     // Only those hosts may send this network's VXLAN here.
@@ -74,6 +86,32 @@ function vxlanObjects(n: OverlayNetwork, view: RenderContext['overlay']): HostOb
 }
 
 const conf = (family: 'ipv4' | 'ipv6', iface: string, leaf: string) => `net/${family}/conf/${iface}/${leaf}`
+
+/** The host takes no part in the overlay on the device it meets it at: no IPv6 there, no ARP answers, no Router Advertisements. */
+function hostTakesNoPart(iface: string, ipv6: boolean): HostObject[] {
+  return [
+    { kind: 'sysctl', path: conf('ipv4', iface, 'arp_ignore'), value: '8' },
+    ...(ipv6 ? [
+      { kind: 'sysctl', path: conf('ipv6', iface, 'accept_ra'), value: '0' } as const,
+      { kind: 'sysctl', path: conf('ipv6', iface, 'disable_ipv6'), value: '1' } as const,
+    ] : []),
+  ]
+}
+
+/** Where the host meets the network: the bridge of a network made before macvlan endpoints, else the VXLAN device. */
+const hubOf = (n: OverlayNetwork) => n.spec.bridge ?? n.spec.vxlan
+
+/** An endpoint's macvlan child of the VXLAN device; joined, it lives in the container, and only Docker can make it again. */
+function childOf(e: EndpointRecord, vxlan: string): LinkObject {
+  return {
+    kind: 'link', name: e.containerIf, type: 'macvlan', alias: endpointAlias(e.id), mtu: e.mtu, mac: e.mac,
+    // Down until Docker brings it up in the container.
+    up: false,
+    recreate: !e.joined,
+    ...(e.joined ? { inSandbox: true } : {}),
+    macvlan: { parent: vxlan, mode: 'bridge' },
+  }
+}
 
 export const overlayMode: NetworkMode = {
   name: 'overlay',
@@ -94,38 +132,40 @@ export const overlayMode: NetworkMode = {
       mtu: overlayMtu(underlayMtu, familyOf(local), common.ipv6),
       // Nothing leaves through the bridge, so there is nothing to masquerade.
       enableIpMasquerade: false,
-      spec: { bridge: bridgeNameFor(common.id), vxlan: vxlanNameFor(common.id), vni, port, underlayMtu },
+      spec: { vxlan: vxlanNameFor(common.id), vni, port, underlayMtu },
     }
     return n
   },
 
-  linkNames: (endpointId) => ({ hostIf: hostVethFor(endpointId), containerIf: containerVethFor(endpointId) }),
-  claimedNames: (n) => [overlayOf(n).spec.bridge, overlayOf(n).spec.vxlan],
+  linkNames: (endpointId, n) => (n !== undefined && overlayOf(n).spec.bridge !== undefined
+    ? { hostIf: hostVethFor(endpointId), containerIf: containerVethFor(endpointId) }
+    : { containerIf: macvlanNameFor(endpointId) }),
+  claimedNames: (n) => [overlayOf(n).spec.bridge, overlayOf(n).spec.vxlan].filter((x): x is string => x !== undefined),
 
   renderNetwork(network, endpoints, ctx) {
     const n = overlayOf(network)
     const bridge = n.spec.bridge
     return [
-      { kind: 'link', name: bridge, type: 'bridge', alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), group: OVERLAY_GROUP, up: true, recreate: true },
-      // The host takes no part in the overlay: no IPv6 on the bridge, no ARP answers, no Router Advertisements.
-      { kind: 'sysctl', path: conf('ipv4', bridge, 'arp_ignore'), value: '8' },
-      ...(ctx.facts.ipv6 ? [
-        { kind: 'sysctl', path: conf('ipv6', bridge, 'accept_ra'), value: '0' } as const,
-        { kind: 'sysctl', path: conf('ipv6', bridge, 'disable_ipv6'), value: '1' } as const,
+      ...(bridge ? [
+        { kind: 'link', name: bridge, type: 'bridge', alias: networkAlias(n.id), mtu: n.mtu, mac: macFromSeed(n.id), group: OVERLAY_GROUP, up: true, recreate: true } as const,
+        ...hostTakesNoPart(bridge, ctx.facts.ipv6),
       ] : []),
-      ...edgeObjects(bridgeEdge(n, bridge), endpoints, ctx.resolve),
+      ...edgeObjects(bridgeEdge(n, hubOf(n)), endpoints, ctx.resolve),
       { kind: 'guard', family: 4, rule: OVERLAY_TO_HOST_RULE },
       ...(ctx.facts.ipv6 ? [{ kind: 'guard', family: 6, rule: OVERLAY_TO_HOST_RULE } as const] : []),
-      ...vxlanObjects(n, ctx.overlay),
+      ...vxlanObjects(n, ctx.overlay, ctx.facts.ipv6),
     ]
   },
 
   networkDependsOnEndpoints: () => false,
 
-  renderEndpoint(e, n) {
-    // The MAC pinned to its port: a stale entry learned while the MAC lived on another host
-    // (an address given again) cannot send the new container's frames back over VXLAN.
-    return [vethObject(e, overlayOf(n).spec.bridge), { kind: 'fdb', link: e.hostIf ?? e.containerIf, mac: e.mac }]
+  renderEndpoint(e, network) {
+    const n = overlayOf(network)
+    // A macvlan child takes the frames for its MAC before the VXLAN device's table is asked, so a
+    // stale entry learned while the MAC lived on another host cannot take them away.
+    if (!n.spec.bridge) return [childOf(e, n.spec.vxlan)]
+    // The MAC pinned to its port, for the same reason.
+    return [vethObject(e, n.spec.bridge), { kind: 'fdb', link: e.hostIf ?? e.containerIf, mac: e.mac }]
   },
 
   join(n, e): JoinAnswer {
@@ -133,5 +173,5 @@ export const overlayMode: NetworkMode = {
     return { InterfaceName: { SrcName: e.containerIf, DstPrefix: n.genericOptions[COMMON_OPTION.ifacePrefix] ?? 'eth' } }
   },
 
-  edge: (n) => bridgeEdge(n, overlayOf(n).spec.bridge),
+  edge: (n) => bridgeEdge(n, hubOf(overlayOf(n))),
 }

@@ -68,7 +68,7 @@ function networkLine(n: NetworkView): string[] {
   const subnets = [...record.ipv4Subnets, ...record.ipv6Subnets].map((s) => `${s.pool}${s.gateway ? ` gw ${s.gateway.split('/')[0]}` : ''}`).join(', ')
   const flags = [record.internal ? 'internal' : '', record.enableIcc ? '' : 'icc off', record.enableIpMasquerade ? '' : 'no masquerade'].filter(Boolean).join(', ')
   const link = n.mode === 'overlay' || n.mode === 'cluster'
-    ? `${n.mode === 'cluster' ? `${n.spec.cluster} ` : ''}vni ${n.spec.vni} vxlan ${n.spec.vxlan} udp/${n.spec.port} bridge ${n.spec.bridge}` : linkOfNetwork(n)
+    ? `${n.mode === 'cluster' ? `${n.spec.cluster} ` : ''}vni ${n.spec.vni} vxlan ${n.spec.vxlan} udp/${n.spec.port} ${n.spec.bridge ? `bridge ${n.spec.bridge}` : 'endpoints macvlan'}` : linkOfNetwork(n)
   const lines = [`  ${label}  ${n.mode}${link ? ` ${link}` : ''}  mtu ${record.mtu}  ${subnets || 'no subnet'}${flags ? `  ${flags}` : ''}`]
   const options = Object.entries(record.genericOptions ?? {}).filter(([k]) => k !== 'tsnet.allow').map(([k, v]) => `${k}=${v}`)
   if (options.length) lines.push(`    options: ${options.join(' ')}`)
