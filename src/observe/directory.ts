@@ -47,14 +47,14 @@ export function buildDirectory(
   const links = new Map<string, string>()
   const endpointLinks = new Map<string, EndpointRecord>()
   for (const n of networks) {
-    const link = linkOfNetwork(n)
-    if (link) links.set(link, network(n.id))
+    const own = n.mode === 'overlay' || n.mode === 'cluster' ? [n.spec.bridge, n.spec.vxlan] : [linkOfNetwork(n)]
+    for (const link of own) if (link) links.set(link, network(n.id))
   }
   for (const e of endpoints) {
-    if (e.hostIf) {
-      links.set(e.hostIf, endpoint(e.id))
-      endpointLinks.set(e.hostIf, e)
-    }
+    // A veth's host end; a macvlan endpoint's only link while it is on the host.
+    const link = e.hostIf ?? e.containerIf
+    links.set(link, endpoint(e.id))
+    endpointLinks.set(link, e)
   }
   const subnets = networks.flatMap((n) => [...n.ipv4Subnets, ...n.ipv6Subnets].map((s) => ({ pool: s.pool, owner: network(n.id) })))
   return {

@@ -169,3 +169,16 @@ t.test('host checks', async (t) => {
   t.match(found[3]?.fix, /iptables -P FORWARD DROP/)
   t.match(found[4]?.fix, /com.docker.network.driver.mtu=1450/)
 })
+
+t.test("an overlay network's VXLAN device and a macvlan endpoint are named as what they are", async (t) => {
+  const OV = 'q1w2e3r4t5y6u7i8o9p0asdfg'
+  const net = {
+    id: OV, mode: 'overlay', mtu: 1450, internal: false, ipv6: false, ipv4Subnets: [{ pool: '10.210.0.0/24' }], ipv6Subnets: [],
+    enableIpMasquerade: false, enableIcc: true, genericOptions: {}, createdAt: '', spec: { vxlan: 'tsvx-q1w2e3r4t5', vni: 300, port: 4789, underlayMtu: 1500 },
+  } as NetworkRecord
+  const ep = { id: EP, networkId: OV, containerIf: `tsm${EP.slice(0, 12)}`, mac: '02:42:0a:d2:00:07', macFromDocker: false, mtu: 1450, joined: false, createdAt: '' } as EndpointRecord
+  const named = buildDirectory([net], [ep], new Map([[OV, 'ov']]), new Map([[EP, 'c1']]))
+  t.match(changeProblem('create link tsvx-q1w2e3r4t5', named).problem, /^the VXLAN device tsvx-q1w2e3r4t5 of network ov \(q1w2e3r4t5y6\) is missing/)
+  t.match(changeProblem(`create link tsm${EP.slice(0, 12)}`, named).problem, new RegExp(`^tsm${EP.slice(0, 12)}, the macvlan link of container c1 on network ov .* is missing`))
+  t.match(changeProblem(`create link tsm${EP.slice(0, 12)}`, buildDirectory([], [], new Map(), new Map())).problem, /^link tsm\w+ is missing/, 'control: unknown to the directory, it is just a link')
+})
