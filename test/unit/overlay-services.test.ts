@@ -176,3 +176,37 @@ t.test("the follower: Docker's peer lists reach the book, a VIP-mode service is 
   t.same(s.swarm.view().peers, ['10.250.0.5'], 'an API that fails changes nothing')
   s.swarm.stop()
 })
+
+t.test('an upgrade: a network an earlier tsnet made (its record names a bridge) keeps its bridge and veths; a new one beside it has none', async (t) => {
+  const { readFile, writeFile } = await import('node:fs/promises')
+  const dir = await tempDir(t)
+  const first = await open(dir, fresh())
+  await discover(first.s, '10.250.0.1', true)
+  await discover(first.s, '10.250.0.2')
+  await createNet(first.s, { 'tsnet.vni': '300' })
+  first.s.swarm.stop()
+  // The record as the earlier version wrote it (the same schema, with the bridge in the spec).
+  const file = `${dir}/store/networks/${NET}.json`
+  const old = JSON.parse(await readFile(file, 'utf8')) as { spec: Record<string, unknown> }
+  t.equal(old.spec.bridge, undefined, 'control: this version writes no bridge')
+  await writeFile(file, JSON.stringify({ ...old, spec: { bridge: 'tsbr-q1w2e3r4t5', ...old.spec } }))
+
+  const host = fresh() // after a reboot: nothing on the host
+  const { s } = await open(dir, host)
+  await discover(s, '10.250.0.1', true)
+  t.equal(host.links.get('tsbr-q1w2e3r4t5')?.type, 'bridge', 'the boot made the bridge again')
+  t.equal(host.links.get('tsvx-q1w2e3r4t5')?.master, 'tsbr-q1w2e3r4t5', 'with the VXLAN device as its port')
+  await s.driver.createEndpoint({ NetworkID: NET, EndpointID: EP, Interface: { Address: '10.210.0.7/24' } }, L)
+  const answer = await s.driver.join({ NetworkID: NET, EndpointID: EP, SandboxKey: '/var/run/docker/netns/abc' }, L)
+  t.equal(answer.InterfaceName.SrcName, `tsc${EP.slice(0, 12)}`, 'its endpoints still get a veth')
+  t.equal(host.links.get(`tsv${EP.slice(0, 12)}`)?.master, 'tsbr-q1w2e3r4t5', 'whose host end is on the bridge')
+  t.ok(host.objects.has(`fdb tsv${EP.slice(0, 12)} 02:42:0a:d2:00:07 static`), 'with its MAC pinned')
+  await dry(t, s, 'the upgrade')
+
+  const NEW = 'n'.repeat(25)
+  await s.driver.createNetwork({ NetworkID: NEW, Options: { 'com.docker.network.generic': { 'tsnet.vni': '301' } }, IPv4Data: [{ Pool: '10.211.0.0/24', Gateway: '10.211.0.1/24' }], IPv6Data: [] }, L)
+  t.notOk(host.links.has('tsbr-nnnnnnnnnn'), 'a network made now has no bridge')
+  t.equal(host.links.get('tsvx-nnnnnnnnnn')?.master, undefined, 'and its VXLAN device is a port of nothing')
+  await dry(t, s, 'a new network beside the old one')
+  s.swarm.stop()
+})
