@@ -36,14 +36,32 @@ let vxlan = '';
 const [A, B, C] = [0, 1, 2].map((i) => () => nodes[i] as SwarmNode) as [() => SwarmNode, () => SwarmNode, () => SwarmNode];
 
 /** Every scenario ends with the idempotence check on each running node: a dry-run reconcile plans nothing. */
-async function idleEverywhere(t: Test): Promise<void> {
-  for (const n of nodes) await expectIdle(t, n.e.running && n.pluginId ? pluginSocketPath(n.e, n.pluginId) : undefined, `tsnet on ${n.e.name}`);
+async function idleEverywhere(t: Test, external?: string): Promise<void> {
+  for (const n of nodes) {
+    const passing = t.passing();
+    await expectIdle(t, n.e.running && n.pluginId ? pluginSocketPath(n.e, n.pluginId) : undefined, `tsnet on ${n.e.name}`, external);
+    if (passing && !t.passing()) t.comment(`--- ${n.e.name}'s built-in chains, where tsnet's jumps live:\n${await builtinChains(n.e)}`);
+  }
 }
 
-function scenario(name: string, fn: (t: Test) => Promise<void>) {
+/** The rules of the built-in chains tsnet jumps from (and DOCKER-USER), as iptables-save prints them. */
+async function builtinChains(e: Engine): Promise<string> {
+  const out: string[] = [];
+  for (const tool of ['iptables-save', 'ip6tables-save']) {
+    const r = await nsExec(e, [tool]);
+    out.push(`${tool}:`, ...r.stdout.split('\n').filter((l) => /^\*|^-A (FORWARD|DOCKER-USER|PREROUTING|OUTPUT|POSTROUTING) /.test(l)));
+  }
+  return out.join('\n');
+}
+
+/**
+ * `external` names what Docker changed on the hosts behind tsnet's back in the scenario (its own
+ * iptables rules): tsnet may then have a repair to make (scenario.ts, expectIdle).
+ */
+function scenario(name: string, fn: (t: Test) => Promise<void>, external?: string) {
   const body = async (tt: Test) => {
     await fn(tt);
-    await idleEverywhere(tt);
+    await idleEverywhere(tt, external);
   };
   return t.test(name, blocked ? { skip: `not run: ${blocked}` } : {}, (tt) => withDiagnostics(tt, body, (tt) => {
     for (const n of nodes) {
@@ -175,7 +193,7 @@ await scenario('a dnsrr service on every node: an attachable container reaches e
   t.equal(await A().e.dockerOk(['exec', 'probe', 'cat', '/sys/class/net/eth0/mtu']), '1450', 'eth0 MTU: underlay 1500 - 50');
   for (const task of tasks.filter((x) => x.n !== A())) t.ok(await pingFrom(A().e, 'probe', task.ip, 1422), `1422 bytes of payload to ${task.n.e.name} (a full 1450 packet)`);
   t.match(await A().e.dockerOk(['exec', 'probe', 'ip', 'route']), /^default via \S+ dev eth1/m, 'egress through docker_gwbridge (eth1): Join gave no gateway');
-});
+}, "the nodes' first tasks (Docker makes docker_gwbridge for them and puts its MASQUERADE rule first in nat POSTROUTING, ahead of tsnet's jump)");
 
 await scenario('a VIP-mode service is named in a warning: only dnsrr works on plugin networks', async (t) => {
   const mark = pluginLines(A().e, A().pluginId as string).length;
