@@ -5,8 +5,8 @@
  * and learns where remote MACs live from what arrives; each endpoint is a macvlan child of it
  * (bridge mode), which Docker moves into the container. Frames between two containers of a host
  * go from one child to the other; the rest leave through the VXLAN device. No bridge and no veth
- * sit in the path, so the host's firewall never sees the frames (br_netfilter only hooks bridges):
- * a round trip costs what raw VXLAN costs (docs/overlay.md, "Data path").
+ * sit in the path, so the host's firewall never sees the frames (br_netfilter only hooks bridges),
+ * only the VXLAN datagrams between hosts, as with Docker's overlay (docs/overlay.md, "Data path").
  *
  * Networks made before (their spec names a bridge) keep what they were made with: a bridge with
  * the VXLAN device as a port and a veth per endpoint, its MAC pinned to its port.
@@ -130,7 +130,7 @@ export const overlayMode: NetworkMode = {
       ...common,
       mode: 'overlay',
       mtu: overlayMtu(underlayMtu, familyOf(local), common.ipv6),
-      // Nothing leaves through the bridge, so there is nothing to masquerade.
+      // Nothing is routed out of the network on the host, so there is nothing to masquerade.
       enableIpMasquerade: false,
       spec: { vxlan: vxlanNameFor(common.id), vni, port, underlayMtu },
     }
