@@ -86,7 +86,7 @@ export interface NetworkMode {
   /** Pure: the mode's part of a new network record. Every refusal happens here. */
   planSpec(generic: Readonly<Record<string, string>>, common: CommonNetwork, ctx: PlanContext): NetworkRecord
   /** Kernel names of an endpoint's links on network `n`. */
-  linkNames(endpointId: string, n?: NetworkRecord): { hostIf?: string; containerIf: string }
+  linkNames(endpointId: string, n: NetworkRecord): { hostIf?: string; containerIf: string }
   /** Kernel names a network claims for itself: two networks may not share one. */
   claimedNames(n: NetworkRecord): string[]
   /** The objects of a network, given its endpoints (a policy and published ports depend on them). */

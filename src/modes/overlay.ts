@@ -137,7 +137,7 @@ export const overlayMode: NetworkMode = {
     return n
   },
 
-  linkNames: (endpointId, n) => (n !== undefined && overlayOf(n).spec.bridge !== undefined
+  linkNames: (endpointId, n) => (overlayOf(n).spec.bridge !== undefined
     ? { hostIf: hostVethFor(endpointId), containerIf: containerVethFor(endpointId) }
     : { containerIf: macvlanNameFor(endpointId) }),
   claimedNames: (n) => [overlayOf(n).spec.bridge, overlayOf(n).spec.vxlan].filter((x): x is string => x !== undefined),

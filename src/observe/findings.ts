@@ -5,7 +5,6 @@
  */
 import type { ReconcileReport } from '../core/reconcile-report.js'
 import type { Directory } from './directory.js'
-import { MACVLAN_PREFIX } from '../core/names.js'
 import { VXLAN_PREFIX } from '../modes/overlay.js'
 
 /**
@@ -37,8 +36,9 @@ const SYSCTL_WORDS: Record<string, string> = {
   'net/bridge/bridge-nf-call-ip6tables': "bridged IPv6 traffic bypasses ip6tables (net.bridge.bridge-nf-call-ip6tables is not 1): enable_icc=false and anti-spoofing do not hold for IPv6",
 }
 
-const endpointLinkWords = (link: string, owner: string) =>
-  (link.startsWith(MACVLAN_PREFIX) ? `${link}, the macvlan link of ${owner},` : `${link}, the host end of ${owner}'s veth,`)
+/** An endpoint's link: its veth's host end, or (an endpoint without one) its macvlan link. */
+const endpointLinkWords = (link: string, owner: string, e: { hostIf?: string }) =>
+  (e.hostIf === link ? `${link}, the host end of ${owner}'s veth,` : `${link}, the macvlan link of ${owner},`)
 
 /** One reconcile change ("create link tsbr-0a12…") as a sentence about what is wrong now. */
 export function changeProblem(change: string, dir: Directory): { area: Finding['area']; problem: string } {
@@ -50,7 +50,7 @@ export function changeProblem(change: string, dir: Directory): { area: Finding['
     case 'link': {
       const owner = dir.ownerOfLink(first)
       const e = dir.endpointOfLink(first)
-      const what = owner === undefined ? `link ${first}` : e ? endpointLinkWords(first, owner) : `the ${first.startsWith(VXLAN_PREFIX) ? 'VXLAN device' : 'bridge'} ${first} of ${owner}`
+      const what = owner === undefined ? `link ${first}` : e ? endpointLinkWords(first, owner, e) : `the ${first.startsWith(VXLAN_PREFIX) ? 'VXLAN device' : 'bridge'} ${first} of ${owner}`
       if (op === 'create') return { area: 'kernel', problem: `${what} is missing (deleted behind tsnet's back?)` }
       if (op === 'update') return { area: 'kernel', problem: `${what} is not as tsnet set it (its MTU, bridge, state, MAC or tag changed)` }
       return { area: 'kernel', problem: `link ${first} carries tsnet's tag, but no network or endpoint of tsnet's wants it (a leftover)` }

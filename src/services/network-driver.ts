@@ -53,8 +53,7 @@ const UNCHANGED = 'nothing was changed, because its record could not be removed'
  * Everything else stays durable: removals (one that came undone would bring back what Docker
  * considers gone), published ports, networks, and IPAM's claims.
  */
-const ON_CONTAINER_START = { durable: false } as const
-const ON_CONTAINER_STOP = ON_CONTAINER_START
+const DIES_WITH_THE_MACHINE = { durable: false } as const
 
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
@@ -190,7 +189,7 @@ export class NetworkDriver {
       await this.state.whileCreating(record, () => this.engine.change(changes, {
         doing,
         verify: [epOwner(record.id)],
-        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record, ON_CONTAINER_START),
+        persist: existing ? undefined : () => this.state.store.put('endpoints', record.id, record, DIES_WITH_THE_MACHINE),
         log,
       }))
       this.state.endpoints.set(record.id, record)
@@ -232,7 +231,7 @@ export class NetworkDriver {
       const mode = modeOf(n)
       const response = mode.join(n, e)
       if (!e.joined || e.sandboxKey !== sandboxKey) {
-        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log, ON_CONTAINER_START)
+        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log, DIES_WITH_THE_MACHINE)
         log.info({ endpoint: e.id, sandboxKey, interface: e.containerIf }, 'endpoint joined')
       }
       return response
@@ -244,7 +243,7 @@ export class NetworkDriver {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
       const { sandboxKey: _gone, ...rest } = e
-      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, ON_CONTAINER_STOP)
+      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, DIES_WITH_THE_MACHINE)
       log.info({ endpoint: e.id }, 'endpoint left its sandbox')
       return {}
     })

@@ -54,12 +54,11 @@ export class DirSyncs {
     if (!handle) {
       handle = open(dir, 'r')
       this.handles.set(dir, handle)
-      handle.catch(() => { if (this.handles.get(dir) === handle) this.handles.delete(dir) })
     }
     try {
       await (await handle).sync()
     } catch (err) {
-      this.forget(dir) // a handle that failed is not trusted again
+      this.forget(dir) // a handle that failed to open or sync is not trusted again
       throw err
     }
   }
