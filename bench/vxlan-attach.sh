@@ -4,6 +4,8 @@
 # (busybox ping -A) and TCP throughput (iperf3). The measurement behind docs/overlay.md, "Data path".
 #   bash bench/vxlan-attach.sh
 set -u
+# iperf3 is not a test dependency: install it as the other benches do (bench/datapath.ts ensureIperf).
+command -v iperf3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iperf3 >/dev/null
 P=mvx
 cleanup() { for n in u1 u2 c1 c2; do ip netns del $P-$n 2>/dev/null; done; }
 cleanup; trap cleanup EXIT
