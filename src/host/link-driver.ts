@@ -103,8 +103,13 @@ export class LinkDriver implements KindDriver {
       const l = await getLink(this.rtnl, n)
       if (!l) continue
       out.push(l)
-      if (l.master !== undefined && !out.some((x) => x.index === l.master)) {
-        const m = await getLink(this.rtnl, l.master)
+    }
+    // The links these name by index (a port's bridge, a macvlan's or VLAN's parent, a VXLAN
+    // device's underlay), so that their names compare: '#12' never equals the parent a record names.
+    for (const l of [...out]) {
+      for (const i of [l.master, l.macvlan?.parent, l.vlan?.parent, l.vxlan?.dev]) {
+        if (i === undefined || out.some((x) => x.index === i)) continue
+        const m = await getLink(this.rtnl, i)
         if (m) out.push(m)
       }
     }

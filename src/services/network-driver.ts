@@ -243,21 +243,22 @@ export class NetworkDriver {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
       const { sandboxKey: _gone, ...rest } = e
-      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, DIES_WITH_THE_MACHINE)
+      // No verify: a macvlan endpoint's link is still in the container when Docker calls Leave, and
+      // Docker moves it back right after; checking it now would make a second link under its name.
+      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, DIES_WITH_THE_MACHINE, false)
       log.info({ endpoint: e.id }, 'endpoint left its sandbox')
       return {}
     })
   }
 
   /**
-   * Writes a changed endpoint record and brings its objects along (host first); the caller holds
-   * the network's lock. Every object of the endpoint is checked, so a repeated request puts back
-   * what went missing (a flushed DNAT rule).
+   * Writes a changed endpoint record and brings its objects along (host first); the caller holds the
+   * network's lock. With `verify`, every object is checked: a repeat puts back a flushed DNAT rule.
    */
-  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, write?: WriteOptions): Promise<void> {
+  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, write?: WriteOptions, verify = true): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
     await this.engine.change(this.state.endpointChanges(n, next.id, this.state.endpoints.get(next.id), next), {
-      doing, verify: [epOwner(next.id)], persist: () => this.state.store.put('endpoints', next.id, next, write), log,
+      doing, ...(verify ? { verify: [epOwner(next.id)] } : {}), persist: () => this.state.store.put('endpoints', next.id, next, write), log,
     })
     this.state.endpoints.set(next.id, next)
   }

@@ -112,6 +112,19 @@ t.test('a worker: discovery, CreateNetwork with the leader options, endpoints, J
   t.equal(announcer.sent[0]?.payload.subarray(14, 20).toString('hex'), '02420ad20007', "the container's MAC in the announcement")
   await dry(t, s, 'Join')
 
+  // Docker moves the child into the container after Join, and back out only after Leave answers.
+  const childKey = `link tsm${EP.slice(0, 12)}`
+  const moved = host.objects.get(childKey)
+  host.objects.delete(childKey)
+  await dry(t, s, 'the move into the container')
+  const beforeLeave = host.calls.length
+  await s.driver.leave({ NetworkID: NET, EndpointID: EP }, L)
+  t.same(host.calls.slice(beforeLeave).filter((c) => c.startsWith('link')), [], 'Leave makes no link under the name of the one still in the container')
+  t.notOk(host.objects.has(childKey), 'so Docker can move it back under its name')
+  if (moved) host.objects.set(childKey, moved)
+  await dry(t, s, 'Leave and the move back')
+  await s.driver.join({ NetworkID: NET, EndpointID: EP, SandboxKey: '/var/run/docker/netns/abc' }, L)
+
   await discover(s, '10.250.0.2', false, false)
   t.same(host.ofKind('fdb').filter((f) => f.dst).map((f) => f.dst), ['10.250.0.3'], 'a departed host is no longer flooded to')
   t.notOk(host.sets.has('tsnet-vtep4 10.250.0.2'), 'nor let in')
