@@ -147,9 +147,22 @@ export function buildApp(d: AppDeps) {
 
   const routes: Record<string, Route> = { ...dockerRoutes(d.services), ...tsnetRoutes(d.services) }
   for (const [path, route] of Object.entries(routes)) {
-    app.post(path, route.schema ? { schema: { body: route.schema } } : {}, async (req) => {
-      const result = await route.handler(req.body, req.log)
-      return result ?? {}
+    app.post(path, route.schema ? { schema: { body: route.schema } } : {}, async (req, reply) => {
+      // A handler may answer before it is done (see Answer); what fails after that is only logged.
+      let early = false
+      const answer = (value: unknown) => {
+        if (early) return
+        early = true
+        void reply.send(value ?? {})
+      }
+      try {
+        const result = await route.handler(req.body, req.log, answer)
+        return early ? reply : result ?? {}
+      } catch (err) {
+        if (!early) throw err
+        req.log.error({ call: methodOf(req), err }, 'failed after the answer was sent (the reconcile finishes the work)')
+        return reply
+      }
     })
   }
   return app

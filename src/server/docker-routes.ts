@@ -27,7 +27,13 @@ export interface Services {
   cluster?: ClusterService
 }
 
-type Handler = (body: any, log: Logger) => unknown
+/**
+ * Sends Docker the answer before the handler is done, for work Docker need not wait for (the
+ * kernel's removal of a link, Leave's record), still under the network's lock, so the next call
+ * on the network waits for it; a later failure is only logged.
+ */
+export type Answer = (value: unknown) => void
+type Handler = (body: any, log: Logger, answer: Answer) => unknown
 
 export interface Route {
   schema?: object
@@ -57,7 +63,7 @@ export function dockerRoutes(s: Services): Record<string, Route> {
     '/NetworkDriver.FreeNetwork': { schema: schemas.networkRef, handler: (b, log) => s.vnis?.free(b, log) ?? {} },
     '/NetworkDriver.CreateEndpoint': { schema: schemas.createEndpoint, handler: (b, log) => registered(n.createEndpoint(b, log)) },
     '/NetworkDriver.EndpointOperInfo': { schema: schemas.endpointRef, handler: (b) => n.endpointOperInfo(b) },
-    '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log) => registered(n.deleteEndpoint(b, log)) },
+    '/NetworkDriver.DeleteEndpoint': { schema: schemas.endpointRef, handler: (b, log, answer) => registered(n.deleteEndpoint(b, log, () => answer({}))) },
     '/NetworkDriver.Join': {
       schema: schemas.join,
       handler: async (b, log) => {
@@ -66,7 +72,7 @@ export function dockerRoutes(s: Services): Record<string, Route> {
         return answer
       },
     },
-    '/NetworkDriver.Leave': { schema: schemas.endpointRef, handler: (b, log) => n.leave(b, log) },
+    '/NetworkDriver.Leave': { schema: schemas.endpointRef, handler: (b, log, answer) => n.leave(b, log, () => answer({})) },
     '/NetworkDriver.ProgramExternalConnectivity': { schema: schemas.connectivity, handler: (b, log) => s.ports.program(b, log) },
     '/NetworkDriver.RevokeExternalConnectivity': { schema: schemas.endpointRef, handler: (b, log) => s.ports.revoke(b, log) },
     '/NetworkDriver.DiscoverNew': { schema: schemas.discovery, handler: (b, log) => s.swarm?.discoverNew(b, log) ?? {} },

@@ -25,6 +25,7 @@ import { currentLinks } from './host-links.js'
 import { KeyedLock } from '../util/keyed-lock.js'
 import type { Clock } from '../engine/clock.js'
 import type { WriteOptions } from '../store/store.js'
+import { DIES_WITH_THE_MACHINE } from './write-durability.js'
 
 export interface NetworkConfig {
   /** MTU for networks without -o com.docker.network.driver.mtu; undefined: the default route's, else 1500. */
@@ -38,22 +39,6 @@ export interface NetworkConfig {
 const FALLBACK_MTU = 1500
 /** Removals write the store first: a store that cannot remove the record changes nothing. */
 const UNCHANGED = 'nothing was changed, because its record could not be removed'
-
-/**
- * CreateEndpoint's, Join's and Leave's records, on every container start and stop, are written
- * without waiting for an fsync (store/store.ts, durable: false). Safe because what they describe
- * dies with the machine:
- * - tsnet killed (kill -9, a crash of tsnet alone): the write is in the kernel's page cache, so
- *   the next start reads it as if it had been synced (test/unit/file-store-processes.test.ts).
- * - power loss or kernel crash: every veth and sandbox is gone as well. The record may read as
- *   before the write (absent, not joined, still joined) or be an empty file the store
- *   quarantines: an endpoint Docker cleans up after its own restart, whose address stays taken
- *   (its lease was durable), released by garbage collection once Docker no longer explains it
- *   (test/unit/endpoint-durability.test.ts).
- * Everything else stays durable: removals (one that came undone would bring back what Docker
- * considers gone), published ports, networks, and IPAM's claims.
- */
-const DIES_WITH_THE_MACHINE = { durable: false } as const
 
 export class NetworkDriver {
   /** Per network: Docker sends calls concurrently, and a network's records change one call at a time. */
@@ -203,7 +188,11 @@ export class NetworkDriver {
     return { Value: { ...(e.hostIf ? { hostInterface: e.hostIf } : {}), macAddress: e.mac, ...(e.address ? { address: e.address } : {}), ...(e.addressV6 ? { addressIPv6: e.addressV6 } : {}) } }
   }
 
-  deleteEndpoint(req: EndpointRef, log: Logger) {
+  /**
+   * `recordGone` runs once the record is durably gone: Docker may have its answer then, and the
+   * kernel's removal of the links (some 20 ms, mostly RCU) follows under the network's lock.
+   */
+  deleteEndpoint(req: EndpointRef, log: Logger, recordGone?: () => void) {
     return this.lock.run(req.NetworkID, async () => {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID) return {}
@@ -211,6 +200,7 @@ export class NetworkDriver {
       const doing = `deleting endpoint ${short(e.id)}`
       await this.state.store.delete('endpoints', e.id).catch((err: unknown) => { throw withContext(err, `${doing}: ${UNCHANGED}`) })
       this.state.endpoints.delete(e.id)
+      recordGone?.()
       try {
         await this.engine.change(this.state.endpointChanges(n, e.id, e, undefined), { doing, removal: true, log })
       } finally {
@@ -238,10 +228,12 @@ export class NetworkDriver {
     })
   }
 
-  leave(req: EndpointRef, log: Logger) {
+  /** `decided` runs before the write: nothing Docker does next needs it, and a record left "joined" is safe (write-durability.ts). */
+  leave(req: EndpointRef, log: Logger, decided?: () => void) {
     return this.lock.run(req.NetworkID, async () => {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
+      decided?.()
       const { sandboxKey: _gone, ...rest } = e
       // No verify: a macvlan endpoint's link is still in the container when Docker calls Leave, and
       // Docker moves it back right after; checking it now would make a second link under its name.

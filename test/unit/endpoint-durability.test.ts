@@ -1,5 +1,5 @@
 // Issue 12 item 4: CreateEndpoint, Join and Leave write their records without waiting for an
-// fsync (see DIES_WITH_THE_MACHINE in services/network-driver.ts), every other write still waits for
+// fsync (see DIES_WITH_THE_MACHINE in services/write-durability.ts), every other write still waits for
 // one; and what a power loss can make of those records (absent, empty, as before Join, as before
 // Leave) boots and converges with no address handed out twice and nothing left on the host once
 // Docker cleans up.
