@@ -29,7 +29,6 @@ const log = (s: string) => console.log(`[bench] ${s}`)
 /** `rawct`: the raw path with what every Docker container's namespace carries, its embedded DNS's nat rules (so conntrack runs there). */
 type Path = 'tsnet' | 'native' | 'raw' | 'rawct'
 const PATHS: readonly Path[] = ['tsnet', 'native', 'raw', 'rawct']
-
 const PATH_NAMES: Record<Path, string> = { tsnet: 'tsnet overlay', native: "Docker's overlay", raw: 'raw VXLAN (limit)', rawct: "raw VXLAN + a container's nat rules" }
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6
 const ratio = (a: number[], b: number[]) => median(a) / median(b)
@@ -37,7 +36,7 @@ const ratio = (a: number[], b: number[]) => median(a) / median(b)
 async function main(): Promise<void> {
   await ensureIperf()
   const started = Date.now()
-  const c = await createCluster('bv', log, ['TSNET_LOG_LEVEL=info'])
+  const c = await createCluster('bv', log, ['TSNET_LOG_LEVEL=info'], { secondRawPath: true })
   const [A, B, C] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]]
   const out: string[] = []
   try {

@@ -2,8 +2,8 @@
  * The bench's cluster: three private engines on an underlay, a swarm across them, tsnet's managed
  * plugin in global scope on each (test/e2e/lib does the work), plus a raw VXLAN path with no
  * firewall on the same underlay: two "hosts" with a bridge and a VXLAN port each and a container
- * namespace behind a veth (the limit tsnet and Docker's overlay are measured against), and a
- * second such pair on its own VNI, for the bench to give a Docker container's own rules.
+ * namespace behind a veth (the limit tsnet and Docker's overlay are measured against), and, when
+ * asked, a second such pair on its own VNI, for bench/overlay.ts to give a Docker container's rules.
  */
 import { createEngineNetns, destroyEngine, ensureBusyboxImage, nsExecOk, startDockerd, type Engine } from '../../test/e2e/lib/engine.js'
 import { removeAllPlugins } from '../../test/e2e/lib/plugin.js'
@@ -19,7 +19,7 @@ export interface Cluster {
   nodes: SwarmNode[]
   /** Raw VXLAN: host namespaces (with the VXLAN port) and container namespaces behind them. */
   raw: { hosts: Engine[]; ctrs: Engine[]; ips: string[] }
-  /** A second raw path, the same but on VNI 998 (bench/overlay.ts gives its containers Docker's nat rules). */
+  /** A second raw path, the same but on VNI 998 (bench/overlay.ts gives its containers Docker's nat rules); empty unless asked for. */
   rawct: { hosts: Engine[]; ctrs: Engine[]; ips: string[] }
   destroy(): Promise<void>
 }
@@ -42,7 +42,7 @@ async function rawHost(u: Underlay, name: string, ip: string, peer: string, ctrI
   return { host, ctr }
 }
 
-export async function createCluster(prefix: string, log: (s: string) => void, extraSettings: string[] = []): Promise<Cluster> {
+export async function createCluster(prefix: string, log: (s: string) => void, extraSettings: string[] = [], opts: { secondRawPath?: boolean } = {}): Promise<Cluster> {
   const underlay = await createUnderlay(`${prefix}ul`)
   const nodes: SwarmNode[] = []
   const raw: Cluster['raw'] = { hosts: [], ctrs: [], ips: ['10.213.0.2', '10.213.0.3'] }
@@ -78,10 +78,12 @@ export async function createCluster(prefix: string, log: (s: string) => void, ex
     const rb = await rawHost(underlay, `${prefix}rb`, `${SUBNET}.12`, `${SUBNET}.11`, raw.ips[1] as string)
     raw.hosts.push(ra.host, rb.host)
     raw.ctrs.push(ra.ctr, rb.ctr)
-    const rc = await rawHost(underlay, `${prefix}rc`, `${SUBNET}.13`, `${SUBNET}.14`, rawct.ips[0] as string, 998)
-    const rd = await rawHost(underlay, `${prefix}rd`, `${SUBNET}.14`, `${SUBNET}.13`, rawct.ips[1] as string, 998)
-    rawct.hosts.push(rc.host, rd.host)
-    rawct.ctrs.push(rc.ctr, rd.ctr)
+    if (opts.secondRawPath) {
+      const rc = await rawHost(underlay, `${prefix}rc`, `${SUBNET}.13`, `${SUBNET}.14`, rawct.ips[0] as string, 998)
+      const rd = await rawHost(underlay, `${prefix}rd`, `${SUBNET}.14`, `${SUBNET}.13`, rawct.ips[1] as string, 998)
+      rawct.hosts.push(rc.host, rd.host)
+      rawct.ctrs.push(rc.ctr, rd.ctr)
+    }
     return cluster
   } catch (err) {
     await cluster.destroy()

@@ -189,10 +189,10 @@ export class NetworkDriver {
   }
 
   /**
-   * `recordGone` runs once the record is durably gone: Docker may have its answer then, and the
+   * `answerNow` runs once the record is durably gone: Docker may have its answer then, and the
    * kernel's removal of the links (some 20 ms, mostly RCU) follows under the network's lock.
    */
-  deleteEndpoint(req: EndpointRef, log: Logger, recordGone?: () => void) {
+  deleteEndpoint(req: EndpointRef, log: Logger, answerNow?: () => void) {
     return this.lock.run(req.NetworkID, async () => {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID) return {}
@@ -200,7 +200,7 @@ export class NetworkDriver {
       const doing = `deleting endpoint ${short(e.id)}`
       await this.state.store.delete('endpoints', e.id).catch((err: unknown) => { throw withContext(err, `${doing}: ${UNCHANGED}`) })
       this.state.endpoints.delete(e.id)
-      recordGone?.()
+      answerNow?.()
       try {
         await this.engine.change(this.state.endpointChanges(n, e.id, e, undefined), { doing, removal: true, log })
       } finally {
@@ -221,23 +221,23 @@ export class NetworkDriver {
       const mode = modeOf(n)
       const response = mode.join(n, e)
       if (!e.joined || e.sandboxKey !== sandboxKey) {
-        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log, DIES_WITH_THE_MACHINE)
+        await this.updateEndpoint({ ...e, joined: true, sandboxKey }, `joining endpoint ${short(e.id)}`, log, { write: DIES_WITH_THE_MACHINE })
         log.info({ endpoint: e.id, sandboxKey, interface: e.containerIf }, 'endpoint joined')
       }
       return response
     })
   }
 
-  /** `decided` runs before the write: nothing Docker does next needs it, and a record left "joined" is safe (write-durability.ts). */
-  leave(req: EndpointRef, log: Logger, decided?: () => void) {
+  /** `answerNow` runs before the write: nothing Docker does next needs it, and a record left "joined" is safe (write-durability.ts). */
+  leave(req: EndpointRef, log: Logger, answerNow?: () => void) {
     return this.lock.run(req.NetworkID, async () => {
       const e = this.state.endpoints.get(req.EndpointID)
       if (!e || e.networkId !== req.NetworkID || !e.joined) return {}
-      decided?.()
+      answerNow?.()
       const { sandboxKey: _gone, ...rest } = e
       // No verify: a macvlan endpoint's link is still in the container when Docker calls Leave, and
       // Docker moves it back right after; checking it now would make a second link under its name.
-      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, DIES_WITH_THE_MACHINE, false)
+      await this.updateEndpoint({ ...rest, joined: false }, `leaving endpoint ${short(e.id)}`, log, { write: DIES_WITH_THE_MACHINE, verify: false })
       log.info({ endpoint: e.id }, 'endpoint left its sandbox')
       return {}
     })
@@ -247,7 +247,7 @@ export class NetworkDriver {
    * Writes a changed endpoint record and brings its objects along (host first); the caller holds the
    * network's lock. With `verify`, every object is checked: a repeat puts back a flushed DNAT rule.
    */
-  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, write?: WriteOptions, verify = true): Promise<void> {
+  async updateEndpoint(next: EndpointRecord, doing: string, log: Logger, { write, verify = true }: { write?: WriteOptions; verify?: boolean } = {}): Promise<void> {
     const n = this.state.knownNetwork(next.networkId)
     await this.engine.change(this.state.endpointChanges(n, next.id, this.state.endpoints.get(next.id), next), {
       doing, ...(verify ? { verify: [epOwner(next.id)] } : {}), persist: () => this.state.store.put('endpoints', next.id, next, write), log,

@@ -1,5 +1,5 @@
-// DeleteEndpoint and Leave over HTTP answer early. DeleteEndpoint answers Docker once the endpoint's record is durably gone, and the
-// kernel's removal of its links (some 20 ms, mostly RCU) follows under the network's lock: the
+// DeleteEndpoint and Leave over HTTP answer early. DeleteEndpoint answers Docker once the
+// endpoint's record is durably gone, and the kernel's removal of its links (some 20 ms, mostly RCU) follows under the network's lock: the
 // next call on that network waits for it, a failure after the answer is logged and left to the
 // reconcile, and a failure before it (the record could not be removed) is still answered as Err.
 import t, { type Test } from 'tap'
