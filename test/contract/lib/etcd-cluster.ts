@@ -3,6 +3,12 @@
  * temporary data directory. Members can be killed, started again on their data, paused
  * (SIGSTOP: a member that hangs instead of refusing) and resumed. Teardown kills every member and
  * removes the directory, whatever the test did.
+ *
+ * A port is free when it is chosen, not when etcd binds it: two members once got the same client
+ * port, one of them could not listen and exited, and the other answered for both, so pausing or
+ * killing the dead one changed nothing. The ports of one cluster are now chosen while all are
+ * held, and `ready` fails when a member has exited or when a URL is answered by a member that
+ * already answered for another one, or by another cluster (a port some other process took).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs'
@@ -42,14 +48,30 @@ export interface EtcdCluster {
 }
 
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
-    })
-  })
+  return (await freePorts(1))[0] as number
+}
+
+/** `count` distinct free ports: each is held until all are chosen, so none is handed out twice. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Array<ReturnType<typeof createServer>> = []
+  try {
+    const ports: number[] = []
+    for (let i = 0; i < count; i++) {
+      const server = createServer()
+      servers.push(server)
+      ports.push(await new Promise<number>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(0, '127.0.0.1', () => {
+          const address = server.address()
+          if (typeof address === 'object' && address) resolve(address.port)
+          else reject(new Error('no port'))
+        })
+      }))
+    }
+    return ports
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
+  }
 }
 
 /** PEM files: members serve their client URLs over TLS and require client certificates signed by `caFile`. */
@@ -68,8 +90,9 @@ export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => voi
   const dir = await mkdtemp(join(tmpdir(), 'tsnet-etcd-'))
   const members: Member[] = []
   const scheme = tls ? 'https' : 'http'
+  const ports = await freePorts(2 * size)
   for (let i = 0; i < size; i++) {
-    members.push({ name: `m${i}`, clientUrl: `${scheme}://127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i}`) })
+    members.push({ name: `m${i}`, clientUrl: `${scheme}://127.0.0.1:${ports[2 * i]}`, peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`, dataDir: join(dir, `m${i}`) })
   }
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',')
   const token = `tsnet-test-${process.pid}-${Date.now()}`
@@ -107,9 +130,16 @@ export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => voi
     m.exited = new Promise((resolve) => proc.once('exit', () => resolve()))
   }
 
+  /** Who answers at a member's URL, once it has a leader. */
   const healthy = async (m: Member) => {
     const status = await withClient((c) => c.maintenance.status(), [m.clientUrl]).catch(() => undefined)
-    return status !== undefined && status.leader !== '0'
+    return status !== undefined && status.leader !== '0' ? status.header : undefined
+  }
+  /** A member whose process ended on its own (its port taken, a bad flag): waiting longer will not help. */
+  const exited = (m: Member) => {
+    if (!m.proc || (m.proc.exitCode === null && m.proc.signalCode === null)) return undefined
+    const log = readFileSync(join(dir, `${m.name}.log`), 'utf8').trim().split('\n').slice(-3).join('\n')
+    return `etcd member ${m.name} (${m.clientUrl}, peer ${m.peerUrl}) exited (${m.proc.exitCode ?? m.proc.signalCode}); its log ends:\n${log}`
   }
 
   const withClient = async <R>(fn: (c: Etcd3) => Promise<R>, hosts = members.map((m) => m.clientUrl)): Promise<R> => {
@@ -142,7 +172,16 @@ export async function startEtcdCluster(t: { teardown: (fn: () => unknown) => voi
       const until = Date.now() + ms
       for (;;) {
         const running = members.filter((m) => m.proc)
-        if ((await Promise.all(running.map(healthy))).every(Boolean)) return
+        const gone = running.map(exited).find(Boolean)
+        if (gone) throw new Error(gone)
+        const answers = await Promise.all(running.map(healthy))
+        if (answers.every(Boolean)) {
+          // Each URL must be answered by its own member of this cluster, not by another one listening on the same port.
+          const ids = new Set(answers.map((h) => h?.member_id))
+          const clusters = new Set(answers.map((h) => h?.cluster_id))
+          if (ids.size === running.length && clusters.size === 1) return
+          throw new Error(`etcd members ${running.map((m) => m.clientUrl).join(',')} are answered by members ${answers.map((h) => `${h?.member_id} of cluster ${h?.cluster_id}`).join(', ')}`)
+        }
         if (Date.now() > until) throw new Error(`etcd members did not become healthy within ${ms} ms (logs in ${dir})`)
         await new Promise((r) => setTimeout(r, 100))
       }
