@@ -192,3 +192,27 @@ function vniMatch(f: Family, vni: number): string {
 export function vxlanGuardRule(f: Family, port: number, vni: number, tag: string): string {
   return `-p udp -m udp --dport ${port} -m u32 --u32 ${vniMatch(f, vni)} -m set ! --match-set ${setName('vtep', f)} src -m comment --comment ${tag} -j DROP`
 }
+
+export const VTEP_PASS_TAG = 'tsnet:vtep-pass'
+/**
+ * What a known VTEP sends to a VXLAN port leaves TSNET-INPUT at once: the per-network rules only
+ * drop other sources, so this changes no verdict, but a peer's datagram no longer runs one u32
+ * match per overlay network (its cost grew with the networks). Shared by the networks on a port.
+ */
+export function vtepPassRule(f: Family, port: number): string {
+  return `-p udp -m udp --dport ${port} -m set --match-set ${setName('vtep', f)} src -m comment --comment ${VTEP_PASS_TAG} -j RETURN`
+}
+
+/**
+ * Where a rule goes in TSNET-INPUT: drops that hold whatever the source (from an overlay network
+ * to the host) before the VTEP pass, and the pass before the per-network drops it short-cuts.
+ */
+export function guardRank(rule: string): number {
+  if (rule.includes(`--comment ${VTEP_PASS_TAG} `)) return 1
+  return rule.includes('--match-set') ? 2 : 0
+}
+
+/** TSNET-INPUT's rules in the order they are written (stable within a rank). */
+export function inGuardOrder(rules: readonly string[]): string[] {
+  return rules.map((rule, i) => ({ rule, i })).sort((a, b) => guardRank(a.rule) - guardRank(b.rule) || a.i - b.i).map((x) => x.rule)
+}

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
-import { CHAIN, FAMILIES, SET_TYPE, setName } from '../core/edge-rules.js'
+import { CHAIN, FAMILIES, SET_TYPE, inGuardOrder, setName } from '../core/edge-rules.js'
 import { invalid, withContext } from '../errors.js'
 import { type Runner, runOk } from './exec.js'
 import { unquoted } from './firewall-text.js'
@@ -77,7 +77,7 @@ export class GuardFirewall {
         if (d.length === 0 && a.length === 0) continue
         try {
           const s = await this.state(f)
-          const next = [...new Set([...(s.rules ?? []).filter((r) => !d.includes(r)), ...a])]
+          const next = inGuardOrder([...new Set([...(s.rules ?? []).filter((r) => !d.includes(r)), ...a])])
           const lines = ['*filter']
           for (let i = 0; i < s.jumps; i++) lines.push(`-D INPUT ${JUMP}`)
           if (next.length > 0) {

@@ -60,6 +60,14 @@ t.test('two hosts, one overlay network', async (t) => {
     t.notOk(macs.includes('02:42:0a:d2:00:63'), 'the same packet from unknown host R was dropped before the vxlan device saw it')
     const rules = (await chainRules(B.ns, 'iptables', 'TSNET-INPUT')) ?? []
     t.ok(rules.some((r) => r.includes('--dport 4789') && r.includes('tsnet-vtep4')), 'by the VXLAN rule of TSNET-INPUT')
+    // Peers' VXLAN leaves the chain at the VTEP pass, after the drop of what overlay devices send
+    // and before the per-network drops, whose u32 matches it no longer runs.
+    const kinds = rules.map((r) => (r.includes('tsnet:overlay-to-host') ? 'host' : r.includes('tsnet:vtep-pass') ? 'pass' : r.includes('-j DROP') ? 'vni' : 'other'))
+    t.same(kinds, ['host', 'pass', 'vni'], 'TSNET-INPUT: overlay-to-host drop, VTEP pass, per-network drop, in that order')
+    const counts = await B.ns.ok('iptables', ['-w', '10', '-v', '-x', '-n', '-L', 'TSNET-INPUT'])
+    const packets = (tag: string) => Number(new RegExp(`^\\s*(\\d+)\\s+\\d+\\s+\\w+.*${tag}`, 'm').exec(counts)?.[1] ?? -1)
+    t.ok(packets('tsnet:vtep-pass') >= 1, "the peer's datagram left through the VTEP pass")
+    t.ok(packets('tsnet:net:') >= 1, "R's datagram was dropped by the network's rule")
   })
 
   await t.test('the host is closed to overlay containers, delivered or routed', async (t) => {

@@ -4,7 +4,7 @@ import t from 'tap'
 import {
   ALL_SETS, BASE_SETS, CHAIN, DOCKER_BRIDGES, DOCKER_USER, DROP, FAMILIES, FOREIGN_TAG, GROUP, LEGACY_JUMPS, LOOPBACK, MAX_ALLOW_ENTRIES, SET_KINDS, SET_TYPE,
   allowEntries, allowEntryCount, checkPolicySize, deviceGroupOf, dnatRule, endpointTag, entriesOfNetwork, entryKey, filterRules, foreignEntries, jumps,
-  needsRouteLocalnet, networkEntries, OVERLAY_GROUP, OVERLAY_TO_HOST_RULE, postroutingRules, rawRules, setName, type EdgeNetwork, type NameResolver, type SetEntry,
+  guardRank, inGuardOrder, needsRouteLocalnet, networkEntries, OVERLAY_GROUP, OVERLAY_TO_HOST_RULE, postroutingRules, rawRules, setName, vtepPassRule, vxlanGuardRule, type EdgeNetwork, type NameResolver, type SetEntry,
 } from '../../src/core/edge-plan.js'
 import { bridgeEdge, bridgeOf } from '../../src/modes/bridge.js'
 import { networkTag } from '../../src/core/names.js'
@@ -455,4 +455,14 @@ t.test('dnatRule and endpointTag', async (t) => {
   t.equal(dnatRule(EP, p6({ hostIp: '2001:db8::5' })), `-d 2001:db8::5/128 -p tcp -m tcp --dport 8080 ${tail6}`, 'an IPv6 HostIP gives -d addr/128')
   t.equal(dnatRule(EP, p6({ hostIp: '::1' })), `-d ::1/128 -p tcp -m tcp --dport 8080 ${tail6}`)
   t.equal(dnatRule(dockerId('cc33'), p4({ hostPort: 65535 })).includes('"tsnet:ep:cc3301234567"'), true, 'tagged with its own endpoint')
+})
+
+t.test('TSNET-INPUT order: drops that hold for any source, then the VTEP pass, then the per-network drops', async (t) => {
+  const vni = (n: number) => vxlanGuardRule(4, 4789, n, `tsnet:net:${n}`)
+  const pass = vtepPassRule(4, 4789)
+  t.equal(pass, '-p udp -m udp --dport 4789 -m set --match-set tsnet-vtep4 src -m comment --comment tsnet:vtep-pass -j RETURN', 'as iptables -S prints it, quotes removed')
+  t.equal(vtepPassRule(6, 4790), pass.replace('4789', '4790').replace('vtep4', 'vtep6'))
+  const rules = [vni(300), pass, OVERLAY_TO_HOST_RULE, vni(301)]
+  t.same(inGuardOrder(rules), [OVERLAY_TO_HOST_RULE, pass, vni(300), vni(301)], 'a container spoofing a peer is dropped before the pass could let it through')
+  t.ok(guardRank(OVERLAY_TO_HOST_RULE) < guardRank(pass) && guardRank(pass) < guardRank(vni(300)))
 })
