@@ -3,12 +3,11 @@
 // Docker's bridge in the same engine as the reference. A report, not a test: it prints and writes
 // bench/results/edge-cost-<date>.md.
 //   npm run bench:edge            (as root; BENCH_NETWORKS=10,500 BENCH_PINGS=200 to change)
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { destroyEngine, ensureBusyboxImage, nsExecOk, startEngine, type Engine } from '../test/e2e/lib/engine.js'
 import { containerIPv4, runSleeper } from '../test/e2e/lib/containers.js'
-import { REPO_ROOT, startTsnet } from '../test/e2e/lib/tsnet.js'
+import { startTsnet } from '../test/e2e/lib/tsnet.js'
 import { mapLimit } from '../test/e2e/lib/resilience.js'
+import { runBench, writeReport } from './lib/report.js'
 
 const STEPS = (process.env.BENCH_NETWORKS ?? '10,500').split(',').map(Number)
 const PINGS = Number(process.env.BENCH_PINGS ?? 200)
@@ -99,14 +98,7 @@ async function main(): Promise<void> {
   }
   const date = new Date().toISOString().slice(0, 10)
   const report = [`# tsnet edge cost, ${date}`, '', `Round trips: busybox \`ping -A -c ${PINGS}\` between two containers, median of ${ROUNDS} interleaved rounds; "rules evaluated" counts, per chain the packet visits, the rules up to the one that took it (from the rule counters).`, '', ...rows, ''].join('\n')
-  mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true })
-  const file = join(REPO_ROOT, 'bench', 'results', `edge-cost-${date}.md`)
-  writeFileSync(file, report)
-  console.log(report)
-  console.log(`written to ${file}`)
+  writeReport('edge-cost', report)
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runBench(main)

@@ -5,12 +5,10 @@
 // pass), at several network counts. Rules come from src/core/edge-rules.ts, so the bench measures
 // what tsnet writes. A report, not a test: it prints and writes bench/results/guard-cost-<date>.md.
 //   npm run bench:guard        (as root; BENCH_NETWORKS=1,10,50,100 BENCH_ROUNDS=6 to change)
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { CHAIN, OVERLAY_TO_HOST_RULE, inGuardOrder, setName, vtepPassRule, vxlanGuardRule } from '../src/core/edge-rules.js'
 import { runOk } from '../test/e2e/lib/proc.js'
-import { REPO_ROOT } from '../test/e2e/lib/tsnet.js'
 import { parsePing } from './datapath.js'
+import { runBench, writeReport } from './lib/report.js'
 import { fmt, median } from './lib/stats.js'
 
 const STEPS = (process.env.BENCH_NETWORKS ?? '1,10,50,100').split(',').map(Number)
@@ -84,14 +82,7 @@ async function main(): Promise<void> {
     `Two hosts (namespaces) joined by a veth, VXLAN on UDP ${PORT}, a macvlan child per container; busybox \`ping -A -c ${PINGS}\` between the containers, median of ${ROUNDS} interleaved rounds per row. Each network adds one per-network drop rule; only the first network's VNI carries traffic.`, '',
     ...rows, '',
   ].join('\n')
-  mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true })
-  const file = join(REPO_ROOT, 'bench', 'results', `guard-cost-${date}.md`)
-  writeFileSync(file, report)
-  console.log(report)
-  console.log(`written to ${file}`)
+  writeReport('guard-cost', report)
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runBench(main)
