@@ -39,6 +39,8 @@ export const CHAIN = {
   raw: 'TSNET-RAW',
   /** Made with the first guard rule (core/objects.ts GuardObject) and removed with the last. */
   input: 'TSNET-INPUT',
+  /** The same for guard rules in mangle PREROUTING. */
+  prerouting: 'TSNET-PREROUTING',
 } as const
 /** Docker's chain for user rules; Docker keeps its jump first in FORWARD whenever it starts. */
 export const DOCKER_USER = 'DOCKER-USER'
@@ -210,6 +212,18 @@ export function vtepPassRule(f: Family, port: number): string {
 export function guardRank(rule: string): number {
   if (rule.includes(`--comment ${VTEP_PASS_TAG} `)) return 1
   return rule.includes('--match-set') ? 2 : 0
+}
+
+export const VTEP_SPOOF_TAG = 'tsnet:vtep-spoof'
+/**
+ * A packet with a known VTEP's source address that did not come in where the route to that VTEP
+ * goes out: a local container (every overlay container is on docker_gwbridge too) posing as a peer
+ * to get VXLAN past TSNET-INPUT's source check. Dropped before routing (rpfilter needs
+ * PREROUTING); a peer's own packets arrive on the route back to it and pass.
+ */
+export function vtepSpoofRule(f: Family): string {
+  // The set first: a hash lookup for every packet, the route lookup only for a VTEP's.
+  return `-m set --match-set ${setName('vtep', f)} src -m rpfilter --invert -m comment --comment ${VTEP_SPOOF_TAG} -j DROP`
 }
 
 /** TSNET-INPUT's rules in the order they are written (stable within a rank). */

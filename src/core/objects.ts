@@ -97,12 +97,14 @@ export interface ChainsObject {
 /**
  * A rule of tsnet's in TSNET-INPUT (filter INPUT), which exists while some rule is wanted: what
  * reaches this host itself from where it must not (VXLAN of tsnet's networks from unknown hosts,
- * anything from an overlay bridge).
+ * anything from an overlay bridge). With `table: 'mangle'`, in TSNET-PREROUTING (mangle
+ * PREROUTING), for checks only that hook allows (a reverse-path check).
  */
 export interface GuardObject {
   kind: 'guard'
   family: Family
   rule: string
+  table?: 'mangle'
 }
 
 /** A published host port held by a socket of tsnet's, so nothing else takes it. */
@@ -138,7 +140,7 @@ export function keyOf(o: HostObject): string {
     case 'dnat': return `dnat ${o.family} ${o.rule}`
     case 'chains': return 'chains'
     case 'portHold': return `port ${o.proto}/${o.port} ${bindingsText(o.bindings)}`
-    case 'guard': return `guard ${o.family} ${o.rule}`
+    case 'guard': return `guard ${o.family} ${o.table ? `${o.table} ` : ''}${o.rule}`
   }
 }
 

@@ -38,7 +38,7 @@ export class EdgeFirewall {
 
   constructor(private readonly runner: Runner) {}
 
-  private async tableState(f: Family, table: Jump['table']): Promise<ChainState> {
+  private async tableState(f: Family, table: Jump['table'] | 'mangle'): Promise<ChainState> {
     const out = await runOk(this.runner, tools(f).save, [...WAIT, '-t', table, '-S'])
     const chains = new Set<string>()
     const rules = new Map<string, string[]>()
@@ -114,7 +114,8 @@ export class EdgeFirewall {
           const filter = await this.tableState(f, 'filter')
           const nat = await this.tableState(f, 'nat')
           const raw = await this.tableState(f, 'raw')
-          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter), ...inputDeletions(filter)]
+          const mangle = await this.tableState(f, 'mangle')
+          const lines = ['*filter', ...jumpDeletions(f, 'filter', filter), ...guardDeletions(filter, 'INPUT', CHAIN.input)]
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-F ${c}`)
           for (const c of [CHAIN.forward, CHAIN.from, CHAIN.to]) if (filter.chains.has(c)) lines.push(`-X ${c}`)
           const dockerUserLeft = (filter.rules.get(DOCKER_USER) ?? []).filter((r) => r !== unquoted(`-j ${CHAIN.forward}`))
@@ -124,7 +125,7 @@ export class EdgeFirewall {
           for (const c of [CHAIN.dnat, CHAIN.postrouting]) if (nat.chains.has(c)) lines.push(`-F ${c}`, `-X ${c}`)
           lines.push('COMMIT', '*raw', ...jumpDeletions(f, 'raw', raw))
           if (raw.chains.has(CHAIN.raw)) lines.push(`-F ${CHAIN.raw}`, `-X ${CHAIN.raw}`)
-          lines.push('COMMIT')
+          lines.push('COMMIT', ...(mangle.chains.has(CHAIN.prerouting) ? ['*mangle', ...guardDeletions(mangle, 'PREROUTING', CHAIN.prerouting), 'COMMIT'] : []))
           if (lines.length > 6) {
             await this.restore(f, lines)
             log.info({ host: 'firewall.removed', tool: tools(f).save }, "tsnet's chains and jumps removed: no tsnet network left")
@@ -254,11 +255,11 @@ export class EdgeFirewall {
   }
 }
 
-/** TSNET-INPUT (overlay guards) and its jumps, when removing everything. */
-function inputDeletions(state: ChainState): string[] {
-  if (!state.chains.has(CHAIN.input)) return []
-  const jumpsIn = (state.rules.get('INPUT') ?? []).filter((r) => r === `-j ${CHAIN.input}`).map(() => `-D INPUT -j ${CHAIN.input}`)
-  return [...jumpsIn, `-F ${CHAIN.input}`, `-X ${CHAIN.input}`]
+/** A chain of overlay guards (TSNET-INPUT, TSNET-PREROUTING) and its jumps, when removing everything. */
+function guardDeletions(state: ChainState, builtin: string, chain: string): string[] {
+  if (!state.chains.has(chain)) return []
+  const jumpsIn = (state.rules.get(builtin) ?? []).filter((r) => r === `-j ${chain}`).map(() => `-D ${builtin} -j ${chain}`)
+  return [...jumpsIn, `-F ${chain}`, `-X ${chain}`]
 }
 
 /** Jump lines that put each jump of `table` first in its chain, once. */

@@ -41,7 +41,7 @@ export class FirewallDriver implements KindDriver {
     if (wants('guard ')) {
       const keys = new Set(scope.keys)
       for (const g of await this.guards.rules(scope.fresh)) {
-        const o: GuardObject = { kind: 'guard', family: g.family, rule: g.rule }
+        const o: GuardObject = { kind: 'guard', family: g.family, rule: g.rule, ...(g.table ? { table: g.table } : {}) }
         if (scope.allOwned || keys.has(keyOf(o))) out.push(o)
       }
     }
@@ -64,7 +64,10 @@ export class FirewallDriver implements KindDriver {
       return
     }
     if (kind === 'guard') {
-      const rule = (o: Op) => ({ family: (o.obj as GuardObject).family, rule: (o.obj as GuardObject).rule })
+      const rule = (o: Op) => {
+        const g = o.obj as GuardObject
+        return { family: g.family, rule: g.rule, ...(g.table ? { table: g.table } : {}) }
+      }
       await this.guards.apply(ops.filter((o) => o.op === 'delete').map(rule), ops.filter((o) => o.op !== 'delete').map(rule), log)
       return
     }

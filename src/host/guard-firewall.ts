@@ -1,9 +1,10 @@
 /**
  * TSNET-INPUT: rules about what reaches this host itself (VXLAN of tsnet's overlay networks from
- * hosts that are not peers, anything from an overlay bridge). The chain, its jump (first in
- * INPUT) and the VTEP sets its rules match on exist only while some rule is wanted, so a host
- * with bridge networks only never sees them. Each change rewrites the chain whole from what it
- * holds now, so a repeated or partly lost change converges.
+ * hosts that are not peers, anything from an overlay bridge); TSNET-PREROUTING (mangle): checks
+ * only PREROUTING allows (a peer's address from the wrong side). Each chain, its jump (first in
+ * its built-in chain) and the VTEP sets its rules match on exist only while some rule is wanted,
+ * so a host with bridge networks only never sees them. Each change rewrites a chain whole from
+ * what it holds now, so a repeated or partly lost change converges.
  */
 import type { Logger } from 'pino'
 import type { Family } from '../core/addr.js'
@@ -15,20 +16,30 @@ import type { KeyedLock } from '../util/keyed-lock.js'
 
 const WAIT = ['-w', '10']
 const tool = (f: Family) => (f === 4 ? 'iptables' : 'ip6tables')
-const JUMP = `-j ${CHAIN.input}`
 /** Guard rules are built from numbers and tags (core/edge-rules.ts): nothing else may reach the batch. */
 const SAFE_GUARD = /^[0-9A-Za-z.:/_\-!&@>= ]{1,300}$/
 const VTEP_SET_MAXELEM = 65536
 
+export type GuardTable = 'filter' | 'mangle'
+/** Where each table's guard rules live: tsnet's chain, jumped to first from a built-in one. */
+const PLACES: Record<GuardTable, { builtin: string; chain: string }> = {
+  filter: { builtin: 'INPUT', chain: CHAIN.input },
+  mangle: { builtin: 'PREROUTING', chain: CHAIN.prerouting },
+}
+const TABLES = Object.keys(PLACES) as GuardTable[]
+
 export interface GuardRule {
   family: Family
   rule: string
+  /** filter when absent (TSNET-INPUT). */
+  table?: 'mangle'
 }
+const tableOf = (g: GuardRule): GuardTable => g.table ?? 'filter'
 
-interface InputState {
-  /** TSNET-INPUT's rules, or undefined when the chain is absent. */
+interface ChainState {
+  /** The chain's rules, or undefined when the chain is absent. */
   rules: string[] | undefined
-  /** The jump is there once, first in INPUT. */
+  /** The jump is there once, first in its built-in chain. */
   jumpFirst: boolean
   jumps: number
 }
@@ -39,14 +50,16 @@ export class GuardFirewall {
   /** `lock` is the edge's: one batch at a time on tsnet's tables. */
   constructor(private readonly runner: Runner, private readonly lock: KeyedLock) {}
 
-  private async state(f: Family): Promise<InputState> {
-    const input = (await runOk(this.runner, tool(f), [...WAIT, '-S', 'INPUT'])).split('\n').filter((l) => l.startsWith('-A INPUT '))
-    const jumps = input.filter((l) => unquoted(l) === `-A INPUT ${JUMP}`).length
-    const r = await this.runner.run(tool(f), [...WAIT, '-S', CHAIN.input])
+  private async state(f: Family, table: GuardTable): Promise<ChainState> {
+    const { builtin, chain } = PLACES[table]
+    const jump = `-A ${builtin} -j ${chain}`
+    const inBuiltin = (await runOk(this.runner, tool(f), [...WAIT, '-t', table, '-S', builtin])).split('\n').filter((l) => l.startsWith(`-A ${builtin} `))
+    const jumps = inBuiltin.filter((l) => unquoted(l) === jump).length
+    const r = await this.runner.run(tool(f), [...WAIT, '-t', table, '-S', chain])
     const rules = r.code === 0
-      ? r.stdout.split('\n').filter((l) => l.startsWith(`-A ${CHAIN.input} `)).map((l) => unquoted(l.slice(`-A ${CHAIN.input} `.length)))
+      ? r.stdout.split('\n').filter((l) => l.startsWith(`-A ${chain} `)).map((l) => unquoted(l.slice(`-A ${chain} `.length)))
       : undefined
-    return { rules, jumps, jumpFirst: jumps === 1 && unquoted(input[0] ?? '') === `-A INPUT ${JUMP}` }
+    return { rules, jumps, jumpFirst: jumps === 1 && unquoted(inBuiltin[0] ?? '') === jump }
   }
 
   /**
@@ -58,8 +71,10 @@ export class GuardFirewall {
       if (this.known && !fresh) return [...this.known]
       const out: GuardRule[] = []
       for (const f of FAMILIES) {
-        const s = await this.state(f)
-        if (s.rules && s.jumpFirst) out.push(...s.rules.map((rule) => ({ family: f, rule })))
+        for (const table of TABLES) {
+          const s = await this.state(f, table)
+          if (s.rules && s.jumpFirst) out.push(...s.rules.map((rule): GuardRule => (table === 'filter' ? { family: f, rule } : { family: f, rule, table })))
+        }
       }
       this.known = out
       return [...out]
@@ -72,27 +87,34 @@ export class GuardFirewall {
       this.known = undefined
       if (add.length > 0) await this.ensureSets(add)
       for (const f of FAMILIES) {
-        const d = del.filter((g) => g.family === f).map((g) => g.rule)
-        const a = add.filter((g) => g.family === f).map((g) => g.rule)
-        if (d.length === 0 && a.length === 0) continue
-        try {
-          const s = await this.state(f)
-          const next = inGuardOrder([...new Set([...(s.rules ?? []).filter((r) => !d.includes(r)), ...a])])
-          const lines = ['*filter']
-          for (let i = 0; i < s.jumps; i++) lines.push(`-D INPUT ${JUMP}`)
-          if (next.length > 0) {
-            lines.push(`:${CHAIN.input} - [0:0]`, ...next.map((r) => `-A ${CHAIN.input} ${r}`), `-I INPUT 1 ${JUMP}`)
-          } else if (s.rules) {
-            lines.push(`-F ${CHAIN.input}`, `-X ${CHAIN.input}`)
-          }
-          lines.push('COMMIT')
-          await runOk(this.runner, `${tool(f)}-restore`, [...WAIT, '--noflush'], { input: lines.join('\n') + '\n' })
-          log.info({ host: 'firewall.guard', tool: tool(f), added: a, removed: d, rules: next.length }, next.length > 0 ? `${CHAIN.input} rewritten` : `${CHAIN.input} removed: no rule left`)
-        } catch (err) {
-          throw withContext(err, `changing ${CHAIN.input} (${tool(f)})`)
+        for (const table of TABLES) {
+          const d = del.filter((g) => g.family === f && tableOf(g) === table).map((g) => g.rule)
+          const a = add.filter((g) => g.family === f && tableOf(g) === table).map((g) => g.rule)
+          if (d.length > 0 || a.length > 0) await this.rewrite(f, table, d, a, log)
         }
       }
     })
+  }
+
+  private async rewrite(f: Family, table: GuardTable, d: string[], a: string[], log: Logger): Promise<void> {
+    const { builtin, chain } = PLACES[table]
+    const jump = `-j ${chain}`
+    try {
+      const s = await this.state(f, table)
+      const next = inGuardOrder([...new Set([...(s.rules ?? []).filter((r) => !d.includes(r)), ...a])])
+      const lines = [`*${table}`]
+      for (let i = 0; i < s.jumps; i++) lines.push(`-D ${builtin} ${jump}`)
+      if (next.length > 0) {
+        lines.push(`:${chain} - [0:0]`, ...next.map((r) => `-A ${chain} ${r}`), `-I ${builtin} 1 ${jump}`)
+      } else if (s.rules) {
+        lines.push(`-F ${chain}`, `-X ${chain}`)
+      }
+      lines.push('COMMIT')
+      await runOk(this.runner, `${tool(f)}-restore`, [...WAIT, '--noflush'], { input: lines.join('\n') + '\n' })
+      log.info({ host: 'firewall.guard', tool: tool(f), table, added: a, removed: d, rules: next.length }, next.length > 0 ? `${chain} rewritten` : `${chain} removed: no rule left`)
+    } catch (err) {
+      throw withContext(err, `changing ${chain} (${tool(f)} -t ${table})`)
+    }
   }
 
   /** The VTEP sets the rules match on (iptables refuses a rule naming a set that does not exist). */

@@ -11,7 +11,7 @@ import { invalid, quote } from '../errors.js'
 import { formatIp, parseIp, type Family } from '../core/addr.js'
 import { checkNetworkName } from '../core/cluster-spec.js'
 import { COMMON_OPTION } from '../core/docker-keys.js'
-import { VTEP_TAG, setName, vtepPassRule, vxlanGuardRule } from '../core/edge-rules.js'
+import { VTEP_TAG, setName, vtepPassRule, vtepSpoofRule, vxlanGuardRule } from '../core/edge-rules.js'
 import { networkAlias, networkTag } from '../core/names.js'
 import type { HostObject } from '../core/objects.js'
 import { parseMtu } from '../core/options.js'
@@ -92,6 +92,7 @@ function vxlanObjects(n: ClusterNetwork, remotes: readonly RemoteEndpoint[]): Ho
     ...vteps.map((dst): HostObject => ({ kind: 'setEntry', set: setName('vtep', f), entry: dst, comment: VTEP_TAG })),
     { kind: 'guard', family: f, rule: vxlanGuardRule(f, port, vni, networkTag(n.id)) },
     { kind: 'guard', family: f, rule: vtepPassRule(f, port) },
+    { kind: 'guard', family: f, rule: vtepSpoofRule(f), table: 'mangle' },
   ]
 }
 

@@ -18,7 +18,7 @@ import { invalid } from '../errors.js'
 import { parseIp, type Family } from '../core/addr.js'
 import { COMMON_OPTION } from '../core/docker-keys.js'
 import { IFNAME_MAX, containerVethFor, endpointAlias, hostVethFor, macFromSeed, macvlanNameFor, networkAlias, networkTag } from '../core/names.js'
-import { OVERLAY_GROUP, OVERLAY_TO_HOST_RULE, VTEP_TAG, edgeObjects, setName, vtepPassRule, vxlanGuardRule } from '../core/edge-plan.js'
+import { OVERLAY_GROUP, OVERLAY_TO_HOST_RULE, VTEP_TAG, edgeObjects, setName, vtepPassRule, vtepSpoofRule, vxlanGuardRule } from '../core/edge-plan.js'
 import type { HostObject, LinkObject } from '../core/objects.js'
 import { parseMtu } from '../core/options.js'
 import type { EndpointRecord, NetworkRecord, OverlayNetwork } from '../core/records.js'
@@ -83,6 +83,7 @@ function vxlanObjects(n: OverlayNetwork, view: RenderContext['overlay'], ipv6: b
     ...others.map((dst): HostObject => ({ kind: 'setEntry', set: setName('vtep', f), entry: dst, comment: VTEP_TAG })),
     { kind: 'guard', family: f, rule: vxlanGuardRule(f, n.spec.port, n.spec.vni, networkTag(n.id)) },
     { kind: 'guard', family: f, rule: vtepPassRule(f, n.spec.port) },
+    { kind: 'guard', family: f, rule: vtepSpoofRule(f), table: 'mangle' },
   ]
 }
 

@@ -70,11 +70,11 @@ t.test('two hosts, one overlay network', async (t) => {
     t.ok(packets('tsnet:net:') >= 1, "R's datagram was dropped by the network's rule")
   })
 
-  // A known gap, kept here as its reproduction: every overlay container also sits on a local
-  // bridge (docker_gwbridge), and one with CAP_NET_RAW can send the host VXLAN with a peer's
-  // source address. TSNET-INPUT's source check cannot tell; a reverse-path check on the VXLAN
-  // port (raw PREROUTING `-m rpfilter --invert -j DROP`) would, and is not made yet.
-  await t.test('VXLAN from a container on a local bridge that takes a peer\'s address', { todo: 'needs a reverse-path check on the VXLAN port' }, async (t) => {
+  // Every overlay container also sits on a local bridge (docker_gwbridge), and one with
+  // CAP_NET_RAW can send the host VXLAN with a peer's source address, which TSNET-INPUT's source
+  // check lets through. TSNET-PREROUTING's reverse-path check drops it; the peer's own datagram
+  // (the test above) passes the same check.
+  await t.test('VXLAN from a container on a local bridge that takes a peer\'s address is dropped', async (t) => {
     const c = await createNetns(t)
     await B.ns.ok('ip', ['link', 'add', 'gwt0', 'type', 'bridge'])
     t.teardown(() => B.ns.run('ip', ['link', 'del', 'gwt0']))
@@ -87,6 +87,8 @@ t.test('two hosts, one overlay network', async (t) => {
     await c.ok(process.execPath, [SEND, A.ip, '172.31.0.1', '4789', '256', '02:42:0a:d2:00:61', '10.210.0.97'])
     await new Promise((r) => setTimeout(r, 300))
     t.notOk((await fdb(B.ns, VXLAN)).some((e) => e.mac === '02:42:0a:d2:00:61'), "dropped: it came from a local bridge, not from the peer's side")
+    const counted = /^\s*(\d+)\s+\d+\s+DROP.*tsnet:vtep-spoof/m.exec(await B.ns.ok('iptables', ['-w', '10', '-t', 'mangle', '-v', '-x', '-n', '-L', 'TSNET-PREROUTING']))
+    t.ok(Number(counted?.[1] ?? 0) >= 1, "by TSNET-PREROUTING's reverse-path rule")
   })
 
   await t.test('the host is closed to overlay containers, delivered or routed', async (t) => {

@@ -75,7 +75,7 @@ t.test('constants: sets, chains, jumps', async (t) => {
   t.equal(setName('allow', 6), 'tsnet-allow6')
   t.same(ALL_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-vtep4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6', 'tsnet-vtep6'])
   t.same(BASE_SETS, ['tsnet-src4', 'tsnet-masq4', 'tsnet-allow4', 'tsnet-foreign4', 'tsnet-src6', 'tsnet-masq6', 'tsnet-allow6', 'tsnet-foreign6'], 'hosts with bridges only get no VTEP sets')
-  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING', raw: 'TSNET-RAW', input: 'TSNET-INPUT' })
+  t.same(CHAIN, { forward: 'TSNET-FORWARD', from: 'TSNET-FROM', to: 'TSNET-TO', dnat: 'TSNET-DNAT', postrouting: 'TSNET-POSTROUTING', raw: 'TSNET-RAW', input: 'TSNET-INPUT', prerouting: 'TSNET-PREROUTING' })
   t.equal(DOCKER_USER, 'DOCKER-USER')
   t.same(LOOPBACK, { 4: '127.0.0.0/8', 6: '::1/128' })
   for (const f of FAMILIES) {
