@@ -1,11 +1,11 @@
 // What TSNET-INPUT costs a peer's VXLAN as overlay networks add up: the round trip between two
 // containers across two hosts (network namespaces, a VXLAN device each, a macvlan child per
-// container: tsnet's data path) with no TSNET-INPUT, with the chain as tsnet writes it (the VTEP
-// pass, then one drop rule per network), and with the per-network drops alone (tsnet before the
-// pass), at several network counts. Rules come from src/core/edge-rules.ts, so the bench measures
+// container: tsnet's data path) with no TSNET-INPUT, with the chains as tsnet writes them (the VTEP
+// pass, then one drop rule per network; and TSNET-PREROUTING's reverse-path check of a VTEP's
+// address), and with the per-network drops alone (tsnet before the pass), at several network counts. Rules come from src/core/edge-rules.ts, so the bench measures
 // what tsnet writes. A report, not a test: it prints and writes bench/results/guard-cost-<date>.md.
 //   npm run bench:guard        (as root; BENCH_NETWORKS=1,10,50,100 BENCH_ROUNDS=6 to change)
-import { CHAIN, OVERLAY_TO_HOST_RULE, inGuardOrder, setName, vtepPassRule, vxlanGuardRule } from '../src/core/edge-rules.js'
+import { CHAIN, OVERLAY_TO_HOST_RULE, inGuardOrder, setName, vtepPassRule, vtepSpoofRule, vxlanGuardRule } from '../src/core/edge-rules.js'
 import { runOk } from '../test/e2e/lib/proc.js'
 import { parsePing } from './datapath.js'
 import { runBench, writeReport } from './lib/report.js'
@@ -48,7 +48,10 @@ async function build(): Promise<void> {
 async function writeChain(layout: Layout, networks: number): Promise<void> {
   const drops = Array.from({ length: networks }, (_, i) => vxlanGuardRule(4, PORT, VNI + i, `tsnet:net:bench${i}`))
   const rules = layout === 'none' ? [] : inGuardOrder([OVERLAY_TO_HOST_RULE, ...(layout === 'tsnet' ? [vtepPassRule(4, PORT)] : []), ...drops])
-  const lines = ['*filter', ':INPUT ACCEPT [0:0]', `:${CHAIN.input} - [0:0]`, ...rules.map((r) => `-A ${CHAIN.input} ${r}`), ...(rules.length ? [`-A INPUT -j ${CHAIN.input}`] : []), 'COMMIT', '']
+  const lines = ['*filter', ':INPUT ACCEPT [0:0]', `:${CHAIN.input} - [0:0]`, ...rules.map((r) => `-A ${CHAIN.input} ${r}`), ...(rules.length ? [`-A INPUT -j ${CHAIN.input}`] : []), 'COMMIT']
+  // tsnet also checks, in mangle PREROUTING, that a VTEP's address comes from its side.
+  const spoof = layout === 'tsnet' ? [`-A ${CHAIN.prerouting} ${vtepSpoofRule(4)}`, `-A PREROUTING -j ${CHAIN.prerouting}`] : []
+  lines.push('*mangle', ':PREROUTING ACCEPT [0:0]', `:${CHAIN.prerouting} - [0:0]`, ...spoof, 'COMMIT', '')
   for (const ns of [NS.ha, NS.hb]) await inNs(ns, 'iptables-restore', [], lines.join('\n'))
 }
 
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().slice(0, 10)
   const report = [
     `# TSNET-INPUT's cost to a peer's VXLAN, ${date}`, '',
-    `Two hosts (namespaces) joined by a veth, VXLAN on UDP ${PORT}, a macvlan child per container; busybox \`ping -A -c ${PINGS}\` between the containers, median of ${ROUNDS} interleaved rounds per row. Each network adds one per-network drop rule; only the first network's VNI carries traffic.`, '',
+    `Two hosts (namespaces) joined by a veth, VXLAN on UDP ${PORT}, a macvlan child per container; busybox \`ping -A -c ${PINGS}\` between the containers, median of ${ROUNDS} interleaved rounds per row. Each network adds one per-network drop rule; only the first network's VNI carries traffic. "tsnet" includes TSNET-PREROUTING's reverse-path check (mangle).`, '',
     ...rows, '',
   ].join('\n')
   writeReport('guard-cost', report)
