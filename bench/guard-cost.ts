@@ -50,7 +50,7 @@ async function writeChain(layout: Layout, networks: number): Promise<void> {
   const rules = layout === 'none' ? [] : inGuardOrder([OVERLAY_TO_HOST_RULE, ...(layout === 'tsnet' ? [vtepPassRule(4, PORT)] : []), ...drops])
   const lines = ['*filter', ':INPUT ACCEPT [0:0]', `:${CHAIN.input} - [0:0]`, ...rules.map((r) => `-A ${CHAIN.input} ${r}`), ...(rules.length ? [`-A INPUT -j ${CHAIN.input}`] : []), 'COMMIT']
   // tsnet also checks, in mangle PREROUTING, that a VTEP's address comes from its side.
-  const spoof = layout === 'tsnet' ? [`-A ${CHAIN.prerouting} ${vtepSpoofRule(4)}`, `-A PREROUTING -j ${CHAIN.prerouting}`] : []
+  const spoof = layout === 'tsnet' ? [`-A ${CHAIN.prerouting} ${vtepSpoofRule(4, PORT)}`, `-A PREROUTING -j ${CHAIN.prerouting}`] : []
   lines.push('*mangle', ':PREROUTING ACCEPT [0:0]', `:${CHAIN.prerouting} - [0:0]`, ...spoof, 'COMMIT', '')
   for (const ns of [NS.ha, NS.hb]) await inNs(ns, 'iptables-restore', [], lines.join('\n'))
 }

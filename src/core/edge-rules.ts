@@ -216,14 +216,15 @@ export function guardRank(rule: string): number {
 
 export const VTEP_SPOOF_TAG = 'tsnet:vtep-spoof'
 /**
- * A packet with a known VTEP's source address that did not come in where the route to that VTEP
+ * VXLAN with a known VTEP's source address that did not come in where the route to that VTEP
  * goes out: a local container (every overlay container is on docker_gwbridge too) posing as a peer
- * to get VXLAN past TSNET-INPUT's source check. Dropped before routing (rpfilter needs
- * PREROUTING); a peer's own packets arrive on the route back to it and pass.
+ * to get past TSNET-INPUT's source check. Dropped before routing (rpfilter needs PREROUTING); a
+ * peer's own datagrams arrive on the route back to it and pass. Only the VXLAN port: the nodes'
+ * other traffic (Swarm's) is not tsnet's to judge.
  */
-export function vtepSpoofRule(f: Family): string {
-  // The set first: a hash lookup for every packet, the route lookup only for a VTEP's.
-  return `-m set --match-set ${setName('vtep', f)} src -m rpfilter --invert -m comment --comment ${VTEP_SPOOF_TAG} -j DROP`
+export function vtepSpoofRule(f: Family, port: number): string {
+  // The set before the route lookup: that lookup is made for a VTEP's datagrams only.
+  return `-p udp -m udp --dport ${port} -m set --match-set ${setName('vtep', f)} src -m rpfilter --invert -m comment --comment ${VTEP_SPOOF_TAG} -j DROP`
 }
 
 /** TSNET-INPUT's rules in the order they are written (stable within a rank). */

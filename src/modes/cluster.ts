@@ -92,7 +92,7 @@ function vxlanObjects(n: ClusterNetwork, remotes: readonly RemoteEndpoint[]): Ho
     ...vteps.map((dst): HostObject => ({ kind: 'setEntry', set: setName('vtep', f), entry: dst, comment: VTEP_TAG })),
     { kind: 'guard', family: f, rule: vxlanGuardRule(f, port, vni, networkTag(n.id)) },
     { kind: 'guard', family: f, rule: vtepPassRule(f, port) },
-    { kind: 'guard', family: f, rule: vtepSpoofRule(f), table: 'mangle' },
+    { kind: 'guard', family: f, rule: vtepSpoofRule(f, port), table: 'mangle' },
   ]
 }
 

@@ -83,7 +83,7 @@ function vxlanObjects(n: OverlayNetwork, view: RenderContext['overlay'], ipv6: b
     ...others.map((dst): HostObject => ({ kind: 'setEntry', set: setName('vtep', f), entry: dst, comment: VTEP_TAG })),
     { kind: 'guard', family: f, rule: vxlanGuardRule(f, n.spec.port, n.spec.vni, networkTag(n.id)) },
     { kind: 'guard', family: f, rule: vtepPassRule(f, n.spec.port) },
-    { kind: 'guard', family: f, rule: vtepSpoofRule(f), table: 'mangle' },
+    { kind: 'guard', family: f, rule: vtepSpoofRule(f, n.spec.port), table: 'mangle' },
   ]
 }
 

@@ -83,7 +83,7 @@ t.test('remote endpoints become static FDB and neighbour entries; nothing floods
   t.same(objs.filter((o) => o.kind === 'setEntry' && o.comment === VTEP_TAG).map((o) => (o as { entry: string }).entry), ['10.250.0.2', '10.250.0.3'], 'only hosts with endpoints may send')
   t.ok(objs.some((o) => o.kind === 'guard' && o.rule === vxlanGuardRule(4, 4789, 7, `tsnet:net:${NET.slice(0, 12)}`)), 'VXLAN of this VNI from anyone else is dropped')
   t.ok(objs.some((o) => o.kind === 'guard' && o.rule === vtepPassRule(4, 4789)), "a known host's VXLAN on the port passes before the per-network drops")
-  t.ok(objs.some((o) => o.kind === 'guard' && o.table === 'mangle' && o.rule === vtepSpoofRule(4)), "a known host's address from the wrong side is dropped in mangle PREROUTING")
+  t.ok(objs.some((o) => o.kind === 'guard' && o.table === 'mangle' && o.rule === vtepSpoofRule(4, 4789)), "a known host's address from the wrong side is dropped in mangle PREROUTING")
   t.ok(objs.some((o) => o.kind === 'addr' && o.cidr === '10.220.0.1/24'), 'the gateway on the bridge, as in bridge mode')
   t.same(render(n, []).filter((o) => o.kind === 'fdb' || o.kind === 'neigh'), [], 'no remote endpoint: no entry')
   const e = { id: 'cd'.repeat(32), networkId: NET, hostIf: 'tsh0', containerIf: 'tsc0', mac: '02:42:0a:dc:00:05', mtu: 1450, address: '10.220.0.5/24' }

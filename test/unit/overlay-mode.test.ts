@@ -96,7 +96,7 @@ t.test('render: a VXLAN device without address carrying the edge marker, local s
   t.same(keys.filter((k) => k.startsWith('set tsnet-vtep')), ['set tsnet-vtep4 10.250.0.2', 'set tsnet-vtep4 10.250.0.3'])
   t.ok(keys.includes(`guard 4 ${vxlanGuardRule(4, 4789, 300, `tsnet:net:${NET.slice(0, 12)}`)}`), 'VXLAN of this VNI from unknown hosts is dropped')
   t.ok(keys.includes(`guard 4 ${vtepPassRule(4, 4789)}`), "a known host's VXLAN on the port passes before the per-network drops")
-  t.ok(keys.includes(`guard 4 mangle ${vtepSpoofRule(4)}`), "a known host's address from the wrong side is dropped in mangle PREROUTING")
+  t.ok(keys.includes(`guard 4 mangle ${vtepSpoofRule(4, 4789)}`), "a known host's address from the wrong side is dropped in mangle PREROUTING")
   t.ok(keys.includes(`guard 4 ${OVERLAY_TO_HOST_RULE}`) && keys.includes(`guard 6 ${OVERLAY_TO_HOST_RULE}`), 'the host is closed to overlay devices')
   t.ok(keys.includes('sysctl net/ipv6/conf/tsvx-q1w2e3r4t5/disable_ipv6') && keys.includes('sysctl net/ipv4/conf/tsvx-q1w2e3r4t5/arp_ignore'))
   t.ok(keys.includes('chains'), "tsnet's chains are wanted as for any network")
