@@ -35,6 +35,7 @@ export interface GuardRule {
   table?: 'mangle'
 }
 const tableOf = (g: GuardRule): GuardTable => g.table ?? 'filter'
+const inOrder = (rules: readonly string[]) => inGuardOrder(rules).every((r, i) => r === rules[i])
 
 interface ChainState {
   /** The chain's rules, or undefined when the chain is absent. */
@@ -63,8 +64,9 @@ export class GuardFirewall {
   }
 
   /**
-   * The rules in place. A chain whose jump is missing or not first guards nothing: its rules are
-   * reported absent, so the engine wants them again and the rewrite puts the jump back.
+   * The rules in place. A chain whose jump is missing or not first guards nothing, and one whose
+   * rules are out of order (the VTEP pass before a drop it must follow) guards less: its rules are
+   * reported absent, so the engine wants them again and the rewrite puts the jump back and sorts.
    */
   rules(fresh: boolean): Promise<GuardRule[]> {
     return this.lock.run('fw', async () => {
@@ -73,7 +75,7 @@ export class GuardFirewall {
       for (const f of FAMILIES) {
         for (const table of TABLES) {
           const s = await this.state(f, table)
-          if (s.rules && s.jumpFirst) out.push(...s.rules.map((rule): GuardRule => (table === 'filter' ? { family: f, rule } : { family: f, rule, table })))
+          if (s.rules && s.jumpFirst && inOrder(s.rules)) out.push(...s.rules.map((rule): GuardRule => (table === 'filter' ? { family: f, rule } : { family: f, rule, table })))
         }
       }
       this.known = out
