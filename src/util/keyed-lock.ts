@@ -14,4 +14,9 @@ export class KeyedLock {
       if (this.tails.get(key) === tail) this.tails.delete(key)
     }
   }
+
+  /** Resolves once all work queued by now has ended: what a handler does after answering early too. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.tails.values()])
+  }
 }

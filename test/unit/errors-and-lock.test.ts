@@ -46,3 +46,20 @@ t.test('KeyedLock: a failure does not block the queue', async (t) => {
   t.equal(await next, 'ran')
   t.equal(await lock.run('k', async () => 'again'), 'again')
 })
+
+t.test('KeyedLock.idle waits for all work queued by then, failed work too, and for nothing when there is none', async (t) => {
+  const lock = new KeyedLock()
+  await lock.idle()
+  let done = 0
+  const later = (ms: number, fail = false) => async () => {
+    await new Promise((r) => setTimeout(r, ms))
+    done++
+    if (fail) throw new Error('boom')
+  }
+  const a = lock.run('a', later(20))
+  const b = lock.run('b', later(10, true)).catch(() => undefined)
+  const a2 = lock.run('a', later(5))
+  await lock.idle()
+  t.equal(done, 3, 'both keys, the queued second run of a, and the failed one')
+  await Promise.all([a, b, a2])
+})

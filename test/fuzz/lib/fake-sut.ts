@@ -156,10 +156,13 @@ export class FakeSut implements Sut {
     return new FakeSut(dir, host, await openApp(dir, host), foreign, baseline)
   }
 
-  send(r: Rendered): Promise<Answer> {
+  async send(r: Rendered): Promise<Answer> {
     this.a.flags.handler = false
     this.a.flags.service = false
-    return sendTo(this.a.app, r)
+    const answer = await sendTo(this.a.app, r)
+    // DeleteEndpoint and Leave answer before their last host or store work: look after it.
+    await this.a.services.driver.lock.idle()
+    return answer
   }
 
   hostDiff(a: string, b: string): string[] {
