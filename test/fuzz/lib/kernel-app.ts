@@ -115,8 +115,10 @@ export async function openApp(dir: string, host: Host): Promise<App> {
   return { services, app, flags }
 }
 
-export async function sendTo(app: App['app'], r: Rendered): Promise<Answer> {
-  const res = await app.inject({ method: r.verb as 'POST', url: r.url, payload: r.payload, headers: r.headers })
+/** Sends one request, then waits for the driver's queued work: DeleteEndpoint and Leave answer before their last host or store work. */
+export async function sendTo(a: Pick<App, 'app' | 'services'>, r: Rendered): Promise<Answer> {
+  const res = await a.app.inject({ method: r.verb as 'POST', url: r.url, payload: r.payload, headers: r.headers })
+  await a.services.driver.lock.idle()
   return { status: res.statusCode, body: res.body, ms: 0 }
 }
 
