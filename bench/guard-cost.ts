@@ -9,7 +9,7 @@ import { CHAIN, OVERLAY_TO_HOST_RULE, inGuardOrder, setName, vtepPassRule, vtepS
 import { runOk } from '../test/e2e/lib/proc.js'
 import { parsePing } from './datapath.js'
 import { runBench, writeReport } from './lib/report.js'
-import { fmt, median } from './lib/stats.js'
+import { fmt, median, rotated } from './lib/stats.js'
 
 const STEPS = (process.env.BENCH_NETWORKS ?? '1,10,50,100').split(',').map(Number)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6)
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     for (const n of STEPS) {
       const s: Record<Layout, { avg: number[]; min: number[] }> = { none: { avg: [], min: [] }, tsnet: { avg: [], min: [] }, 'per-network only': { avg: [], min: [] } }
       for (let r = 0; r < ROUNDS; r++) {
-        for (const layout of [...LAYOUTS.slice(r % 3), ...LAYOUTS.slice(0, r % 3)]) {
+        for (const layout of rotated(LAYOUTS, r)) {
           await writeChain(layout, n)
           const p = parsePing((await inNs(NS.ca, 'busybox', ['ping', '-A', '-q', '-c', String(PINGS), INNER.b])).stdout)
           s[layout].avg.push(p.rttAvgUs)

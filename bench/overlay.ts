@@ -15,7 +15,7 @@ import { waitFor } from '../test/e2e/lib/wait.js'
 import { ensureIperf } from './datapath.js'
 import { samplePath, type Sample } from './lib/path-sample.js'
 import { createCluster, PLUGIN, SUBNET } from './lib/overlay-cluster.js'
-import { fmt, median, p90, pairedRatioInterval, spread } from './lib/stats.js'
+import { fmt, median, p90, pairedRatioInterval, rotated, spread } from './lib/stats.js'
 import { simSummary, simulate } from './overlay-sim.js'
 
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     // ---- round trip and throughput, interleaved
     const rounds: Array<Record<Path, Sample>> = []
     for (let r = 0; r < ROUNDS; r++) {
-      const order: Path[] = [...PATHS.slice(r % PATHS.length), ...PATHS.slice(0, r % PATHS.length)]
+      const order = rotated(PATHS, r)
       const sample = {} as Record<Path, Sample>
       for (const p of order) {
         const via = p === 'tsnet' ? [A.e, 't1', B.e, 't2'] as const : p === 'native' ? [A.e, 'n1', B.e, 'n2'] as const : undefined

@@ -9,6 +9,8 @@ export const median = (xs: readonly number[]) => quantile(xs, 0.5)
 export const p90 = (xs: readonly number[]) => quantile(xs, 0.9)
 export const p99 = (xs: readonly number[]) => quantile(xs, 0.99)
 export const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-')
+/** `xs` started at position `r` (mod its length): interleaved rounds take turns going first. */
+export const rotated = <T>(xs: readonly T[], r: number): T[] => [...xs.slice(r % xs.length), ...xs.slice(0, r % xs.length)]
 /** "median [min-max]" of a sample. */
 export const spread = (xs: readonly number[], digits = 1) => `${fmt(median(xs), digits)} [${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)}]`
 
