@@ -14,7 +14,7 @@ import { pluginLines } from '../test/e2e/lib/plugin.js'
 import { waitFor } from '../test/e2e/lib/wait.js'
 import { ensureIperf } from './datapath.js'
 import { samplePath, type Sample } from './lib/path-sample.js'
-import { createCluster, PLUGIN, SUBNET } from './lib/overlay-cluster.js'
+import { createCluster, PLUGIN, SUBNET, type RawPath } from './lib/overlay-cluster.js'
 import { fmt, median, p90, pairedRatioInterval, rotated, spread } from './lib/stats.js'
 import { simSummary, simulate } from './overlay-sim.js'
 
@@ -27,10 +27,18 @@ const FIRST = QUICK ? 3 : 10
 const SIM_STEPS = QUICK ? [10, 50] : [25, 50, 100, 200]
 const IMAGE = 'bench-net:latest'
 const log = (s: string) => console.log(`[bench] ${s}`)
-/** `rawct`: the raw path with what every Docker container's namespace carries, its embedded DNS's nat rules (so conntrack runs there). */
-type Path = 'tsnet' | 'native' | 'raw' | 'rawct'
-const PATHS: readonly Path[] = ['tsnet', 'native', 'raw', 'rawct']
-const PATH_NAMES: Record<Path, string> = { tsnet: 'tsnet overlay', native: "Docker's overlay", raw: 'raw VXLAN (limit)', rawct: "raw VXLAN + a container's nat rules" }
+/**
+ * Two more raw paths take the raw limit toward what any driver under Docker has: `rawct` adds what
+ * every Docker container's namespace carries, its embedded DNS's nat rules (so conntrack runs
+ * there); `rawdk` adds to that a Docker host's own firewall (node A's filter and nat tables with
+ * tsnet's chains taken out), which every VXLAN datagram crosses. `rawdk` is the floor for a driver
+ * under Docker; tsnet over it is what tsnet itself adds.
+ */
+type Path = 'tsnet' | 'native' | 'raw' | 'rawct' | 'rawdk'
+const PATHS: readonly Path[] = ['tsnet', 'native', 'raw', 'rawct', 'rawdk']
+const PATH_NAMES: Record<Path, string> = {
+  tsnet: 'tsnet overlay', native: "Docker's overlay", raw: 'raw VXLAN (limit)', rawct: "raw VXLAN + a container's nat rules", rawdk: "raw VXLAN + a container's nat rules + a Docker host's firewall",
+}
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6
 const ratio = (a: number[], b: number[]) => median(a) / median(b)
 const runInterval = (ms: Record<'tsnet' | 'native', number[]>) => pairedRatioInterval(ms.tsnet, ms.native).map((x) => fmt(x, 2)).join('–')
@@ -38,7 +46,8 @@ const runInterval = (ms: Record<'tsnet' | 'native', number[]>) => pairedRatioInt
 async function main(): Promise<void> {
   await ensureIperf()
   const started = Date.now()
-  const c = await createCluster('bv', log, ['TSNET_LOG_LEVEL=info'], { secondRawPath: true })
+  const c = await createCluster('bv', log, ['TSNET_LOG_LEVEL=info'], { extraRawPaths: 2 })
+  const [rawct, rawdk] = c.extraRaw as [RawPath, RawPath]
   const [A, B, C] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]]
   const out: string[] = []
   try {
@@ -48,15 +57,20 @@ async function main(): Promise<void> {
       await e.dockerOk(['run', '-d', '--name', name, '--network', net, IMAGE, '/bin/sleep', '1000000'])
     }
     const ipOf = (e: Engine, name: string, net: string) => e.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, name])
-    const target = { tsnet: await ipOf(B.e, 't2', 'ov'), native: await ipOf(B.e, 'n2', 'nat'), raw: c.raw.ips[1] as string, rawct: c.rawct.ips[1] as string }
+    const target = {
+      tsnet: await ipOf(B.e, 't2', 'ov'), native: await ipOf(B.e, 'n2', 'nat'), raw: c.raw.ips[1] as string, rawct: rawct.ips[1] as string, rawdk: rawdk.ips[1] as string,
+    }
     for (const [from, to] of [['t1', target.tsnet], ['n1', target.native]]) await waitFor(async () => (await A.e.docker(['exec', from as string, 'ping', '-c1', '-W1', to as string])).code === 0, { timeoutMs: 30_000, what: `${from} to reach ${to}` })
-    const rawA = c.raw.ctrs[0] as Engine
-    const rawB = c.raw.ctrs[1] as Engine
-    // Docker's own nat rules of a container here (they name its resolver's ports), given to the second raw path's containers.
+    // Docker's own nat rules of a container here (they name its resolver's ports), given to both added raw paths' containers.
     const pid = await A.e.dockerOk(['inspect', '-f', '{{.State.Pid}}', 't1'])
     const containerNat = (await runOk('nsenter', ['-t', pid, '-n', 'iptables-save', '-t', 'nat'])).stdout
     if (!containerNat.includes('DOCKER_OUTPUT')) throw new Error(`no embedded-DNS rules in a container's namespace:\n${containerNat}`)
-    for (const e of c.rawct.ctrs) await runOk('nsenter', [`--net=${e.netnsPath}`, 'iptables-restore'], { input: containerNat })
+    for (const e of [...rawct.ctrs, ...rawdk.ctrs]) await runOk('nsenter', [`--net=${e.netnsPath}`, 'iptables-restore'], { input: containerNat })
+    const hostRules = await dockerHostRules(A.e)
+    for (const e of rawdk.hosts) await runOk('nsenter', [`--net=${e.netnsPath}`, 'iptables-restore'], { input: hostRules })
+    const ctrsOf: Record<'raw' | 'rawct' | 'rawdk', [Engine, Engine]> = {
+      raw: c.raw.ctrs as [Engine, Engine], rawct: rawct.ctrs as [Engine, Engine], rawdk: rawdk.ctrs as [Engine, Engine],
+    }
 
     // ---- round trip and throughput, interleaved
     const rounds: Array<Record<Path, Sample>> = []
@@ -65,10 +79,10 @@ async function main(): Promise<void> {
       const sample = {} as Record<Path, Sample>
       for (const p of order) {
         const via = p === 'tsnet' ? [A.e, 't1', B.e, 't2'] as const : p === 'native' ? [A.e, 'n1', B.e, 'n2'] as const : undefined
-        sample[p] = await samplePath(target[p], PINGS, via, p === 'rawct' ? c.rawct.ctrs as [Engine, Engine] : [rawA, rawB])
+        sample[p] = await samplePath(target[p], PINGS, via, ctrsOf[p === 'tsnet' || p === 'native' ? 'raw' : p])
       }
       rounds.push(sample)
-      log(`round ${r + 1}: ` + PATHS.map((p) => `${p} ${fmt(sample[p].rttAvgUs, 0)}/${fmt(sample[p].rttMinUs, 0)} µs ${fmt(sample[p].gbps, 2)} Gbit/s`).join(', '))
+      log(`round ${r + 1}: ` + PATHS.map((p) => `${p} ${fmt(sample[p].rttAvgUs, 0)}/${fmt(sample[p].rttMedUs, 0)}/${fmt(sample[p].rttMinUs, 0)} µs ${fmt(sample[p].gbps, 2)} Gbit/s`).join(', '))
     }
     const col = (p: Path, k: keyof Sample) => rounds.map((x) => x[p][k])
     const perRound = (a: Path, b: Path, k: keyof Sample) => rounds.map((x) => x[a][k] / x[b][k])
@@ -123,6 +137,14 @@ async function main(): Promise<void> {
   log(`wrote ${file}`)
 }
 
+/** A Docker host's own firewall: the engine's filter and nat tables with every tsnet chain, jump and comment taken out. */
+async function dockerHostRules(e: Engine): Promise<string> {
+  const kept = (await nsExecOk(e, ['iptables-save', '-t', 'filter'])) + '\n' + (await nsExecOk(e, ['iptables-save', '-t', 'nat']))
+  const rules = kept.split('\n').filter((l) => !/tsnet/i.test(l)).join('\n') + '\n'
+  if (!rules.includes('DOCKER-USER') || !rules.includes('-j MASQUERADE')) throw new Error(`node A's firewall has no Docker rules:\n${rules}`)
+  return rules
+}
+
 /** Cuts C off the underlay (a power cut as the others see it) and times what A does about it. */
 async function nodeDeath(c: Awaited<ReturnType<typeof createCluster>>, A: { e: Engine; pluginId?: string }, C: { e: Engine; ip: string }) {
   const nid = await A.e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'ov'])
@@ -155,19 +177,27 @@ function report(r: {
   sim: ReturnType<typeof simSummary>; minutes: number
 }): string[] {
   const sh = (cmd: string, args: string[]) => { try { return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim().split('\n')[0] ?? '' } catch { return '?' } }
+  const ratioOf = (x: Path, y: Path, k: keyof Sample) => fmt(median(r.perRound(x, y, k)), 2)
+  const ratios = (x: Path, y: Path) => (['rttAvgUs', 'rttMedUs', 'rttMinUs'] as const).map((k) => ratioOf(x, y, k)).join(' / ')
   const load = sh('cat', ['/proc/loadavg'])
   const commit = sh('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])
   const lines = [
     `# tsnet overlay benchmark, ${new Date().toISOString().slice(0, 10)}`, '',
     `Three engines (Docker 20.10) in namespaces of one machine, joined by an underlay bridge (MTU 1500); tsnet ${commit}; load average at the end ${load}. `
-      + `Paths across hosts: tsnet overlay (managed plugin, global scope), Docker's overlay, raw VXLAN between two namespaces with a bridge and a veth each and no firewall (the limit), and a second raw path whose two container namespaces carry a Docker container's own nat rules (its embedded DNS; they turn conntrack on there, for every overlay). ${r.minutes.toFixed(1)} minutes.`, '',
+      + `Paths across hosts: tsnet overlay (managed plugin, global scope), Docker's overlay, raw VXLAN between two namespaces with a bridge and a veth each and no firewall (the limit), `
+      + `the same raw path with a Docker container's own nat rules in both container namespaces (its embedded DNS; they turn conntrack on there, for every overlay), `
+      + `and that again with a Docker host's firewall in both host namespaces (node A's filter and nat tables, tsnet's chains taken out): what every driver under Docker carries. ${r.minutes.toFixed(1)} minutes.`, '',
     `## Round trip (busybox ping -A, ${PINGS} per round) and TCP throughput (iperf3, 3 s), ${ROUNDS} interleaved rounds`, '',
-    '| path | rtt avg µs | rtt min µs | Gbit/s |', '|---|---|---|---|',
-    ...PATHS.map((p) => `| ${PATH_NAMES[p]} | ${spread(r.col(p, 'rttAvgUs'), 0)} | ${fmt(median(r.col(p, 'rttMinUs')), 0)} | ${spread(r.col(p, 'gbps'), 2)} |`),
+    'Per round: the average, the median and the minimum of the replies; the table gives the median over the rounds [range].', '',
+    '| path | rtt avg µs | rtt median µs | rtt min µs | Gbit/s |', '|---|---|---|---|---|',
+    ...PATHS.map((p) => `| ${PATH_NAMES[p]} | ${spread(r.col(p, 'rttAvgUs'), 0)} | ${spread(r.col(p, 'rttMedUs'), 0)} | ${fmt(median(r.col(p, 'rttMinUs')), 0)} | ${spread(r.col(p, 'gbps'), 2)} |`),
     '', 'Ratios (median of the same-round ratios; target in brackets):', '',
-    `- round trip tsnet/Docker overlay **${fmt(median(r.perRound('tsnet', 'native', 'rttAvgUs')), 2)}** (≤ 1.0), tsnet/raw VXLAN **${fmt(median(r.perRound('tsnet', 'raw', 'rttAvgUs')), 2)}** (≤ 1.15)`,
-    `- throughput tsnet/Docker overlay **${fmt(median(r.perRound('tsnet', 'native', 'gbps')), 2)}** (≥ 1.0), tsnet/raw VXLAN ${fmt(median(r.perRound('tsnet', 'raw', 'gbps')), 2)}`,
-    `- what a Docker container's own namespace costs on the raw path (its embedded DNS's nat rules turn conntrack on there, for every overlay): round trip raw+container rules/raw ${fmt(median(r.perRound('rawct', 'raw', 'rttAvgUs')), 2)}, tsnet/(raw+container rules) ${fmt(median(r.perRound('tsnet', 'rawct', 'rttAvgUs')), 2)}; minimum round trip tsnet/raw ${fmt(median(r.perRound('tsnet', 'raw', 'rttMinUs')), 2)}, tsnet/(raw+container rules) ${fmt(median(r.perRound('tsnet', 'rawct', 'rttMinUs')), 2)}`, '',
+    `- round trip tsnet/Docker overlay **${ratioOf('tsnet', 'native', 'rttAvgUs')}** (≤ 1.0), tsnet/raw VXLAN **${ratioOf('tsnet', 'raw', 'rttAvgUs')}** (≤ 1.15); by the median reply ${ratioOf('tsnet', 'native', 'rttMedUs')} and ${ratioOf('tsnet', 'raw', 'rttMedUs')}`,
+    `- throughput tsnet/Docker overlay **${ratioOf('tsnet', 'native', 'gbps')}** (≥ 1.0), tsnet/raw VXLAN ${ratioOf('tsnet', 'raw', 'gbps')}`, '',
+    'What a path under Docker carries before any driver adds anything, and what tsnet adds (round trip ratios: average / median reply / minimum):', '',
+    `- raw + a container's nat rules / raw: ${ratios('rawct', 'raw')}`,
+    `- raw + a container's nat rules + a Docker host's firewall / raw (the floor for a driver under Docker): **${ratios('rawdk', 'raw')}**`,
+    `- tsnet / that floor (what tsnet adds): **${ratios('tsnet', 'rawdk')}**; Docker's overlay / that floor: ${ratios('native', 'rawdk')}`, '',
     `## docker run --rm on the overlay, ${PAIRS} interleaved pairs`, '',
     '| network | median ms | p90 ms | min–max ms |', '|---|---|---|---|',
     `| tsnet overlay | ${fmt(median(r.runMs.tsnet), 0)} | ${fmt(p90(r.runMs.tsnet), 0)} | ${fmt(Math.min(...r.runMs.tsnet), 0)}–${fmt(Math.max(...r.runMs.tsnet), 0)} |`,

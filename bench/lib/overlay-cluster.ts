@@ -3,7 +3,7 @@
  * plugin in global scope on each (test/e2e/lib does the work), plus a raw VXLAN path with no
  * firewall on the same underlay: two "hosts" with a bridge and a VXLAN port each and a container
  * namespace behind a veth (the limit tsnet and Docker's overlay are measured against), and, when
- * asked, a second such pair on its own VNI, for bench/overlay.ts to give a Docker container's rules.
+ * asked, more such pairs, each on its own VNI, for bench/overlay.ts to add Docker's rules to.
  */
 import { createEngineNetns, destroyEngine, ensureBusyboxImage, nsExecOk, startDockerd, type Engine } from '../../test/e2e/lib/engine.js'
 import { removeAllPlugins } from '../../test/e2e/lib/plugin.js'
@@ -14,13 +14,15 @@ import { importNetImage } from '../datapath.js'
 export const PLUGIN = 'tsnet-swarm:latest'
 export const SUBNET = '10.251.0'
 
+/** Raw VXLAN: host namespaces (with the VXLAN port) and container namespaces behind them. */
+export interface RawPath { hosts: Engine[]; ctrs: Engine[]; ips: string[] }
+
 export interface Cluster {
   underlay: Underlay
   nodes: SwarmNode[]
-  /** Raw VXLAN: host namespaces (with the VXLAN port) and container namespaces behind them. */
-  raw: { hosts: Engine[]; ctrs: Engine[]; ips: string[] }
-  /** A second raw path, the same but on VNI 998 (bench/overlay.ts gives its containers Docker's nat rules); empty unless asked for. */
-  rawct: { hosts: Engine[]; ctrs: Engine[]; ips: string[] }
+  raw: RawPath
+  /** More raw paths, the same but each on a VNI of its own (VNI 998, 997, ...; containers in 10.214.0.0/24, 10.215.0.0/24, ...), as many as asked for. */
+  extraRaw: RawPath[]
   destroy(): Promise<void>
 }
 
@@ -42,16 +44,16 @@ async function rawHost(u: Underlay, name: string, ip: string, peer: string, ctrI
   return { host, ctr }
 }
 
-export async function createCluster(prefix: string, log: (s: string) => void, extraSettings: string[] = [], opts: { secondRawPath?: boolean } = {}): Promise<Cluster> {
+export async function createCluster(prefix: string, log: (s: string) => void, extraSettings: string[] = [], opts: { extraRawPaths?: number } = {}): Promise<Cluster> {
   const underlay = await createUnderlay(`${prefix}ul`)
   const nodes: SwarmNode[] = []
-  const raw: Cluster['raw'] = { hosts: [], ctrs: [], ips: ['10.213.0.2', '10.213.0.3'] }
-  const rawct: Cluster['rawct'] = { hosts: [], ctrs: [], ips: ['10.214.0.2', '10.214.0.3'] }
+  const raw: RawPath = { hosts: [], ctrs: [], ips: ['10.213.0.2', '10.213.0.3'] }
+  const extraRaw: RawPath[] = []
   const cluster: Cluster = {
-    underlay, nodes, raw, rawct,
+    underlay, nodes, raw, extraRaw,
     async destroy() {
       for (const n of nodes) if (n.e.running) await removeAllPlugins(n.e).catch(() => undefined)
-      for (const e of [...nodes.map((n) => n.e), ...raw.hosts, ...raw.ctrs, ...rawct.hosts, ...rawct.ctrs]) await destroyEngine(e).catch(() => undefined)
+      for (const e of [...nodes.map((n) => n.e), ...[raw, ...extraRaw].flatMap((p) => [...p.hosts, ...p.ctrs])]) await destroyEngine(e).catch(() => undefined)
       await underlay.destroy().catch(() => undefined)
     },
   }
@@ -78,11 +80,16 @@ export async function createCluster(prefix: string, log: (s: string) => void, ex
     const rb = await rawHost(underlay, `${prefix}rb`, `${SUBNET}.12`, `${SUBNET}.11`, raw.ips[1] as string)
     raw.hosts.push(ra.host, rb.host)
     raw.ctrs.push(ra.ctr, rb.ctr)
-    if (opts.secondRawPath) {
-      const rc = await rawHost(underlay, `${prefix}rc`, `${SUBNET}.13`, `${SUBNET}.14`, rawct.ips[0] as string, 998)
-      const rd = await rawHost(underlay, `${prefix}rd`, `${SUBNET}.14`, `${SUBNET}.13`, rawct.ips[1] as string, 998)
-      rawct.hosts.push(rc.host, rd.host)
-      rawct.ctrs.push(rc.ctr, rd.ctr)
+    for (let i = 0; i < (opts.extraRawPaths ?? 0); i++) {
+      const path: RawPath = { hosts: [], ctrs: [], ips: [`10.${214 + i}.0.2`, `10.${214 + i}.0.3`] }
+      extraRaw.push(path)
+      const [ua, ub] = [`${SUBNET}.${13 + 2 * i}`, `${SUBNET}.${14 + 2 * i}`]
+      const x = await rawHost(underlay, `${prefix}r${i}x`, ua, ub, path.ips[0] as string, 998 - i)
+      path.hosts.push(x.host)
+      path.ctrs.push(x.ctr)
+      const y = await rawHost(underlay, `${prefix}r${i}y`, ub, ua, path.ips[1] as string, 998 - i)
+      path.hosts.push(y.host)
+      path.ctrs.push(y.ctr)
     }
     return cluster
   } catch (err) {

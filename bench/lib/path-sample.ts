@@ -5,15 +5,24 @@
  */
 import { nsExecOk, type Engine } from '../../test/e2e/lib/engine.js'
 import { parseIperf, parsePing } from '../datapath.js'
+import { median } from './stats.js'
 
-export interface Sample { rttAvgUs: number; rttMinUs: number; gbps: number }
+/** Round trips in µs (the median of the replies too: one late reply among hundreds moves the average, not it) and Gbit/s. */
+export interface Sample { rttAvgUs: number; rttMinUs: number; rttMedUs: number; gbps: number }
+
+/** The median of busybox ping's per-reply times (`time=0.021 ms`), in µs. */
+export function medianReplyUs(out: string): number {
+  const times = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000)
+  if (times.length === 0) throw new Error(`no ping replies in: ${out.slice(0, 500)}`)
+  return median(times)
+}
 
 /** A container pair: [engine of the client, client, engine of the server, server]. */
 export type ContainerPair = readonly [Engine, string, Engine, string]
 
 /** Samples toward `to` from the container pair `via`, or (without it) between the raw namespaces `raw`. */
 export async function samplePath(to: string, pings: number, via: ContainerPair | undefined, raw: readonly [Engine, Engine]): Promise<Sample> {
-  const pingArgs = ['ping', '-A', '-q', '-c', String(pings), to]
+  const pingArgs = ['ping', '-A', '-c', String(pings), to]
   const pause = () => new Promise((res) => setTimeout(res, 300))
   let pingOut: string
   let iperfOut: string
@@ -30,5 +39,5 @@ export async function samplePath(to: string, pings: number, via: ContainerPair |
     iperfOut = await ea.dockerOk(['exec', a, 'iperf3', '-c', to, '-t', '3', '-J'], { timeoutMs: 30_000 })
   }
   const ping = parsePing(pingOut)
-  return { rttAvgUs: ping.rttAvgUs, rttMinUs: ping.rttMinUs, gbps: parseIperf(iperfOut) }
+  return { rttAvgUs: ping.rttAvgUs, rttMinUs: ping.rttMinUs, rttMedUs: medianReplyUs(pingOut), gbps: parseIperf(iperfOut) }
 }
