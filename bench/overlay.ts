@@ -20,7 +20,8 @@ import { simSummary, simulate } from './overlay-sim.js'
 
 const QUICK = process.env.BENCH_QUICK === '1'
 const ROUNDS = QUICK ? 2 : 8
-const PINGS = QUICK ? 50 : 200
+// 1000: 200 replies took 5 ms, so one busy moment of the machine moved a whole sample.
+const PINGS = QUICK ? 100 : 1000
 // 40 pairs: with 20 the ratio moved ±0.04 from run to run, as wide as the gap it has to show.
 const PAIRS = QUICK ? 4 : 40
 const FIRST = QUICK ? 3 : 10
@@ -187,7 +188,7 @@ function report(r: {
       + `Paths across hosts: tsnet overlay (managed plugin, global scope), Docker's overlay, raw VXLAN between two namespaces with a bridge and a veth each and no firewall (the limit), `
       + `the same raw path with a Docker container's own nat rules in both container namespaces (its embedded DNS; they turn conntrack on there, for every overlay), `
       + `and that again with a Docker host's firewall in both host namespaces (node A's filter and nat tables, tsnet's chains taken out): what every driver under Docker carries. ${r.minutes.toFixed(1)} minutes.`, '',
-    `## Round trip (busybox ping -A, ${PINGS} per round) and TCP throughput (iperf3, 3 s), ${ROUNDS} interleaved rounds`, '',
+    `## Round trip (busybox ping -A, ${PINGS} per round after 200 unrecorded) and TCP throughput (iperf3, 3 s), ${ROUNDS} interleaved rounds`, '',
     'Per round: the average, the median and the minimum of the replies; the table gives the median over the rounds [range].', '',
     '| path | rtt avg µs | rtt median µs | rtt min µs | Gbit/s |', '|---|---|---|---|---|',
     ...PATHS.map((p) => `| ${PATH_NAMES[p]} | ${spread(r.col(p, 'rttAvgUs'), 0)} | ${spread(r.col(p, 'rttMedUs'), 0)} | ${fmt(median(r.col(p, 'rttMinUs')), 0)} | ${spread(r.col(p, 'gbps'), 2)} |`),
