@@ -123,7 +123,7 @@ export class GuardFirewall {
   private async ensureSets(add: GuardRule[]): Promise<void> {
     const families = FAMILIES.filter((f) => add.some((g) => g.family === f && g.rule.includes(setName('vtep', f))))
     if (families.length === 0) return
-    const creates = families.map((f) => `create ${setName('vtep', f)} ${SET_TYPE.vtep} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${VTEP_SET_MAXELEM} comment`)
+    const creates = families.map(vtepSetCreate)
     try {
       await runOk(this.runner, 'ipset', ['restore', '-exist'], { input: creates.join('\n') + '\n' })
     } catch (err) {
@@ -132,12 +132,11 @@ export class GuardFirewall {
   }
 }
 
+/** The `ipset restore` line that makes a family's VTEP set (with `-exist`, a no-op when it is there). */
+const vtepSetCreate = (f: Family) => `create ${setName('vtep', f)} ${SET_TYPE.vtep} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${VTEP_SET_MAXELEM} comment`
+
 /** Lines for EdgeFirewall's batches: VTEP sets are made with their first member too. */
 export function vtepSetCreates(sets: Iterable<string>): string[] {
-  const out: string[] = []
-  for (const f of FAMILIES) {
-    const name = setName('vtep', f)
-    if ([...sets].includes(name)) out.push(`create ${name} ${SET_TYPE.vtep} family ${f === 4 ? 'inet' : 'inet6'} maxelem ${VTEP_SET_MAXELEM} comment`)
-  }
-  return out
+  const names = new Set(sets)
+  return FAMILIES.filter((f) => names.has(setName('vtep', f))).map(vtepSetCreate)
 }
