@@ -11,7 +11,8 @@
 import { createRequire } from 'node:module'
 import { endianness } from 'node:os'
 import { TsnetError } from '../../errors.js'
-import { NETLINK_ROUTE, NLM_F, NLMSG } from './constants.js'
+import { NETLINK_ROUTE, NLM_F, NLMSG, RTM } from './constants.js'
+import { type ClosedFlag, OffThread, startRequestWorker, type WorkerPort } from './off-thread.js'
 import { decodeMessages, encodeMessage, errnoOf, type NlMessage } from './wire.js'
 import { NetlinkErrno } from './errno.js'
 
@@ -46,6 +47,12 @@ export interface RtnlOptions {
   maxDumpMessages?: number
   /** For unit tests: a socket of their own. */
   openSocket?: () => RawSocket
+  /**
+   * Link deletions sent from a worker thread (off-thread.ts), so that the kernel's slow unregister
+   * does not stall this one: yes by default, unless openSocket is given (a fake socket lives in
+   * this thread). For unit tests, a function starting a fake worker.
+   */
+  offThread?: boolean | ((closed: ClosedFlag) => WorkerPort)
 }
 
 interface Pending {
@@ -69,11 +76,17 @@ export class Rtnl {
   private readonly timeoutMs: number
   private readonly maxDumpMessages: number
   private readonly openSocket: () => RawSocket
+  private readonly offThread: OffThread | undefined
 
   constructor(opts: RtnlOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 10_000
     this.maxDumpMessages = opts.maxDumpMessages ?? 2_000_000
     this.openSocket = opts.openSocket ?? openRawSocket
+    const off = opts.offThread ?? opts.openSocket === undefined
+    if (off) {
+      const start = typeof off === 'function' ? off : (closed: ClosedFlag) => startRequestWorker(this.timeoutMs, closed)
+      this.offThread = new OffThread(this.timeoutMs, (...args) => this.inThread(...args), start)
+    }
   }
 
   /**
@@ -81,6 +94,11 @@ export class Rtnl {
    * (none for a change); rejects with NetlinkErrno when the kernel refuses, TsnetError otherwise.
    */
   async request(type: number, flags: number, body: readonly Buffer[], doing: string): Promise<NlMessage[]> {
+    if (type === RTM.DELLINK && this.offThread) return this.offThread.request(type, flags, body, doing)
+    return this.inThread(type, flags, body, doing)
+  }
+
+  private async inThread(type: number, flags: number, body: readonly Buffer[], doing: string): Promise<NlMessage[]> {
     return (await this.exchange(type, flags | NLM_F.REQUEST | NLM_F.ACK, body, doing, false)).replies
   }
 
@@ -97,9 +115,10 @@ export class Rtnl {
     return result
   }
 
-  /** Closes the socket; requests still waiting fail. The next request opens a new one. */
+  /** Closes the socket (and stops the worker); requests still waiting fail. The next request opens a new one. */
   close(): void {
     this.reset(new TsnetError('host', 'netlink: the socket was closed'))
+    this.offThread?.close()
   }
 
   private open(): RawSocket {
