@@ -64,14 +64,18 @@ function client(opts: { timeoutMs?: number; answer?: number; start?: () => FakeW
 
 const caught = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e)
 
-t.test('a link deletion goes to the worker, started on first use; other requests stay in this thread', async (t) => {
+t.test('a link deletion goes to the worker, started by the first create; other requests stay in this thread', async (t) => {
   const { rtnl, workers, sockets, worker } = client()
+  await rtnl.request(RTM.GETLINK, 0, [Buffer.alloc(16)], 'read link a')
+  t.equal(workers.length, 0, 'a read starts no worker')
   await rtnl.request(RTM.NEWLINK, 0, [Buffer.alloc(16)], 'create link a')
-  t.equal(workers.length, 0, 'no worker for a create')
-  t.equal(sockets[0]!.sent.length, 1)
+  t.equal(workers.length, 1, 'a create starts it, ahead of the deletions to come')
+  t.same(sockets[0]!.sent.map((m) => m.type), [RTM.GETLINK, RTM.NEWLINK], 'both sent in this thread')
+  await rtnl.request(RTM.NEWLINK, 0, [Buffer.alloc(16)], 'create link b')
+  t.equal(workers.length, 1, 'one worker')
   const p = deleteLink(rtnl, 'tslp0')
   await tick()
-  t.equal(workers.length, 1, 'started by the first deletion')
+  t.equal(workers.length, 1, 'the deletion uses it')
   const req = worker().posted[0]!
   t.equal(req.type, RTM.DELLINK)
   t.equal(req.flags, 0, 'flags as given: the worker adds REQUEST|ACK as Rtnl.request does')
@@ -81,7 +85,7 @@ t.test('a link deletion goes to the worker, started on first use; other requests
   worker().say({ id: req.id, replies: [] })
   t.equal(await p, undefined)
   t.equal(worker().refs, 0, 'unreferenced when idle: the worker alone does not keep the process alive')
-  t.equal(sockets[0]!.sent.length, 1, 'the deletion did not use the in-thread socket')
+  t.equal(sockets[0]!.sent.length, 3, 'the deletion did not use the in-thread socket')
 })
 
 t.test('answers from the worker are what an in-thread request gives', async (t) => {
@@ -142,6 +146,8 @@ t.test('a worker that cannot start: its requests and all later ones are sent fro
   const w = new FakeWorker()
   let starts = 0
   const said = client({ start: () => { starts++; return w } })
+  said.rtnl.close() // nothing started yet: close() does not start one either
+  t.equal(starts, 0)
   const p = deleteLink(said.rtnl, 'b')
   await tick()
   t.equal(w.posted.length, 1, 'posted before the worker said anything')

@@ -104,6 +104,11 @@ export class OffThread {
     })
   }
 
+  /** Starts the worker ahead of its first request (nothing when it runs or could not start). */
+  warm(): void {
+    if (!this.failed) this.open()
+  }
+
   /** Stops the worker; requests still waiting fail as the socket's do. The next request starts a new one. */
   close(): void {
     for (const p of this.detach()) p.reject(new TsnetError('host', 'netlink: the socket was closed'))

@@ -95,6 +95,9 @@ export class Rtnl {
    */
   async request(type: number, flags: number, body: readonly Buffer[], doing: string): Promise<NlMessage[]> {
     if (type === RTM.DELLINK && this.offThread) return this.offThread.request(type, flags, body, doing)
+    // A process that creates links deletes them later: start the worker now, so that the first
+    // deletion does not wait the ~0.1 s a worker takes to start (reads alone never start it).
+    if (type === RTM.NEWLINK) this.offThread?.warm()
     return this.inThread(type, flags, body, doing)
   }
 
