@@ -10,7 +10,7 @@ import { NLMSG, RTM } from '../../src/host/netlink/constants.js'
 import { NetlinkErrno } from '../../src/host/netlink/errno.js'
 import { deleteLink } from '../../src/host/netlink/link-changes.js'
 import { linkSelector } from '../../src/host/netlink/links.js'
-import { OffThread, startRequestWorker, type CloseWorker, type FromWorker, type ToWorker, type WorkerPort } from '../../src/host/netlink/off-thread.js'
+import { CLOSED, type ClosedFlag, OffThread, startRequestWorker, type CloseWorker, type FromWorker, type ToWorker, type WorkerPort } from '../../src/host/netlink/off-thread.js'
 import { Rtnl, type RawSocket } from '../../src/host/netlink/socket.js'
 import { decodeMessages, encodeMessage, type NlMessage } from '../../src/host/netlink/wire.js'
 import { TsnetError } from '../../src/errors.js'
@@ -39,9 +39,14 @@ class FakeWorker extends EventEmitter implements WorkerPort {
   refs = 0
   /** Asked to close its socket and end (a worker is never terminated: see off-thread.ts). */
   closing = false
+  /** The flag a real worker sets once its socket is closed: the process's exit hook waits for it. */
+  flag: ClosedFlag | undefined
   postMessage(msg: ToWorker | CloseWorker) {
-    if ('close' in msg) this.closing = true
-    else this.posted.push(msg)
+    if (!('close' in msg)) this.posted.push(msg)
+    else {
+      this.closing = true
+      if (this.flag) Atomics.store(this.flag, 0, CLOSED)
+    }
   }
   ref() { this.refs = 1 }
   unref() { this.refs = 0 }
@@ -50,6 +55,10 @@ class FakeWorker extends EventEmitter implements WorkerPort {
 
 const tick = () => new Promise((r) => setImmediate(r))
 
+// Closed at the end, so that the process's exit hook finds every (fake) worker closed and does not wait.
+const clients: Rtnl[] = []
+t.teardown(() => { for (const r of clients) r.close() })
+
 function client(opts: { timeoutMs?: number; answer?: number; start?: () => FakeWorker } = {}) {
   const workers: FakeWorker[] = []
   const sockets: FakeSocket[] = []
@@ -57,8 +66,9 @@ function client(opts: { timeoutMs?: number; answer?: number; start?: () => FakeW
   const rtnl = new Rtnl({
     ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
     openSocket: () => { const s = new FakeSocket(opts.answer ?? 0); sockets.push(s); return s as unknown as RawSocket },
-    offThread: start,
+    offThread: (closed) => Object.assign(start(), { flag: closed }),
   })
+  clients.push(rtnl)
   return { rtnl, workers, sockets, worker: () => workers[workers.length - 1]! }
 }
 
